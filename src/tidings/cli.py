@@ -1,0 +1,692 @@
+"""The ``tidings`` command line: run a server, or act as a client on a profile directory.
+
+Client commands use only the public :class:`tidings.client.Client` API. Every command takes
+``--json``: the result is then one JSON object on stdout and an error is ``{"code", "message"}``
+on stderr, with a non-zero exit code either way an error happens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+from tidings.client import Client
+from tidings.client.errors import ClientError
+from tidings.client.types import (
+    Conversation,
+    ConversationUpdated,
+    Member,
+    Message,
+    MessageAdded,
+    MessageStatus,
+    MessageUpdated,
+    SearchHit,
+    Synced,
+)
+
+#: Exit codes: 0 success, 1 a typed error, 2 bad usage, 3 a bounded wait ran out.
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_TIMEOUT = 3
+
+#: How long a command waits for the server (connect + initial sync) unless told otherwise.
+DEFAULT_TIMEOUT = 30.0
+#: Quiet time after which ``sync`` considers the connection idle.
+IDLE_SECONDS = 0.5
+
+#: Statuses in the order they move; a status never moves backwards.
+_STATUS_RANK = {
+    MessageStatus.SENDING: 0,
+    MessageStatus.SENT: 1,
+    MessageStatus.DELIVERED: 2,
+    MessageStatus.READ: 3,
+    MessageStatus.FAILED: 4,
+}
+
+
+class CliError(Exception):
+    """A failure the CLI reports as ``{code, message}`` with exit code ``exit_code``."""
+
+    def __init__(self, code: str, message: str, exit_code: int = EXIT_ERROR) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.exit_code = exit_code
+
+
+@dataclass
+class Outcome:
+    """What a command produced: ``data`` for ``--json``, ``text`` for people."""
+
+    data: Any
+    text: str
+    exit_code: int = EXIT_OK
+    warnings: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def message_json(message: Message) -> dict[str, Any]:
+    return {
+        "id": str(message.id),
+        "conv_id": message.conv_id,
+        "seq": message.seq,
+        "sender_id": message.sender_id,
+        "sender_name": message.sender_name,
+        "is_own": message.is_own,
+        "kind": message.kind,
+        "body": message.body,
+        "reply_to": str(message.reply_to) if message.reply_to is not None else None,
+        "reply_preview": message.reply_preview,
+        "reactions": {emoji: list(users) for emoji, users in message.reactions},
+        "status": str(message.status),
+        "fail_reason": message.fail_reason,
+        "created_at": message.created_at,
+    }
+
+
+def member_json(member: Member) -> dict[str, Any]:
+    return {"account_id": member.account_id, "username": member.username, "role": member.role}
+
+
+def conversation_json(conv: Conversation) -> dict[str, Any]:
+    return {
+        "id": conv.id,
+        "kind": conv.kind,
+        "title": conv.title,
+        "members": [member_json(m) for m in conv.members],
+        "last_message": message_json(conv.last_message) if conv.last_message else None,
+        "last_activity": conv.last_activity,
+        "unread": conv.unread,
+        "is_admin": conv.is_admin,
+    }
+
+
+def _clock(ms: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ms / 1000))
+
+
+def message_line(message: Message) -> str:
+    seq = "-" if message.seq is None else str(message.seq)
+    who = "me" if message.is_own else message.sender_name
+    line = f"[{seq:>5}] {_clock(message.created_at)} {who}: {message.body}"
+    if message.reply_preview:
+        line += f"  (reply to {message.reply_preview})"
+    if message.reactions:
+        line += "  " + " ".join(f"{emoji}{len(users)}" for emoji, users in message.reactions)
+    if message.is_own and message.kind == "text":
+        line += f"  <{message.status}>"
+    return f"{line}  {message.id}"
+
+
+def conversation_line(conv: Conversation) -> str:
+    marker = f"#{conv.id}" if conv.kind == "group" else f"@{conv.title}"
+    unread = f" ({conv.unread} unread)" if conv.unread else ""
+    preview = ""
+    if conv.last_message is not None:
+        preview = f" — {conv.last_message.sender_name}: {conv.last_message.body[:60]}"
+    return f"{marker}  {conv.title}{unread}{preview}"
+
+
+def conversation_text(conv: Conversation) -> str:
+    lines = [f"{conv.title}  [{conv.kind}]  id {conv.id}", f"{len(conv.members)} members:"]
+    lines += [f"  @{m.username} ({m.role})" for m in conv.members]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- event watching
+
+
+class EventWatch:
+    """Follows ``client.events()`` in the background and lets callers wait for a condition
+    that is checked again after every event (and at least every ``poll`` seconds, so a
+    condition that changed without an event is still noticed)."""
+
+    def __init__(self, client: Client, poll: float = 0.2) -> None:
+        self._client = client
+        self._poll = poll
+        self._changed = asyncio.Event()
+        self.synced = False
+        self.last_event = time.monotonic()
+        self.added: dict[uuid.UUID, Message] = {}
+        self.updated: dict[uuid.UUID, Message] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> EventWatch:
+        self._task = asyncio.create_task(self._pump())
+        await asyncio.sleep(0)  # let the subscription register before anything happens
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _pump(self) -> None:
+        async for event in self._client.events():
+            self.last_event = time.monotonic()
+            if isinstance(event, Synced):
+                self.synced = True
+            elif isinstance(event, MessageAdded):
+                self.added[event.message.id] = event.message
+            elif isinstance(event, MessageUpdated):
+                if event.message.id in self.added:
+                    self.added[event.message.id] = event.message
+                else:
+                    self.updated[event.message.id] = event.message
+            elif isinstance(event, ConversationUpdated):
+                pass
+            self._changed.set()
+
+    async def until(self, check: Callable[[], Awaitable[bool]], within: float) -> bool:
+        """Wait until ``check()`` is true; False when ``within`` seconds ran out first."""
+        deadline = time.monotonic() + within
+        while True:
+            if await check():
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), min(self._poll, remaining))
+
+
+def status_at_least(status: MessageStatus, wanted: MessageStatus) -> bool:
+    return _STATUS_RANK[status] >= _STATUS_RANK[wanted]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@contextlib.asynccontextmanager
+async def _opened(profile: Path) -> AsyncIterator[Client]:
+    client = await Client.open(profile)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+async def _connect(client: Client, within: float) -> None:
+    """Start the client and wait for the initial sync with the server."""
+    await client.start()
+    try:
+        await client.wait_synced(timeout=within)
+    except TimeoutError as exc:
+        raise CliError(
+            "timeout",
+            f"could not sync with {client.account.server_url} within {within:g} s",
+            EXIT_TIMEOUT,
+        ) from exc
+
+
+def _parse_message_id(text: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError as exc:
+        raise CliError("bad_argument", f"not a message id: {text!r}") from exc
+
+
+def _group_id(text: str) -> str:
+    return text[1:] if text.startswith("#") else text
+
+
+def _username(text: str) -> str:
+    return text[1:] if text.startswith("@") else text
+
+
+async def _resolve(client: Client, target: str) -> Conversation:
+    """``@user`` → the direct conversation with that user; ``#id`` → that conversation."""
+    if target.startswith("@") and len(target) > 1:
+        username = target[1:]
+        for conv in await client.conversations():
+            if conv.kind == "direct" and any(m.username == username for m in conv.members):
+                return conv
+        return await client.open_direct(username)
+    if target.startswith("#") and len(target) > 1:
+        return await client.conversation(target[1:])
+    raise CliError("bad_argument", f"expected @user or #conversation-id, got {target!r}")
+
+
+async def _own_pending(client: Client) -> set[uuid.UUID]:
+    """Own messages still ``sending`` in the newest page of every conversation."""
+    pending: set[uuid.UUID] = set()
+    for conv in await client.conversations():
+        page = await client.history(conv.id, limit=200)
+        for message in page.messages:
+            if message.is_own and message.status == MessageStatus.SENDING:
+                pending.add(message.id)
+    return pending
+
+
+async def _all_left_sending(client: Client, ids: set[uuid.UUID]) -> bool:
+    for message_id in ids:
+        message = await client.message(message_id)
+        if message is not None and message.status == MessageStatus.SENDING:
+            return False
+    return True
+
+
+# --------------------------------------------------------------------------- commands
+
+
+async def cmd_account_create(args: argparse.Namespace) -> Outcome:
+    client = await Client.create_account(
+        Path(args.profile), args.server, args.username, device_name=args.device_name
+    )
+    try:
+        account = client.account
+        data = {
+            "account_id": account.account_id,
+            "username": account.username,
+            "device_id": account.device_id,
+            "server_url": account.server_url,
+            "profile": args.profile,
+        }
+    finally:
+        await client.close()
+    return Outcome(data, f"created @{account.username} (device {account.device_id})")
+
+
+async def cmd_send(args: argparse.Namespace) -> Outcome:
+    reply_to = _parse_message_id(args.reply_to) if args.reply_to else None
+    async with _opened(Path(args.profile)) as client, EventWatch(client) as watch:
+        await client.start()
+        conv = await _resolve(client, args.target)
+        sent = await client.send_text(conv.id, args.text, reply_to=reply_to)
+        current: list[Message] = [sent]
+
+        async def left_sending() -> bool:
+            message = await client.message(sent.id)
+            if message is not None:
+                current[0] = message
+            return current[0].status != MessageStatus.SENDING
+
+        await watch.until(left_sending, args.wait)
+        message = current[0]
+    if message.status == MessageStatus.FAILED:
+        raise CliError(
+            message.fail_reason or "failed", f"message {message.id} was refused by the server"
+        )
+    outcome = Outcome(
+        {
+            "id": str(message.id),
+            "conv_id": message.conv_id,
+            "seq": message.seq,
+            "status": str(message.status),
+        },
+        str(message.id),
+    )
+    if message.status == MessageStatus.SENDING:
+        outcome.warnings.append(
+            f"not acknowledged within {args.wait:g} s: kept in the outbox, "
+            "`tidings sync` sends it later"
+        )
+    return outcome
+
+
+async def cmd_sync(args: argparse.Namespace) -> Outcome:
+    async with _opened(Path(args.profile)) as client, EventWatch(client) as watch:
+        pending = await _own_pending(client)
+        await client.start()
+        if args.for_seconds is not None:
+            await asyncio.sleep(args.for_seconds)
+            synced = watch.synced
+        else:
+            try:
+                await client.wait_synced(timeout=args.timeout)
+                synced = True
+            except TimeoutError:
+                synced = False
+            if synced:
+
+                async def idle() -> bool:
+                    quiet = time.monotonic() - watch.last_event >= IDLE_SECONDS
+                    return quiet and await _all_left_sending(client, pending)
+
+                await watch.until(idle, args.timeout)
+        added = list(watch.added.values())
+        updated = list(watch.updated.values())
+    if not synced and args.for_seconds is None:
+        raise CliError(
+            "timeout",
+            f"could not sync with the server within {args.timeout:g} s",
+            EXIT_TIMEOUT,
+        )
+    added.sort(key=lambda m: (m.conv_id, m.seq if m.seq is not None else 1 << 62))
+    lines = [message_line(m) for m in added]
+    lines += [f"{m.id} is now {m.status}" for m in updated if m.is_own]
+    if not lines:
+        lines.append("nothing new")
+    data = {
+        "synced": synced,
+        "messages": [message_json(m) for m in added],
+        "updates": [
+            {"id": str(m.id), "conv_id": m.conv_id, "seq": m.seq, "status": str(m.status)}
+            for m in updated
+        ],
+    }
+    return Outcome(data, "\n".join(lines))
+
+
+async def cmd_history(args: argparse.Namespace) -> Outcome:
+    async with _opened(Path(args.profile)) as client:
+        conv = await _resolve(client, args.target)
+        page = await client.history(conv.id, before=args.before, limit=args.limit)
+    text = "\n".join(message_line(m) for m in page.messages) or "no messages"
+    if page.before is not None:
+        text += f"\n(older: --before {page.before})"
+    data = {
+        "conv_id": conv.id,
+        "messages": [message_json(m) for m in page.messages],
+        "before": page.before,
+    }
+    return Outcome(data, text)
+
+
+def _hit_json(hit: SearchHit) -> dict[str, Any]:
+    return {"message": message_json(hit.message), "snippet": hit.snippet}
+
+
+async def cmd_search(args: argparse.Namespace) -> Outcome:
+    async with _opened(Path(args.profile)) as client:
+        hits = await client.search(args.query, limit=args.limit)
+    text = "\n".join(
+        f"{h.message.conv_id} [{h.message.seq}] {h.message.sender_name}: {h.snippet}  "
+        f"{h.message.id}"
+        for h in hits
+    )
+    return Outcome({"hits": [_hit_json(h) for h in hits]}, text or "no matches")
+
+
+async def cmd_read(args: argparse.Namespace) -> Outcome:
+    async with _opened(Path(args.profile)) as client:
+        await _connect(client, args.timeout)
+        conv = await _resolve(client, args.target)
+        await client.mark_read(conv.id)
+        conv = await client.conversation(conv.id)
+    return Outcome({"conv_id": conv.id, "unread": conv.unread}, f"marked {conv.title} read")
+
+
+async def cmd_status(args: argparse.Namespace) -> Outcome:
+    message_id = _parse_message_id(args.message_id)
+    async with _opened(Path(args.profile)) as client:
+        message = await client.message(message_id)
+    if message is None:
+        raise CliError("not_found", f"no message {message_id} in this profile")
+    data = {
+        "id": str(message.id),
+        "conv_id": message.conv_id,
+        "seq": message.seq,
+        "status": str(message.status),
+        "fail_reason": message.fail_reason,
+    }
+    return Outcome(data, str(message.status))
+
+
+async def cmd_react(args: argparse.Namespace) -> Outcome:
+    target = _parse_message_id(args.message_id)
+    async with _opened(Path(args.profile)) as client, EventWatch(client) as watch:
+        await _connect(client, args.timeout)
+        conv = await _resolve(client, args.target)
+        if await client.message(target) is None:
+            raise CliError("not_found", f"no message {target} in this profile")
+        await client.react(conv.id, target, args.emoji, remove=args.remove)
+
+        async def quiet() -> bool:
+            return time.monotonic() - watch.last_event >= IDLE_SECONDS
+
+        await watch.until(quiet, args.timeout)
+        message = await client.message(target)
+    assert message is not None
+    verb = "removed" if args.remove else "added"
+    return Outcome(message_json(message), f"{verb} {args.emoji} on {target}")
+
+
+async def cmd_group_create(args: argparse.Namespace) -> Outcome:
+    async with _opened(Path(args.profile)) as client:
+        await _connect(client, args.timeout)
+        conv = await client.create_group(args.title, [_username(u) for u in args.members])
+    return Outcome(conversation_json(conv), conv.id)
+
+
+async def cmd_group_add(args: argparse.Namespace) -> Outcome:
+    async with _opened(Path(args.profile)) as client:
+        await _connect(client, args.timeout)
+        conv = await client.add_members(_group_id(args.group), [_username(u) for u in args.users])
+    return Outcome(conversation_json(conv), conversation_text(conv))
+
+
+async def cmd_group_remove(args: argparse.Namespace) -> Outcome:
+    async with _opened(Path(args.profile)) as client:
+        await _connect(client, args.timeout)
+        conv = await client.remove_member(_group_id(args.group), _username(args.user))
+    return Outcome(conversation_json(conv), conversation_text(conv))
+
+
+async def cmd_group_leave(args: argparse.Namespace) -> Outcome:
+    group = _group_id(args.group)
+    async with _opened(Path(args.profile)) as client:
+        await _connect(client, args.timeout)
+        await client.leave_group(group)
+    return Outcome({"conv_id": group, "left": True}, f"left #{group}")
+
+
+async def cmd_group_info(args: argparse.Namespace) -> Outcome:
+    async with _opened(Path(args.profile)) as client:
+        conv = await client.conversation(_group_id(args.group))
+    return Outcome(conversation_json(conv), conversation_text(conv))
+
+
+async def cmd_conversations(args: argparse.Namespace) -> Outcome:
+    async with _opened(Path(args.profile)) as client:
+        convs = await client.conversations()
+    text = "\n".join(conversation_line(c) for c in convs) or "no conversations"
+    return Outcome({"conversations": [conversation_json(c) for c in convs]}, text)
+
+
+def cmd_serve(args: argparse.Namespace) -> Outcome:
+    from tidings.server.config import ServerConfig
+    from tidings.server.main import serve
+
+    config = ServerConfig.load(
+        Path(args.config) if args.config else None,
+        host=args.host,
+        port=args.port,
+        data_dir=Path(args.data) if args.data else None,
+    )
+    serve(config)
+    return Outcome({"stopped": True}, "server stopped")
+
+
+def cmd_app(args: argparse.Namespace) -> Outcome:
+    try:
+        import kivy  # noqa: F401
+    except ImportError as exc:
+        raise CliError(
+            "kivy_missing",
+            "the app needs Kivy: pip install 'tidings[app]' (kivy[base]==2.3.1)",
+        ) from exc
+    from tidings.app.main import run
+
+    run(args.server, Path(args.profile))
+    return Outcome({"stopped": True}, "app closed")
+
+
+# --------------------------------------------------------------------------- parser
+
+
+class _Parser(argparse.ArgumentParser):
+    """Raises instead of exiting, so usage errors can be reported as JSON too."""
+
+    def error(self, message: str) -> NoReturn:
+        raise CliError("usage", f"{self.prog}: {message}", EXIT_USAGE)
+
+
+AsyncCommand = Callable[[argparse.Namespace], Awaitable[Outcome]]
+SyncCommand = Callable[[argparse.Namespace], Outcome]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _Parser(add_help=False)
+    common.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
+    )
+    profile = _Parser(add_help=False)
+    profile.add_argument("--profile", required=True, help="profile directory")
+    waits = _Parser(add_help=False)
+    waits.add_argument(
+        "--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds to wait for the server"
+    )
+
+    parser = _Parser(
+        prog="tidings", description="Tidings messenger: server and command-line client"
+    )
+    parser.add_argument("--json", action="store_true", default=False, help=argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("serve", parents=[common], help="run a server")
+    p.add_argument("--host", default=None)
+    p.add_argument("--port", type=int, default=None)
+    p.add_argument("--data", default=None, help="data directory")
+    p.add_argument("--config", default=None, help="config file")
+    p.set_defaults(sync_handler=cmd_serve)
+
+    account = sub.add_parser("account", help="accounts").add_subparsers(
+        dest="account_command", required=True, parser_class=_Parser
+    )
+    p = account.add_parser("create", parents=[common, profile], help="create an account")
+    p.add_argument("--server", required=True, help="server URL, e.g. http://127.0.0.1:8080")
+    p.add_argument("--device-name", default="primary")
+    p.add_argument("username")
+    p.set_defaults(handler=cmd_account_create)
+
+    p = sub.add_parser("send", parents=[common, profile], help="send a text message")
+    p.add_argument("target", help="@user or #group-id")
+    p.add_argument("text")
+    p.add_argument("--reply-to", default=None, metavar="MESSAGE-ID")
+    p.add_argument("--wait", type=float, default=10.0, help="seconds to wait for 'sent'")
+    p.set_defaults(handler=cmd_send)
+
+    p = sub.add_parser("sync", parents=[common, profile, waits], help="receive new messages")
+    p.add_argument("--for", dest="for_seconds", type=float, default=None, metavar="SECONDS")
+    p.set_defaults(handler=cmd_sync)
+
+    p = sub.add_parser("history", parents=[common, profile], help="show a conversation")
+    p.add_argument("target", help="@user or #group-id")
+    p.add_argument("--before", type=int, default=None, metavar="SEQ")
+    p.add_argument("--limit", type=int, default=50)
+    p.set_defaults(handler=cmd_history)
+
+    p = sub.add_parser("search", parents=[common, profile], help="full-text search")
+    p.add_argument("query")
+    p.add_argument("--limit", type=int, default=50)
+    p.set_defaults(handler=cmd_search)
+
+    p = sub.add_parser("read", parents=[common, profile, waits], help="mark a chat read")
+    p.add_argument("target", help="@user or #group-id")
+    p.set_defaults(handler=cmd_read)
+
+    p = sub.add_parser("status", parents=[common, profile], help="status of an own message")
+    p.add_argument("message_id", metavar="MESSAGE-ID")
+    p.set_defaults(handler=cmd_status)
+
+    p = sub.add_parser("react", parents=[common, profile, waits], help="react to a message")
+    p.add_argument("target", help="@user or #group-id")
+    p.add_argument("message_id", metavar="MESSAGE-ID")
+    p.add_argument("emoji")
+    p.add_argument("--remove", action="store_true")
+    p.set_defaults(handler=cmd_react)
+
+    group = sub.add_parser("group", help="groups").add_subparsers(
+        dest="group_command", required=True, parser_class=_Parser
+    )
+    p = group.add_parser("create", parents=[common, profile, waits], help="create a group")
+    p.add_argument("title")
+    p.add_argument("members", nargs="*", metavar="@user")
+    p.set_defaults(handler=cmd_group_create)
+    p = group.add_parser("add", parents=[common, profile, waits], help="add members")
+    p.add_argument("group", metavar="GROUP-ID")
+    p.add_argument("users", nargs="+", metavar="@user")
+    p.set_defaults(handler=cmd_group_add)
+    p = group.add_parser("remove", parents=[common, profile, waits], help="remove a member")
+    p.add_argument("group", metavar="GROUP-ID")
+    p.add_argument("user", metavar="@user")
+    p.set_defaults(handler=cmd_group_remove)
+    p = group.add_parser("leave", parents=[common, profile, waits], help="leave a group")
+    p.add_argument("group", metavar="GROUP-ID")
+    p.set_defaults(handler=cmd_group_leave)
+    p = group.add_parser("info", parents=[common, profile], help="show a group")
+    p.add_argument("group", metavar="GROUP-ID")
+    p.set_defaults(handler=cmd_group_info)
+
+    p = sub.add_parser("conversations", parents=[common, profile], help="the chat list")
+    p.set_defaults(handler=cmd_conversations)
+
+    p = sub.add_parser("app", parents=[common, profile], help="start the Kivy app")
+    p.add_argument("--server", required=True)
+    p.set_defaults(sync_handler=cmd_app)
+    return parser
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def _emit_error(err: CliError, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps({"code": err.code, "message": err.message}), file=sys.stderr)
+    else:
+        print(f"error ({err.code}): {err.message}", file=sys.stderr)
+    return err.exit_code
+
+
+def _run(args: argparse.Namespace) -> Outcome:
+    sync_handler: SyncCommand | None = getattr(args, "sync_handler", None)
+    if sync_handler is not None:
+        return sync_handler(args)
+    handler: AsyncCommand = args.handler
+    return asyncio.run(handler(args))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    as_json = "--json" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        as_json = bool(getattr(args, "json", False))
+        outcome = _run(args)
+    except CliError as err:
+        return _emit_error(err, as_json)
+    except ClientError as err:
+        return _emit_error(CliError(str(err.code), err.message), as_json)
+    except KeyboardInterrupt:
+        return _emit_error(CliError("interrupted", "interrupted", 130), as_json)
+    except OSError as err:
+        return _emit_error(CliError("os_error", str(err)), as_json)
+    for warning in outcome.warnings:
+        if as_json:
+            print(json.dumps({"warning": warning}), file=sys.stderr)
+        else:
+            print(f"warning: {warning}", file=sys.stderr)
+    if as_json:
+        print(json.dumps(outcome.data, ensure_ascii=False))
+    else:
+        print(outcome.text)
+    return outcome.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

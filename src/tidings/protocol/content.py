@@ -1,0 +1,48 @@
+"""What a client puts inside an Envelope's opaque payload. The server never decodes this.
+
+Until end-to-end encryption lands the payload is this struct in clear; afterwards it is the
+plaintext inside the ciphertext. Tagged by ``t`` and versioned by ``v`` so clients can evolve it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+import msgspec
+
+CONTENT_VERSION = 1
+MAX_TEXT_CHARS = 64_000
+
+
+class _Content(msgspec.Struct, tag_field="t", omit_defaults=True):
+    v: int = CONTENT_VERSION
+
+
+class Text(_Content, tag="text"):
+    body: Annotated[str, msgspec.Meta(max_length=MAX_TEXT_CHARS)] = ""
+    #: the message this one replies to
+    reply_to: uuid.UUID | None = None
+
+
+class Reaction(_Content, tag="reaction"):
+    """Add (or with ``remove`` take back) an emoji reaction to message ``target``."""
+
+    target: uuid.UUID | None = None
+    emoji: Annotated[str, msgspec.Meta(min_length=1, max_length=16)] = "👍"
+    remove: bool = False
+
+
+Content = Text | Reaction
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder: msgspec.msgpack.Decoder[Content] = msgspec.msgpack.Decoder(Content)
+
+
+def encode_content(content: Content) -> bytes:
+    return _encoder.encode(content)
+
+
+def decode_content(payload: bytes) -> Content:
+    """Raises ``msgspec.DecodeError``/``ValidationError`` on anything that is not content."""
+    return _decoder.decode(payload)

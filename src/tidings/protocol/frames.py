@@ -1,0 +1,239 @@
+"""WebSocket frames of protocol version 1, encoded as MessagePack.
+
+Every frame is a msgspec ``Struct`` tagged by the field ``t``. Client and server decode with
+the unions :data:`ClientFrame` and :data:`ServerFrame`; nothing else goes over ``/v1/ws``.
+
+Conversation flow, as the server sees one device (see DESIGN.md §2):
+
+1. The device connects with ``Authorization: Bearer <token>`` and sends :class:`Hello` with its
+   per-conversation cursors (highest contiguous ``seq`` it has stored).
+2. The server answers :class:`Welcome` (heads of every conversation of the account and the
+   receipt watermarks the device needs), replays the device's pending queue as :class:`Batch`
+   frames, then sends :class:`Synced`. Live envelopes follow as :class:`Envelope` frames.
+3. :class:`Send` is answered by :class:`Accepted` (status ``sent``) or :class:`Rejected`
+   (status ``failed``, permanent). Resending the same ``id`` returns the original ``seq``.
+4. The device persists envelopes, then sends :class:`Ack` watermarks; the server drops acked
+   entries from the device's pending queue and relays :class:`Receipt` to the senders.
+5. A device that sees a gap sends :class:`Fetch`; the answer is a :class:`Batch`.
+6. :class:`Ping` every 25 s; a connection silent for 60 s is closed by the server.
+
+Times are integer milliseconds since the Unix epoch (UTC). Account ids and conversation ids are
+opaque server-made strings; message ids are client-made UUIDs.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Literal
+
+import msgspec
+
+#: Version spoken by this code. A server refuses a Hello with another major version.
+PROTOCOL_VERSION = 1
+#: Largest WebSocket frame either side accepts (bytes). Bigger frames get ``frame_too_large``.
+MAX_FRAME_BYTES = 256 * 1024
+#: Largest opaque payload of one envelope (bytes); the rest of the frame is headroom.
+MAX_PAYLOAD_BYTES = 240 * 1024
+#: Most envelopes the server puts in one Batch and a client may ask for in one Fetch.
+MAX_BATCH = 500
+
+ConvId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+AccountId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Seq = Annotated[int, msgspec.Meta(ge=0)]
+DeviceId = Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]
+Millis = Annotated[int, msgspec.Meta(ge=0)]
+
+EnvelopeKind = Literal["msg", "system"]
+
+
+class _Frame(msgspec.Struct, tag_field="t", forbid_unknown_fields=False, omit_defaults=True):
+    """Base of every frame. Unknown fields are ignored so a minor version can add fields."""
+
+
+# --------------------------------------------------------------------------- client → server
+
+
+class Hello(_Frame, tag="hello"):
+    """First frame after connecting."""
+
+    version: int = PROTOCOL_VERSION
+    #: conversation id → highest contiguous seq this device has stored
+    cursors: dict[ConvId, Seq] = {}
+
+
+class Send(_Frame, tag="send"):
+    """Post one message to a conversation. ``id`` is the idempotency key."""
+
+    id: uuid.UUID
+    conv: ConvId
+    #: opaque to the server: content in clear until E2EE, then ciphertext
+    payload: bytes
+    #: account ids the sender wants notified loudly (mentions); visible to the server
+    mentions: list[AccountId] = []
+
+
+class Ack(_Frame, tag="ack"):
+    """This device has durably stored every envelope up to and including ``upto[conv]``."""
+
+    upto: dict[ConvId, Seq]
+
+
+class Read(_Frame, tag="read"):
+    """The user has read everything up to and including ``seq`` in ``conv``."""
+
+    conv: ConvId
+    seq: Seq
+
+
+class Fetch(_Frame, tag="fetch"):
+    """Ask for envelopes with ``after < seq``, oldest first, at most ``limit``."""
+
+    conv: ConvId
+    after: Seq
+    limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_BATCH)] = 100
+
+
+class Ping(_Frame, tag="ping"):
+    n: int = 0
+
+
+ClientFrame = Hello | Send | Ack | Read | Fetch | Ping
+
+
+# --------------------------------------------------------------------------- server → client
+
+
+class Watermark(msgspec.Struct, frozen=True):
+    """How far one member of a conversation has received and read."""
+
+    conv: ConvId
+    account: AccountId
+    delivered: Seq
+    read: Seq
+
+
+class Welcome(_Frame, tag="welcome"):
+    version: int
+    account_id: AccountId
+    device_id: DeviceId
+    server_ts: Millis
+    #: conversation id → last assigned seq, for every conversation the account belongs to
+    heads: dict[ConvId, Seq] = {}
+    #: other members' watermarks in conversations where this account has messages that are
+    #: not yet read by everyone (so a sender that was offline catches up on its statuses)
+    watermarks: list[Watermark] = []
+
+
+class Accepted(_Frame, tag="accepted"):
+    """The server stored the message: status ``sent``."""
+
+    id: uuid.UUID
+    conv: ConvId
+    seq: Seq
+    ts: Millis
+
+
+class Rejected(_Frame, tag="rejected"):
+    """Permanent refusal of a Send: status ``failed``. Transient trouble is an Error instead."""
+
+    id: uuid.UUID
+    conv: ConvId
+    code: str
+    message: str = ""
+
+
+class Envelope(_Frame, tag="msg"):
+    """One stored message of a conversation, as every member's device receives it."""
+
+    conv: ConvId
+    seq: Seq
+    id: uuid.UUID
+    sender: AccountId
+    sender_device: int
+    ts: Millis
+    payload: bytes
+    kind: EnvelopeKind = "msg"
+    mentions: list[AccountId] = []
+
+
+class Batch(_Frame, tag="batch"):
+    """Several envelopes of one conversation in seq order (replay or Fetch answer)."""
+
+    conv: ConvId
+    envelopes: list[Envelope]
+    #: the conversation's last seq when the batch was made
+    head: Seq = 0
+
+
+class Receipt(_Frame, tag="receipt"):
+    """A member's watermarks moved. Sent to the senders of the covered messages and to the
+    member's own other devices."""
+
+    conv: ConvId
+    account: AccountId
+    delivered: Seq
+    read: Seq
+
+
+class Synced(_Frame, tag="synced"):
+    """The replay of the pending queue that followed Welcome is complete."""
+
+
+class Error(_Frame, tag="error"):
+    """A typed error. The connection stays open unless the code says otherwise."""
+
+    code: str
+    message: str = ""
+    #: what the error refers to, e.g. the frame tag or message id
+    ref: str | None = None
+
+
+class Pong(_Frame, tag="pong"):
+    n: int = 0
+
+
+ServerFrame = Welcome | Accepted | Rejected | Envelope | Batch | Receipt | Synced | Error | Pong
+
+
+# --------------------------------------------------------------------------- system envelopes
+
+SystemAction = Literal["created", "member_added", "member_removed", "member_left", "title_changed"]
+
+
+class SystemEvent(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Payload of an Envelope with ``kind == "system"``, written by the server (in clear: it is
+    metadata the server already knows). Every conversation starts with ``created`` at seq 1."""
+
+    action: SystemAction
+    actor: AccountId
+    #: accounts the action applies to (the new members, the removed member, …)
+    members: list[AccountId] = []
+    title: str | None = None
+
+
+# --------------------------------------------------------------------------- codecs
+
+_encoder = msgspec.msgpack.Encoder()
+_client_decoder: msgspec.msgpack.Decoder[ClientFrame] = msgspec.msgpack.Decoder(ClientFrame)
+_server_decoder: msgspec.msgpack.Decoder[ServerFrame] = msgspec.msgpack.Decoder(ServerFrame)
+_system_decoder = msgspec.msgpack.Decoder(SystemEvent)
+
+
+def encode(frame: msgspec.Struct) -> bytes:
+    """Encode any frame or struct of this module to MessagePack."""
+    return _encoder.encode(frame)
+
+
+def decode_client_frame(data: bytes) -> ClientFrame:
+    """Decode a frame sent by a client. Raises ``msgspec.DecodeError`` or
+    ``msgspec.ValidationError`` on bad input."""
+    return _client_decoder.decode(data)
+
+
+def decode_server_frame(data: bytes) -> ServerFrame:
+    """Decode a frame sent by the server. Raises like :func:`decode_client_frame`."""
+    return _server_decoder.decode(data)
+
+
+def decode_system_event(payload: bytes) -> SystemEvent:
+    return _system_decoder.decode(payload)

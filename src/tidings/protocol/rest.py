@@ -1,0 +1,111 @@
+"""REST bodies (JSON) under ``/v1``. Every call except account creation carries
+``Authorization: Bearer <device token>``. Errors are :class:`ApiError` with a 4xx/5xx status.
+
+Routes (method, path, request body -> answer):
+
+- POST   /v1/accounts  CreateAccount -> AccountCreated (201)
+- GET    /v1/me -> Me
+- GET    /v1/users/{username} -> User
+- GET    /v1/conversations -> list[Conversation]
+- POST   /v1/conversations/direct  CreateDirect -> Conversation (existing one if any)
+- GET    /v1/conversations/{conv} -> Conversation
+- GET    /v1/conversations/{conv}/messages?after=SEQ&limit=N -> MessagePage
+- GET    /v1/conversations/{conv}/receipts -> list[Watermark] (every member's watermarks)
+- POST   /v1/groups  CreateGroup -> Conversation (201)
+- POST   /v1/groups/{conv}/members  AddMembers -> Conversation (admins only)
+- DELETE /v1/groups/{conv}/members/{username} -> Conversation (admins only)
+- POST   /v1/groups/{conv}/leave -> 204
+- GET    /v1/health -> Health (no auth)
+
+A non-member asking for a conversation gets 403 ``not_member``; an unknown one 404.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from tidings.protocol.frames import AccountId, ConvId, DeviceId, Envelope, Millis, Seq
+
+#: 3 to 32 characters of [a-z0-9_.]
+USERNAME_PATTERN = r"^[a-z0-9_.]{3,32}$"
+Username = Annotated[str, msgspec.Meta(pattern=USERNAME_PATTERN)]
+DeviceName = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Title = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+
+
+class ApiError(msgspec.Struct):
+    code: str
+    message: str
+
+
+class CreateAccount(msgspec.Struct, forbid_unknown_fields=True):
+    username: Username
+    device_name: DeviceName = "primary"
+
+
+class AccountCreated(msgspec.Struct):
+    account_id: AccountId
+    username: str
+    device_id: DeviceId
+    #: 256-bit random secret, base64url; shown once, stored by the server only as a hash
+    token: str
+
+
+class Me(msgspec.Struct):
+    account_id: AccountId
+    username: str
+    device_id: DeviceId
+    device_name: str
+
+
+class User(msgspec.Struct):
+    account_id: AccountId
+    username: str
+
+
+Role = Literal["admin", "member"]
+
+
+class Member(msgspec.Struct):
+    account_id: AccountId
+    username: str
+    role: Role
+
+
+ConversationKind = Literal["direct", "group"]
+
+
+class Conversation(msgspec.Struct):
+    id: ConvId
+    kind: ConversationKind
+    #: group title; for a direct conversation the server leaves it empty
+    title: str
+    members: list[Member]
+    last_seq: Seq
+    created_at: Millis
+
+
+class CreateDirect(msgspec.Struct, forbid_unknown_fields=True):
+    username: Username
+
+
+class CreateGroup(msgspec.Struct, forbid_unknown_fields=True):
+    title: Title
+    members: list[Username] = []
+
+
+class AddMembers(msgspec.Struct, forbid_unknown_fields=True):
+    usernames: Annotated[list[Username], msgspec.Meta(min_length=1)]
+
+
+class MessagePage(msgspec.Struct):
+    conv: ConvId
+    envelopes: list[Envelope]
+    head: Seq
+
+
+class Health(msgspec.Struct):
+    ok: bool
+    version: str

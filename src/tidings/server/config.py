@@ -1,0 +1,150 @@
+"""Server settings: defaults, a TOML file, ``TIDINGS_*`` environment variables and the command
+line, in increasing order of precedence."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+
+#: The TOML file looked for inside the data directory when no ``--config`` is given.
+DEFAULT_TOML_NAME = "tidings.toml"
+
+_LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+#: Environment variable names that differ from ``TIDINGS_<FIELD>``.
+_ENV_ALIASES = {"data_dir": ("TIDINGS_DATA", "TIDINGS_DATA_DIR")}
+
+
+class ConfigError(ValueError):
+    """A setting has a value of the wrong type or out of range. The message names the source."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    #: holds the SQLite database and, if present, ``tidings.toml``
+    data_dir: Path = Path("./tidings-data")
+    #: most members a group may have
+    member_cap: int = 1000
+    #: whether POST /v1/accounts creates accounts
+    registration_open: bool = True
+    #: seconds a WebSocket may stay silent before the server closes it
+    idle_timeout: float = 60.0
+    #: frames queued for one connection before it counts as too slow and is disconnected
+    send_queue_frames: int = 2048
+    #: days an unacknowledged envelope stays in a device's pending queue
+    pending_ttl_days: int = 30
+    log_level: str = "info"
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "tidings.sqlite3"
+
+    @classmethod
+    def load(
+        cls,
+        cli_overrides: Mapping[str, object] | None = None,
+        env: Mapping[str, str] | None = None,
+        toml_path: Path | None = None,
+    ) -> ServerConfig:
+        """Combine the sources: CLI > environment > TOML > defaults.
+
+        ``cli_overrides`` maps field names to values; ``None`` values count as "not given".
+        ``env`` defaults to ``os.environ``. Without ``toml_path`` the file
+        ``<data_dir>/tidings.toml`` is read if it exists, where ``data_dir`` is the one the CLI
+        or environment chose (or the default).
+        """
+        environ = os.environ if env is None else env
+        cli = {k: v for k, v in (cli_overrides or {}).items() if v is not None}
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        for name in cli:
+            if name not in fields:
+                raise ConfigError(f"unknown setting {name!r}")
+
+        from_env: dict[str, object] = {}
+        for name in fields:
+            for var in _ENV_ALIASES.get(name, (f"TIDINGS_{name.upper()}",)):
+                if var in environ:
+                    from_env[name] = _convert(name, environ[var], f"environment {var}")
+                    break
+
+        explicit_toml = toml_path is not None
+        if toml_path is None:
+            data_dir = cli.get("data_dir", from_env.get("data_dir", cls.data_dir))
+            toml_path = Path(str(data_dir)) / DEFAULT_TOML_NAME
+        from_toml: dict[str, object] = {}
+        if explicit_toml or toml_path.exists():
+            try:
+                raw = tomllib.loads(toml_path.read_text(encoding="utf-8"))
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                raise ConfigError(f"cannot read {toml_path}: {exc}") from exc
+            section = raw.get("server", raw)
+            if not isinstance(section, dict):
+                raise ConfigError(f"{toml_path}: [server] must be a table")
+            for key, value in section.items():
+                name = "data_dir" if key == "data" else key
+                if name not in fields:
+                    raise ConfigError(f"{toml_path}: unknown setting {key!r}")
+                from_toml[name] = _convert(name, value, str(toml_path))
+
+        values: dict[str, object] = {}
+        for source, label in ((from_toml, None), (from_env, None), (cli, "command line")):
+            for name, value in source.items():
+                values[name] = value if label is None else _convert(name, value, label)
+        # `replace` checks names at run time; `_convert` gave each value its field's type.
+        config = dataclasses.replace(cls(), **values)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port {self.port} out of range")
+        if self.member_cap < 2:
+            raise ConfigError("member_cap must be at least 2")
+        if self.idle_timeout <= 0:
+            raise ConfigError("idle_timeout must be positive")
+        if self.send_queue_frames < 16:
+            raise ConfigError("send_queue_frames must be at least 16")
+        if self.pending_ttl_days < 1:
+            raise ConfigError("pending_ttl_days must be at least 1")
+        if self.log_level not in _LOG_LEVELS:
+            raise ConfigError(f"log_level must be one of {', '.join(_LOG_LEVELS)}")
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _convert(name: str, value: object, source: str) -> object:
+    """Coerce a raw setting (a string from the environment, a TOML value, a CLI value) to the
+    type of field ``name``."""
+    kind = {f.name: f.type for f in dataclasses.fields(ServerConfig)}[name]
+    try:
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in _TRUE:
+                return True
+            if text in _FALSE:
+                return False
+            raise ValueError("expected a boolean")
+        if kind == "int":
+            if isinstance(value, bool) or isinstance(value, float):
+                raise ValueError("expected an integer")
+            return int(str(value).strip())
+        if kind == "float":
+            if isinstance(value, bool):
+                raise ValueError("expected a number")
+            return float(str(value).strip())
+        if kind == "Path":
+            return Path(str(value)).expanduser()
+        if name == "log_level":
+            return str(value).strip().lower()
+        return str(value)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: bad value for {name}: {value!r} ({exc})") from exc

@@ -1,0 +1,257 @@
+"""What the server needs from its database, independent of the engine behind it.
+
+Every method is one atomic operation: the rules that must hold under concurrency (a gapless seq,
+the member cap, admin rights, idempotent sends) are checked inside the same transaction that
+changes the state. A refused operation raises :class:`Refused` and changes nothing.
+
+Times are milliseconds since the Unix epoch, supplied by the caller so tests control the clock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Literal, Protocol
+
+from tidings.protocol import Envelope, ErrorCode, Watermark
+
+Role = Literal["admin", "member"]
+ConversationKind = Literal["direct", "group"]
+
+
+class Refused(Exception):
+    """A permanent refusal with a protocol error code; nothing was changed."""
+
+    def __init__(self, code: ErrorCode, message: str = "") -> None:
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DeviceRecord:
+    """A device as authentication sees it."""
+
+    account_id: str
+    username: str
+    device_id: int
+    device_name: str
+    #: SHA-256 of the token's secret part
+    token_hash: bytes
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AccountRecord:
+    account_id: str
+    username: str
+    created_at: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MemberRecord:
+    account_id: str
+    username: str
+    role: Role
+    #: seq of the system envelope that brought this member in (1 for founding members);
+    #: the member sees the conversation from there on
+    joined_seq: int
+    delivered: int
+    read: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ConversationRecord:
+    id: str
+    kind: ConversationKind
+    title: str
+    last_seq: int
+    created_at: int
+    members: tuple[MemberRecord, ...]
+
+    def member(self, account_id: str) -> MemberRecord | None:
+        for member in self.members:
+            if member.account_id == account_id:
+                return member
+        return None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A client's Send, with the identity of the device that sent it."""
+
+    id: uuid.UUID
+    conv: str
+    sender: str
+    sender_device: int
+    payload: bytes
+    mentions: tuple[str, ...]
+    ts: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Appended:
+    """Outcome of :meth:`Store.append`: the stored envelope (the original one if ``duplicate``)
+    and the member accounts to fan it out to."""
+
+    envelope: Envelope
+    recipients: tuple[str, ...]
+    duplicate: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MembershipChange:
+    """Outcome of an operation that wrote a system envelope.
+
+    ``recipients`` are the accounts that get the envelope: the members after the change plus
+    the ones it removed. ``conversation`` is the state after the change.
+    """
+
+    conversation: ConversationRecord
+    envelope: Envelope
+    recipients: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WatermarkMove:
+    """A member's watermarks rose. ``senders`` are the accounts with messages of their own in
+    the newly covered seq range, i.e. who should hear about it."""
+
+    conv: str
+    account: str
+    delivered: int
+    read: int
+    senders: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NewConversation:
+    """What :meth:`Store.create_direct`/:meth:`Store.create_group` need besides the members."""
+
+    conv_id: str
+    event_id: uuid.UUID
+    actor: str
+    actor_device: int
+    now: int
+
+
+class Store(Protocol):
+    """The server's persistent state. Implementations: :mod:`tidings.server.store.sqlite`."""
+
+    async def open(self) -> None:
+        """Create or migrate the schema and get ready; called once before anything else."""
+
+    async def close(self) -> None:
+        """Finish queued writes and release every resource."""
+
+    # ------------------------------------------------------------------ accounts and devices
+
+    async def create_account(
+        self,
+        *,
+        account_id: str,
+        username: str,
+        device_name: str,
+        token_key: str,
+        token_hash: bytes,
+        now: int,
+    ) -> None:
+        """Create an account with device 1. Raises ``Refused(USERNAME_TAKEN)``."""
+
+    async def device_by_token_key(self, token_key: str) -> DeviceRecord | None:
+        """The device whose token has this lookup key."""
+
+    async def accounts_by_username(self, usernames: Sequence[str]) -> dict[str, AccountRecord]:
+        """Existing accounts among ``usernames``, keyed by username."""
+
+    # ------------------------------------------------------------------ conversations
+
+    async def conversation(self, conv_id: str) -> ConversationRecord | None: ...
+
+    async def conversations_of(self, account_id: str) -> list[ConversationRecord]:
+        """Every conversation the account is a member of, oldest first."""
+
+    async def create_direct(
+        self, new: NewConversation, peer: str
+    ) -> tuple[MembershipChange, bool]:
+        """The direct conversation of ``new.actor`` and ``peer``: the existing one (``False``,
+        with the ``created`` envelope it started with) or a new one (``True``)."""
+
+    async def create_group(
+        self, new: NewConversation, title: str, members: Sequence[str], cap: int
+    ) -> MembershipChange:
+        """A group with ``new.actor`` as admin and ``members`` (other accounts) as members.
+        Raises ``Refused(GROUP_FULL)`` if that is more than ``cap`` accounts."""
+
+    async def add_members(
+        self,
+        conv_id: str,
+        actor: str,
+        accounts: Sequence[str],
+        cap: int,
+        event_id: uuid.UUID,
+        actor_device: int,
+        now: int,
+    ) -> MembershipChange:
+        """Admin ``actor`` adds ``accounts``. Raises NOT_FOUND, NOT_A_GROUP, NOT_MEMBER,
+        FORBIDDEN (not an admin), ALREADY_MEMBER or GROUP_FULL."""
+
+    async def remove_member(
+        self,
+        conv_id: str,
+        actor: str,
+        account: str,
+        event_id: uuid.UUID,
+        actor_device: int,
+        now: int,
+    ) -> MembershipChange:
+        """Admin ``actor`` removes ``account``, who still receives the ``member_removed``
+        envelope. Raises NOT_FOUND, NOT_A_GROUP, NOT_MEMBER or FORBIDDEN."""
+
+    async def leave(
+        self, conv_id: str, account: str, event_id: uuid.UUID, device: int, now: int
+    ) -> MembershipChange:
+        """``account`` leaves; if it was the last admin, the oldest remaining member becomes
+        admin. Raises NOT_FOUND, NOT_A_GROUP or NOT_MEMBER."""
+
+    # ------------------------------------------------------------------ messages
+
+    async def append(self, message: NewMessage) -> Appended:
+        """Store a message with the next seq and queue it for every device of every member
+        except the sending device. A message whose (sender, id) is already stored is not
+        stored again: the original comes back with ``duplicate=True``. Raises NOT_FOUND or
+        NOT_MEMBER."""
+
+    async def append_many(self, messages: Sequence[NewMessage]) -> list[Appended | Refused]:
+        """:meth:`append` for several messages, each on its own; one result per message."""
+
+    async def envelopes(self, conv_id: str, after: int, limit: int) -> list[Envelope]:
+        """Stored envelopes with ``seq > after`` in seq order."""
+
+    async def pending(
+        self, account_id: str, device_id: int, after: tuple[str, int], limit: int
+    ) -> list[Envelope]:
+        """The device's pending queue in (conversation, seq) order, starting after the
+        position ``after`` (use ``("", 0)`` for the start)."""
+
+    async def purge_pending(self, older_than: int) -> int:
+        """Drop pending entries queued before ``older_than``; returns how many."""
+
+    # ------------------------------------------------------------------ receipts
+
+    async def ack(
+        self, account_id: str, device_id: int, upto: Mapping[str, int]
+    ) -> list[WatermarkMove]:
+        """Drop the device's pending entries up to ``upto[conv]`` and raise the account's
+        delivered watermarks accordingly (only in conversations it is a member of)."""
+
+    async def mark_read(self, account_id: str, conv_id: str, seq: int) -> WatermarkMove | None:
+        """Raise the read watermark (and delivered to at least it). ``None`` if nothing moved.
+        Raises NOT_FOUND or NOT_MEMBER."""
+
+    async def watermarks(self, conv_id: str) -> list[Watermark]:
+        """Every member's watermarks."""
+
+    async def open_watermarks(self, account_id: str) -> list[Watermark]:
+        """Other members' watermarks in the conversations where ``account_id`` has sent a
+        message that not every other member has read yet."""
