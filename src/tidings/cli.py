@@ -14,16 +14,15 @@ import json
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
 from tidings.client import Client
-from tidings.client.errors import ClientError
+from tidings.client.errors import ClientError, NotConnected
 from tidings.client.types import (
     Conversation,
-    ConversationUpdated,
     Member,
     Message,
     MessageAdded,
@@ -43,15 +42,6 @@ EXIT_TIMEOUT = 3
 DEFAULT_TIMEOUT = 30.0
 #: Quiet time after which ``sync`` considers the connection idle.
 IDLE_SECONDS = 0.5
-
-#: Statuses in the order they move; a status never moves backwards.
-_STATUS_RANK = {
-    MessageStatus.SENDING: 0,
-    MessageStatus.SENT: 1,
-    MessageStatus.DELIVERED: 2,
-    MessageStatus.READ: 3,
-    MessageStatus.FAILED: 4,
-}
 
 
 class CliError(Exception):
@@ -186,8 +176,6 @@ class EventWatch:
                     self.added[event.message.id] = event.message
                 else:
                     self.updated[event.message.id] = event.message
-            elif isinstance(event, ConversationUpdated):
-                pass
             self._changed.set()
 
     async def until(self, check: Callable[[], Awaitable[bool]], within: float) -> bool:
@@ -202,10 +190,6 @@ class EventWatch:
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), min(self._poll, remaining))
-
-
-def status_at_least(status: MessageStatus, wanted: MessageStatus) -> bool:
-    return _STATUS_RANK[status] >= _STATUS_RANK[wanted]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -225,7 +209,7 @@ async def _connect(client: Client, within: float) -> None:
     await client.start()
     try:
         await client.wait_synced(timeout=within)
-    except TimeoutError as exc:
+    except (TimeoutError, NotConnected) as exc:
         raise CliError(
             "timeout",
             f"could not sync with {client.account.server_url} within {within:g} s",
@@ -339,6 +323,7 @@ async def cmd_send(args: argparse.Namespace) -> Outcome:
 
 
 async def cmd_sync(args: argparse.Namespace) -> Outcome:
+    warnings: list[str] = []
     async with _opened(Path(args.profile)) as client, EventWatch(client) as watch:
         pending = await _own_pending(client)
         await client.start()
@@ -349,7 +334,7 @@ async def cmd_sync(args: argparse.Namespace) -> Outcome:
             try:
                 await client.wait_synced(timeout=args.timeout)
                 synced = True
-            except TimeoutError:
+            except (TimeoutError, NotConnected):
                 synced = False
             if synced:
 
@@ -357,9 +342,14 @@ async def cmd_sync(args: argparse.Namespace) -> Outcome:
                     quiet = time.monotonic() - watch.last_event >= IDLE_SECONDS
                     return quiet and await _all_left_sending(client, pending)
 
-                await watch.until(idle, args.timeout)
-        added = list(watch.added.values())
-        updated = list(watch.updated.values())
+                if not await watch.until(idle, args.timeout):
+                    left = [i for i in pending if not await _all_left_sending(client, {i})]
+                    if left:
+                        warnings.append(f"{len(left)} own messages still in the outbox")
+        # Read back what the events showed: the stored row is the settled state (names of
+        # members resolved, newest status).
+        added = [await client.message(i) or m for i, m in watch.added.items()]
+        updated = [await client.message(i) or m for i, m in watch.updated.items()]
     if not synced and args.for_seconds is None:
         raise CliError(
             "timeout",
@@ -368,18 +358,15 @@ async def cmd_sync(args: argparse.Namespace) -> Outcome:
         )
     added.sort(key=lambda m: (m.conv_id, m.seq if m.seq is not None else 1 << 62))
     lines = [message_line(m) for m in added]
-    lines += [f"{m.id} is now {m.status}" for m in updated if m.is_own]
+    lines += [f"updated {message_line(m)}" for m in updated if m.kind == "text"]
     if not lines:
         lines.append("nothing new")
     data = {
         "synced": synced,
         "messages": [message_json(m) for m in added],
-        "updates": [
-            {"id": str(m.id), "conv_id": m.conv_id, "seq": m.seq, "status": str(m.status)}
-            for m in updated
-        ],
+        "updates": [message_json(m) for m in updated],
     }
-    return Outcome(data, "\n".join(lines))
+    return Outcome(data, "\n".join(lines), warnings=warnings)
 
 
 async def cmd_history(args: argparse.Namespace) -> Outcome:
@@ -499,15 +486,18 @@ async def cmd_conversations(args: argparse.Namespace) -> Outcome:
 
 
 def cmd_serve(args: argparse.Namespace) -> Outcome:
-    from tidings.server.config import ServerConfig
+    from tidings.server.config import ConfigError, ServerConfig
     from tidings.server.main import serve
 
-    config = ServerConfig.load(
-        Path(args.config) if args.config else None,
-        host=args.host,
-        port=args.port,
-        data_dir=Path(args.data) if args.data else None,
-    )
+    overrides: dict[str, object] = {
+        "host": args.host,
+        "port": args.port,
+        "data_dir": Path(args.data) if args.data else None,
+    }
+    try:
+        config = ServerConfig.load(overrides, toml_path=Path(args.config) if args.config else None)
+    except ConfigError as exc:
+        raise CliError("bad_config", str(exc), EXIT_USAGE) from exc
     serve(config)
     return Outcome({"stopped": True}, "server stopped")
 
@@ -536,7 +526,7 @@ class _Parser(argparse.ArgumentParser):
         raise CliError("usage", f"{self.prog}: {message}", EXIT_USAGE)
 
 
-AsyncCommand = Callable[[argparse.Namespace], Awaitable[Outcome]]
+AsyncCommand = Callable[[argparse.Namespace], Coroutine[Any, Any, Outcome]]
 SyncCommand = Callable[[argparse.Namespace], Outcome]
 
 
@@ -637,7 +627,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_conversations)
 
     p = sub.add_parser("app", parents=[common, profile], help="start the Kivy app")
-    p.add_argument("--server", required=True)
+    p.add_argument("--server", default=None, help="server URL to offer when signing up")
     p.set_defaults(sync_handler=cmd_app)
     return parser
 

@@ -8,17 +8,39 @@ stopped when the test ends, whatever happened.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import dataclasses
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
+import msgspec
 import pytest
+import websockets.asyncio.client
+from websockets.asyncio.client import ClientConnection
+
+from tidings.protocol import (
+    Batch,
+    Envelope,
+    Hello,
+    Ping,
+    Pong,
+    ServerFrame,
+    Synced,
+    Welcome,
+    decode_server_frame,
+    encode,
+)
+
+F = TypeVar("F")
 
 #: How long a server may take to answer /v1/health after being launched.
 START_TIMEOUT = 20.0
@@ -154,11 +176,25 @@ class ServerProcess:
 
 ServerFactory = Callable[..., ServerProcess]
 
+_failed = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    # Remember a failed test so its servers' logs can be shown at teardown.
+    report = yield
+    if report.failed:
+        item.stash[_failed] = True
+    return report
+
 
 @pytest.fixture
-def server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerFactory]:
+def server_factory(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[ServerFactory]:
     """Make servers: ``server_factory(env={"TIDINGS_MEMBER_CAP": "5"}, data_dir=None,
-    start=True, extra_args=())``. All of them are killed at the end of the test."""
+    start=True, extra_args=())``. All of them are killed at the end of the test; if the test
+    failed, the end of each server's log is printed."""
     made: list[ServerProcess] = []
 
     def make(
@@ -180,9 +216,163 @@ def server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerF
     finally:
         for proc in made:
             proc.kill()
+            if request.node.stash.get(_failed, False):
+                print(f"\n--- end of {proc.log_path} ---\n{proc.log_text()[-3000:]}")
 
 
 @pytest.fixture
 def server(server_factory: ServerFactory) -> ServerProcess:
     """A started server with default settings and an empty data directory."""
     return server_factory()
+
+
+# --------------------------------------------------------------------------- protocol helpers
+# Used by the server's own integration tests (test_server_*.py) through the `server_kit`
+# fixture: a bare httpx + websockets client that speaks the protocol frame by frame.
+
+
+@dataclasses.dataclass(frozen=True)
+class TestAccount:
+    account_id: str
+    username: str
+    device_id: int
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+class WsPeer:
+    """One raw WebSocket connection speaking protocol frames."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+
+    async def send(self, frame: msgspec.Struct) -> None:
+        await self.ws.send(encode(frame))
+
+    async def send_raw(self, data: bytes | str) -> None:
+        await self.ws.send(data)
+
+    async def recv(self, wait: float = 10.0) -> ServerFrame:
+        data = await asyncio.wait_for(self.ws.recv(), wait)
+        assert isinstance(data, bytes), f"text frame from the server: {data!r}"
+        return decode_server_frame(data)
+
+    async def expect(self, kind: type[F], wait: float = 10.0) -> F:
+        """The next frame, which must be a ``kind``."""
+        frame = await self.recv(wait)
+        assert isinstance(frame, kind), f"expected {kind.__name__}, got {frame!r}"
+        return frame
+
+    async def until(self, kind: type[F], wait: float = 10.0) -> tuple[F, list[ServerFrame]]:
+        """Skip frames until a ``kind`` comes; returns it and the skipped ones."""
+        skipped: list[ServerFrame] = []
+        deadline = asyncio.get_running_loop().time() + wait
+        while True:
+            left = deadline - asyncio.get_running_loop().time()
+            frame = await self.recv(max(left, 0.001))
+            if isinstance(frame, kind):
+                return frame, skipped
+            skipped.append(frame)
+
+    async def hello(
+        self, cursors: dict[str, int] | None = None
+    ) -> tuple[Welcome, list[Envelope], list[ServerFrame]]:
+        """Send Hello; returns the Welcome, the replayed envelopes and other frames seen
+        before Synced."""
+        await self.send(Hello(cursors=cursors or {}))
+        welcome = await self.expect(Welcome)
+        envelopes: list[Envelope] = []
+        others: list[ServerFrame] = []
+        while True:
+            frame = await self.recv()
+            if isinstance(frame, Synced):
+                return welcome, envelopes, others
+            if isinstance(frame, Batch):
+                envelopes.extend(frame.envelopes)
+            else:
+                others.append(frame)
+
+    async def ping(self, n: int = 7) -> None:
+        """Round trip a Ping, proving the connection still works."""
+        await self.send(Ping(n=n))
+        pong, _ = await self.until(Pong)
+        assert pong.n == n
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+class ServerKit:
+    """REST and WebSocket helpers bound to one server."""
+
+    def __init__(self, server: ServerProcess) -> None:
+        self.server = server
+        self.http = httpx.AsyncClient(base_url=server.url, timeout=30.0)
+        self._peers: list[WsPeer] = []
+
+    async def account(self, username: str, device_name: str = "primary") -> TestAccount:
+        r = await self.http.post(
+            "/v1/accounts", json={"username": username, "device_name": device_name}
+        )
+        assert r.status_code == 201, r.text
+        body = r.json()
+        return TestAccount(body["account_id"], body["username"], body["device_id"], body["token"])
+
+    async def direct(self, a: TestAccount, b: TestAccount) -> dict[str, Any]:
+        r = await self.http.post(
+            "/v1/conversations/direct", json={"username": b.username}, headers=a.headers
+        )
+        assert r.status_code in (200, 201), r.text
+        conv: dict[str, Any] = r.json()
+        return conv
+
+    async def group(
+        self, admin: TestAccount, title: str, members: list[TestAccount]
+    ) -> dict[str, Any]:
+        r = await self.http.post(
+            "/v1/groups",
+            json={"title": title, "members": [m.username for m in members]},
+            headers=admin.headers,
+        )
+        assert r.status_code == 201, r.text
+        conv: dict[str, Any] = r.json()
+        return conv
+
+    async def connect(self, account: TestAccount) -> WsPeer:
+        ws = await websockets.asyncio.client.connect(
+            self.server.ws_url,
+            additional_headers=account.headers,
+            compression=None,
+            max_size=None,
+            ping_interval=None,
+            open_timeout=30,
+        )
+        peer = WsPeer(ws)
+        self._peers.append(peer)
+        return peer
+
+    async def aclose(self) -> None:
+        for peer in self._peers:
+            with contextlib.suppress(Exception):
+                await peer.ws.close()
+        await self.http.aclose()
+
+
+@pytest.fixture
+async def server_kit() -> AsyncIterator[Callable[[ServerProcess], ServerKit]]:
+    """``server_kit(server)`` → a :class:`ServerKit`; all are closed after the test."""
+    kits: list[ServerKit] = []
+
+    def make(server: ServerProcess) -> ServerKit:
+        kit = ServerKit(server)
+        kits.append(kit)
+        return kit
+
+    try:
+        yield make
+    finally:
+        for kit in kits:
+            await kit.aclose()

@@ -9,8 +9,12 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 
+import msgspec
+
 #: The TOML file looked for inside the data directory when no ``--config`` is given.
 DEFAULT_TOML_NAME = "tidings.toml"
+
+DEFAULT_DATA_DIR = Path("./tidings-data")
 
 _LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
@@ -27,7 +31,7 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     #: holds the SQLite database and, if present, ``tidings.toml``
-    data_dir: Path = Path("./tidings-data")
+    data_dir: Path = DEFAULT_DATA_DIR
     #: most members a group may have
     member_cap: int = 1000
     #: whether POST /v1/accounts creates accounts
@@ -74,7 +78,7 @@ class ServerConfig:
 
         explicit_toml = toml_path is not None
         if toml_path is None:
-            data_dir = cli.get("data_dir", from_env.get("data_dir", cls.data_dir))
+            data_dir = cli.get("data_dir", from_env.get("data_dir", DEFAULT_DATA_DIR))
             toml_path = Path(str(data_dir)) / DEFAULT_TOML_NAME
         from_toml: dict[str, object] = {}
         if explicit_toml or toml_path.exists():
@@ -95,8 +99,11 @@ class ServerConfig:
         for source, label in ((from_toml, None), (from_env, None), (cli, "command line")):
             for name, value in source.items():
                 values[name] = value if label is None else _convert(name, value, label)
-        # `replace` checks names at run time; `_convert` gave each value its field's type.
-        config = dataclasses.replace(cls(), **values)
+        # `_convert` gave each value its field's type; msgspec checks that and builds the object.
+        try:
+            config = msgspec.convert(values, type=cls, dec_hook=_keep_path)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(str(exc)) from exc
         config.validate()
         return config
 
@@ -113,6 +120,12 @@ class ServerConfig:
             raise ConfigError("pending_ttl_days must be at least 1")
         if self.log_level not in _LOG_LEVELS:
             raise ConfigError(f"log_level must be one of {', '.join(_LOG_LEVELS)}")
+
+
+def _keep_path(kind: type, value: object) -> object:
+    if kind is Path and isinstance(value, Path):
+        return value
+    raise TypeError(f"cannot make {kind} of {value!r}")
 
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -134,7 +147,7 @@ def _convert(name: str, value: object, source: str) -> object:
                 return False
             raise ValueError("expected a boolean")
         if kind == "int":
-            if isinstance(value, bool) or isinstance(value, float):
+            if isinstance(value, bool | float):
                 raise ValueError("expected an integer")
             return int(str(value).strip())
         if kind == "float":

@@ -168,12 +168,13 @@ class Store(Protocol):
 
     async def conversation(self, conv_id: str) -> ConversationRecord | None: ...
 
+    async def heads(self, account_id: str) -> dict[str, int]:
+        """Conversation id -> last seq, for every conversation the account is a member of."""
+
     async def conversations_of(self, account_id: str) -> list[ConversationRecord]:
         """Every conversation the account is a member of, oldest first."""
 
-    async def create_direct(
-        self, new: NewConversation, peer: str
-    ) -> tuple[MembershipChange, bool]:
+    async def create_direct(self, new: NewConversation, peer: str) -> tuple[MembershipChange, bool]:
         """The direct conversation of ``new.actor`` and ``peer``: the existing one (``False``,
         with the ``created`` envelope it started with) or a new one (``True``)."""
 
@@ -222,9 +223,6 @@ class Store(Protocol):
         stored again: the original comes back with ``duplicate=True``. Raises NOT_FOUND or
         NOT_MEMBER."""
 
-    async def append_many(self, messages: Sequence[NewMessage]) -> list[Appended | Refused]:
-        """:meth:`append` for several messages, each on its own; one result per message."""
-
     async def envelopes(self, conv_id: str, after: int, limit: int) -> list[Envelope]:
         """Stored envelopes with ``seq > after`` in seq order."""
 
@@ -240,18 +238,24 @@ class Store(Protocol):
     # ------------------------------------------------------------------ receipts
 
     async def ack(
-        self, account_id: str, device_id: int, upto: Mapping[str, int]
+        self, account_id: str, device_id: int, upto: Mapping[str, int], now: int
     ) -> list[WatermarkMove]:
         """Drop the device's pending entries up to ``upto[conv]`` and raise the account's
         delivered watermarks accordingly (only in conversations it is a member of)."""
 
-    async def mark_read(self, account_id: str, conv_id: str, seq: int) -> WatermarkMove | None:
+    async def mark_read(
+        self, account_id: str, conv_id: str, seq: int, now: int
+    ) -> WatermarkMove | None:
         """Raise the read watermark (and delivered to at least it). ``None`` if nothing moved.
         Raises NOT_FOUND or NOT_MEMBER."""
 
     async def watermarks(self, conv_id: str) -> list[Watermark]:
         """Every member's watermarks."""
 
-    async def open_watermarks(self, account_id: str) -> list[Watermark]:
-        """Other members' watermarks in the conversations where ``account_id`` has sent a
-        message that not every other member has read yet."""
+    async def welcome_watermarks(
+        self, account_id: str, device_id: int, now: int
+    ) -> list[Watermark]:
+        """The watermarks a device needs when it (re)connects, in the conversations where its
+        account has sent messages: every other member's where one of them has not read them
+        all yet, plus any that moved since the device's previous Welcome. Records ``now`` as
+        the time of this Welcome."""

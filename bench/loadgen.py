@@ -1,0 +1,926 @@
+"""The load generator of every Tidings benchmark, and the helpers they share.
+
+It speaks the Tidings wire protocol directly (raw ``websockets`` + msgspec frames, never the
+client core) from its own processes: ``python -m bench.loadgen --worker`` reads a
+:class:`LoadSpec` on stdin, connects every sender/receiver pair, prints ``ready``, waits for
+``go``, drives the pairs for the warm-up plus the measured interval and prints a
+:class:`LoadResult`. :func:`run_load` starts several such workers and merges their results.
+
+The same code drives the ceiling relay (``mode="relay"``): it sends the same ``Send`` frames,
+the relay forwards them untouched to the paired receiver and answers the sender with a small
+fixed ack. A message is *in flight* from the moment its frame is written until the sender has
+its ack AND the receiver has it; each pair keeps ``window`` messages in flight. Latency is
+send → delivery (the receiver decoded the frame).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import math
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import httpx
+import msgspec
+from websockets.asyncio.client import ClientConnection, connect
+
+from tidings.protocol import frames as fr
+
+Mode = Literal["relay", "tidings", "xmpp"]
+
+BENCH_DIR = Path(__file__).resolve().parent
+#: Installs and data the benchmarks keep between runs (gitignored).
+CACHE_DIR = BENCH_DIR / ".peers"
+LOOPBACK = "127.0.0.1"
+#: The relay's ack; the load generator only counts it.
+RELAY_ACK = msgspec.msgpack.encode({"t": "ok"})
+#: Every wait on the network is bounded by this (seconds) unless a caller says otherwise.
+NET_TIMEOUT = 60.0
+
+
+# --------------------------------------------------------------------------- latency histogram
+
+_GROWTH = 1.01
+_LOG_GROWTH = math.log(_GROWTH)
+
+
+class Histogram:
+    """Latencies (seconds) in logarithmic buckets 1% wide; mergeable across processes."""
+
+    def __init__(self, buckets: dict[int, int] | None = None) -> None:
+        self.buckets: dict[int, int] = dict(buckets or {})
+
+    def record(self, seconds: float) -> None:
+        index = math.floor(math.log(max(seconds, 1e-7)) / _LOG_GROWTH)
+        self.buckets[index] = self.buckets.get(index, 0) + 1
+
+    def merge(self, other: Histogram) -> None:
+        for index, count in other.buckets.items():
+            self.buckets[index] = self.buckets.get(index, 0) + count
+
+    @property
+    def count(self) -> int:
+        return sum(self.buckets.values())
+
+    def percentile(self, q: float) -> float | None:
+        """The ``q``-th percentile (0-100) in seconds, or None without samples."""
+        total = self.count
+        if total == 0:
+            return None
+        rank = max(1, math.ceil(total * q / 100))
+        seen = 0
+        for index in sorted(self.buckets):
+            seen += self.buckets[index]
+            if seen >= rank:
+                return float(_GROWTH ** (index + 0.5))
+        return float(_GROWTH ** (max(self.buckets) + 0.5))
+
+    def to_json(self) -> dict[str, int]:
+        return {str(k): v for k, v in self.buckets.items()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, int]) -> Histogram:
+        return cls({int(k): v for k, v in data.items()})
+
+
+def ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 3)
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def raise_nofile(target: int = 1_048_576) -> int:
+    """Raise RLIMIT_NOFILE as far as allowed (root may raise the hard limit too)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    for want in (target, hard):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(want, hard)))
+            return want
+        except (ValueError, OSError):
+            continue
+    return soft
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of a process from /proc/<pid>/status (VmRSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (and its reaped children) from /proc/<pid>/stat."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    # fields[11..14] are utime, stime, cutime, cstime (fields 14-17 of proc(5))
+    return sum(int(x) for x in fields[11:15]) / _TICKS
+
+
+class ServerProcess:
+    """A server (ours, the relay or a peer) run as a child process bound to loopback.
+
+    The child inherits a raised RLIMIT_NOFILE. :meth:`stop` sends SIGTERM, then SIGKILL after
+    ``grace`` seconds; the context manager always stops it.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.log_path = log_path
+        self.env = env
+        self.cwd = cwd
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        if self.proc is None:
+            raise RuntimeError(f"{self.name} is not running")
+        return self.proc.pid
+
+    def start(self) -> ServerProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                cwd=self.cwd,
+                preexec_fn=raise_nofile,
+            )
+        return self
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def check_alive(self) -> None:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(
+                f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}"
+            )
+
+    def wait_http(self, url: str, timeout: float = 30.0) -> None:
+        """Wait until ``url`` answers (any status below 500)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_alive()
+            try:
+                if httpx.get(url, timeout=1.0).status_code < 500:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.name} did not answer {url} within {timeout:.0f} s")
+
+    def wait_tcp(self, port: int, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_alive()
+            with contextlib.suppress(OSError), socket.create_connection((LOOPBACK, port), 0.5):
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.name} did not listen on {port} within {timeout:.0f} s")
+
+    def stop(self, grace: float = 10.0) -> None:
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(grace)
+
+    def __enter__(self) -> ServerProcess:
+        return self.start() if self.proc is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def tidings_server(data_dir: Path, port: int) -> ServerProcess:
+    """The Tidings server as ``make run`` starts it, on loopback, with its own data dir."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, TIDINGS_LOG_LEVEL="warning")
+    argv = [sys.executable, "-m", "tidings.server", "--host", LOOPBACK, "--port", str(port)]
+    argv += ["--data", str(data_dir)]
+    return ServerProcess("tidings", argv, data_dir / "server.log", env=env)
+
+
+# --------------------------------------------------------------------------- REST set-up
+
+
+@dataclass(frozen=True)
+class Account:
+    username: str
+    account_id: str
+    token: str
+
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+async def create_accounts(
+    base_url: str, usernames: Sequence[str], concurrency: int = 32
+) -> list[Account]:
+    """Create accounts through ``POST /v1/accounts``, ``concurrency`` requests at a time."""
+    results: list[Account | None] = [None] * len(usernames)
+    queue: deque[int] = deque(range(len(usernames)))
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base_url, timeout=NET_TIMEOUT, limits=limits) as http:
+
+        async def worker() -> None:
+            while queue:
+                i = queue.popleft()
+                response = await http.post("/v1/accounts", json={"username": usernames[i]})
+                if response.status_code != 201:
+                    raise RuntimeError(
+                        f"POST /v1/accounts {usernames[i]}: {response.status_code} "
+                        f"{response.text[:200]}"
+                    )
+                body = response.json()
+                results[i] = Account(body["username"], body["account_id"], body["token"])
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return [a for a in results if a is not None]
+
+
+async def open_directs(
+    base_url: str, pairs: Sequence[tuple[Account, Account]], concurrency: int = 32
+) -> list[str]:
+    """``POST /v1/conversations/direct`` for each (sender, receiver); the conversation ids."""
+    convs: list[str] = [""] * len(pairs)
+    queue: deque[int] = deque(range(len(pairs)))
+    async with httpx.AsyncClient(base_url=base_url, timeout=NET_TIMEOUT) as http:
+
+        async def worker() -> None:
+            while queue:
+                i = queue.popleft()
+                sender, receiver = pairs[i]
+                response = await http.post(
+                    "/v1/conversations/direct",
+                    json={"username": receiver.username},
+                    headers=sender.auth(),
+                )
+                response.raise_for_status()
+                convs[i] = response.json()["id"]
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return convs
+
+
+async def create_group(
+    base_url: str, admin: Account, members: Sequence[Account], chunk: int = 200
+) -> str:
+    """A group of ``admin`` + ``members`` (added ``chunk`` at a time); its conversation id."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=NET_TIMEOUT) as http:
+        response = await http.post("/v1/groups", json={"title": "bench"}, headers=admin.auth())
+        response.raise_for_status()
+        conv = str(response.json()["id"])
+        for start in range(0, len(members), chunk):
+            names = [m.username for m in members[start : start + chunk]]
+            response = await http.post(
+                f"/v1/groups/{conv}/members", json={"usernames": names}, headers=admin.auth()
+            )
+            if response.status_code >= 400:
+                raise RuntimeError(f"add members: {response.status_code} {response.text[:200]}")
+    return conv
+
+
+def ws_url(base_http_url: str) -> str:
+    return base_http_url.replace("http://", "ws://", 1) + "/v1/ws"
+
+
+# --------------------------------------------------------------------------- devices
+
+
+async def connect_device(
+    url: str,
+    token: str | None,
+    *,
+    local_addr: tuple[str, int] | None = None,
+    ping_interval: float | None = None,
+    hello: bool = True,
+) -> tuple[ClientConnection, dict[str, int]]:
+    """Open one WebSocket (compression off, like the client runtime) and, for Tidings, do
+    Hello → Welcome → Batch… → Synced and ack what the replay held. Returns the socket and the
+    highest seq stored per conversation."""
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    ws = await connect(
+        url,
+        additional_headers=headers,
+        compression=None,
+        proxy=None,
+        user_agent_header=None,
+        ping_interval=ping_interval,
+        ping_timeout=ping_interval,
+        max_size=fr.MAX_FRAME_BYTES,
+        max_queue=256,
+        open_timeout=NET_TIMEOUT,
+        close_timeout=2,
+        local_addr=local_addr,
+    )
+    stored: dict[str, int] = {}
+    if not hello:
+        return ws, stored
+    async with asyncio.timeout(NET_TIMEOUT):
+        await ws.send(fr.encode(fr.Hello()))
+        while True:
+            frame = fr.decode_server_frame(await ws.recv(decode=False))
+            if isinstance(frame, fr.Synced):
+                break
+            if isinstance(frame, fr.Batch):
+                for env in frame.envelopes:
+                    stored[env.conv] = max(stored.get(env.conv, 0), env.seq)
+            elif isinstance(frame, fr.Envelope):
+                stored[frame.conv] = max(stored.get(frame.conv, 0), frame.seq)
+            elif isinstance(frame, fr.Error):
+                raise RuntimeError(f"server error during sync: {frame.code} {frame.message}")
+        acked = {conv: seq for conv, seq in stored.items() if seq > 0}
+        if acked:
+            await ws.send(fr.encode(fr.Ack(upto=acked)))
+    return ws, stored
+
+
+# --------------------------------------------------------------------------- the 1:1 workload
+
+
+class PairSpec(msgspec.Struct, frozen=True):
+    """One sender/receiver pair: tokens and the direct conversation (relay: the pair number;
+    XMPP: the receiver's JID, with the JIDs as tokens)."""
+
+    conv: str
+    sender_token: str = ""
+    receiver_token: str = ""
+
+
+class LoadSpec(msgspec.Struct, frozen=True):
+    mode: Mode
+    #: ws://… of the server (Tidings: …/v1/ws; relay: its root)
+    url: str
+    pairs: list[PairSpec]
+    window: int
+    warmup: float
+    duration: float
+    payload_bytes: int = 100
+
+
+class LoadResult(msgspec.Struct):
+    #: messages completed (acked and delivered) inside the measured interval
+    completed: int
+    measured_seconds: float
+    latency: dict[str, int]
+    #: CPU seconds this load process used during the measured interval
+    cpu_seconds: float
+    connect_seconds: float
+    errors: list[str]
+
+
+class _Flight:
+    __slots__ = ("acked", "delivered_at", "sent_at")
+
+    def __init__(self, sent_at: float) -> None:
+        self.sent_at = sent_at
+        self.acked = False
+        self.delivered_at: float | None = None
+
+
+class _Meter:
+    """Counts completions and latencies inside [measure_from, stop_at)."""
+
+    def __init__(self) -> None:
+        self.measure_from = math.inf
+        self.stop_at = math.inf
+        self.completed = 0
+        self.latency = Histogram()
+        self.errors: list[str] = []
+
+    def error(self, text: str) -> None:
+        if len(self.errors) < 20:
+            self.errors.append(text)
+
+
+class _PairDriver:
+    """Drives one sender socket and one receiver socket of the same conversation."""
+
+    def __init__(
+        self,
+        spec: LoadSpec,
+        pair: PairSpec,
+        sender: ClientConnection,
+        receiver: ClientConnection,
+        meter: _Meter,
+    ) -> None:
+        self.relay = spec.mode == "relay"
+        self.conv = pair.conv
+        self.payload = os.urandom(spec.payload_bytes)
+        self.sender = sender
+        self.receiver = receiver
+        self.meter = meter
+        self.window = asyncio.Semaphore(spec.window)
+        self.inflight: dict[uuid.UUID, _Flight] = {}
+        self.unacked: deque[uuid.UUID] = deque()
+        self.highest_seq = 0
+        self.acked_seq = 0
+        self.ack_due = asyncio.Event()
+        self.drained = asyncio.Event()
+
+    def _settle(self, mid: uuid.UUID, flight: _Flight) -> None:
+        del self.inflight[mid]
+        self.window.release()
+        now = time.monotonic()
+        meter = self.meter
+        if meter.measure_from <= now < meter.stop_at:
+            meter.completed += 1
+            meter.latency.record((flight.delivered_at or now) - flight.sent_at)
+        if not self.inflight and now >= meter.stop_at:
+            self.drained.set()
+
+    async def send_loop(self) -> None:
+        encode = fr.encode
+        send_frame = fr.Send
+        window = self.window
+        while True:
+            await window.acquire()
+            now = time.monotonic()
+            if now >= self.meter.stop_at:
+                window.release()
+                if not self.inflight:
+                    self.drained.set()
+                return
+            mid = uuid.uuid4()
+            self.inflight[mid] = _Flight(now)
+            if self.relay:
+                self.unacked.append(mid)
+            await self.sender.send(encode(send_frame(id=mid, conv=self.conv, payload=self.payload)))
+
+    async def sender_reader(self) -> None:
+        decode = fr.decode_server_frame
+        recv = self.sender.recv
+        while True:
+            data = await recv(decode=False)
+            if self.relay:
+                mid = self.unacked.popleft()
+            else:
+                frame = decode(data)
+                if isinstance(frame, fr.Accepted):
+                    mid = frame.id
+                elif isinstance(frame, fr.Rejected | fr.Error):
+                    self.meter.error(repr(frame))
+                    continue
+                else:
+                    continue
+            flight = self.inflight.get(mid)
+            if flight is None:
+                continue
+            flight.acked = True
+            if flight.delivered_at is not None:
+                self._settle(mid, flight)
+
+    async def receiver_reader(self) -> None:
+        decode = fr.decode_server_frame
+        decode_send = _send_decoder.decode
+        recv = self.receiver.recv
+        while True:
+            data = await recv(decode=False)
+            now = time.monotonic()
+            if self.relay:
+                mid = decode_send(data).id
+                self._delivered(mid, now)
+                continue
+            frame = decode(data)
+            if isinstance(frame, fr.Envelope):
+                envelopes = [frame]
+            elif isinstance(frame, fr.Batch):
+                envelopes = frame.envelopes
+            else:
+                if isinstance(frame, fr.Error):
+                    self.meter.error(repr(frame))
+                continue
+            for env in envelopes:
+                if env.seq > self.highest_seq:
+                    self.highest_seq = env.seq
+                    self.ack_due.set()
+                self._delivered(env.id, now)
+
+    def _delivered(self, mid: uuid.UUID, now: float) -> None:
+        flight = self.inflight.get(mid)
+        if flight is None:
+            return
+        flight.delivered_at = now
+        if flight.acked:
+            self._settle(mid, flight)
+
+    async def ack_loop(self) -> None:
+        """One Ack per burst of envelopes: the receive loop sets ``ack_due`` for each one and
+        this task runs only when the loop yields, like a client that persists a batch."""
+        while True:
+            await self.ack_due.wait()
+            self.ack_due.clear()
+            if self.highest_seq > self.acked_seq:
+                self.acked_seq = self.highest_seq
+                await self.receiver.send(fr.encode(fr.Ack(upto={self.conv: self.acked_seq})))
+
+
+_send_decoder = msgspec.msgpack.Decoder(fr.Send)
+
+
+def _pair_url(spec: LoadSpec, pair: PairSpec, role: str) -> str:
+    return f"{spec.url}/{role}/{pair.conv}" if spec.mode == "relay" else spec.url
+
+
+async def _connect_pair(spec: LoadSpec, pair: PairSpec) -> tuple[ClientConnection, ...]:
+    hello = spec.mode == "tidings"
+    receiver, _ = await connect_device(
+        _pair_url(spec, pair, "recv"), pair.receiver_token or None, hello=hello
+    )
+    sender, _ = await connect_device(
+        _pair_url(spec, pair, "send"), pair.sender_token or None, hello=hello
+    )
+    return sender, receiver
+
+
+async def drive_pairs(
+    spec: LoadSpec, go: Callable[[], Awaitable[float]] | None = None
+) -> LoadResult:
+    """Connect every pair of ``spec``, await ``go()`` (a monotonic start time; now if None),
+    run warm-up + measured interval, then let in-flight messages drain (bounded)."""
+    meter = _Meter()
+    t0 = time.monotonic()
+    sockets: list[tuple[ClientConnection, ...]] = []
+    for start in range(0, len(spec.pairs), 50):
+        sockets += await asyncio.gather(
+            *(_connect_pair(spec, p) for p in spec.pairs[start : start + 50])
+        )
+    connect_seconds = time.monotonic() - t0
+    drivers = [
+        _PairDriver(spec, pair, sender, receiver, meter)
+        for pair, (sender, receiver) in zip(spec.pairs, sockets, strict=True)
+    ]
+    start_at = await go() if go is not None else time.monotonic()
+    await asyncio.sleep(max(0.0, start_at - time.monotonic()))
+    meter.measure_from = start_at + spec.warmup
+    meter.stop_at = meter.measure_from + spec.duration
+    readers = [asyncio.ensure_future(d.sender_reader()) for d in drivers]
+    readers += [asyncio.ensure_future(d.receiver_reader()) for d in drivers]
+    readers += [asyncio.ensure_future(d.ack_loop()) for d in drivers if spec.mode == "tidings"]
+    senders = [asyncio.ensure_future(d.send_loop()) for d in drivers]
+    await asyncio.sleep(max(0.0, meter.measure_from - time.monotonic()))
+    cpu_start = time.process_time()
+    await asyncio.sleep(max(0.0, meter.stop_at - time.monotonic()))
+    cpu = time.process_time() - cpu_start
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(10):
+            await asyncio.gather(*senders)
+            await asyncio.gather(*(d.drained.wait() for d in drivers))
+    for d in drivers:
+        if d.inflight:
+            meter.error(f"pair {d.conv}: {len(d.inflight)} messages never completed")
+            break
+    for task in senders + readers:
+        task.cancel()
+    for sender, receiver in sockets:
+        await sender.close()
+        await receiver.close()
+    await asyncio.gather(*senders, *readers, return_exceptions=True)
+    return LoadResult(
+        completed=meter.completed,
+        measured_seconds=spec.duration,
+        latency=meter.latency.to_json(),
+        cpu_seconds=cpu,
+        connect_seconds=connect_seconds,
+        errors=meter.errors,
+    )
+
+
+# --------------------------------------------------------------------------- group fan-out
+
+
+class FanoutSpec(msgspec.Struct, frozen=True):
+    url: str
+    conv: str
+    sender_token: str
+    member_tokens: list[str]
+    posts: int
+    payload_bytes: int = 100
+    #: longest wait for one post to reach every member (seconds)
+    post_timeout: float = 15.0
+    #: quiet time between posts, so receipts of one post do not overlap the next
+    pause: float = 0.2
+
+
+class FanoutResult(msgspec.Struct):
+    #: send → last member has it, per post (seconds); a post that timed out is left out
+    times: list[float]
+    recipients: int
+    connect_seconds: float
+    #: CPU seconds this load process spent while posts were in flight
+    cpu_seconds: float
+    errors: list[str]
+
+
+async def drive_fanout(spec: FanoutSpec) -> FanoutResult:
+    """Every member online from this process; the sender posts ``posts`` times, one after the
+    other, and each post is timed until the last member has decoded it."""
+    errors: list[str] = []
+    t0 = time.monotonic()
+    members: list[ClientConnection] = []
+    for start in range(0, len(spec.member_tokens), 100):
+        opened = await asyncio.gather(
+            *(connect_device(spec.url, t) for t in spec.member_tokens[start : start + 100])
+        )
+        members += [ws for ws, _ in opened]
+    sender, _ = await connect_device(spec.url, spec.sender_token)
+    connect_seconds = time.monotonic() - t0
+    current: list[uuid.UUID | None] = [None]
+    remaining = [0]
+    done = asyncio.Event()
+    last_arrival = [0.0]
+
+    async def member_reader(ws: ClientConnection) -> None:
+        decode = fr.decode_server_frame
+        while True:
+            frame = decode(await ws.recv(decode=False))
+            if isinstance(frame, fr.Envelope) and frame.conv == spec.conv:
+                if frame.id == current[0]:
+                    last_arrival[0] = time.monotonic()
+                    remaining[0] -= 1
+                    if remaining[0] == 0:
+                        done.set()
+                await ws.send(fr.encode(fr.Ack(upto={spec.conv: frame.seq})))
+            elif isinstance(frame, fr.Error) and len(errors) < 10:
+                errors.append(repr(frame))
+
+    async def sender_reader() -> None:
+        while True:
+            frame = fr.decode_server_frame(await sender.recv(decode=False))
+            if isinstance(frame, fr.Rejected | fr.Error) and len(errors) < 10:
+                errors.append(repr(frame))
+
+    tasks = [asyncio.ensure_future(member_reader(ws)) for ws in members]
+    tasks.append(asyncio.ensure_future(sender_reader()))
+    payload = os.urandom(spec.payload_bytes)
+    times: list[float] = []
+    cpu = 0.0
+    for _ in range(spec.posts):
+        mid = uuid.uuid4()
+        current[0] = mid
+        remaining[0] = len(members)
+        done.clear()
+        cpu_start = time.process_time()
+        sent_at = time.monotonic()
+        await sender.send(fr.encode(fr.Send(id=mid, conv=spec.conv, payload=payload)))
+        try:
+            async with asyncio.timeout(spec.post_timeout):
+                await done.wait()
+            times.append(last_arrival[0] - sent_at)
+        except TimeoutError:
+            errors.append(f"post reached {len(members) - remaining[0]}/{len(members)} members")
+        cpu += time.process_time() - cpu_start
+        await asyncio.sleep(spec.pause)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for ws in [sender, *members]:
+        await ws.close()
+    return FanoutResult(times, len(members), connect_seconds, cpu, errors[:10])
+
+
+def run_fanout(spec: FanoutSpec) -> FanoutResult:
+    """:func:`drive_fanout` in its own load process."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.loadgen", "--fanout"],
+        input=msgspec.json.encode(spec),
+        capture_output=True,
+        cwd=BENCH_DIR.parent,
+        timeout=NET_TIMEOUT + spec.posts * (spec.post_timeout + spec.pause) + 60,
+        preexec_fn=raise_nofile,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"fan-out worker failed: {proc.stderr.decode()[-1500:]}")
+    return msgspec.json.decode(proc.stdout, type=FanoutResult)
+
+
+# --------------------------------------------------------------------------- worker processes
+
+
+async def _worker_main() -> None:
+    loop = asyncio.get_running_loop()
+    spec = msgspec.json.decode(sys.stdin.buffer.readline(), type=LoadSpec)
+
+    async def ready_then_go() -> float:
+        sys.stdout.write("ready\n")
+        sys.stdout.flush()
+        line = await loop.run_in_executor(None, sys.stdin.readline)
+        return float(line.split()[1])
+
+    result = await drive_pairs(spec, ready_then_go)
+    sys.stdout.write(msgspec.json.encode(result).decode() + "\n")
+    sys.stdout.flush()
+
+
+def install_uvloop() -> None:
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+@dataclass
+class LoadReport:
+    """Merged outcome of :func:`run_load`."""
+
+    msgs_per_s: float
+    p50_ms: float | None
+    p99_ms: float | None
+    completed: int
+    pairs: int
+    window: int
+    processes: int
+    #: CPU use of each load process during the measured interval, % of one core
+    loadgen_cpu_pct: list[float]
+    #: CPU use of the server during the measured interval, % of one core
+    server_cpu_pct: float | None
+    errors: list[str]
+
+    def as_dict(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+def _split(items: Sequence[PairSpec], parts: int) -> Iterator[list[PairSpec]]:
+    for i in range(parts):
+        chunk = list(items[i::parts])
+        if chunk:
+            yield chunk
+
+
+def run_load(
+    mode: Mode,
+    url: str,
+    pairs: Sequence[PairSpec],
+    window: int,
+    warmup: float,
+    duration: float,
+    processes: int = 1,
+    server_pid: int | None = None,
+    profile_to: Path | None = None,
+    worker_argv: Sequence[str] = (sys.executable, "-m", "bench.loadgen", "--worker"),
+    worker_env: dict[str, str] | None = None,
+) -> LoadReport:
+    """Run the 1:1 workload from ``processes`` worker processes and merge what they measured.
+    ``worker_argv`` may name another worker speaking the same stdin/stdout protocol (the XMPP
+    driver of the Prosody peer)."""
+    workers: list[subprocess.Popen[str]] = []
+    specs = [
+        LoadSpec(mode, url, chunk, window, warmup, duration)
+        for chunk in _split(pairs, max(1, processes))
+    ]
+    profiler: subprocess.Popen[bytes] | None = None
+    try:
+        for spec in specs:
+            proc = subprocess.Popen(
+                list(worker_argv),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                cwd=BENCH_DIR.parent,
+                env=worker_env,
+                preexec_fn=raise_nofile,
+            )
+            assert proc.stdin is not None
+            proc.stdin.write(msgspec.json.encode(spec).decode() + "\n")
+            proc.stdin.flush()
+            workers.append(proc)
+        for proc in workers:
+            assert proc.stdout is not None
+            line = _readline(proc, NET_TIMEOUT + 30)
+            if line.strip() != "ready":
+                raise RuntimeError(f"load worker failed to connect: {line[:300]!r}")
+        start_at = time.monotonic() + 0.2
+        for proc in workers:
+            assert proc.stdin is not None
+            proc.stdin.write(f"go {start_at}\n")
+            proc.stdin.flush()
+        server_cpu: float | None = None
+        if server_pid is not None:
+            time.sleep(max(0.0, start_at + warmup - time.monotonic()))
+            before = cpu_seconds(server_pid)
+            if profile_to is not None:
+                profiler = start_profiler(server_pid, duration, profile_to)
+            time.sleep(duration)
+            server_cpu = round(100 * (cpu_seconds(server_pid) - before) / duration, 1)
+        results = []
+        for proc in workers:
+            line = _readline(proc, warmup + duration + 60)
+            results.append(msgspec.json.decode(line, type=LoadResult))
+        if profiler is not None:
+            profiler.wait(30)
+    finally:
+        for proc in workers:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+        if profiler is not None and profiler.poll() is None:
+            profiler.kill()
+            profiler.wait()
+    hist = Histogram()
+    for r in results:
+        hist.merge(Histogram.from_json(r.latency))
+    completed = sum(r.completed for r in results)
+    return LoadReport(
+        msgs_per_s=round(completed / duration, 1),
+        p50_ms=ms(hist.percentile(50)),
+        p99_ms=ms(hist.percentile(99)),
+        completed=completed,
+        pairs=len(pairs),
+        window=window,
+        processes=len(specs),
+        loadgen_cpu_pct=[round(100 * r.cpu_seconds / duration, 1) for r in results],
+        server_cpu_pct=server_cpu,
+        errors=[e for r in results for e in r.errors][:10],
+    )
+
+
+def _readline(proc: subprocess.Popen[str], timeout: float) -> str:
+    """One line of a worker's stdout, or an error once ``timeout`` passed or it exited."""
+    assert proc.stdout is not None
+    import selectors
+
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        if not sel.select(timeout):
+            raise TimeoutError(f"load worker silent for {timeout:.0f} s")
+    line = proc.stdout.readline()
+    if not line:
+        raise RuntimeError(f"load worker exited with {proc.wait()}")
+    return line
+
+
+def start_profiler(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] | None:
+    """py-spy (if installed) sampling ``pid`` for ``seconds`` into collapsed stacks at ``out``."""
+    exe = Path(sys.executable).parent / "py-spy"
+    if not exe.exists():
+        return None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    argv = [str(exe), "record", "--pid", str(pid), "--duration", str(max(1, int(seconds)))]
+    argv += ["--format", "raw", "--rate", "200", "--nonblocking", "-o", str(out)]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--worker", action="store_true", help="1:1 load worker (spec on stdin)")
+    parser.add_argument("--fanout", action="store_true", help="fan-out worker (spec on stdin)")
+    args = parser.parse_args(argv)
+    raise_nofile()
+    install_uvloop()
+    if args.worker:
+        asyncio.run(_worker_main())
+    elif args.fanout:
+        spec = msgspec.json.decode(sys.stdin.buffer.read(), type=FanoutSpec)
+        result = asyncio.run(drive_fanout(spec))
+        sys.stdout.write(msgspec.json.encode(result).decode() + "\n")
+    else:
+        parser.error("this is the load process; run a benchmark with python -m bench.run")
+
+
+if __name__ == "__main__":
+    main()

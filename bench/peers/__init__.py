@@ -1,0 +1,1 @@
+"""Peer servers (Prosody, Synapse) driven with the same workload as Tidings."""

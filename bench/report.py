@@ -1,0 +1,481 @@
+"""Turns one benchmark run into ``bench/results/<timestamp>.json`` and ``bench/results/latest.md``.
+
+The JSON holds everything measured (and each part's error, if it failed); the Markdown shows the
+headline figures beside their aims (✔/✘), the ratios, the machine, each part's details, the
+profile of the server under load and one line per earlier run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+Json = dict[str, Any]
+
+
+# --------------------------------------------------------------------------- the machine
+
+
+def machine_info() -> Json:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_kib = 0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kib = int(line.split()[1])
+    except OSError:
+        pass
+    return {
+        "cores": os.cpu_count(),
+        "cpu_model": model,
+        "memory_gib": round(mem_kib / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def git_revision() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=RESULTS_DIR.parent,
+            timeout=10,
+            check=False,
+        )
+    except OSError:
+        return "unknown"
+    return out.stdout.strip() or "no commit"
+
+
+# --------------------------------------------------------------------------- profiles
+
+
+def summarize_profile(collapsed: Path, top: int = 12) -> Json:
+    """Top frames of a py-spy ``--format raw`` (collapsed stacks) file: by self time (the
+    frame on top of the stack) and by inclusive time, both in % of samples."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in collapsed.read_text(errors="replace").splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [f for f in stack.split(";") if f]
+        if not frames:
+            continue
+        total += count
+        own[_short(frames[-1])] += count
+        for frame in {_short(f) for f in frames}:
+            inclusive[frame] += count
+    if total == 0:
+        return {"samples": 0, "self": [], "inclusive": []}
+
+    def pct(counter: Counter[str], only_ours: bool) -> list[list[Any]]:
+        rows = [
+            [frame, round(100 * n / total, 1)]
+            for frame, n in counter.most_common()
+            if not only_ours or "tidings" in frame
+        ]
+        return rows[:top]
+
+    return {
+        "samples": total,
+        "self": pct(own, only_ours=False),
+        "inclusive": pct(inclusive, only_ours=True),
+    }
+
+
+def _short(frame: str) -> str:
+    """``func (path/to/module.py:12)`` → ``func (module.py:12)``-ish, keeping the package."""
+    name, _, where = frame.partition(" (")
+    where = where.rstrip(")")
+    for marker in ("site-packages/", "src/", "lib/python3"):
+        if marker in where:
+            where = where.split(marker, 1)[1]
+    return f"{name} ({where})" if where else name
+
+
+# --------------------------------------------------------------------------- figures
+
+
+@dataclass(frozen=True)
+class Figure:
+    label: str
+    measured: str
+    aim: str
+    ok: bool | None
+
+    @property
+    def mark(self) -> str:
+        return "-" if self.ok is None else ("✔" if self.ok else "✘")
+
+
+def _data(results: Json, part: str) -> Json | None:
+    entry = results.get("parts", {}).get(part)
+    if not entry or not entry.get("ok"):
+        return None
+    data = entry.get("data")
+    return data if isinstance(data, dict) else None
+
+
+def _num(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, int | float) and abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def figures(results: Json) -> list[Figure]:
+    """The headline figures of a run, each beside its aim."""
+    rows: list[Figure] = []
+    relay = _data(results, "relay")
+    one = _data(results, "tidings_1to1")
+    prosody = _data(results, "prosody")
+    synapse = _data(results, "synapse")
+    load = one.get("load") if one else None
+    seq = one.get("sequential") if one else None
+    relay_rate = relay.get("msgs_per_s") if relay else None
+    rate = load.get("msgs_per_s") if load else None
+
+    rows.append(Figure("Relay ceiling, msgs/s", _num(relay_rate), "(ceiling)", None))
+    rows.append(
+        Figure("Tidings 1:1, msgs/s", _num(rate), "≥ 20,000", None if rate is None else rate >= 2e4)
+    )
+    if rate is not None and relay_rate:
+        share = 100 * rate / relay_rate
+        rows.append(Figure("Tidings 1:1 / relay", f"{share:.0f}%", "≥ 36%", share >= 36))
+    else:
+        rows.append(Figure("Tidings 1:1 / relay", "n/a", "≥ 36%", None))
+    p_rate = prosody.get("msgs_per_s") if prosody else None
+    if rate is not None and p_rate:
+        rows.append(
+            Figure("Tidings 1:1 / Prosody+MAM", f"{rate / p_rate:.1f}x", "≥ 5x", rate / p_rate >= 5)
+        )
+    else:
+        rows.append(Figure("Tidings 1:1 / Prosody+MAM", "n/a", "≥ 5x", None))
+    s_rate = synapse.get("msgs_per_s") if synapse else None
+    ratio = f"{rate / s_rate:.0f}x" if rate is not None and s_rate else "n/a"
+    rows.append(Figure("Tidings 1:1 / Synapse", ratio, "(reference)", None))
+    if load:
+        rows.append(
+            Figure(
+                "1:1 under load, latency p50 / p99",
+                f"{_num(load.get('p50_ms'), 2)} / {_num(load.get('p99_ms'), 2)} ms",
+                "(reported)",
+                None,
+            )
+        )
+    seq_p50 = seq.get("p50_ms") if seq else None
+    rows.append(
+        Figure(
+            "Sequential send→deliver p50",
+            f"{_num(seq_p50, 3)} ms",
+            "≤ 0.5 ms",
+            None if seq_p50 is None else seq_p50 <= 0.5,
+        )
+    )
+    fan = _data(results, "group_fanout")
+    fan_p99 = fan.get("p99_ms") if fan else None
+    members = fan.get("members", 1000) if fan else 1000
+    rows.append(
+        Figure(
+            f"{members:,}-member fan-out p50 / p99",
+            f"{_num(fan.get('p50_ms') if fan else None)} / {_num(fan_p99)} ms",
+            "p99 ≤ 100 ms",
+            None if fan_p99 is None else fan_p99 <= 100,
+        )
+    )
+    conns = _data(results, "connections")
+    steps = conns.get("steps", []) if conns else []
+    if steps:
+        last = steps[-1]
+        n = last["connections"]
+        kib = last["per_conn_kib"]
+        full = n >= 50_000
+        rows.append(
+            Figure(
+                f"Idle connections held (of {conns['target']:,} aimed)" if conns else "",
+                f"{n:,}",
+                "50,000",
+                n >= 50_000 if not results.get("quick") else None,
+            )
+        )
+        rows.append(
+            Figure(
+                f"Server memory per idle connection at {n:,}",
+                f"{kib:.1f} KiB",
+                "≤ 20 KiB" + ("" if full else " (at 50k)"),
+                kib <= 20 if full or results.get("quick") else False,
+            )
+        )
+        rows.append(
+            Figure(
+                f"Server idle CPU at {n:,} connections",
+                f"{last['idle_cpu_pct']:.1f}% of a core",
+                "(reported)",
+                None,
+            )
+        )
+    else:
+        rows.append(Figure("Idle connections / memory each", "n/a", "50k at ≤ 20 KiB", None))
+    store = _data(results, "client_store")
+    sizes = store.get("sizes", []) if store else []
+    if sizes:
+        big = sizes[-1]
+        n = big["messages"]
+        at = f"at {n:,} msgs"
+        full = n >= 1_000_000
+        rows.append(
+            Figure(
+                "Client store insert rate",
+                f"{_num(big['insert_per_s'])} msgs/s",
+                "(reported)",
+                None,
+            )
+        )
+        rows.append(
+            Figure(
+                f"Client page of 50 p99, {at}",
+                f"{big['page_ms_p99']:.2f} ms",
+                "≤ 2 ms" + ("" if full else " (at 1M)"),
+                big["page_ms_p99"] <= 2,
+            )
+        )
+        rows.append(
+            Figure(
+                f"Client FTS5 search p99, {at}",
+                f"{big['fts_ms_p99']:.2f} ms",
+                "≤ 20 ms" + ("" if full else " (at 1M)"),
+                big["fts_ms_p99"] <= 20,
+            )
+        )
+    else:
+        rows.append(Figure("Client store page / FTS5", "n/a", "≤ 2 ms / ≤ 20 ms at 1M", None))
+    return rows
+
+
+# --------------------------------------------------------------------------- markdown
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return out
+
+
+def history_line(results: Json) -> str:
+    """One line summing up a run, for the history of later reports."""
+    by_label = {f.label: f for f in figures(results)}
+    picks = [
+        ("relay", "Relay ceiling, msgs/s"),
+        ("1:1", "Tidings 1:1, msgs/s"),
+        ("of relay", "Tidings 1:1 / relay"),
+        ("xProsody", "Tidings 1:1 / Prosody+MAM"),
+        ("seq p50", "Sequential send→deliver p50"),
+    ]
+    bits = [f"{name} {by_label[label].measured}" for name, label in picks if label in by_label]
+    for f in figures(results):
+        if "fan-out" in f.label or "per idle connection" in f.label or "page of 50" in f.label:
+            bits.append(f"{f.label.split(',')[0]}: {f.measured}")
+    failed = [k for k, v in results.get("parts", {}).items() if not v.get("ok")]
+    if failed:
+        bits.append("failed: " + ", ".join(failed))
+    kind = "quick" if results.get("quick") else "full"
+    return f"- {results.get('timestamp', '?')} ({kind}, {results.get('git', '?')}): " + " · ".join(
+        bits
+    )
+
+
+def render(results: Json, history: list[Json]) -> str:
+    m = results.get("machine", {})
+    kind = "quick (`make bench-quick`)" if results.get("quick") else "full (`make bench`)"
+    lines = [
+        "# Tidings benchmark — latest run",
+        "",
+        f"{results.get('timestamp')} · {kind} · revision {results.get('git')} · "
+        f"took {results.get('seconds', 0):.0f} s",
+        "",
+        f"Machine: {m.get('cores')} cores, {m.get('cpu_model')}, {m.get('memory_gib')} GiB, "
+        f"Python {m.get('python')}, Linux {m.get('kernel')}; load average at start "
+        f"{m.get('load_average')}. Server, load generator and peers share these cores: "
+        "absolute figures are noisy, ratios within one run are what counts.",
+        "",
+        "## Headline figures",
+        "",
+    ]
+    lines += _table(
+        ["Figure", "Measured", "Aim", ""],
+        [[f.label, f.measured, f.aim, f.mark] for f in figures(results)],
+    )
+    lines += ["", "## Parts", ""]
+    for name, entry in results.get("parts", {}).items():
+        took = f"{entry.get('seconds', 0):.0f} s"
+        if entry.get("ok"):
+            lines += [f"### {name} ({took})", ""]
+            lines += _describe(name, entry.get("data") or {})
+        else:
+            lines += [f"### {name} — FAILED ({took})", "", "```", str(entry.get("error")), "```"]
+        lines.append("")
+    lines += ["## Earlier runs", ""]
+    lines += [history_line(h) for h in history] or ["(none)"]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _load_row(name: str, load: Json) -> list[Any]:
+    return [
+        name,
+        _num(load.get("msgs_per_s")),
+        _num(load.get("p50_ms"), 2),
+        _num(load.get("p99_ms"), 2),
+        f"{load.get('pairs')}x{load.get('window')}",
+        load.get("processes"),
+        ", ".join(f"{x:.0f}%" for x in load.get("loadgen_cpu_pct", [])),
+        _num(load.get("server_cpu_pct")),
+    ]
+
+
+_LOAD_HEADER = [
+    "Run",
+    "msgs/s",
+    "p50 ms",
+    "p99 ms",
+    "pairsxwindow",
+    "load procs",
+    "load CPU",
+    "server CPU %",
+]
+
+
+def _describe(name: str, data: Json) -> list[str]:
+    out: list[str] = []
+    if name == "relay":
+        out += _table(_LOAD_HEADER, [_load_row("relay", data)])
+    elif name == "tidings_1to1":
+        rows = [_load_row(k, data[k]) for k in ("load", "sequential") if k in data]
+        rows += [_load_row(f"probe: {p['processes']} load procs", p) for p in data.get("probe", [])]
+        out += _table(_LOAD_HEADER, rows)
+        if data.get("note"):
+            out += ["", str(data["note"])]
+        profile = data.get("profile")
+        if profile and profile.get("samples"):
+            out += ["", f"Server profile under load (py-spy, {profile['samples']} samples):", ""]
+            out += _table(["Top self frames", "% samples"], profile["self"])
+            out += [""]
+            out += _table(["Top inclusive frames in tidings", "% samples"], profile["inclusive"])
+        elif profile:
+            out += ["", f"Profile: {profile.get('error', 'no samples')}"]
+    elif name == "group_fanout":
+        out += [
+            f"{data.get('members'):,} members online from one load process, "
+            f"{data.get('posts')} posts: p50 {_num(data.get('p50_ms'))} ms, "
+            f"p99 {_num(data.get('p99_ms'))} ms, max {_num(data.get('max_ms'))} ms. "
+            f"Load process CPU per post (decoding {data.get('members'):,} frames): "
+            f"{_num(data.get('loadgen_cpu_ms_per_post'))} ms — part of every figure.",
+        ]
+    elif name == "connections":
+        out += [
+            f"Baseline server RSS {data.get('baseline_rss_mib', 0):.1f} MiB; "
+            f"{data.get('source_addresses')} loopback source addresses; keepalive 25 s.",
+            "",
+        ]
+        out += _table(
+            ["Connections", "Server RSS MiB", "KiB / conn", "Idle CPU % core", "Open s"],
+            [
+                [
+                    f"{s['connections']:,}",
+                    f"{s['rss_mib']:.1f}",
+                    f"{s['per_conn_kib']:.1f}",
+                    f"{s['idle_cpu_pct']:.2f}",
+                    f"{s['open_seconds']:.1f}",
+                ]
+                for s in data.get("steps", [])
+            ],
+        )
+        if data.get("stopped"):
+            out += ["", f"Stopped early: {data['stopped']}"]
+    elif name == "client_store":
+        out += _table(
+            ["Messages", "Insert msgs/s", "Page p50/p99 ms", "FTS5 p50/p99 ms"],
+            [
+                [
+                    f"{s['messages']:,}",
+                    _num(s["insert_per_s"]),
+                    f"{s['page_ms_p50']:.2f} / {s['page_ms_p99']:.2f}",
+                    f"{s['fts_ms_p50']:.2f} / {s['fts_ms_p99']:.2f}",
+                ]
+                for s in data.get("sizes", [])
+            ],
+        )
+        if data.get("note"):
+            out += ["", str(data["note"])]
+    elif name in ("prosody", "synapse"):
+        out += _table(_LOAD_HEADER, [_load_row(f"{name} {data.get('version', '')}", data)])
+        if data.get("note"):
+            out += ["", str(data["note"])]
+    elif name == "crypto":
+        out += _render_any(data)
+    else:
+        out += ["```json", json.dumps(data, indent=2)[:4000], "```"]
+    return out
+
+
+def _render_any(data: Any) -> list[str]:
+    """A table for a list of flat dicts, key/value rows for a dict, JSON otherwise."""
+    if isinstance(data, dict):
+        for key in ("table", "rows", "results"):
+            if isinstance(data.get(key), list):
+                head = [
+                    f"{k}: {v}"
+                    for k, v in data.items()
+                    if k != key and not isinstance(v, list | dict)
+                ]
+                return ([", ".join(head), ""] if head else []) + _render_any(data[key])
+        if all(not isinstance(v, list | dict) for v in data.values()):
+            return _table(["", ""], [[k, v] for k, v in data.items()])
+    if isinstance(data, list) and data and all(isinstance(r, dict) for r in data):
+        header = list(dict.fromkeys(k for r in data for k in r))
+        return _table(header, [[r.get(k, "") for k in header] for r in data])
+    return ["```json", json.dumps(data, indent=2)[:4000], "```"]
+
+
+def write(results: Json, results_dir: Path = RESULTS_DIR) -> tuple[Path, Path]:
+    """Write ``<timestamp>.json`` and ``latest.md``; earlier JSONs make up the history."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    stamp = str(results["timestamp"]).replace(":", "").replace("-", "")
+    json_path = results_dir / f"{stamp}.json"
+    history: list[Json] = []
+    for path in sorted(results_dir.glob("*.json")):
+        if path == json_path:
+            continue
+        try:
+            earlier = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        # other scripts (bench/delivery_1to1.py, …) write their own JSON here too
+        if isinstance(earlier, dict) and "parts" in earlier:
+            history.append(earlier)
+    json_path.write_text(json.dumps(results, indent=2) + "\n")
+    md_path = results_dir / "latest.md"
+    md_path.write_text(render(results, history))
+    return json_path, md_path

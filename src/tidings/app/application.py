@@ -1,0 +1,325 @@
+"""The Kivy `App`: builds the screens, owns the client, routes client events to the screens.
+
+See :mod:`tidings.app.tasks` for how Kivy and the client core share one asyncio loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from kivy.app import App
+from kivy.clock import Clock
+from kivy.core.window import Window
+from kivy.lang import Builder
+from kivy.properties import BooleanProperty, ObjectProperty, StringProperty
+from kivy.uix.floatlayout import FloatLayout
+from kivy.uix.screenmanager import NoTransition, ScreenManager, SlideTransition
+
+from tidings.app.screens.base import AppScreen
+from tidings.app.screens.chat import ChatScreen
+from tidings.app.screens.chat_list import ChatListScreen
+from tidings.app.screens.group_info import GroupInfoScreen
+from tidings.app.screens.new_chat import NewChatScreen
+from tidings.app.screens.new_group import NewGroupScreen
+from tidings.app.screens.onboarding import OnboardingScreen
+from tidings.app.screens.search import SearchScreen
+from tidings.app.screens.settings import SettingsScreen
+from tidings.app.tasks import Tasks
+from tidings.app.theme import Theme, register_fonts
+from tidings.app.widgets import Toast
+from tidings.client import Client
+from tidings.client.errors import ClientError, ProfileNotFound
+from tidings.client.types import (
+    ClientEvent,
+    Connection,
+    ConnectionChanged,
+    ConnectionState,
+    ConversationUpdated,
+    MessageAdded,
+    MessageUpdated,
+    Synced,
+)
+
+log = logging.getLogger(__name__)
+
+KV_DIR = Path(__file__).parent / "kv"
+#: KV files in load order: shared widgets first, then one per screen.
+KV_FILES = (
+    "widgets",
+    "onboarding",
+    "chat_list",
+    "chat",
+    "search",
+    "new_chat",
+    "new_group",
+    "group_info",
+    "settings",
+)
+SETTINGS_FILE = "app-settings.json"
+#: Escape on desktop, the back button on Android.
+BACK_KEY = 27
+
+
+class Root(FloatLayout):  # type: ignore[misc]  # kivy is untyped
+    """The screen manager with the toast layer above it."""
+
+
+class TidingsApp(App):  # type: ignore[misc]
+    title = "Tidings"
+    theme = ObjectProperty(None)
+    connection_state = StringProperty(ConnectionState.CONNECTING.value)
+    connection_text = StringProperty("Connecting\u2026")
+    client_attached = BooleanProperty(False)
+
+    def __init__(self, server_url: str | None, profile: Path, theme: str | None = None) -> None:
+        super().__init__()
+        self.server_url = server_url
+        self.profile = profile
+        self.theme = Theme(theme or self._saved_theme())
+        self.client: Client | None = None
+        self.tasks = Tasks(self.report_error)
+        self.started_at = time.perf_counter()
+        #: seconds from construction to the first filled chat list (None until then)
+        self.time_to_chat_list: float | None = None
+        self._stack: list[str] = []
+        self._pump: asyncio.Task[None] | None = None
+        self._retry_deadline: float | None = None
+        self._kv_loaded = False
+
+    # ------------------------------------------------------------------ building
+
+    def build(self) -> Root:
+        register_fonts()
+        if not self._kv_loaded:
+            for name in KV_FILES:
+                Builder.unload_file(str(KV_DIR / f"{name}.kv"))
+                Builder.load_file(str(KV_DIR / f"{name}.kv"))
+            self._kv_loaded = True
+        root = Root()
+        manager = ScreenManager(transition=NoTransition())
+        for screen in (
+            OnboardingScreen(name="onboarding"),
+            ChatListScreen(name="chat_list"),
+            ChatScreen(name="chat"),
+            SearchScreen(name="search"),
+            NewChatScreen(name="new_chat"),
+            NewGroupScreen(name="new_group"),
+            GroupInfoScreen(name="group_info"),
+            SettingsScreen(name="settings"),
+        ):
+            manager.add_widget(screen)
+        root.add_widget(manager)
+        self.manager = manager
+        self.toast = Toast()
+        root.add_widget(self.toast)
+        # on a phone, keep the focused field (the composer) above the soft keyboard
+        Window.softinput_mode = "below_target"
+        Window.clearcolor = self.theme.bg
+        self.theme.bind(bg=lambda _t, value: setattr(Window, "clearcolor", value))
+        self.theme.bind(name=self._restyle)
+        Window.bind(on_keyboard=self._on_keyboard)
+        Clock.schedule_interval(self._tick_connection, 1.0)
+        return root
+
+    def on_start(self) -> None:
+        self.tasks.spawn(self._boot())
+
+    async def _boot(self) -> None:
+        try:
+            client = await Client.open(self.profile)
+        except ProfileNotFound:
+            onboarding = self.screen("onboarding")
+            assert isinstance(onboarding, OnboardingScreen)
+            onboarding.prefill(self.server_url)
+            self.navigate("onboarding", remember=False)
+            return
+        await self.attach(client)
+
+    async def attach(self, client: Client) -> None:
+        """Use `client` from now on: follow its events and show the chat list."""
+        self.client = client
+        self.client_attached = True
+        self._set_connection(client.connection)
+        # subscribe before starting, so that no event of the first sync is missed
+        self._pump = self.tasks.spawn(self._follow(client.events()))
+        await client.start()
+        self._stack.clear()
+        self.navigate("chat_list", remember=False)
+        chat_list = self.screen("chat_list")
+        assert isinstance(chat_list, ChatListScreen)
+        await chat_list.reload()
+
+    async def _follow(self, events: AsyncIterator[ClientEvent]) -> None:
+        async for event in events:
+            try:
+                self.dispatch_client_event(event)
+            except Exception:
+                log.exception("showing %r failed", event)
+
+    def dispatch_client_event(self, event: ClientEvent) -> None:
+        chat_list = self.screen("chat_list")
+        chat = self.screen("chat")
+        group_info = self.screen("group_info")
+        assert isinstance(chat_list, ChatListScreen)
+        assert isinstance(chat, ChatScreen)
+        assert isinstance(group_info, GroupInfoScreen)
+        if isinstance(event, ConnectionChanged):
+            self._set_connection(event.connection)
+        elif isinstance(event, MessageAdded):
+            chat_list.on_message(event.message)
+            chat.on_message_added(event.message)
+        elif isinstance(event, MessageUpdated):
+            chat_list.on_message(event.message)
+            chat.on_message_updated(event.message)
+        elif isinstance(event, ConversationUpdated):
+            chat_list.on_conversation(event.conversation)
+            chat.on_conversation(event.conversation)
+            group_info.on_conversation(event.conversation)
+        elif isinstance(event, Synced):
+            self.tasks.spawn(chat_list.reload())
+
+    # Android: paused apps close their socket (the server then pushes), resumed ones reconnect
+    def on_pause(self) -> bool:
+        if self.client is not None:
+            self.tasks.spawn(self.client.background())
+        return True
+
+    def on_resume(self) -> None:
+        if self.client is not None:
+            self.tasks.spawn(self.client.foreground())
+
+    def first_list_shown(self) -> None:
+        if self.time_to_chat_list is None:
+            self.time_to_chat_list = time.perf_counter() - self.started_at
+            log.info("chat list shown %.3f s after start", self.time_to_chat_list)
+
+    # ------------------------------------------------------------------ connection state
+
+    def _set_connection(self, connection: Connection) -> None:
+        self.connection_state = connection.state.value
+        if connection.state is ConnectionState.OFFLINE and connection.retry_in is not None:
+            self._retry_deadline = time.monotonic() + connection.retry_in
+        else:
+            self._retry_deadline = None
+        self._render_connection()
+
+    def _tick_connection(self, _dt: float) -> None:
+        if self._retry_deadline is not None:
+            self._render_connection()
+
+    def _render_connection(self) -> None:
+        state = self.connection_state
+        if state == ConnectionState.ONLINE.value:
+            self.connection_text = "Online"
+        elif state == ConnectionState.CONNECTING.value:
+            self.connection_text = "Connecting\u2026"
+        elif self._retry_deadline is not None:
+            left = round(self._retry_deadline - time.monotonic())
+            self.connection_text = (
+                f"Offline \u2014 retrying in {left} s"
+                if left >= 1
+                else "Offline \u2014 retrying now\u2026"
+            )
+        else:
+            self.connection_text = "Offline"
+
+    # ------------------------------------------------------------------ navigation
+
+    def screen(self, name: str) -> AppScreen:
+        screen = self.manager.get_screen(name)
+        assert isinstance(screen, AppScreen)
+        return screen
+
+    def navigate(self, name: str, remember: bool = True) -> None:
+        current = self.manager.current
+        if remember and current and current != name:
+            self._stack.append(current)
+        self.manager.transition = SlideTransition(direction="left", duration=0.18)
+        self.manager.current = name
+        self.screen(name).on_shown()
+
+    def back(self) -> bool:
+        """Go to the previous screen; False when there is none."""
+        if not self._stack:
+            return False
+        name = self._stack.pop()
+        self.manager.transition = SlideTransition(direction="right", duration=0.18)
+        self.manager.current = name
+        self.screen(name).on_shown()
+        return True
+
+    def home(self) -> None:
+        self._stack.clear()
+        self.navigate("chat_list", remember=False)
+
+    def open_chat(self, conv_id: str, around: Any = None, replace: bool = False) -> None:
+        """Show a conversation, at its latest messages or around message id `around`."""
+        chat = self.screen("chat")
+        assert isinstance(chat, ChatScreen)
+        if replace:
+            self._stack = ["chat_list"]
+            self.navigate("chat", remember=False)
+        else:
+            self.navigate("chat")
+        chat.open(conv_id, around)
+
+    def _on_keyboard(self, _window: Any, key: int, *_args: Any) -> bool:
+        if key == BACK_KEY:
+            return self.back()
+        return False
+
+    # ------------------------------------------------------------------ misc
+
+    def require_client(self) -> Client:
+        if self.client is None:
+            raise RuntimeError("no account yet")
+        return self.client
+
+    def report_error(self, exc: BaseException) -> None:
+        if isinstance(exc, ClientError):
+            self.notify(exc.message or exc.code)
+        else:
+            self.notify(f"Something went wrong: {exc}")
+
+    def notify(self, text: str) -> None:
+        self.toast.show(text)
+
+    def _restyle(self, _theme: Theme, _name: str) -> None:
+        for name in ("chat", "search"):
+            screen = self.screen(name)
+            if isinstance(screen, ChatScreen | SearchScreen):
+                screen.restyle()
+
+    def switch_theme(self, name: str) -> None:
+        self.theme.apply(name)
+        self._save_settings({"theme": name})
+
+    def _saved_theme(self) -> str:
+        try:
+            data = json.loads((self.profile / SETTINGS_FILE).read_text())
+        except (OSError, ValueError):
+            return "light"
+        name = data.get("theme") if isinstance(data, dict) else None
+        return name if isinstance(name, str) and name in Theme.names() else "light"
+
+    def _save_settings(self, values: dict[str, str]) -> None:
+        try:
+            self.profile.mkdir(parents=True, exist_ok=True)
+            (self.profile / SETTINGS_FILE).write_text(json.dumps(values))
+        except OSError as exc:
+            log.warning("cannot save app settings: %s", exc)
+
+    async def shutdown(self) -> None:
+        """Stop following the client and close it (after the Kivy loop has ended)."""
+        if self._pump is not None:
+            self._pump.cancel()
+        await self.tasks.cancel_all()
+        if self.client is not None:
+            await self.client.close()
+            self.client = None

@@ -1,0 +1,670 @@
+"""One conversation: bubbles, day separators, ticks, replies, reactions, paging, the composer."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from kivy.clock import Clock
+from kivy.core.clipboard import Clipboard
+from kivy.metrics import dp
+from kivy.properties import BooleanProperty, NumericProperty, ObjectProperty, StringProperty
+from kivy.uix.boxlayout import BoxLayout
+from kivy.uix.label import Label
+from kivy.uix.modalview import ModalView
+from kivy.uix.textinput import TextInput
+from kivy.uix.widget import Widget
+from kivy.utils import get_hex_from_color
+
+from tidings.app import timefmt
+from tidings.app.screens.base import AppScreen, running_app
+from tidings.app.screens.chat_list import ChatListScreen
+from tidings.app.screens.group_info import GroupInfoScreen
+from tidings.app.theme import (
+    QUICK_REACTIONS,
+    SYMBOL_FONT,
+    TICK_DOUBLE,
+    TICK_SENDING,
+    TICK_SENT,
+    avatar_colour,
+    rich,
+)
+from tidings.app.widgets import Chip, FlatButton
+from tidings.client.types import Conversation, Message, MessageStatus, Page
+
+#: Messages per page when scrolling up.
+PAGE_SIZE = 40
+#: How long a press must last to count as a long press.
+LONG_PRESS_SECONDS = 0.45
+#: scroll_y above this (1 is the very top) loads the next older page.
+LOAD_OLDER_AT = 0.97
+ENTER_KEYS = (13, 271)
+#: "Not sent" on an own (primary-coloured) bubble, readable in both themes.
+FAILED_ON_OWN = "#ffe08a"
+
+
+class WrapLabel(Label):  # type: ignore[misc]  # kivy is untyped
+    """A label as wide as its text, wrapping at `max_width`."""
+
+    max_width = NumericProperty(dp(260))
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("size_hint", (None, None))
+        super().__init__(**kwargs)
+        self.bind(text=self._fit, max_width=self._fit, font_size=self._fit)
+        self._fit()
+
+    def _fit(self, *_args: Any) -> None:
+        self.text_size = (None, None)
+        self.texture_update()
+        if self.texture_size[0] > self.max_width:
+            self.text_size = (self.max_width, None)
+            self.texture_update()
+        self.size = self.texture_size
+
+
+class Bubble(BoxLayout):  # type: ignore[misc]
+    """The rounded frame of one message."""
+
+    own = BooleanProperty(False)
+    highlighted = BooleanProperty(False)
+
+
+class QuoteBox(BoxLayout):  # type: ignore[misc]
+    """The quoted message inside a reply bubble."""
+
+    own = BooleanProperty(False)
+
+
+class DaySeparator(Label):  # type: ignore[misc]
+    """ "Today", "Yesterday", a date: centred between days."""
+
+
+class NotMemberNote(Label):  # type: ignore[misc]
+    """Shown instead of the composer in a group I am no longer in."""
+
+
+class SystemNote(Label):  # type: ignore[misc]
+    """A system message ("alice added bob"), centred."""
+
+
+class MessageRow(BoxLayout):  # type: ignore[misc]
+    """A message: its bubble aligned left or right, reactions underneath."""
+
+    message: Message
+    own = BooleanProperty(False)
+
+    def __init__(self, message: Message, chat: ChatScreen, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.chat = chat
+        self._press: Any = None
+        self._long_pressed = False
+        self.show(message)
+
+    @property
+    def max_bubble_width(self) -> float:
+        width = float(self.chat.width or dp(390))
+        return max(float(dp(160)), width * 0.78 - float(dp(24)))
+
+    def show(self, message: Message) -> None:
+        self.message = message
+        self.own = message.is_own
+        theme = running_app().theme
+        self.clear_widgets()
+        inner = self.max_bubble_width
+        bubble = Bubble(own=message.is_own)
+        self.bubble = bubble
+        text_colour = theme.bubble_own_text if message.is_own else theme.bubble_other_text
+        muted = theme.bubble_own_muted if message.is_own else theme.bubble_other_muted
+        parts: list[Widget] = []
+        if self.chat.is_group and not message.is_own:
+            parts.append(
+                WrapLabel(
+                    text=rich(message.sender_name),
+                    markup=True,
+                    bold=True,
+                    font_size=dp(13),
+                    color=avatar_colour(message.sender_name),
+                    max_width=inner,
+                )
+            )
+        if message.reply_to is not None:
+            quote = QuoteBox(own=message.is_own)
+            quote.add_widget(
+                WrapLabel(
+                    text=rich(message.reply_preview or "Original message not available"),
+                    markup=True,
+                    font_size=dp(13),
+                    color=muted,
+                    max_width=inner - dp(14),
+                    max_lines=2,
+                    shorten=True,
+                    shorten_from="right",
+                )
+            )
+            parts.append(quote)
+        body = WrapLabel(
+            text=rich(message.body),
+            markup=True,
+            font_size=dp(15.5),
+            color=text_colour,
+            max_width=inner,
+        )
+        self.body = body
+        parts.append(body)
+        meta = WrapLabel(
+            text=self._meta_markup(message, muted),
+            markup=True,
+            font_size=dp(11.5),
+            color=muted,
+            max_width=inner,
+        )
+        self.meta = meta
+        parts.append(meta)
+        content_width = max(_natural_width(p) for p in parts)
+        for part in parts:
+            if isinstance(part, QuoteBox):
+                part.width = content_width
+            bubble.add_widget(part)
+        meta.size_hint_x = None
+        meta.pos_hint = {"right": 1}
+        bubble.width = content_width + bubble.padding[0] + bubble.padding[2]
+        line = BoxLayout(size_hint_y=None, height=bubble.height)
+        bubble.bind(height=line.setter("height"))
+        if message.is_own:
+            line.add_widget(Widget())
+            line.add_widget(bubble)
+        else:
+            line.add_widget(bubble)
+            line.add_widget(Widget())
+        self.add_widget(line)
+        if message.reactions:
+            self.add_widget(self._reaction_line(message))
+
+    def _meta_markup(self, message: Message, muted: list[float]) -> str:
+        stamp = timefmt.clock(message.created_at)
+        if not message.is_own:
+            return stamp
+        theme = running_app().theme
+        if message.status is MessageStatus.FAILED:
+            return f"[color={FAILED_ON_OWN}][b]Not sent \u2014 tap to retry[/b][/color]  {stamp}"
+        tick = {
+            MessageStatus.SENDING: TICK_SENDING,
+            MessageStatus.SENT: TICK_SENT,
+            MessageStatus.DELIVERED: TICK_DOUBLE,
+            MessageStatus.READ: TICK_DOUBLE,
+        }[message.status]
+        read = message.status is MessageStatus.READ
+        colour = get_hex_from_color(theme.tick_read if read else muted)
+        return (
+            f"{stamp}  [font={SYMBOL_FONT}][size=14sp][color={colour}]{tick}[/color][/size][/font]"
+        )
+
+    def _reaction_line(self, message: Message) -> BoxLayout:
+        me = running_app().require_client().account.username
+        line = BoxLayout(size_hint_y=None, height=dp(32), spacing=dp(4), padding=[0, dp(4), 0, 0])
+        chips: list[Widget] = []
+        for emoji, users in message.reactions:
+            mine = me in users
+            label = f"[font={SYMBOL_FONT}]{emoji}[/font] {len(users)}"
+            chip = Chip(text=label, selected=mine)
+            chip.bind(on_release=self._reaction_toggler(emoji, mine))
+            chips.append(chip)
+        if message.is_own:
+            line.add_widget(Widget())
+        for chip in chips:
+            line.add_widget(chip)
+        if not message.is_own:
+            line.add_widget(Widget())
+        return line
+
+    def _reaction_toggler(self, emoji: str, mine: bool) -> Callable[[Any], None]:
+        def toggle(_chip: Any) -> None:
+            self.chat.react(self.message, emoji, remove=mine)
+
+        return toggle
+
+    # touches: a tap retries a failed message, a long press opens the actions
+    def on_touch_down(self, touch: Any) -> bool:
+        # BoxLayouts do not transform: the bubble's parent shares our coordinates
+        if not self.bubble.collide_point(*touch.pos):
+            return bool(super().on_touch_down(touch))
+        if super().on_touch_down(touch):
+            return True
+        self._long_pressed = False
+        self._press = Clock.schedule_once(lambda _dt: self._long_press(), LONG_PRESS_SECONDS)
+        touch.ud[self] = touch.pos
+        return False
+
+    def on_touch_move(self, touch: Any) -> bool:
+        start = touch.ud.get(self)
+        moved = start is not None and (
+            abs(touch.pos[0] - start[0]) > dp(12) or abs(touch.pos[1] - start[1]) > dp(12)
+        )
+        if moved and self._press is not None:
+            self._press.cancel()
+            self._press = None
+        return bool(super().on_touch_move(touch))
+
+    def on_touch_up(self, touch: Any) -> bool:
+        if self in touch.ud and self._press is not None:
+            self._press.cancel()
+            self._press = None
+            if not self._long_pressed and self.message.status is MessageStatus.FAILED:
+                self.chat.retry(self.message)
+                return True
+        return bool(super().on_touch_up(touch))
+
+    def _long_press(self) -> None:
+        self._press = None
+        self._long_pressed = True
+        self.chat.show_actions(self.message)
+
+
+def _natural_width(part: Widget) -> float:
+    if isinstance(part, QuoteBox):
+        label = part.children[0]
+        width: float = label.width + part.padding[0] + part.padding[2]
+        return width
+    natural: float = part.width
+    return natural
+
+
+class ComposerInput(TextInput):  # type: ignore[misc]
+    """The message field: Enter sends, Shift+Enter starts a new line."""
+
+    send = ObjectProperty(None)
+
+    def keyboard_on_key_down(self, window: Any, keycode: Any, text: Any, modifiers: Any) -> bool:
+        if keycode[0] in ENTER_KEYS and "shift" not in modifiers:
+            if self.send is not None:
+                self.send()
+            return True
+        return bool(super().keyboard_on_key_down(window, keycode, text, modifiers))
+
+
+class MessageActions(ModalView):  # type: ignore[misc]
+    """The sheet that a long press opens: quick reactions, reply, retry, copy."""
+
+    def __init__(self, chat: ChatScreen, message: Message, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.chat = chat
+        self.message = message
+        reactions = self.ids.reactions
+        for emoji in QUICK_REACTIONS:
+            chip = Chip(text=f"[font={SYMBOL_FONT}]{emoji}[/font]", font_size=dp(22))
+            chip.height = dp(44)
+            chip.bind(on_release=self._reactor(emoji))
+            reactions.add_widget(chip)
+        actions = self.ids.actions
+        if message.kind == "text" and message.seq is not None:
+            actions.add_widget(self._action("Reply", self._reply))
+        if message.status is MessageStatus.FAILED:
+            actions.add_widget(self._action("Retry sending", self._retry))
+        actions.add_widget(self._action("Copy text", self._copy))
+
+    def _action(self, text: str, handler: Callable[[], None]) -> FlatButton:
+        button = FlatButton(text=text)
+        button.bind(on_release=lambda _b: handler())
+        return button
+
+    def _reactor(self, emoji: str) -> Callable[[Any], None]:
+        def react(_chip: Any) -> None:
+            self.dismiss()
+            self.chat.react(self.message, emoji)
+
+        return react
+
+    def _reply(self) -> None:
+        self.dismiss()
+        self.chat.start_reply(self.message)
+
+    def _retry(self) -> None:
+        self.dismiss()
+        self.chat.retry(self.message)
+
+    def _copy(self) -> None:
+        self.dismiss()
+        Clipboard.copy(self.message.body)
+
+
+class ChatScreen(AppScreen):
+    conv_id = StringProperty("")
+    title = StringProperty("")
+    subtitle = StringProperty("")
+    is_group = BooleanProperty(False)
+    loading_older = BooleanProperty(False)
+    show_jump = BooleanProperty(False)
+    reply_text = StringProperty("")
+    reply_name = StringProperty("")
+    #: False in a group I was removed from or left
+    member = BooleanProperty(True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.conversation: Conversation | None = None
+        self.messages: list[Message] = []
+        self.rows: dict[uuid.UUID, MessageRow] = {}
+        self.before: int | None = None
+        self.at_latest = True
+        self.reply_to: Message | None = None
+        self._generation = 0
+        self._mark_read = Clock.create_trigger(self._send_read, 0.3)
+        self._keep_bottom = False
+
+    def on_kv_post(self, _base_widget: Any) -> None:
+        # the widgets themselves: `ids` only holds weak proxies, which never compare identical
+        self._spacer = self.ids.spacer.__self__
+        self._composer_bar = self.ids.composer_bar.__self__
+        self._not_member = NotMemberNote()
+
+    def on_member(self, _instance: Any, member: bool) -> None:
+        """Only members can write: otherwise a note takes the composer's place."""
+        column = self._composer_bar.parent or self._not_member.parent
+        if column is None:
+            return
+        shown, hidden = (
+            (self._composer_bar, self._not_member)
+            if member
+            else (self._not_member, self._composer_bar)
+        )
+        if not member:
+            self.ids.composer.focus = False
+        if hidden.parent is not None:
+            column.remove_widget(hidden)
+        if shown.parent is None:
+            column.add_widget(shown, index=0)
+
+    # ------------------------------------------------------------------ opening
+
+    def open(self, conv_id: str, around: uuid.UUID | None = None) -> None:
+        self._generation += 1
+        generation = self._generation
+        self.conv_id = conv_id
+        self.conversation = None
+        self.member = True
+        self.messages = []
+        self.rows = {}
+        self.before = None
+        self.at_latest = around is None
+        self.cancel_reply()
+        self.ids.composer.text = ""
+        self.show_jump = False
+        self._clear_items()
+        chat_list = self.tidings.screen("chat_list")
+        self.title = chat_list.title_of(conv_id) if isinstance(chat_list, ChatListScreen) else ""
+        self.subtitle = ""
+        tasks = self.tidings.tasks
+        tasks.spawn(
+            self.client.conversation(conv_id),
+            on_done=self._if_current(generation, self.on_conversation),
+        )
+        if around is None:
+            page = self.client.history(conv_id, limit=PAGE_SIZE)
+        else:
+            page = self.client.page_around(conv_id, around, limit=PAGE_SIZE)
+        tasks.spawn(
+            page, on_done=self._if_current(generation, lambda p: self._first_page(p, around))
+        )
+
+    def _if_current(self, generation: int, handler: Callable[[Any], None]) -> Callable[[Any], None]:
+        def call(value: Any) -> None:
+            if generation == self._generation:
+                handler(value)
+
+        return call
+
+    def _first_page(self, page: Page, around: uuid.UUID | None) -> None:
+        self.messages = list(page.messages)
+        self.before = page.before
+        self._rebuild()
+        if around is not None and around in self.rows:
+            target = self.rows[around]
+            target.bubble.highlighted = True
+            Clock.schedule_once(lambda _dt: self._scroll_to(target), 0.05)
+            Clock.schedule_once(lambda _dt: setattr(target.bubble, "highlighted", False), 2.5)
+            self.show_jump = True
+        else:
+            self._stick_to_bottom()
+            self._mark_read()
+
+    def on_conversation(self, conv: Conversation) -> None:
+        if conv.id != self.conv_id:
+            return
+        regrouped = self.conversation is None or (conv.kind == "group") != self.is_group
+        self.conversation = conv
+        self.title = conv.title
+        self.is_group = conv.kind == "group"
+        me = self.client.account.account_id
+        self.member = not self.is_group or any(m.account_id == me for m in conv.members)
+        if self.is_group:
+            names = ", ".join(m.username for m in conv.members[:4])
+            more = len(conv.members) - 4
+            count = len(conv.members)
+            self.subtitle = f"{count} member{'' if count == 1 else 's'} \u00b7 {names}" + (
+                f" +{more}" if more > 0 else ""
+            )
+        else:
+            self.subtitle = "direct chat"
+        if regrouped and self.messages:
+            self.rows = {}
+            self._rebuild()
+
+    # ------------------------------------------------------------------ live updates
+
+    def on_message_added(self, msg: Message) -> None:
+        if msg.conv_id != self.conv_id:
+            return
+        if msg.id in self.rows:
+            self.on_message_updated(msg)
+            return
+        if not self.at_latest:
+            self.show_jump = True
+            return
+        near_bottom = self._near_bottom()
+        self.messages.append(msg)
+        self._ordered()
+        if self.messages[-1].id == msg.id:
+            self._append_item(msg)
+        else:
+            self._rebuild()
+        if near_bottom or msg.is_own:
+            self._stick_to_bottom()
+        if not msg.is_own and self.manager is not None and self.manager.current == self.name:
+            self._mark_read()
+
+    def on_message_updated(self, msg: Message) -> None:
+        if msg.conv_id != self.conv_id:
+            return
+        row = self.rows.get(msg.id)
+        if row is None:
+            return
+        for i, old in enumerate(self.messages):
+            if old.id == msg.id:
+                self.messages[i] = msg
+                break
+        old_order = [m.id for m in self.messages]
+        self._ordered()
+        if [m.id for m in self.messages] != old_order:
+            self._rebuild()
+        row.show(msg)
+
+    def _ordered(self) -> None:
+        # accepted messages in seq order, then the ones still sending in the order they were made
+        self.messages.sort(
+            key=lambda m: (m.seq is None, m.seq if m.seq is not None else 0, m.created_at)
+        )
+
+    # ------------------------------------------------------------------ the item list
+
+    def _clear_items(self) -> None:
+        feed = self.ids.feed
+        for child in list(feed.children):
+            if child is not self._spacer:
+                feed.remove_widget(child)
+
+    def _rebuild(self) -> None:
+        self._clear_items()
+        for widget in self._widgets_for(self.messages, None):
+            self.ids.feed.add_widget(widget)
+
+    def _append_item(self, msg: Message) -> None:
+        previous = self.messages[-2] if len(self.messages) > 1 else None
+        for widget in self._widgets_for([msg], previous):
+            self.ids.feed.add_widget(widget)
+
+    def _widgets_for(self, messages: Iterable[Message], previous: Message | None) -> list[Widget]:
+        widgets: list[Widget] = []
+        last_day = timefmt.day_key(previous.created_at) if previous is not None else None
+        for msg in messages:
+            day = timefmt.day_key(msg.created_at)
+            if day != last_day:
+                widgets.append(DaySeparator(text=timefmt.day_label(day)))
+                last_day = day
+            if msg.kind == "system":
+                widgets.append(SystemNote(text=rich(msg.body)))
+                continue
+            row = self.rows.get(msg.id)
+            if row is None:
+                row = self.rows[msg.id] = MessageRow(msg, self)
+            elif row.parent is not None:
+                row.parent.remove_widget(row)
+            widgets.append(row)
+        return widgets
+
+    def restyle(self) -> None:
+        """Redraw the bubbles in the current theme's colours."""
+        scroll_y = self.ids.scroller.scroll_y
+        for row in self.rows.values():
+            row.show(row.message)
+        Clock.schedule_once(lambda _dt: setattr(self.ids.scroller, "scroll_y", scroll_y), 0)
+
+    def row_for(self, message_id: uuid.UUID) -> MessageRow | None:
+        return self.rows.get(message_id)
+
+    # ------------------------------------------------------------------ scrolling
+
+    def _near_bottom(self) -> bool:
+        scroller = self.ids.scroller
+        return bool(scroller.scroll_y <= 0.02 or self.ids.feed.height <= scroller.height)
+
+    def _stick_to_bottom(self) -> None:
+        self._keep_bottom = True
+        Clock.schedule_once(self._to_bottom, 0)
+        Clock.schedule_once(self._to_bottom, 0.1)
+
+    def _to_bottom(self, _dt: float) -> None:
+        if self._keep_bottom:
+            self.ids.scroller.scroll_y = 0
+            self._keep_bottom = False
+
+    def _scroll_to(self, row: Widget) -> None:
+        scroller = self.ids.scroller
+        if row.parent is not None:
+            scroller.scroll_to(row, padding=dp(80), animate=False)
+
+    def on_scroll(self, scroll_y: float) -> None:
+        scroller = self.ids.scroller
+        content = self.ids.feed.height
+        scrollable = content > scroller.height + 1
+        distance = (content - scroller.height) * scroll_y if scrollable else 0
+        self.show_jump = (not self.at_latest) or distance > scroller.height * 1.2
+        if scrollable and scroll_y >= LOAD_OLDER_AT:
+            self.load_older()
+
+    def load_older(self) -> None:
+        if self.loading_older or self.before is None or not self.messages:
+            return
+        self.loading_older = True
+        generation = self._generation
+        self.tidings.tasks.spawn(
+            self.client.history(self.conv_id, before=self.before, limit=PAGE_SIZE),
+            on_done=self._if_current(generation, self._older_page),
+            on_error=self._older_failed,
+        )
+
+    def _older_failed(self, exc: BaseException) -> None:
+        self.loading_older = False
+        self.tidings.report_error(exc)
+
+    def _older_page(self, page: Page) -> None:
+        scroller = self.ids.scroller
+        items = self.ids.feed
+        old_height = items.height
+        bottom_offset = scroller.scroll_y * max(old_height - scroller.height, 0)
+        known = {m.id for m in self.messages}
+        older = [m for m in page.messages if m.id not in known]
+        self.messages = older + self.messages
+        self.before = page.before
+        self._rebuild()
+
+        def keep_place(_dt: float) -> None:
+            new_range = items.height - scroller.height
+            if new_range > 0:
+                scroller.scroll_y = min(1.0, bottom_offset / new_range)
+            self.loading_older = False
+            if items.height <= scroller.height and self.before is not None:
+                self.load_older()
+
+        Clock.schedule_once(keep_place, 0)
+
+    def jump_to_latest(self) -> None:
+        if self.at_latest:
+            self.ids.scroller.scroll_y = 0
+            self.show_jump = False
+            self._mark_read()
+            return
+        self.open(self.conv_id)
+
+    # ------------------------------------------------------------------ actions
+
+    def on_shown(self) -> None:
+        if self.conv_id and self.at_latest:
+            self._mark_read()
+
+    def _send_read(self, _dt: float) -> None:
+        if self.conv_id and self.tidings.client is not None:
+            self.tidings.tasks.spawn(self.client.mark_read(self.conv_id))
+
+    def send(self) -> None:
+        composer = self.ids.composer
+        body = composer.text.strip()
+        if not body or not self.conv_id:
+            return
+        reply_to = self.reply_to.id if self.reply_to is not None else None
+        composer.text = ""
+        self.cancel_reply()
+        if not self.at_latest:
+            self.open(self.conv_id)
+        self.tidings.tasks.spawn(self.client.send_text(self.conv_id, body, reply_to=reply_to))
+        Clock.schedule_once(lambda _dt: setattr(composer, "focus", True), 0)
+
+    def retry(self, message: Message) -> None:
+        self.tidings.tasks.spawn(self.client.retry(message.id))
+
+    def react(self, message: Message, emoji: str, remove: bool = False) -> None:
+        self.tidings.tasks.spawn(self.client.react(self.conv_id, message.id, emoji, remove=remove))
+
+    def start_reply(self, message: Message) -> None:
+        self.reply_to = message
+        self.reply_name = "You" if message.is_own else message.sender_name
+        self.reply_text = rich(" ".join(message.body.split()))
+        self.ids.composer.focus = True
+
+    def cancel_reply(self) -> None:
+        self.reply_to = None
+        self.reply_text = ""
+        self.reply_name = ""
+
+    def show_actions(self, message: Message) -> MessageActions:
+        sheet = MessageActions(self, message)
+        sheet.open()
+        return sheet
+
+    def open_info(self) -> None:
+        if self.is_group and self.conversation is not None:
+            info = self.tidings.screen("group_info")
+            if isinstance(info, GroupInfoScreen):
+                info.show(self.conversation)
+                self.tidings.navigate("group_info")

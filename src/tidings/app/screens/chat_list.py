@@ -1,0 +1,121 @@
+"""The chat list: every conversation, newest activity first, live."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kivy.properties import BooleanProperty, NumericProperty, StringProperty
+from kivy.uix.behaviors import ButtonBehavior
+from kivy.uix.boxlayout import BoxLayout
+
+from tidings.app import timefmt
+from tidings.app.screens.base import AppScreen, running_app
+from tidings.app.theme import TICK_DOUBLE, TICK_SENDING, TICK_SENT, rich
+from tidings.client.types import Conversation, Message, MessageStatus
+
+
+def preview_of(conv: Conversation) -> str:
+    """Markup of the preview line: who said what last."""
+    msg = conv.last_message
+    if msg is None:
+        return "No messages yet"
+    body = " ".join(msg.body.split())
+    if msg.kind == "system":
+        return f"[i]{rich(body)}[/i]"
+    if msg.is_own:
+        return f"You: {rich(body)}"
+    if conv.kind == "group":
+        return f"{rich(msg.sender_name)}: {rich(body)}"
+    return rich(body)
+
+
+def tick_of(msg: Message | None) -> str:
+    if msg is None or not msg.is_own or msg.kind != "text":
+        return ""
+    return {
+        MessageStatus.SENDING: TICK_SENDING,
+        MessageStatus.SENT: TICK_SENT,
+        MessageStatus.DELIVERED: TICK_DOUBLE,
+        MessageStatus.READ: TICK_DOUBLE,
+        MessageStatus.FAILED: "!",
+    }[msg.status]
+
+
+class ChatRow(ButtonBehavior, BoxLayout):  # type: ignore[misc]  # kivy is untyped
+    conv_id = StringProperty("")
+    title = StringProperty("")
+    preview = StringProperty("")
+    stamp = StringProperty("")
+    unread = NumericProperty(0)
+    tick = StringProperty("")
+    tick_read = BooleanProperty(False)
+    failed = BooleanProperty(False)
+    is_group = BooleanProperty(False)
+
+    def show(self, conv: Conversation) -> None:
+        self.conv_id = conv.id
+        self.title = conv.title
+        self.is_group = conv.kind == "group"
+        self.preview = preview_of(conv)
+        self.stamp = timefmt.list_stamp(conv.last_activity) if conv.last_activity else ""
+        self.unread = conv.unread
+        self.tick = tick_of(conv.last_message)
+        last = conv.last_message
+        self.tick_read = last is not None and last.status is MessageStatus.READ
+        self.failed = last is not None and last.status is MessageStatus.FAILED
+
+    def on_release(self) -> None:
+        running_app().open_chat(self.conv_id)
+
+
+class ChatListScreen(AppScreen):
+    empty = BooleanProperty(True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.conversations: dict[str, Conversation] = {}
+        self._rows: dict[str, ChatRow] = {}
+        self._order: list[str] = []
+
+    async def reload(self) -> None:
+        convs = await self.client.conversations()
+        self.conversations = {c.id: c for c in convs}
+        self._render()
+        self.tidings.first_list_shown()
+
+    def title_of(self, conv_id: str) -> str:
+        conv = self.conversations.get(conv_id)
+        return conv.title if conv is not None else "Chat"
+
+    def on_conversation(self, conv: Conversation) -> None:
+        self.conversations[conv.id] = conv
+        self._render()
+
+    def on_message(self, msg: Message) -> None:
+        """A message was added or changed: fetch its conversation's new summary."""
+        self.tidings.tasks.spawn(
+            self.client.conversation(msg.conv_id), on_done=self.on_conversation
+        )
+
+    def drop(self, conv_id: str) -> None:
+        self.conversations.pop(conv_id, None)
+        self._render()
+
+    def _render(self) -> None:
+        ordered = sorted(self.conversations.values(), key=lambda c: c.last_activity, reverse=True)
+        box = self.ids.rows
+        for conv in ordered:
+            row = self._rows.get(conv.id)
+            if row is None:
+                row = self._rows[conv.id] = ChatRow()
+            row.show(conv)
+        order = [c.id for c in ordered]
+        if order != self._order:
+            box.clear_widgets()
+            for conv_id in order:
+                box.add_widget(self._rows[conv_id])
+            self._order = order
+        self.empty = not ordered
+
+    def row(self, conv_id: str) -> ChatRow | None:
+        return self._rows.get(conv_id)

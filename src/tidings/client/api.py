@@ -1,0 +1,467 @@
+"""The public client API: :class:`Client` (see docs/client-api.md).
+
+A profile directory holds ``tidings.db`` (the local store, with the account) and ``token`` (the
+device token, mode 0600). Conversations and members come from the server's REST API; messages
+come through the engine and runtime. Everything here runs on one asyncio loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import time
+import uuid
+import weakref
+from collections.abc import AsyncIterator, Coroutine, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+import msgspec
+
+from tidings.protocol import MAX_PAYLOAD_BYTES, Watermark
+from tidings.protocol import rest as api
+from tidings.protocol.content import MAX_TEXT_CHARS, Reaction, Text
+
+from . import engine as fx
+from .errors import ClientError, NotConnected, ProfileNotFound, ServerRefused
+from .payload import seal
+from .runtime import Runtime
+from .store import Changes, Store
+from .types import (
+    Account,
+    ClientEvent,
+    Connection,
+    ConnectionChanged,
+    ConnectionState,
+    Conversation,
+    ConversationUpdated,
+    Message,
+    MessageAdded,
+    MessageStatus,
+    MessageUpdated,
+    Page,
+    SearchHit,
+    Synced,
+)
+
+DB_NAME = "tidings.db"
+TOKEN_NAME = "token"  # noqa: S105 - the file name, not a secret
+#: seconds for one REST call
+HTTP_TIMEOUT = 30.0
+
+_T = TypeVar("_T")
+
+_STATES = {
+    fx.Phase.IDLE: ConnectionState.OFFLINE,
+    fx.Phase.OFFLINE: ConnectionState.OFFLINE,
+    fx.Phase.CONNECTING: ConnectionState.CONNECTING,
+    fx.Phase.HANDSHAKE: ConnectionState.CONNECTING,
+    fx.Phase.REPLAY: ConnectionState.ONLINE,
+    fx.Phase.LIVE: ConnectionState.ONLINE,
+}
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _ws_url(server_url: str) -> str:
+    base = server_url.rstrip("/")
+    if base.startswith("https://"):
+        return "wss://" + base[len("https://") :] + "/v1/ws"
+    if base.startswith("http://"):
+        return "ws://" + base[len("http://") :] + "/v1/ws"
+    raise ClientError("bad_url", "the server URL must start with http:// or https://")
+
+
+class _Subscription:
+    """One subscriber of :meth:`Client.events`: its own unbounded queue."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[ClientEvent] = asyncio.Queue()
+
+    def __aiter__(self) -> _Subscription:
+        return self
+
+    async def __anext__(self) -> ClientEvent:
+        return await self.queue.get()
+
+
+class Client:
+    """One account on one device, backed by a profile directory."""
+
+    def __init__(self, profile: Path, store: Store, account: Account, token: str) -> None:
+        self.profile = profile
+        self.account = account
+        self.connection = Connection(ConnectionState.OFFLINE, None, None)
+        self._store = store
+        self._http = httpx.AsyncClient(
+            base_url=account.server_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=HTTP_TIMEOUT,
+        )
+        self._engine = fx.Engine(account.account_id, random.Random(), store.restored())
+        self._runtime = Runtime(
+            self._engine,
+            store,
+            _ws_url(account.server_url),
+            token,
+            self._on_applied,
+            self._refresh,
+        )
+        # Weak: a subscriber that stopped iterating (its task was cancelled) just goes away.
+        self._subscribers: weakref.WeakSet[_Subscription] = weakref.WeakSet()
+        self._synced = asyncio.Event()
+        self._background: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    # ------------------------------------------------------------------ profiles
+
+    @classmethod
+    async def create_account(
+        cls, profile: Path, server_url: str, username: str, device_name: str = "primary"
+    ) -> Client:
+        """Register ``username`` on the server and write a new profile at ``profile``."""
+        profile = Path(profile)
+        if (profile / TOKEN_NAME).exists():
+            raise ClientError("profile_exists", f"{profile} already holds an account")
+        _ws_url(server_url)
+        body = msgspec.json.encode(api.CreateAccount(username=username, device_name=device_name))
+        try:
+            async with httpx.AsyncClient(timeout=HTTP_TIMEOUT) as http:
+                response = await http.post(
+                    server_url.rstrip("/") + "/v1/accounts",
+                    content=body,
+                    headers={"Content-Type": "application/json"},
+                )
+        except httpx.HTTPError as exc:
+            raise NotConnected(f"cannot reach {server_url}: {type(exc).__name__}") from exc
+        created = _decode(response, api.AccountCreated)
+        profile.mkdir(parents=True, exist_ok=True)
+        account = Account(created.account_id, created.username, created.device_id, server_url)
+        token_path = profile / TOKEN_NAME
+        fd = os.open(token_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as token_file:
+            token_file.write(created.token)
+        os.chmod(token_path, 0o600)
+        store = Store(profile / DB_NAME)
+        store.set_account(account)
+        return cls(profile, store, account, created.token)
+
+    @classmethod
+    async def open(cls, profile: Path) -> Client:
+        """Open an existing profile. Raises :class:`ProfileNotFound` if it holds no account."""
+        profile = Path(profile)
+        token_path = profile / TOKEN_NAME
+        if not (profile / DB_NAME).exists() or not token_path.exists():
+            raise ProfileNotFound(f"no account in {profile}")
+        store = Store(profile / DB_NAME)
+        account = store.account()
+        if account is None:
+            store.close()
+            raise ProfileNotFound(f"no account in {profile}")
+        return cls(profile, store, account, token_path.read_text().strip())
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Begin connecting in the background; returns at once."""
+        self._check_open()
+        await self._runtime.start()
+
+    async def wait_synced(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 - the documented API
+        """Wait until the replay after the current connection is complete."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._synced.wait()
+        except TimeoutError:
+            raise NotConnected(f"not synced within {timeout:g} s") from None
+
+    async def background(self) -> None:
+        """Close the connection (the app went to the background); :meth:`foreground` resumes."""
+        await self._runtime.pause()
+
+    async def foreground(self) -> None:
+        """Reconnect after :meth:`background`."""
+        await self._runtime.start()
+
+    async def close(self) -> None:
+        """Stop the runtime, flush what is pending, close the store."""
+        if self._closed:
+            return
+        self._closed = True
+        for task in list(self._background):
+            task.cancel()
+        await self._runtime.close()
+        await self._http.aclose()
+        self._store.close()
+
+    def events(self) -> AsyncIterator[ClientEvent]:
+        """A new subscription: every event from now on, in order."""
+        subscription = _Subscription()
+        self._subscribers.add(subscription)
+        return subscription
+
+    # ------------------------------------------------------------------ conversations
+
+    async def conversations(self) -> list[Conversation]:
+        """Conversations I am a member of, newest activity first."""
+        return self._store.conversations()
+
+    async def conversation(self, conv_id: str) -> Conversation:
+        found = self._store.conversation(conv_id)
+        if found is None:
+            self._save(await self._call("GET", f"/v1/conversations/{conv_id}", api.Conversation))
+            found = self._store.conversation(conv_id)
+        if found is None:
+            raise ClientError("not_found", "no such conversation")
+        return found
+
+    async def open_direct(self, username: str) -> Conversation:
+        """The direct conversation with ``username``, created on the server if needed."""
+        body = api.CreateDirect(username=username)
+        conv = await self._call("POST", "/v1/conversations/direct", api.Conversation, body)
+        return self._save(conv)
+
+    async def create_group(self, title: str, usernames: Sequence[str]) -> Conversation:
+        body = api.CreateGroup(title=title, members=list(usernames))
+        return self._save(await self._call("POST", "/v1/groups", api.Conversation, body))
+
+    async def add_members(self, conv_id: str, usernames: Sequence[str]) -> Conversation:
+        body = api.AddMembers(usernames=list(usernames))
+        path = f"/v1/groups/{conv_id}/members"
+        return self._save(await self._call("POST", path, api.Conversation, body))
+
+    async def remove_member(self, conv_id: str, username: str) -> Conversation:
+        path = f"/v1/groups/{conv_id}/members/{username}"
+        return self._save(await self._call("DELETE", path, api.Conversation))
+
+    async def leave_group(self, conv_id: str) -> None:
+        await self._request("POST", f"/v1/groups/{conv_id}/leave")
+        self._store.left_conversation(conv_id)
+        self._engine.members_changed(conv_id, frozenset())
+        await self._runtime.flush()
+        self._emit_conversation(conv_id)
+
+    def _save(self, conv: api.Conversation) -> Conversation:
+        members = self._store.save_conversation(conv)
+        self._engine.members_changed(conv.id, members)
+        self._runtime.wake()  # promotions the new member list allows
+        found = self._store.conversation(conv.id)
+        assert found is not None  # just saved
+        self._emit(ConversationUpdated(found))
+        return found
+
+    async def _refresh(self, conv_id: str) -> None:
+        """Reload one conversation's info and members from the server (for the engine's
+        RefreshConversation; failures are reported to the engine, never raised)."""
+        try:
+            conv = await self._call("GET", f"/v1/conversations/{conv_id}", api.Conversation)
+        except ServerRefused as exc:
+            if exc.status in (403, 404):  # removed, or it never was ours
+                self._store.left_conversation(conv_id)
+                self._engine.members_changed(conv_id, frozenset())
+                self._emit_conversation(conv_id)
+            else:
+                self._engine.refresh_failed(conv_id)
+            return
+        except ClientError:
+            self._engine.refresh_failed(conv_id)
+            return
+        self._save(conv)
+
+    async def refresh_all(self) -> None:
+        """Reload every conversation's info and members from the server (one request)."""
+        for conv in await self._call("GET", "/v1/conversations", list[api.Conversation]):
+            self._save(conv)
+
+    # ------------------------------------------------------------------ messages
+
+    async def send_text(
+        self, conv_id: str, body: str, reply_to: uuid.UUID | None = None
+    ) -> Message:
+        """Store a new message as ``sending`` and send it as soon as the server is there."""
+        self._check_open()
+        if len(body) > MAX_TEXT_CHARS:
+            raise ClientError(
+                "payload_too_large", f"a text has at most {MAX_TEXT_CHARS} characters"
+            )
+        if not self._store.has_conversation(conv_id):
+            raise ClientError("not_found", "no such conversation")
+        content = Text(body=body, reply_to=reply_to)
+        message_id = await self._send(conv_id, content)
+        message = self._store.message(message_id)
+        assert message is not None  # stored by the flush above
+        return message
+
+    async def react(
+        self, conv_id: str, target: uuid.UUID, emoji: str, remove: bool = False
+    ) -> None:
+        """Add (or remove) an emoji reaction to message ``target``."""
+        self._check_open()
+        if not 1 <= len(emoji) <= 16:
+            raise ClientError("bad_emoji", "an emoji is 1 to 16 characters")
+        await self._send(conv_id, Reaction(target=target, emoji=emoji, remove=remove))
+
+    async def _send(self, conv_id: str, content: Text | Reaction) -> uuid.UUID:
+        payload = seal(content)
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            raise ClientError("payload_too_large", "the message is too large")
+        item = fx.OutboxItem(uuid.uuid4(), conv_id, payload)
+        self._engine.send(item, content, _now_ms(), self._runtime.now())
+        await self._runtime.flush()
+        self._runtime.wake()
+        return item.id
+
+    async def retry(self, message_id: uuid.UUID) -> None:
+        """Send a FAILED message again (same id)."""
+        self._check_open()
+        message = self._store.message(message_id)
+        if message is None or not message.is_own or message.status != MessageStatus.FAILED:
+            raise ClientError("not_failed", "only a failed own message can be retried")
+        payload = seal(Text(body=message.body, reply_to=message.reply_to))
+        self._engine.retry(fx.OutboxItem(message_id, message.conv_id, payload), self._runtime.now())
+        await self._runtime.flush()
+        self._runtime.wake()
+
+    async def mark_read(self, conv_id: str) -> None:
+        """Everything received in ``conv_id`` up to now is read."""
+        self._check_open()
+        seq = max(self._engine.cursors.get(conv_id, 0), self._store.newest_seq(conv_id))
+        if seq > self._store.read_upto(conv_id):
+            self._engine.read(conv_id, seq)
+            await self._runtime.flush()
+
+    async def history(self, conv_id: str, before: int | None = None, limit: int = 50) -> Page:
+        """A page of messages older than ``before`` (the newest page when None)."""
+        return self._store.history(conv_id, before, max(1, limit))
+
+    async def page_around(self, conv_id: str, message_id: uuid.UUID, limit: int = 50) -> Page:
+        """A page with ``message_id`` in the middle (to jump to a search hit)."""
+        page = self._store.page_around(conv_id, message_id, max(1, limit))
+        if page is None:
+            raise ClientError("not_found", "no such message in this conversation")
+        return page
+
+    async def message(self, message_id: uuid.UUID) -> Message | None:
+        return self._store.message(message_id)
+
+    async def search(self, query: str, limit: int = 50) -> list[SearchHit]:
+        """Messages whose body contains every word of ``query``, newest first."""
+        return self._store.search(query, max(1, limit))
+
+    async def safety_number(self, username: str) -> str:
+        """The safety number shared with ``username``.
+
+        Placeholder until end-to-end encryption lands (issue 4): there are no identity keys yet,
+        so this always raises ``ClientError("not_available")``.
+        """
+        raise ClientError("not_available", "safety numbers come with end-to-end encryption")
+
+    # ------------------------------------------------------------------ internals
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClientError("closed", "the client is closed")
+
+    async def _call(
+        self, method: str, path: str, answer: type[_T], body: msgspec.Struct | None = None
+    ) -> _T:
+        return _decode(await self._request(method, path, body), answer)
+
+    async def _request(
+        self, method: str, path: str, body: msgspec.Struct | None = None
+    ) -> httpx.Response:
+        self._check_open()
+        content = None if body is None else msgspec.json.encode(body)
+        headers = {} if body is None else {"Content-Type": "application/json"}
+        try:
+            response = await self._http.request(method, path, content=content, headers=headers)
+        except httpx.HTTPError as exc:
+            raise NotConnected(f"cannot reach the server: {type(exc).__name__}") from exc
+        _check(response)
+        return response
+
+    def _on_applied(self, effects: list[fx.Effect], changes: Changes) -> None:
+        """Turn an applied batch of engine effects into client state and events."""
+        for effect in effects:
+            if isinstance(effect, fx.ConnectionNotice):
+                self.connection = Connection(_STATES[effect.phase], effect.retry_in, effect.error)
+                if self.connection.state is not ConnectionState.ONLINE:
+                    self._synced.clear()
+                elif effect.phase is fx.Phase.REPLAY:
+                    self._in_background(self.refresh_all())
+                self._emit(ConnectionChanged(self.connection))
+            elif isinstance(effect, fx.SyncedNotice):
+                self._synced.set()
+                self._in_background(self._catch_up_receipts())
+                self._emit(Synced())
+        if not self._subscribers:
+            return
+        added = set(changes.added)
+        for message in self._store.messages(changes.added):
+            self._emit(MessageAdded(message))
+        updated = list(dict.fromkeys(i for i in changes.updated if i not in added))
+        for message in self._store.messages(updated):
+            self._emit(MessageUpdated(message))
+        for conv_id in changes.conversations:
+            self._emit_conversation(conv_id)
+
+    def _in_background(self, work: Coroutine[None, None, None]) -> None:
+        """Run REST catch-up work without blocking the runtime; a failure waits for the next
+        connection to try again."""
+
+        async def run() -> None:
+            with contextlib.suppress(ClientError):
+                await work
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _catch_up_receipts(self) -> None:
+        """Receipts relayed while this device was offline are lost; ask for the watermarks of
+        every conversation where own messages still wait for them."""
+        for conv_id in self._store.awaiting_receipts():
+            path = f"/v1/conversations/{conv_id}/receipts"
+            try:
+                marks = await self._call("GET", path, list[Watermark])
+            except ServerRefused:
+                continue
+            self._engine.watermarks(marks)
+        await self._runtime.flush()
+
+    def _emit_conversation(self, conv_id: str) -> None:
+        if self._subscribers:
+            found = self._store.conversation(conv_id)
+            if found is not None:
+                self._emit(ConversationUpdated(found))
+
+    def _emit(self, event: ClientEvent) -> None:
+        for subscription in list(self._subscribers):
+            subscription.queue.put_nowait(event)
+
+
+def _check(response: httpx.Response) -> None:
+    """Raise ServerRefused (4xx) or ClientError (5xx) for an unsuccessful answer."""
+    if response.status_code >= 400:
+        try:
+            error = msgspec.json.decode(response.content, type=api.ApiError)
+            code, message = error.code, error.message
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            code, message = f"http_{response.status_code}", ""
+        if response.status_code >= 500:
+            raise ClientError(code, message)
+        raise ServerRefused(code, message, response.status_code)
+
+
+def _decode(response: httpx.Response, answer: type[_T]) -> _T:
+    """The body of a successful answer as ``answer``; ServerRefused/ClientError otherwise."""
+    _check(response)
+    try:
+        return msgspec.json.decode(response.content, type=answer)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise ClientError("bad_answer", f"unexpected answer from the server: {exc}") from exc

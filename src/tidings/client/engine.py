@@ -1,0 +1,740 @@
+"""The sans-I/O core of the client: delivery state machine of one device.
+
+Events go in as method calls (:meth:`Engine.connected`, :meth:`Engine.receive`,
+:meth:`Engine.send`, :meth:`Engine.tick` …, each with the current monotonic time ``now`` in
+seconds); effects come out of :meth:`Engine.take_effects` in the order they must be applied, and
+:meth:`Engine.next_wakeup` says when :meth:`Engine.tick` wants to run next. The engine never
+touches a socket, a clock, a thread or the store: the runtime does, and tests drive it directly.
+
+What it guarantees (DESIGN.md §2):
+
+- An outgoing message is persisted (:class:`StoreOutgoing`) before its ``Send`` frame, stays in
+  the outbox until ``Accepted``/``Rejected``, and is resent with the same id after every
+  (re)connect, after a send timeout and after a transient ``Error`` (jittered exponential
+  backoff, capped at :data:`RETRY_CAP`).
+- Incoming envelopes are released to the store in seq order, each once: duplicates (seq at or
+  below the conversation cursor) are dropped, envelopes above a gap are held and the gap is
+  fetched. ``Ack`` watermarks follow the store writes and are batched.
+- Own statuses only move forward: ``Accepted`` gives ``sent`` (or better, if the receipts
+  already cover the seq) and :class:`Promote` raises statuses to the minimum watermark of every
+  other member.
+- Keepalive: a ``Ping`` every :data:`PING_INTERVAL`; :data:`DEAD_AFTER` seconds without any
+  frame means the connection is dead. Reconnects back off from :data:`RECONNECT_BASE` to
+  :data:`RECONNECT_CAP`, with jitter from the injected random generator.
+
+The runtime must apply every store effect of one :meth:`take_effects` batch (in one
+transaction) before it transmits that batch's frames: an ``Ack`` then never precedes the write
+it acknowledges.
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+import random
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from tidings.protocol import (
+    MAX_BATCH,
+    Accepted,
+    Ack,
+    Batch,
+    ClientFrame,
+    Envelope,
+    Error,
+    Fetch,
+    Hello,
+    Ping,
+    Read,
+    Receipt,
+    Rejected,
+    Send,
+    ServerFrame,
+    Synced,
+    Watermark,
+    Welcome,
+)
+from tidings.protocol.content import Content
+
+from .types import MessageStatus
+
+#: seconds between application pings while connected
+PING_INTERVAL = 25.0
+#: seconds without any frame from the server after which the connection counts as dead
+DEAD_AFTER = 60.0
+#: seconds to wait for Welcome after Hello before giving the connection up
+HANDSHAKE_TIMEOUT = 20.0
+#: seconds to wait for Accepted/Rejected before resending a message (grows with backoff)
+SEND_TIMEOUT = 10.0
+#: seconds to wait for the answer to a Fetch before asking again
+FETCH_TIMEOUT = 10.0
+#: unanswered Fetches after which a gap counts as unavailable to this device
+FETCH_TRIES = 3
+#: seconds an Ack may wait so that several envelopes share one frame
+ACK_DELAY = 0.05
+#: envelopes after which an Ack goes out at once
+ACK_EVERY = 256
+RECONNECT_BASE = 0.5
+RECONNECT_CAP = 60.0
+RETRY_BASE = 0.5
+RETRY_CAP = 60.0
+
+
+def backoff(attempt: int, rng: random.Random, base: float, cap: float) -> float:
+    """Delay before attempt ``attempt + 1``: exponential in ``attempt`` (≥ 1), capped, with
+    "equal jitter" (half fixed, half random) so that clients do not retry in lockstep."""
+    ceiling = min(cap, base * 2.0 ** min(attempt - 1, 30))
+    return ceiling / 2 + rng.random() * ceiling / 2
+
+
+class Phase(enum.Enum):
+    """Connection phase. ``IDLE`` until started and after :meth:`Engine.stop` (background)."""
+
+    IDLE = "idle"
+    OFFLINE = "offline"  # waiting for the reconnect timer
+    CONNECTING = "connecting"  # Connect emitted; the runtime reports connected/connect_failed
+    HANDSHAKE = "handshake"  # Hello sent, waiting for Welcome
+    REPLAY = "replay"  # Welcome received, the pending queue is being replayed
+    LIVE = "live"  # Synced received
+
+
+#: phases in which a socket is open
+_OPEN = frozenset({Phase.HANDSHAKE, Phase.REPLAY, Phase.LIVE})
+#: phases in which the server has greeted us: Send/Read/Fetch/Ack may go out
+_WELCOMED = frozenset({Phase.REPLAY, Phase.LIVE})
+
+
+# ----------------------------------------------------------------------------- effects
+
+
+@dataclass(frozen=True, slots=True)
+class Connect:
+    """Open a WebSocket connection, then call ``connected`` or ``connect_failed``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnect:
+    """Close the current connection. The engine already counts it as closed."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Transmit:
+    frame: ClientFrame
+
+
+@dataclass(frozen=True, slots=True)
+class StoreOutgoing:
+    """Persist a new own message as ``sending`` together with its outbox row."""
+
+    id: uuid.UUID
+    conv: str
+    payload: bytes
+    content: Content
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoreRetry:
+    """A failed message goes back to ``sending`` and into the outbox."""
+
+    id: uuid.UUID
+    conv: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StoreIncoming:
+    """Persist envelopes of one conversation (seq order, none at or below the old cursor).
+    An envelope whose id is already stored is ignored by the store."""
+
+    conv: str
+    envelopes: tuple[Envelope, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AdvanceCursor:
+    """Every seq of ``conv`` up to ``seq`` is stored (or unavailable to this device)."""
+
+    conv: str
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class MarkSent:
+    """The server stored own message ``id`` as ``seq``; drop it from the outbox."""
+
+    id: uuid.UUID
+    conv: str
+    seq: int
+    ts: int
+    status: MessageStatus
+
+
+@dataclass(frozen=True, slots=True)
+class MarkFailed:
+    """The server refused own message ``id`` for good; drop it from the outbox."""
+
+    id: uuid.UUID
+    code: str
+
+
+@dataclass(frozen=True, slots=True)
+class Promote:
+    """Own messages of ``conv`` with seq ≤ ``delivered`` are at least delivered, with
+    seq ≤ ``read`` read (never lower a status)."""
+
+    conv: str
+    delivered: int
+    read: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoreWatermark:
+    """Persist another member's watermarks."""
+
+    conv: str
+    account: str
+    delivered: int
+    read: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoreReadMark:
+    """This account has read ``conv`` up to ``seq`` (here or on another device)."""
+
+    conv: str
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshConversation:
+    """Fetch the conversation's info and members (REST), then call ``members_changed``."""
+
+    conv: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionNotice:
+    """The connection phase changed (for ConnectionChanged events)."""
+
+    phase: Phase
+    retry_in: float | None
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SyncedNotice:
+    """The replay after a (re)connect is complete."""
+
+
+StoreEffect = (
+    StoreOutgoing
+    | StoreRetry
+    | StoreIncoming
+    | AdvanceCursor
+    | MarkSent
+    | MarkFailed
+    | Promote
+    | StoreWatermark
+    | StoreReadMark
+)
+Effect = (
+    Connect
+    | Disconnect
+    | Transmit
+    | StoreEffect
+    | RefreshConversation
+    | ConnectionNotice
+    | SyncedNotice
+)
+
+
+# ----------------------------------------------------------------------------- state
+
+
+@dataclass(slots=True)
+class OutboxItem:
+    """A message waiting for the server's answer. ``due`` is when to (re)send it."""
+
+    id: uuid.UUID
+    conv: str
+    payload: bytes
+    attempts: int = 0
+    due: float = 0.0
+
+
+@dataclass(slots=True)
+class _Gap:
+    """An outstanding Fetch: we asked for seqs above ``after`` and want all up to ``upto``."""
+
+    after: int
+    upto: int
+    deadline: float
+    tries: int
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    """What the engine needs from the store at startup."""
+
+    cursors: Mapping[str, int]
+    outbox: Iterable[OutboxItem]
+    #: conversation → member account ids (conversations whose members are known)
+    members: Mapping[str, frozenset[str]]
+    #: conversation → account → (delivered, read) of other members
+    watermarks: Mapping[str, Mapping[str, tuple[int, int]]]
+
+
+_NOTHING_RESTORED = Restored(cursors={}, outbox=(), members={}, watermarks={})
+
+
+class Engine:
+    """Delivery state machine of one device. See the module docstring."""
+
+    def __init__(
+        self, account_id: str, rng: random.Random, restored: Restored = _NOTHING_RESTORED
+    ) -> None:
+        self.account_id = account_id
+        self.phase = Phase.IDLE
+        self._rng = rng
+        self._effects: list[Effect] = []
+        self.cursors: dict[str, int] = dict(restored.cursors)
+        self.outbox: dict[uuid.UUID, OutboxItem] = {i.id: i for i in restored.outbox}
+        self._due: list[tuple[float, int, uuid.UUID]] = []  # heap over outbox due times
+        self._due_tiebreak = 0
+        self.members: dict[str, frozenset[str]] = dict(restored.members)
+        self._marks: dict[str, dict[str, tuple[int, int]]] = {
+            conv: dict(marks) for conv, marks in restored.watermarks.items()
+        }
+        self._promoted: dict[str, tuple[int, int]] = {}
+        for conv in self.members:
+            self._promoted[conv] = self._others_minimum(conv)
+        self._held: dict[str, dict[int, Envelope | None]] = {}
+        self._gaps: dict[str, _Gap] = {}
+        self._refreshing: set[str] = set()
+        self._unacked: dict[str, int] = {}
+        self._unacked_count = 0
+        self._ack_due: float | None = None
+        self._reads: dict[str, int] = {}
+        self._heads: dict[str, int] = {}
+        self._reconnect_attempts = 0
+        self._reconnect_at = 0.0
+        self._last_rx = 0.0
+        self._last_ping = 0.0
+        self._connected_at = 0.0
+        self._pings = 0
+
+    # ------------------------------------------------------------------ output
+
+    def take_effects(self) -> list[Effect]:
+        """Effects produced since the last call, in the order they must be applied."""
+        effects, self._effects = self._effects, []
+        return effects
+
+    def next_wakeup(self) -> float | None:
+        """When :meth:`tick` must run next (monotonic seconds), or None if nothing is timed."""
+        times: list[float] = []
+        if self.phase is Phase.OFFLINE:
+            times.append(self._reconnect_at)
+        if self.phase in _OPEN:
+            times += (self._last_ping + PING_INTERVAL, self._last_rx + DEAD_AFTER)
+        if self.phase in _WELCOMED:
+            self._drop_stale_due()
+            if self._due:
+                times.append(self._due[0][0])
+            times += (gap.deadline for gap in self._gaps.values())
+            if self._ack_due is not None:
+                times.append(self._ack_due)
+        return min(times, default=None)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self, now: float) -> None:
+        """Begin connecting (also: come back to the foreground)."""
+        if self.phase is Phase.IDLE:
+            self._reconnect_attempts = 0
+            self._open(now)
+
+    def stop(self) -> None:
+        """Close the connection and stay offline until :meth:`start` (background, close)."""
+        if self.phase in _WELCOMED:
+            self._flush_acks()  # what is stored is acked now, not after the next connect
+        if self.phase in _OPEN or self.phase is Phase.CONNECTING:
+            self._effects.append(Disconnect("stopped"))  # also abandons a connection underway
+        self._forget_connection()
+        self.phase = Phase.IDLE
+        self._notice(None, None)
+
+    def connected(self, now: float) -> None:
+        """The runtime opened the socket asked for by :class:`Connect`."""
+        self.phase = Phase.HANDSHAKE
+        self._last_rx = self._last_ping = self._connected_at = now
+        self._send(Hello(cursors=dict(self.cursors)))
+
+    def connect_failed(self, now: float, error: str) -> None:
+        """The connection asked for by :class:`Connect` could not be opened."""
+        self._go_offline(now, error)
+
+    def disconnected(self, now: float, error: str) -> None:
+        """The open connection closed (the engine ignores this when it closed it itself)."""
+        if self.phase in _OPEN:
+            self._go_offline(now, error)
+
+    def _drop_connection(self, now: float, reason: str) -> None:
+        self._effects.append(Disconnect(reason))
+        self._go_offline(now, reason)
+
+    def _open(self, now: float) -> None:
+        self.phase = Phase.CONNECTING
+        self._effects.append(Connect())
+        self._notice(None, None)
+
+    def _go_offline(self, now: float, error: str) -> None:
+        self._forget_connection()
+        self._reconnect_attempts += 1
+        delay = backoff(self._reconnect_attempts, self._rng, RECONNECT_BASE, RECONNECT_CAP)
+        self._reconnect_at = now + delay
+        self.phase = Phase.OFFLINE
+        self._notice(delay, error)
+
+    def _forget_connection(self) -> None:
+        # Held envelopes were neither stored nor acked: the server replays them.
+        self._held.clear()
+        self._gaps.clear()
+        self._unacked.clear()
+        self._unacked_count = 0
+        self._ack_due = None
+
+    def _notice(self, retry_in: float | None, error: str | None) -> None:
+        self._effects.append(ConnectionNotice(self.phase, retry_in, error))
+
+    # ------------------------------------------------------------------ user actions
+
+    def send(self, item: OutboxItem, content: Content, created_at: int, now: float) -> None:
+        """Queue a new own message: persisted first, then sent when the server is there."""
+        self.outbox[item.id] = item
+        self._effects.append(StoreOutgoing(item.id, item.conv, item.payload, content, created_at))
+        self._transmit_item(item, now)
+
+    def retry(self, item: OutboxItem, now: float) -> None:
+        """Send a failed message again, with the same id."""
+        self.outbox[item.id] = item
+        self._effects.append(StoreRetry(item.id, item.conv, item.payload))
+        self._transmit_item(item, now)
+
+    def read(self, conv: str, seq: int) -> None:
+        """The user has read ``conv`` up to ``seq``."""
+        self._effects.append(StoreReadMark(conv, seq))
+        # Kept and sent again after every Welcome: a Read lost with its connection is not
+        # answered, so nothing else would tell us to resend it.
+        self._reads[conv] = max(seq, self._reads.get(conv, 0))
+        if self.phase in _WELCOMED:
+            self._send(Read(conv=conv, seq=seq))
+
+    def watermarks(self, marks: Iterable[Watermark]) -> None:
+        """Members' watermarks learnt out of band (the REST receipts of a conversation)."""
+        for mark in marks:
+            self._receipt(mark.conv, mark.account, mark.delivered, mark.read)
+
+    def refresh_failed(self, conv: str) -> None:
+        """The :class:`RefreshConversation` of ``conv`` failed: ask again when needed."""
+        self._refreshing.discard(conv)
+
+    def members_changed(self, conv: str, members: frozenset[str]) -> None:
+        """The conversation's member list is now ``members`` (after a refresh)."""
+        self._refreshing.discard(conv)
+        self.members[conv] = members
+        self._promote(conv)
+
+    # ------------------------------------------------------------------ timers
+
+    def tick(self, now: float) -> None:
+        """Run whatever is due at ``now``: reconnect, keepalive, resends, refetches, acks."""
+        if self.phase is Phase.OFFLINE and now >= self._reconnect_at:
+            self._open(now)
+        if self.phase in _OPEN:
+            if now - self._last_rx >= DEAD_AFTER:
+                self._drop_connection(now, "no frame from the server for 60 s")
+                return
+            if self.phase is Phase.HANDSHAKE and now - self._connected_at >= HANDSHAKE_TIMEOUT:
+                self._drop_connection(now, "no welcome from the server")
+                return
+            if now - self._last_ping >= PING_INTERVAL:
+                self._pings += 1
+                self._last_ping = now
+                self._send(Ping(n=self._pings))
+        if self.phase in _WELCOMED:
+            self._resend_due(now)
+            for conv, gap in list(self._gaps.items()):
+                if now >= gap.deadline:
+                    self._refetch(conv, gap, now)
+            if self._ack_due is not None and now >= self._ack_due:
+                self._flush_acks()
+
+    def _resend_due(self, now: float) -> None:
+        while self._due and self._due[0][0] <= now:
+            due, _, msg_id = heapq.heappop(self._due)
+            item = self.outbox.get(msg_id)
+            if item is not None and item.due == due:
+                self._transmit_item(item, now)
+
+    def _drop_stale_due(self) -> None:
+        while self._due:
+            due, _, msg_id = self._due[0]
+            item = self.outbox.get(msg_id)
+            if item is not None and item.due == due:
+                return
+            heapq.heappop(self._due)
+
+    def _schedule(self, item: OutboxItem, due: float) -> None:
+        item.due = due
+        self._due_tiebreak += 1
+        heapq.heappush(self._due, (due, self._due_tiebreak, item.id))
+
+    def _transmit_item(self, item: OutboxItem, now: float) -> None:
+        if self.phase not in _WELCOMED:
+            return
+        item.attempts += 1
+        wait = max(SEND_TIMEOUT, backoff(item.attempts, self._rng, RETRY_BASE, RETRY_CAP))
+        self._schedule(item, now + wait)
+        self._send(Send(id=item.id, conv=item.conv, payload=item.payload))
+
+    def _send(self, frame: ClientFrame) -> None:
+        self._effects.append(Transmit(frame))
+
+    # ------------------------------------------------------------------ frames
+
+    def receive(self, frame: ServerFrame, now: float) -> None:
+        """A frame arrived on the open connection."""
+        self._last_rx = now
+        match frame:
+            case Envelope():
+                self._deliver(frame.conv, (frame,), None, now)
+            case Batch():
+                self._deliver(frame.conv, frame.envelopes, frame.head, now)
+            case Accepted():
+                self._accepted(frame)
+            case Rejected():
+                item = self.outbox.pop(frame.id, None)
+                if item is not None:
+                    self._effects.append(MarkFailed(frame.id, frame.code))
+            case Receipt():
+                self._receipt(frame.conv, frame.account, frame.delivered, frame.read)
+            case Welcome():
+                self._welcome(frame, now)
+            case Synced():
+                self._synced(now)
+            case Error():
+                self._error(frame, now)
+            case _:  # Pong: nothing but proof of life
+                pass
+
+    def _welcome(self, frame: Welcome, now: float) -> None:
+        self.phase = Phase.REPLAY
+        self._reconnect_attempts = 0
+        self._notice(None, None)
+        self._heads = dict(frame.heads)
+        self.watermarks(frame.watermarks)
+        for conv in frame.heads:
+            self._ensure_known(conv)
+        for conv, seq in self._reads.items():
+            self._send(Read(conv=conv, seq=seq))
+        self._due.clear()
+        for item in self.outbox.values():
+            item.attempts = 0
+            self._transmit_item(item, now)
+
+    def _synced(self, now: float) -> None:
+        self.phase = Phase.LIVE
+        self._flush_acks()
+        self._effects.append(SyncedNotice())
+        # Catch up on what the pending queue did not bring (e.g. after a restore).
+        for conv, head in self._heads.items():
+            if head > self.cursors.get(conv, 0) and conv not in self._gaps:
+                self._fetch(conv, head, now, 1)
+
+    def _error(self, frame: Error, now: float) -> None:
+        """An error about a Fetch (its ref is the conversation) means the gap is unavailable;
+        a transient one about a message: retry it later with backoff. Others: nothing to do."""
+        ref = frame.ref or ""
+        gap = self._gaps.get(ref)
+        if gap is not None:
+            self._give_up(ref, gap)
+            return
+        try:
+            msg_id = uuid.UUID(ref)
+        except ValueError:
+            return
+        item = self.outbox.get(msg_id)
+        if item is not None:
+            delay = backoff(item.attempts, self._rng, RETRY_BASE, RETRY_CAP)
+            self._schedule(item, now + delay)
+
+    def _accepted(self, frame: Accepted) -> None:
+        item = self.outbox.pop(frame.id, None)
+        if item is not None:
+            self._mark_sent(frame.id, frame.conv, frame.seq, frame.ts)
+        # The server does not echo our own message to us: its seq is stored now.
+        if frame.seq > self.cursors.get(frame.conv, 0):
+            self._held.setdefault(frame.conv, {}).setdefault(frame.seq, None)
+            self._release(frame.conv)
+
+    def _mark_sent(self, msg_id: uuid.UUID, conv: str, seq: int, ts: int) -> None:
+        delivered, read = self._promoted.get(conv, (0, 0))
+        if seq <= read:
+            status = MessageStatus.READ
+        elif seq <= delivered:
+            status = MessageStatus.DELIVERED
+        else:
+            status = MessageStatus.SENT
+        self._effects.append(MarkSent(msg_id, conv, seq, ts, status))
+
+    # ------------------------------------------------------------------ incoming envelopes
+
+    def _deliver(
+        self, conv: str, envelopes: Iterable[Envelope], head: int | None, now: float
+    ) -> None:
+        cursor = self.cursors.get(conv, 0)
+        held = self._held.setdefault(conv, {})
+        first: int | None = None
+        count = 0
+        for env in envelopes:
+            count += 1
+            if first is None:
+                first = env.seq
+            if env.seq > cursor:
+                held[env.seq] = env
+            item = self.outbox.pop(env.id, None)
+            if item is not None:  # our own message, echoed before its Accepted
+                self._mark_sent(env.id, conv, env.seq, env.ts)
+        gap = self._gaps.get(conv)
+        # A Batch starting at or below the gap answers our Fetch (a replay Batch never starts
+        # below envelopes we hold): what the answer leaves out is not available to us.
+        answered = gap is not None and head is not None and (first is None or first <= gap.upto + 1)
+        if gap is not None and answered:
+            del self._gaps[conv]
+            self._skip(conv, gap.upto)
+        self._release(conv)
+        acked = self.cursors.get(conv, 0)
+        if acked:  # even for duplicates: our earlier Ack may have been lost
+            self._unacked[conv] = acked
+        self._unacked_count += count
+        if self._unacked_count >= ACK_EVERY:
+            self._flush_acks()
+        elif self._ack_due is None:
+            self._ack_due = now + ACK_DELAY
+        if conv in self._gaps:
+            return
+        remaining = self._held.get(conv)
+        if remaining:
+            self._fetch(conv, min(remaining) - 1, now, 1)
+        elif gap is not None and answered and gap.after < self.cursors[conv] < gap.upto:
+            self._fetch(conv, gap.upto, now, 1)  # a partial answer made progress: go on
+
+    def _skip(self, conv: str, upto: int) -> None:
+        """Count seqs up to ``upto`` as unavailable, but never past an envelope we hold."""
+        held = self._held.get(conv)
+        if held:
+            upto = min(upto, min(held) - 1)
+        if upto > self.cursors.get(conv, 0):
+            self.cursors[conv] = upto
+            self._effects.append(AdvanceCursor(conv, upto))
+
+    def _release(self, conv: str) -> None:
+        """Store the contiguous run above the cursor; keep the rest held."""
+        held = self._held.get(conv)
+        if held is None:
+            return
+        start = cursor = self.cursors.get(conv, 0)
+        run: list[Envelope] = []
+        while cursor + 1 in held:
+            cursor += 1
+            env = held.pop(cursor)
+            if env is not None:
+                run.append(env)
+        if not held:
+            del self._held[conv]
+        if cursor == start:
+            return
+        if run:
+            self._effects.append(StoreIncoming(conv, tuple(run)))
+            if any(env.kind == "system" for env in run):
+                self._refresh(conv)
+            else:
+                self._ensure_known(conv)
+        self.cursors[conv] = cursor
+        self._effects.append(AdvanceCursor(conv, cursor))
+        gap = self._gaps.get(conv)
+        if gap is not None and cursor >= gap.upto:
+            del self._gaps[conv]
+
+    def _fetch(self, conv: str, upto: int, now: float, tries: int) -> None:
+        after = self.cursors.get(conv, 0)
+        self._gaps[conv] = _Gap(after, upto, now + FETCH_TIMEOUT * tries, tries)
+        self._send(Fetch(conv=conv, after=after, limit=min(MAX_BATCH, upto - after)))
+
+    def _refetch(self, conv: str, gap: _Gap, now: float) -> None:
+        if gap.tries < FETCH_TRIES:
+            self._fetch(conv, gap.upto, now, gap.tries + 1)
+            return
+        # The server never answered: count the gap as unavailable rather than stall forever.
+        self._give_up(conv, gap)
+
+    def _give_up(self, conv: str, gap: _Gap) -> None:
+        del self._gaps[conv]
+        self._skip(conv, gap.upto)
+        self._release(conv)
+
+    def _flush_acks(self) -> None:
+        if self._unacked:
+            self._send(Ack(upto=dict(self._unacked)))
+            self._unacked.clear()
+        self._unacked_count = 0
+        self._ack_due = None
+
+    def _ensure_known(self, conv: str) -> None:
+        if conv not in self.members:
+            self._refresh(conv)
+
+    def _refresh(self, conv: str) -> None:
+        if conv not in self._refreshing:
+            self._refreshing.add(conv)
+            self._effects.append(RefreshConversation(conv))
+
+    # ------------------------------------------------------------------ receipts
+
+    def _receipt(self, conv: str, account: str, delivered: int, read: int) -> None:
+        if account == self.account_id:  # my other device read something
+            self._effects.append(StoreReadMark(conv, read))
+            return
+        marks = self._marks.setdefault(conv, {})
+        old_delivered, old_read = marks.get(account, (0, 0))
+        new = (max(old_delivered, delivered, read), max(old_read, read))
+        if new == (old_delivered, old_read):
+            return
+        marks[account] = new
+        self._effects.append(StoreWatermark(conv, account, *new))
+        self._promote(conv)
+
+    def _others_minimum(self, conv: str) -> tuple[int, int]:
+        """(delivered, read) reached by every member but me; (0, 0) when nobody else."""
+        others = self.members[conv] - {self.account_id}
+        if not others:
+            return (0, 0)
+        marks = self._marks.get(conv, {})
+        pairs = [marks.get(account, (0, 0)) for account in others]
+        return (min(p[0] for p in pairs), min(p[1] for p in pairs))
+
+    def _promote(self, conv: str) -> None:
+        if conv not in self.members:
+            return  # statuses wait until we know who has to receive
+        old = self._promoted.get(conv, (0, 0))
+        delivered, read = self._others_minimum(conv)
+        new = (max(old[0], delivered), max(old[1], read))
+        if new != old:
+            self._promoted[conv] = new
+            self._effects.append(Promote(conv, *new))

@@ -1,0 +1,748 @@
+"""The local store: one SQLite database (WAL) per profile.
+
+Holds the account, conversations and members, messages (FTS5 over bodies, kept in sync by
+triggers), reactions, attachments (schema only for now), the outbox, cursors and watermarks.
+The engine's store effects are applied by :meth:`Store.apply`, all of one batch in one
+transaction; the query methods build the public value types.
+
+Message order: ``ord`` is the seq once the server assigned one, and for messages still sending
+(or failed) a number above every seq, so they sort last. Pages are reverse cursors over ``ord``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+
+from tidings.protocol import Envelope, decode_system_event
+from tidings.protocol import rest as api
+from tidings.protocol.content import Reaction, Text
+
+from . import engine as fx
+from .payload import open_payload
+from .types import Account, Conversation, Member, Message, MessageStatus, Page, SearchHit
+
+#: ``ord`` of unsent messages starts here (far above any seq)
+UNSENT_ORD = 1 << 50
+#: characters of the quoted message shown in a reply preview
+PREVIEW_CHARS = 80
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the initial schema
+    """
+    CREATE TABLE account (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        account_id TEXT NOT NULL,
+        username TEXT NOT NULL,
+        device_id INTEGER NOT NULL,
+        server_url TEXT NOT NULL
+    );
+    CREATE TABLE users (
+        account_id TEXT PRIMARY KEY,
+        username TEXT NOT NULL
+    );
+    CREATE TABLE conversations (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL DEFAULT 'group',
+        title TEXT NOT NULL DEFAULT '',
+        created_at INTEGER NOT NULL DEFAULT 0,
+        last_activity INTEGER NOT NULL DEFAULT 0,
+        read_upto INTEGER NOT NULL DEFAULT 0,
+        is_member INTEGER NOT NULL DEFAULT 1,
+        known INTEGER NOT NULL DEFAULT 0          -- info and members loaded from the server
+    );
+    CREATE TABLE members (
+        conv_id TEXT NOT NULL,
+        account_id TEXT NOT NULL,
+        role TEXT NOT NULL,
+        PRIMARY KEY (conv_id, account_id)
+    );
+    CREATE TABLE messages (
+        pk INTEGER PRIMARY KEY,                   -- stable rowid for the FTS index
+        id TEXT NOT NULL UNIQUE,                  -- client-made UUID (hex)
+        conv_id TEXT NOT NULL,
+        seq INTEGER,                              -- NULL until the server accepted it
+        ord INTEGER NOT NULL,
+        sender_id TEXT NOT NULL,
+        sender_device INTEGER NOT NULL DEFAULT 0,
+        is_own INTEGER NOT NULL,
+        kind TEXT NOT NULL,                       -- 'text' | 'system'
+        body TEXT NOT NULL DEFAULT '',
+        meta BLOB,                                -- the SystemEvent of a system message
+        reply_to TEXT,
+        status TEXT NOT NULL,
+        fail_reason TEXT,
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX messages_conv_seq ON messages (conv_id, seq);
+    CREATE INDEX messages_conv_created ON messages (conv_id, created_at);
+    CREATE INDEX messages_conv_ord ON messages (conv_id, ord);
+    CREATE TABLE attachments (
+        id TEXT PRIMARY KEY,
+        message_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        mime TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        key BLOB,
+        digest BLOB,
+        url TEXT,
+        width INTEGER,
+        height INTEGER,
+        blurhash TEXT,
+        duration REAL,
+        waveform BLOB,
+        local_path TEXT
+    );
+    CREATE INDEX attachments_message ON attachments (message_id);
+    CREATE TABLE reactions (
+        message_id TEXT NOT NULL,
+        account_id TEXT NOT NULL,
+        emoji TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (message_id, account_id, emoji)
+    );
+    CREATE TABLE outbox (
+        id TEXT PRIMARY KEY,
+        conv_id TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE cursors (
+        conv_id TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL
+    );
+    CREATE TABLE watermarks (
+        conv_id TEXT NOT NULL,
+        account_id TEXT NOT NULL,
+        delivered INTEGER NOT NULL,
+        read INTEGER NOT NULL,
+        PRIMARY KEY (conv_id, account_id)
+    );
+    CREATE VIRTUAL TABLE messages_fts USING fts5(
+        body, content='messages', content_rowid='pk', tokenize='unicode61 remove_diacritics 2'
+    );
+    CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+        INSERT INTO messages_fts (rowid, body) VALUES (new.pk, new.body);
+    END;
+    CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+        INSERT INTO messages_fts (messages_fts, rowid, body) VALUES ('delete', old.pk, old.body);
+    END;
+    CREATE TRIGGER messages_fts_update AFTER UPDATE OF body ON messages BEGIN
+        INSERT INTO messages_fts (messages_fts, rowid, body) VALUES ('delete', old.pk, old.body);
+        INSERT INTO messages_fts (rowid, body) VALUES (new.pk, new.body);
+    END;
+    """,
+    # 2: own messages still waiting for receipts, found without a scan (syncs, promotions)
+    """
+    CREATE INDEX messages_own_open ON messages (conv_id, seq)
+        WHERE is_own = 1 AND status IN ('sent', 'delivered');
+    """,
+)
+
+_SELECT_MESSAGE = """
+    SELECT m.id, m.conv_id, m.seq, m.sender_id, COALESCE(u.username, m.sender_id), m.is_own,
+           m.kind, m.body, m.meta, m.reply_to, m.status, m.fail_reason, m.created_at,
+           COALESCE(c.read_upto, 0), m.ord
+    FROM messages m
+    LEFT JOIN conversations c ON c.id = m.conv_id
+    LEFT JOIN users u ON u.account_id = m.sender_id
+"""
+
+# Each spells out the partial index's condition so that SQLite uses messages_own_open.
+_PROMOTIONS = (
+    (
+        "read",
+        "SELECT id FROM messages WHERE conv_id = ? AND seq <= ? AND is_own = 1"
+        " AND status IN ('sent', 'delivered')",
+        "UPDATE messages SET status = 'read' WHERE conv_id = ? AND seq <= ? AND is_own = 1"
+        " AND status IN ('sent', 'delivered')",
+    ),
+    (
+        "delivered",
+        "SELECT id FROM messages WHERE conv_id = ? AND seq <= ? AND is_own = 1"
+        " AND status IN ('sent', 'delivered') AND status = 'sent'",
+        "UPDATE messages SET status = 'delivered' WHERE conv_id = ? AND seq <= ? AND is_own = 1"
+        " AND status IN ('sent', 'delivered') AND status = 'sent'",
+    ),
+)
+
+
+@dataclass(slots=True)
+class Changes:
+    """What one :meth:`Store.apply` changed, for the client's events."""
+
+    added: list[uuid.UUID] = field(default_factory=list)
+    updated: list[uuid.UUID] = field(default_factory=list)
+    conversations: set[str] = field(default_factory=set)
+
+
+class Store:
+    """The profile's database. Not thread-safe: one asyncio loop uses it."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        # Fewer checkpoints (each one syncs): one per ~16 MiB of WAL instead of 4 MiB.
+        self.db.execute("PRAGMA wal_autocheckpoint=4000")
+        self.db.execute("PRAGMA busy_timeout=5000")
+        self.migrate()
+        self.account_id = ""
+        account = self.account()
+        if account is not None:
+            self.account_id = account.account_id
+
+    def close(self) -> None:
+        self.db.close()
+
+    @property
+    def version(self) -> int:
+        row = self.db.execute("PRAGMA user_version").fetchone()
+        return int(row[0])
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest version, one migration per transaction."""
+        for version in range(self.version, len(MIGRATIONS)):
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _statements(MIGRATIONS[version]):
+                    self.db.execute(statement)
+                self.db.execute(f"PRAGMA user_version = {version + 1}")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+
+    # ------------------------------------------------------------------ account
+
+    def account(self) -> Account | None:
+        row = self.db.execute(
+            "SELECT account_id, username, device_id, server_url FROM account"
+        ).fetchone()
+        return None if row is None else Account(row[0], row[1], row[2], row[3])
+
+    def set_account(self, account: Account) -> None:
+        with self._tx():
+            self.db.execute(
+                "INSERT OR REPLACE INTO account VALUES (1, ?, ?, ?, ?)",
+                (account.account_id, account.username, account.device_id, account.server_url),
+            )
+            self.db.execute(
+                "INSERT OR REPLACE INTO users VALUES (?, ?)", (account.account_id, account.username)
+            )
+        self.account_id = account.account_id
+
+    # ------------------------------------------------------------------ engine state
+
+    def restored(self) -> fx.Restored:
+        """The engine's state as persisted."""
+        cursors = dict(self.db.execute("SELECT conv_id, seq FROM cursors"))
+        outbox = [
+            fx.OutboxItem(uuid.UUID(row[0]), row[1], row[2])
+            for row in self.db.execute(
+                "SELECT id, conv_id, payload FROM outbox ORDER BY created_at, rowid"
+            )
+        ]
+        members: dict[str, set[str]] = {}
+        for conv, account in self.db.execute(
+            "SELECT m.conv_id, m.account_id FROM members m JOIN conversations c"
+            " ON c.id = m.conv_id WHERE c.known = 1"
+        ):
+            members.setdefault(conv, set()).add(account)
+        for (conv,) in self.db.execute("SELECT id FROM conversations WHERE known = 1"):
+            members.setdefault(conv, set())
+        marks: dict[str, dict[str, tuple[int, int]]] = {}
+        for conv, account, delivered, read in self.db.execute("SELECT * FROM watermarks"):
+            marks.setdefault(conv, {})[account] = (delivered, read)
+        return fx.Restored(
+            cursors=cursors,
+            outbox=outbox,
+            members={conv: frozenset(ids) for conv, ids in members.items()},
+            watermarks=marks,
+        )
+
+    def apply(self, effects: Iterable[fx.Effect]) -> Changes:
+        """Apply the store effects among ``effects`` in one transaction, in order."""
+        changes = Changes()
+        with self._tx():
+            for effect in effects:
+                match effect:
+                    case fx.StoreIncoming():
+                        self._incoming(effect.conv, effect.envelopes, changes)
+                    case fx.AdvanceCursor():
+                        self.db.execute(
+                            "INSERT INTO cursors VALUES (?, ?) ON CONFLICT (conv_id)"
+                            " DO UPDATE SET seq = max(seq, excluded.seq)",
+                            (effect.conv, effect.seq),
+                        )
+                    case fx.StoreOutgoing():
+                        self._outgoing(effect, changes)
+                    case fx.MarkSent():
+                        self._sent(effect, changes)
+                    case fx.MarkFailed():
+                        self.db.execute("DELETE FROM outbox WHERE id = ?", (effect.id.hex,))
+                        self._set_status(
+                            "UPDATE messages SET status = 'failed', fail_reason = ?"
+                            " WHERE id = ? AND status = 'sending'",
+                            (effect.code, effect.id.hex),
+                            effect.id,
+                            changes,
+                        )
+                    case fx.StoreRetry():
+                        self.db.execute(
+                            "INSERT OR REPLACE INTO outbox VALUES (?, ?, ?, ?)",
+                            (effect.id.hex, effect.conv, effect.payload, 0),
+                        )
+                        self._set_status(
+                            "UPDATE messages SET status = 'sending', fail_reason = NULL"
+                            " WHERE id = ? AND status = 'failed'",
+                            (effect.id.hex,),
+                            effect.id,
+                            changes,
+                        )
+                    case fx.Promote():
+                        self._promote(effect, changes)
+                    case fx.StoreWatermark():
+                        self.db.execute(
+                            "INSERT OR REPLACE INTO watermarks VALUES (?, ?, ?, ?)",
+                            (effect.conv, effect.account, effect.delivered, effect.read),
+                        )
+                    case fx.StoreReadMark():
+                        cur = self.db.execute(
+                            "UPDATE conversations SET read_upto = ? WHERE id = ? AND read_upto < ?",
+                            (effect.seq, effect.conv, effect.seq),
+                        )
+                        if cur.rowcount:
+                            changes.conversations.add(effect.conv)
+                    case _:
+                        pass  # not a store effect
+        return changes
+
+    def _tx(self) -> _Transaction:
+        return _Transaction(self.db)
+
+    def _touch(self, conv: str, at: int) -> None:
+        self.db.execute("INSERT OR IGNORE INTO conversations (id) VALUES (?)", (conv,))
+        self.db.execute(
+            "UPDATE conversations SET last_activity = ? WHERE id = ? AND last_activity < ?",
+            (at, conv, at),
+        )
+
+    def _incoming(self, conv: str, envelopes: Sequence[Envelope], changes: Changes) -> None:
+        newest = 0
+        for env in envelopes:
+            newest = max(newest, env.ts)
+            is_own = env.sender == self.account_id
+            status = "sent" if is_own else "delivered"
+            if env.kind == "system":
+                inserted = self._insert(env, "system", "", env.payload, None, status, is_own)
+            else:
+                content = open_payload(env.payload)
+                if isinstance(content, Text):
+                    reply = content.reply_to.hex if content.reply_to else None
+                    inserted = self._insert(env, "text", content.body, None, reply, status, is_own)
+                elif isinstance(content, Reaction) and content.target is not None:
+                    self._react(content, env.sender, env.ts, changes)
+                    continue
+                else:
+                    continue  # content this client does not understand: not shown
+            if inserted:
+                changes.added.append(env.id)
+        if envelopes:
+            self._touch(conv, newest)
+            changes.conversations.add(conv)
+
+    def _insert(
+        self,
+        env: Envelope,
+        kind: str,
+        body: str,
+        meta: bytes | None,
+        reply_to: str | None,
+        status: str,
+        is_own: bool,
+    ) -> bool:
+        cur = self.db.execute(
+            "INSERT OR IGNORE INTO messages (id, conv_id, seq, ord, sender_id, sender_device,"
+            " is_own, kind, body, meta, reply_to, status, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                env.id.hex,
+                env.conv,
+                env.seq,
+                env.seq,
+                env.sender,
+                env.sender_device,
+                is_own,
+                kind,
+                body,
+                meta,
+                reply_to,
+                status,
+                env.ts,
+            ),
+        )
+        return cur.rowcount > 0
+
+    def _react(self, content: Reaction, account: str, at: int, changes: Changes) -> None:
+        assert content.target is not None  # checked by the caller
+        if content.remove:
+            self.db.execute(
+                "DELETE FROM reactions WHERE message_id = ? AND account_id = ? AND emoji = ?",
+                (content.target.hex, account, content.emoji),
+            )
+        else:
+            self.db.execute(
+                "INSERT OR IGNORE INTO reactions VALUES (?, ?, ?, ?)",
+                (content.target.hex, account, content.emoji, at),
+            )
+        changes.updated.append(content.target)
+
+    def _outgoing(self, effect: fx.StoreOutgoing, changes: Changes) -> None:
+        self.db.execute(
+            "INSERT OR IGNORE INTO outbox VALUES (?, ?, ?, ?)",
+            (effect.id.hex, effect.conv, effect.payload, effect.created_at),
+        )
+        content = effect.content
+        if isinstance(content, Reaction):
+            if content.target is not None:
+                self._react(content, self.account_id, effect.created_at, changes)
+            return
+        row = self.db.execute(
+            "SELECT COALESCE(MAX(ord), ?) + 1 FROM messages WHERE conv_id = ? AND ord > ?",
+            (UNSENT_ORD, effect.conv, UNSENT_ORD),
+        ).fetchone()
+        cur = self.db.execute(
+            "INSERT OR IGNORE INTO messages (id, conv_id, seq, ord, sender_id, is_own, kind,"
+            " body, reply_to, status, created_at) VALUES (?, ?, NULL, ?, ?, 1, 'text', ?, ?,"
+            " 'sending', ?)",
+            (
+                effect.id.hex,
+                effect.conv,
+                row[0],
+                self.account_id,
+                content.body,
+                content.reply_to.hex if content.reply_to else None,
+                effect.created_at,
+            ),
+        )
+        if cur.rowcount:
+            changes.added.append(effect.id)
+            self._touch(effect.conv, effect.created_at)
+            changes.conversations.add(effect.conv)
+
+    def _sent(self, effect: fx.MarkSent, changes: Changes) -> None:
+        self.db.execute("DELETE FROM outbox WHERE id = ?", (effect.id.hex,))
+        cur = self.db.execute(
+            "UPDATE messages SET seq = ?, ord = ?, status = ?, fail_reason = NULL"
+            " WHERE id = ? AND seq IS NULL",
+            (effect.seq, effect.seq, effect.status.value, effect.id.hex),
+        )
+        if cur.rowcount:
+            changes.updated.append(effect.id)
+            changes.conversations.add(effect.conv)
+
+    def _set_status(
+        self, sql: str, params: tuple[object, ...], msg_id: uuid.UUID, changes: Changes
+    ) -> None:
+        if self.db.execute(sql, params).rowcount:
+            changes.updated.append(msg_id)
+
+    def _promote(self, effect: fx.Promote, changes: Changes) -> None:
+        # Only raise: read first (from sent or delivered), then delivered (from sent).
+        for status, select, update in _PROMOTIONS:
+            params = (effect.conv, effect.read if status == "read" else effect.delivered)
+            ids = [uuid.UUID(r[0]) for r in self.db.execute(select, params)]
+            if ids:
+                self.db.execute(update, params)
+                changes.updated += ids
+
+    # ------------------------------------------------------------------ conversations
+
+    def save_conversation(self, conv: api.Conversation) -> frozenset[str]:
+        """Store what the server says about a conversation; returns its member ids."""
+        with self._tx():
+            self.db.execute(
+                "INSERT INTO conversations (id, kind, title, created_at, last_activity, known)"
+                " VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT (id) DO UPDATE SET kind = excluded.kind,"
+                " title = excluded.title, created_at = excluded.created_at,"
+                " last_activity = max(last_activity, excluded.last_activity), known = 1,"
+                " is_member = 1",
+                (conv.id, conv.kind, conv.title, conv.created_at, conv.created_at),
+            )
+            self.db.execute("DELETE FROM members WHERE conv_id = ?", (conv.id,))
+            self.db.executemany(
+                "INSERT INTO members VALUES (?, ?, ?)",
+                [(conv.id, m.account_id, m.role) for m in conv.members],
+            )
+            self.db.executemany(
+                "INSERT OR REPLACE INTO users VALUES (?, ?)",
+                [(m.account_id, m.username) for m in conv.members],
+            )
+        return frozenset(m.account_id for m in conv.members)
+
+    def left_conversation(self, conv: str) -> None:
+        """This account is no longer a member of ``conv`` (it left or was removed)."""
+        with self._tx():
+            self.db.execute("INSERT OR IGNORE INTO conversations (id) VALUES (?)", (conv,))
+            self.db.execute(
+                "UPDATE conversations SET is_member = 0, known = 1 WHERE id = ?", (conv,)
+            )
+            self.db.execute(
+                "DELETE FROM members WHERE conv_id = ? AND account_id = ?", (conv, self.account_id)
+            )
+
+    def has_conversation(self, conv: str) -> bool:
+        row = self.db.execute("SELECT 1 FROM conversations WHERE id = ?", (conv,)).fetchone()
+        return row is not None
+
+    def conversation(self, conv: str) -> Conversation | None:
+        row = self.db.execute(
+            "SELECT id, kind, title, last_activity, read_upto FROM conversations WHERE id = ?",
+            (conv,),
+        ).fetchone()
+        return None if row is None else self._conversation(row)
+
+    def conversations(self) -> list[Conversation]:
+        """Conversations this account is a member of, newest activity first."""
+        rows = self.db.execute(
+            "SELECT id, kind, title, last_activity, read_upto FROM conversations"
+            " WHERE is_member = 1 ORDER BY last_activity DESC, id"
+        ).fetchall()
+        return [self._conversation(row) for row in rows]
+
+    def members(self, conv: str) -> tuple[Member, ...]:
+        return tuple(
+            Member(account, name, role)
+            for account, name, role in self.db.execute(
+                "SELECT m.account_id, COALESCE(u.username, m.account_id), m.role FROM members m"
+                " LEFT JOIN users u ON u.account_id = m.account_id WHERE m.conv_id = ?"
+                " ORDER BY m.role, u.username",
+                (conv,),
+            )
+        )
+
+    def _conversation(self, row: tuple[str, str, str, int, int]) -> Conversation:
+        conv, kind, title, last_activity, read_upto = row
+        members = self.members(conv)
+        if kind == "direct":
+            peers = [m.username for m in members if m.account_id != self.account_id]
+            title = peers[0] if peers else title
+        last = self.db.execute(
+            _SELECT_MESSAGE + " WHERE m.conv_id = ? ORDER BY m.ord DESC LIMIT 1", (conv,)
+        ).fetchall()
+        (unread,) = self.db.execute(
+            "SELECT count(*) FROM messages WHERE conv_id = ? AND seq > ? AND is_own = 0"
+            " AND kind = 'text'",
+            (conv, read_upto),
+        ).fetchone()
+        me = [m for m in members if m.account_id == self.account_id]
+        return Conversation(
+            id=conv,
+            kind=kind,
+            title=title,
+            members=members,
+            last_message=self._messages(last)[0] if last else None,
+            last_activity=last_activity,
+            unread=unread,
+            is_admin=bool(me) and me[0].role == "admin",
+        )
+
+    def awaiting_receipts(self) -> list[str]:
+        """Conversations with own messages that are not read by everyone yet."""
+        rows = self.db.execute(
+            "SELECT DISTINCT conv_id FROM messages WHERE is_own = 1"
+            " AND status IN ('sent', 'delivered')"
+        )
+        return [str(r[0]) for r in rows]
+
+    def read_upto(self, conv: str) -> int:
+        """My read watermark in ``conv``."""
+        row = self.db.execute(
+            "SELECT read_upto FROM conversations WHERE id = ?", (conv,)
+        ).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def newest_seq(self, conv: str) -> int:
+        row = self.db.execute("SELECT max(seq) FROM messages WHERE conv_id = ?", (conv,)).fetchone()
+        return int(row[0] or 0)
+
+    def username(self, account_id: str) -> str | None:
+        row = self.db.execute(
+            "SELECT username FROM users WHERE account_id = ?", (account_id,)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def save_user(self, account_id: str, username: str) -> None:
+        with self._tx():
+            self.db.execute("INSERT OR REPLACE INTO users VALUES (?, ?)", (account_id, username))
+
+    # ------------------------------------------------------------------ messages
+
+    def message(self, msg_id: uuid.UUID) -> Message | None:
+        rows = self.db.execute(_SELECT_MESSAGE + " WHERE m.id = ?", (msg_id.hex,)).fetchall()
+        return self._messages(rows)[0] if rows else None
+
+    def messages(self, ids: Sequence[uuid.UUID]) -> list[Message]:
+        """The messages with these ids that exist, in the order given."""
+        found: dict[str, Message] = {}
+        for start in range(0, len(ids), 500):
+            chunk = [i.hex for i in ids[start : start + 500]]
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(_SELECT_MESSAGE + f" WHERE m.id IN ({marks})", chunk).fetchall()
+            found.update((m.id.hex, m) for m in self._messages(rows))
+        return [found[i.hex] for i in ids if i.hex in found]
+
+    def history(self, conv: str, before: int | None, limit: int) -> Page:
+        """Up to ``limit`` messages older than cursor ``before`` (newest page if None)."""
+        bound = before if before is not None else 1 << 62
+        rows = self.db.execute(
+            _SELECT_MESSAGE + " WHERE m.conv_id = ? AND m.ord < ? ORDER BY m.ord DESC LIMIT ?",
+            (conv, bound, limit + 1),
+        ).fetchall()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        rows.reverse()
+        return Page(tuple(self._messages(rows)), rows[0][14] if more and rows else None)
+
+    def page_around(self, conv: str, msg_id: uuid.UUID, limit: int) -> Page | None:
+        """A page of about ``limit`` messages with ``msg_id`` in the middle."""
+        row = self.db.execute(
+            "SELECT ord FROM messages WHERE id = ? AND conv_id = ?", (msg_id.hex, conv)
+        ).fetchone()
+        if row is None:
+            return None
+        newer = self.db.execute(
+            _SELECT_MESSAGE + " WHERE m.conv_id = ? AND m.ord > ? ORDER BY m.ord LIMIT ?",
+            (conv, row[0], max(0, (limit - 1) // 2)),
+        ).fetchall()
+        older = self.history(conv, row[0] + 1, max(1, limit - len(newer)))
+        return Page(older.messages + tuple(self._messages(newer)), older.before)
+
+    def search(self, query: str, limit: int) -> list[SearchHit]:
+        """Messages matching every word of ``query`` (the last word as a prefix), newest first."""
+        words = query.split()
+        if not words:
+            return []
+        match = " ".join('"' + w.replace('"', '""') + '"' for w in words) + "*"
+        rows = self.db.execute(
+            "SELECT m.id, snippet(messages_fts, 0, '[', ']', '…', 12) FROM messages_fts"
+            " JOIN messages m ON m.pk = messages_fts.rowid WHERE messages_fts MATCH ?"
+            " ORDER BY m.created_at DESC LIMIT ?",
+            (match, limit),
+        ).fetchall()
+        ids = [uuid.UUID(r[0]) for r in rows]
+        messages = {m.id: m for m in self.messages(ids)}
+        return [SearchHit(messages[i], snip) for i, (_, snip) in zip(ids, rows, strict=True)]
+
+    def _messages(self, rows: Sequence[tuple[object, ...]]) -> list[Message]:
+        """Build messages from ``_SELECT_MESSAGE`` rows (with reactions and reply previews)."""
+        ids = [str(r[0]) for r in rows]
+        reactions: dict[str, list[tuple[str, str]]] = {}
+        replies: dict[str, str] = {}
+        if ids:
+            marks = ",".join("?" * len(ids))
+            for message_id, emoji, name in self.db.execute(
+                "SELECT r.message_id, r.emoji, COALESCE(u.username, r.account_id)"  # noqa: S608
+                f" FROM reactions r LEFT JOIN users u ON u.account_id = r.account_id"
+                f" WHERE r.message_id IN ({marks}) ORDER BY r.created_at, r.rowid",
+                ids,
+            ):
+                reactions.setdefault(message_id, []).append((emoji, name))
+            quoted = sorted({str(r[9]) for r in rows if r[9] is not None})
+            if quoted:
+                marks = ",".join("?" * len(quoted))
+                for qid, name, body in self.db.execute(
+                    "SELECT m.id, COALESCE(u.username, m.sender_id), m.body FROM messages m"  # noqa: S608
+                    f" LEFT JOIN users u ON u.account_id = m.sender_id WHERE m.id IN ({marks})",
+                    quoted,
+                ):
+                    replies[qid] = f"{name}: {body[:PREVIEW_CHARS]}"
+        return [self._message(r, reactions.get(str(r[0]), []), replies) for r in rows]
+
+    def _message(
+        self, r: tuple[object, ...], reacts: list[tuple[str, str]], replies: dict[str, str]
+    ) -> Message:
+        (mid, conv, seq, sender, name, is_own, kind, body, meta, reply, status, fail) = r[:12]
+        created_at, read_upto = r[12], r[13]
+        assert isinstance(seq, int | None) and isinstance(created_at, int)
+        assert isinstance(read_upto, int)
+        if kind == "system" and isinstance(meta, bytes):
+            body = self._system_sentence(meta)
+        grouped: dict[str, list[str]] = {}
+        for emoji, who in reacts:
+            grouped.setdefault(emoji, []).append(who)
+        if not is_own:
+            status = "read" if seq is not None and seq <= read_upto else "delivered"
+        return Message(
+            id=uuid.UUID(str(mid)),
+            conv_id=str(conv),
+            seq=seq,
+            sender_id=str(sender),
+            sender_name=str(name),
+            is_own=bool(is_own),
+            kind=str(kind),
+            body=str(body),
+            reply_to=uuid.UUID(str(reply)) if reply is not None else None,
+            reply_preview=replies.get(str(reply)) if reply is not None else None,
+            reactions=tuple((e, tuple(w)) for e, w in grouped.items()),
+            status=MessageStatus(str(status)),
+            fail_reason=str(fail) if fail is not None else None,
+            created_at=created_at,
+        )
+
+    def _system_sentence(self, meta: bytes) -> str:
+        """A human sentence for a system event, with the usernames known locally."""
+        try:
+            event = decode_system_event(meta)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return "the conversation changed"
+        actor = self._name(event.actor)
+        names = ", ".join(self._name(m) for m in event.members)
+        match event.action:
+            case "created":
+                if event.title:
+                    return f'{actor} created the group "{event.title}"'
+                return f"{actor} started the conversation"
+            case "member_added":
+                return f"{actor} added {names}"
+            case "member_removed":
+                return f"{actor} removed {names}"
+            case "member_left":
+                return f"{actor} left"
+            case _:
+                return f'{actor} changed the title to "{event.title or ""}"'
+
+    def _name(self, account_id: str) -> str:
+        return self.username(account_id) or account_id
+
+
+class _Transaction:
+    """``with`` block around BEGIN … COMMIT (ROLLBACK on error) on an autocommit connection."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN")
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        self.db.execute("ROLLBACK" if kind is not None else "COMMIT")
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (``sqlite3.complete_statement`` knows triggers)."""
+    statements: list[str] = []
+    current = ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    statements.append(current.strip())  # an unfinished statement fails when executed
+    return [s for s in statements if s]

@@ -1,0 +1,144 @@
+"""Value types of the public client API: frozen dataclasses and small enums.
+
+Everything the CLI and the app see is one of these; none of them hold a reference back into the
+client, so they can be passed around and compared freely.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass
+
+
+class MessageStatus(enum.StrEnum):
+    """Delivery status of a message. Own messages move forward only:
+    sending → sent → delivered → read, or sending → failed."""
+
+    SENDING = "sending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    FAILED = "failed"
+
+
+class ConnectionState(enum.StrEnum):
+    CONNECTING = "connecting"
+    ONLINE = "online"
+    OFFLINE = "offline"
+
+
+@dataclass(frozen=True)
+class Account:
+    account_id: str
+    username: str
+    device_id: int
+    server_url: str
+
+
+@dataclass(frozen=True)
+class Member:
+    account_id: str
+    username: str
+    role: str  # "admin" | "member"
+
+
+@dataclass(frozen=True)
+class Message:
+    id: uuid.UUID
+    conv_id: str
+    #: None while the server has not accepted the message yet
+    seq: int | None
+    sender_id: str
+    sender_name: str
+    is_own: bool
+    #: "text" | "system"
+    kind: str
+    #: the text, or a human sentence for system events ("alice added bob")
+    body: str
+    reply_to: uuid.UUID | None
+    #: "sender: body snippet" of the quoted message, if it is known locally
+    reply_preview: str | None
+    #: (emoji, usernames) pairs, in order of first use
+    reactions: tuple[tuple[str, tuple[str, ...]], ...]
+    #: meaningful for own messages; others' messages are DELIVERED, or READ once I read them
+    status: MessageStatus
+    fail_reason: str | None
+    #: ms since the epoch: the local clock for own messages, the server's for others
+    created_at: int
+
+
+@dataclass(frozen=True)
+class Conversation:
+    id: str
+    #: "direct" | "group"
+    kind: str
+    #: the group title, or the peer's username for a direct chat
+    title: str
+    members: tuple[Member, ...]
+    last_message: Message | None
+    #: ms since the epoch, for ordering the chat list (newest first)
+    last_activity: int
+    #: messages from others above my read watermark
+    unread: int
+    is_admin: bool
+
+
+@dataclass(frozen=True)
+class Page:
+    #: ascending seq order (messages still sending come last)
+    messages: tuple[Message, ...]
+    #: cursor for the next older page; None when this page reaches the start
+    before: int | None
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    message: Message
+    #: the body around the matches, which are marked with [ and ]
+    snippet: str
+
+
+@dataclass(frozen=True)
+class Connection:
+    state: ConnectionState
+    #: seconds until the next connection attempt while offline
+    retry_in: float | None
+    last_error: str | None
+
+
+# ----------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True)
+class MessageAdded:
+    """A message appeared: incoming, or own (also own from another device)."""
+
+    message: Message
+
+
+@dataclass(frozen=True)
+class MessageUpdated:
+    """Status, reactions or seq of a message changed."""
+
+    message: Message
+
+
+@dataclass(frozen=True)
+class ConversationUpdated:
+    """A new conversation, or its membership, title, preview or unread count changed."""
+
+    conversation: Conversation
+
+
+@dataclass(frozen=True)
+class ConnectionChanged:
+    connection: Connection
+
+
+@dataclass(frozen=True)
+class Synced:
+    """The replay after a (re)connect is complete: the local store is up to date."""
+
+
+ClientEvent = MessageAdded | MessageUpdated | ConversationUpdated | ConnectionChanged | Synced

@@ -1,0 +1,98 @@
+"""Symmetric primitives of the protocol: HMAC-SHA256, HKDF-SHA256 and AES-256-CBC with PKCS#7.
+
+HMAC is built from :mod:`hashlib` SHA-256 objects (RFC 2104): a key's inner and outer pads are
+hashed once by :class:`HmacKey` and copied for each message, which is twice as fast as
+:func:`hmac.digest` for the short inputs of the ratchet, where a key is used two or three
+times. AES comes from ``cryptography``. Used by the Double Ratchet and by Sender Keys.
+"""
+
+from __future__ import annotations
+
+import hmac
+from hashlib import sha256
+
+from cryptography.hazmat.primitives.ciphers import Cipher
+from cryptography.hazmat.primitives.ciphers.algorithms import AES
+from cryptography.hazmat.primitives.ciphers.modes import CBC
+
+from .errors import InvalidMessageError
+
+__all__ = [
+    "HmacKey",
+    "aes_256_cbc_decrypt",
+    "aes_256_cbc_encrypt",
+    "constant_time_equal",
+    "hkdf_sha256",
+    "hmac_sha256",
+]
+
+_ZERO_SALT = bytes(32)
+_BLOCK = 16
+
+
+_INNER_PAD = bytes(byte ^ 0x36 for byte in range(256))
+_OUTER_PAD = bytes(byte ^ 0x5C for byte in range(256))
+
+
+class HmacKey:
+    """An HMAC-SHA256 key whose pads are hashed once, for several :meth:`digest` calls."""
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) > 64:
+            key = sha256(key).digest()
+        block = key + bytes(64 - len(key))
+        self._inner = sha256(block.translate(_INNER_PAD))
+        self._outer = sha256(block.translate(_OUTER_PAD))
+
+    def digest(self, data: bytes) -> bytes:
+        """HMAC-SHA256 of ``data``; 32 bytes."""
+        inner = self._inner.copy()
+        inner.update(data)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+
+def hmac_sha256(key: bytes, data: bytes) -> bytes:
+    """HMAC-SHA256 of ``data`` under ``key``; 32 bytes."""
+    return HmacKey(key).digest(data)
+
+
+def hkdf_sha256(ikm: bytes, info: bytes, length: int, salt: bytes | None = None) -> bytes:
+    """RFC 5869 HKDF-SHA256; an absent salt means 32 zero bytes, as the RFC specifies."""
+    prk = HmacKey(salt or _ZERO_SALT).digest(ikm)
+    expand = HmacKey(prk)
+    out = b""
+    block = b""
+    counter = 1
+    while len(out) < length:
+        block = expand.digest(block + info + bytes((counter,)))
+        out += block
+        counter += 1
+    return out[:length]
+
+
+def constant_time_equal(a: bytes, b: bytes) -> bool:
+    """Compare two byte strings without leaking where they differ."""
+    return hmac.compare_digest(a, b)
+
+
+def aes_256_cbc_encrypt(plaintext: bytes, key: bytes, iv: bytes) -> bytes:
+    """AES-256-CBC with PKCS#7 padding (always at least one byte of padding)."""
+    pad = _BLOCK - len(plaintext) % _BLOCK
+    encryptor = Cipher(AES(key), CBC(iv)).encryptor()
+    return encryptor.update(plaintext + bytes((pad,)) * pad) + encryptor.finalize()
+
+
+def aes_256_cbc_decrypt(ciphertext: bytes, key: bytes, iv: bytes) -> bytes:
+    """Undo :func:`aes_256_cbc_encrypt`; :class:`InvalidMessageError` on bad length or padding."""
+    if not ciphertext or len(ciphertext) % _BLOCK:
+        raise InvalidMessageError("ciphertext length is not a positive multiple of 16")
+    decryptor = Cipher(AES(key), CBC(iv)).decryptor()
+    padded = decryptor.update(ciphertext) + decryptor.finalize()
+    pad = padded[-1]
+    if not 1 <= pad <= _BLOCK or padded[-pad:] != bytes((pad,)) * pad:
+        raise InvalidMessageError("invalid PKCS#7 padding")
+    return padded[:-pad]

@@ -1,0 +1,79 @@
+"""Device tokens: making them and checking ``Authorization: Bearer <token>``.
+
+A token is ``<key>.<secret>``: the key (96 random bits) finds the device row without touching
+the secret; the secret (256 random bits) is stored only as its SHA-256 and compared in constant
+time. Neither part is ever logged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import secrets
+
+from tidings.server.delivery import Device
+from tidings.server.store import DeviceRecord, Store
+
+_KEY_BYTES = 12
+_SECRET_BYTES = 32
+#: Cached device rows (they hold only the hash); cleared whole when full.
+_CACHE_SIZE = 50_000
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NewToken:
+    token: str
+    key: str
+    secret_hash: bytes
+
+
+def secret_hash(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode("ascii")).digest()
+
+
+def new_token() -> NewToken:
+    key = secrets.token_urlsafe(_KEY_BYTES)
+    secret = secrets.token_urlsafe(_SECRET_BYTES)
+    return NewToken(token=f"{key}.{secret}", key=key, secret_hash=secret_hash(secret))
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer …`` header value, if it is one."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
+
+
+class Authenticator:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._records: dict[str, DeviceRecord] = {}
+
+    async def device(self, authorization: str | None) -> Device | None:
+        """The device an Authorization header value proves to be, or ``None``."""
+        token = bearer_token(authorization)
+        if token is None or len(token) > 256:
+            return None
+        key, dot, secret = token.partition(".")
+        if not dot or not key or not secret or not secret.isascii():
+            return None
+        record = self._records.get(key)
+        if record is None:
+            record = await self._store.device_by_token_key(key)
+            if record is None:
+                return None
+            if len(self._records) >= _CACHE_SIZE:
+                self._records.clear()
+            self._records[key] = record
+        if not hmac.compare_digest(record.token_hash, secret_hash(secret)):
+            return None
+        return Device(
+            account_id=record.account_id,
+            device_id=record.device_id,
+            username=record.username,
+            device_name=record.device_name,
+        )

@@ -1,0 +1,57 @@
+"""The bus: how the delivery engine reaches the devices that are connected right now.
+
+The engine never waits on a device: it hands each frame to the bus, which passes it to the
+subscribers (connections) of the addressed accounts without blocking. Durability is the
+store's job: a device that misses a frame (offline, too slow, on another node that died) gets
+it from its pending queue on the next connect.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from typing import Protocol
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Delivery:
+    """An encoded server frame. ``conv``/``seq`` are set for envelopes so a connection that is
+    still replaying its pending queue can drop a live copy of something it already sent."""
+
+    data: bytes
+    conv: str | None = None
+    seq: int = 0
+
+
+class Subscriber(Protocol):
+    """A live connection of one device."""
+
+    @property
+    def account_id(self) -> str: ...
+
+    @property
+    def device_id(self) -> int: ...
+
+    def deliver(self, delivery: Delivery) -> None:
+        """Queue a frame without blocking. A subscriber that cannot keep up drops itself."""
+
+    def replaced(self) -> None:
+        """A newer connection of the same device took over; this one must close."""
+
+
+class Bus(Protocol):
+    async def attach(self, subscriber: Subscriber) -> None:
+        """Route the device's frames to ``subscriber``; an older subscriber of the same device
+        is told it was replaced."""
+
+    async def detach(self, subscriber: Subscriber) -> None:
+        """Stop routing to ``subscriber`` (no-op if a newer one replaced it)."""
+
+    async def to_accounts(
+        self, accounts: Iterable[str], delivery: Delivery, *, skip: tuple[str, int] | None = None
+    ) -> None:
+        """Deliver to every connected device of ``accounts`` except the device ``skip``
+        (``(account_id, device_id)``)."""
+
+    def online(self, account_id: str) -> int:
+        """How many devices of the account are connected to this node."""

@@ -1,0 +1,46 @@
+"""The in-process bus of a single-node server: a dictionary of live connections."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from tidings.server.bus.base import Delivery, Subscriber
+
+
+class LocalBus:
+    """:class:`~tidings.server.bus.base.Bus` for one process: account → device → subscriber."""
+
+    def __init__(self) -> None:
+        self._routes: dict[str, dict[int, Subscriber]] = {}
+
+    async def attach(self, subscriber: Subscriber) -> None:
+        devices = self._routes.setdefault(subscriber.account_id, {})
+        previous = devices.get(subscriber.device_id)
+        devices[subscriber.device_id] = subscriber
+        if previous is not None and previous is not subscriber:
+            previous.replaced()
+
+    async def detach(self, subscriber: Subscriber) -> None:
+        devices = self._routes.get(subscriber.account_id)
+        if devices is None or devices.get(subscriber.device_id) is not subscriber:
+            return
+        del devices[subscriber.device_id]
+        if not devices:
+            del self._routes[subscriber.account_id]
+
+    async def to_accounts(
+        self, accounts: Iterable[str], delivery: Delivery, *, skip: tuple[str, int] | None = None
+    ) -> None:
+        routes = self._routes
+        for account in accounts:
+            devices = routes.get(account)
+            if devices is None:
+                continue
+            # A copy: delivering may make a subscriber detach itself.
+            for device_id, subscriber in list(devices.items()):
+                if skip is not None and skip[1] == device_id and skip[0] == account:
+                    continue
+                subscriber.deliver(delivery)
+
+    def online(self, account_id: str) -> int:
+        return len(self._routes.get(account_id, ()))

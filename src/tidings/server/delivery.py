@@ -1,0 +1,303 @@
+"""The delivery engine: persist, sequence, fan out, receipts (DESIGN.md §2).
+
+Every operation goes to the :class:`~tidings.server.store.base.Store` first and only then to the
+:class:`~tidings.server.bus.base.Bus`: a frame reaches a live connection only once what it
+announces is durable, and a device that misses the live copy finds it in its pending queue.
+The engine does no I/O of its own and keeps no state between calls.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+
+from tidings.protocol import (
+    MAX_BATCH,
+    MAX_PAYLOAD_BYTES,
+    PROTOCOL_VERSION,
+    Accepted,
+    Batch,
+    Envelope,
+    ErrorCode,
+    Receipt,
+    Rejected,
+    Send,
+    Watermark,
+    Welcome,
+    encode,
+)
+from tidings.server.bus import Bus, Delivery
+from tidings.server.store import (
+    ConversationRecord,
+    MembershipChange,
+    NewConversation,
+    NewMessage,
+    Refused,
+    Store,
+    WatermarkMove,
+)
+
+#: Most accounts one mention list may name.
+MAX_MENTIONS = 1000
+#: Most watermarks put into a Welcome (about 100 bytes each); the rest follow as Receipts.
+MAX_WELCOME_WATERMARKS = 1000
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def new_id(prefix: str) -> str:
+    """An opaque, unguessable server-made id such as ``c3f9…``."""
+    return prefix + uuid.uuid4().hex
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Device:
+    """An authenticated device: who is asking."""
+
+    account_id: str
+    device_id: int
+    username: str = ""
+    device_name: str = ""
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return (self.account_id, self.device_id)
+
+
+class DeliveryEngine:
+    def __init__(
+        self,
+        store: Store,
+        bus: Bus,
+        *,
+        member_cap: int = 1000,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
+        self.store = store
+        self.bus = bus
+        self.member_cap = member_cap
+        self.clock = clock
+
+    # ------------------------------------------------------------------ messages
+
+    async def send(self, device: Device, frame: Send) -> Accepted | Rejected:
+        """Store one message and fan it out; a resend of a stored id gets the original seq."""
+        if len(frame.payload) > MAX_PAYLOAD_BYTES:
+            return Rejected(
+                id=frame.id,
+                conv=frame.conv,
+                code=ErrorCode.PAYLOAD_TOO_LARGE,
+                message=f"payload over {MAX_PAYLOAD_BYTES} bytes",
+            )
+        if len(frame.mentions) > MAX_MENTIONS:
+            return Rejected(
+                id=frame.id, conv=frame.conv, code=ErrorCode.BAD_FRAME, message="too many mentions"
+            )
+        message = NewMessage(
+            id=frame.id,
+            conv=frame.conv,
+            sender=device.account_id,
+            sender_device=device.device_id,
+            payload=frame.payload,
+            mentions=tuple(frame.mentions),
+            ts=self.clock(),
+        )
+        try:
+            appended = await self.store.append(message)
+        except Refused as refused:
+            return Rejected(
+                id=frame.id, conv=frame.conv, code=refused.code, message=refused.message
+            )
+        envelope = appended.envelope
+        if not appended.duplicate:
+            await self._publish(envelope, appended.recipients, skip=device.address)
+        return Accepted(id=envelope.id, conv=envelope.conv, seq=envelope.seq, ts=envelope.ts)
+
+    async def fetch(self, device: Device, conv: str, after: int, limit: int) -> Batch:
+        """Envelopes of ``conv`` after ``after`` (from where the member joined at the
+        earliest). Raises ``Refused`` NOT_FOUND/NOT_MEMBER."""
+        record = await self.conversation_for(device, conv)
+        me = record.member(device.account_id)
+        assert me is not None  # conversation_for checked membership
+        start = max(after, me.joined_seq - 1)
+        envelopes = await self.store.envelopes(conv, start, min(limit, MAX_BATCH))
+        return Batch(conv=conv, envelopes=envelopes, head=record.last_seq)
+
+    # ------------------------------------------------------------------ connecting
+
+    async def welcome(self, device: Device) -> tuple[Welcome, list[Receipt]]:
+        """The Welcome for a device that just said Hello, and the Receipt frames to send
+        after it for the watermarks that did not fit into it (Welcome must stay well below
+        MAX_FRAME_BYTES, and an account posting in several big groups has many)."""
+        now = self.clock()
+        heads = await self.store.heads(device.account_id)
+        marks = await self.store.welcome_watermarks(device.account_id, device.device_id, now)
+        welcome = Welcome(
+            version=PROTOCOL_VERSION,
+            account_id=device.account_id,
+            device_id=device.device_id,
+            server_ts=now,
+            heads=heads,
+            watermarks=marks[:MAX_WELCOME_WATERMARKS],
+        )
+        overflow = [
+            Receipt(conv=w.conv, account=w.account, delivered=w.delivered, read=w.read)
+            for w in marks[MAX_WELCOME_WATERMARKS:]
+        ]
+        return welcome, overflow
+
+    async def replay(
+        self, device: Device, heads: Mapping[str, int], *, page: int = MAX_BATCH
+    ) -> AsyncIterator[Batch]:
+        """The device's pending queue as Batch frames, per conversation in seq order."""
+        position = ("", 0)
+        while True:
+            envelopes = await self.store.pending(
+                device.account_id, device.device_id, position, page
+            )
+            if not envelopes:
+                return
+            for conv, group in _by_conversation(envelopes):
+                yield Batch(conv=conv, envelopes=group, head=max(heads.get(conv, 0), group[-1].seq))
+            last = envelopes[-1]
+            position = (last.conv, last.seq)
+            if len(envelopes) < page:
+                return
+
+    # ------------------------------------------------------------------ receipts
+
+    async def ack(self, device: Device, upto: Mapping[str, int]) -> None:
+        """The device stored everything up to ``upto[conv]``: drop it from its queue, raise the
+        account's delivered watermarks and tell whoever is concerned."""
+        if not upto:
+            return
+        moves = await self.store.ack(device.account_id, device.device_id, upto, self.clock())
+        for move in moves:
+            await self._relay(move, device)
+
+    async def read(self, device: Device, conv: str, seq: int) -> None:
+        """Raises ``Refused`` NOT_FOUND/NOT_MEMBER."""
+        move = await self.store.mark_read(device.account_id, conv, seq, self.clock())
+        if move is not None:
+            await self._relay(move, device)
+
+    async def _relay(self, move: WatermarkMove, device: Device) -> None:
+        receipt = Receipt(
+            conv=move.conv, account=move.account, delivered=move.delivered, read=move.read
+        )
+        # Senders of the newly covered messages, and the member's own other devices.
+        await self.bus.to_accounts(
+            (*move.senders, move.account), Delivery(encode(receipt)), skip=device.address
+        )
+
+    async def receipts(self, device: Device, conv: str) -> list[Watermark]:
+        await self.conversation_for(device, conv)
+        return await self.store.watermarks(conv)
+
+    # ------------------------------------------------------------------ conversations
+
+    async def conversation_for(self, device: Device, conv: str) -> ConversationRecord:
+        """The conversation, if ``device``'s account is a member. Raises ``Refused``."""
+        record = await self.store.conversation(conv)
+        if record is None:
+            raise Refused(ErrorCode.NOT_FOUND, "no such conversation")
+        if record.member(device.account_id) is None:
+            raise Refused(ErrorCode.NOT_MEMBER, "not a member of this conversation")
+        return record
+
+    async def conversations(self, device: Device) -> list[ConversationRecord]:
+        return await self.store.conversations_of(device.account_id)
+
+    async def create_direct(self, device: Device, username: str) -> tuple[ConversationRecord, bool]:
+        """The direct conversation with ``username``, and whether it was made just now."""
+        (peer,) = await self._accounts([username])
+        if peer == device.account_id:
+            raise Refused(ErrorCode.BAD_FRAME, "a direct conversation needs another user")
+        change, created = await self.store.create_direct(self._new(device), peer)
+        if created:
+            await self._announce(change)
+        return change.conversation, created
+
+    async def create_group(
+        self, device: Device, title: str, usernames: Sequence[str]
+    ) -> ConversationRecord:
+        members = await self._accounts(usernames)
+        change = await self.store.create_group(self._new(device), title, members, self.member_cap)
+        await self._announce(change)
+        return change.conversation
+
+    async def add_members(
+        self, device: Device, conv: str, usernames: Sequence[str]
+    ) -> ConversationRecord:
+        accounts = await self._accounts(usernames)
+        change = await self.store.add_members(
+            conv,
+            device.account_id,
+            accounts,
+            self.member_cap,
+            uuid.uuid4(),
+            device.device_id,
+            self.clock(),
+        )
+        await self._announce(change)
+        return change.conversation
+
+    async def remove_member(self, device: Device, conv: str, username: str) -> ConversationRecord:
+        (account,) = await self._accounts([username])
+        change = await self.store.remove_member(
+            conv, device.account_id, account, uuid.uuid4(), device.device_id, self.clock()
+        )
+        await self._announce(change)
+        return change.conversation
+
+    async def leave(self, device: Device, conv: str) -> None:
+        change = await self.store.leave(
+            conv, device.account_id, uuid.uuid4(), device.device_id, self.clock()
+        )
+        await self._announce(change)
+
+    async def purge_expired(self, ttl_days: int) -> int:
+        """Drop pending entries older than ``ttl_days``; returns how many."""
+        return await self.store.purge_pending(self.clock() - ttl_days * 86_400_000)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _new(self, device: Device) -> NewConversation:
+        return NewConversation(
+            conv_id=new_id("c"),
+            event_id=uuid.uuid4(),
+            actor=device.account_id,
+            actor_device=device.device_id,
+            now=self.clock(),
+        )
+
+    async def _accounts(self, usernames: Sequence[str]) -> list[str]:
+        """Account ids of ``usernames`` in order. Raises NOT_FOUND naming the unknown ones."""
+        found = await self.store.accounts_by_username(usernames)
+        missing = [u for u in usernames if u not in found]
+        if missing:
+            raise Refused(ErrorCode.NOT_FOUND, "no such user: " + ", ".join(sorted(set(missing))))
+        return [found[u].account_id for u in usernames]
+
+    async def _announce(self, change: MembershipChange) -> None:
+        await self._publish(change.envelope, change.recipients, skip=None)
+
+    async def _publish(
+        self, envelope: Envelope, accounts: Iterable[str], *, skip: tuple[str, int] | None
+    ) -> None:
+        # Encoded once, whatever the number of recipients.
+        delivery = Delivery(encode(envelope), envelope.conv, envelope.seq)
+        await self.bus.to_accounts(accounts, delivery, skip=skip)
+
+
+def _by_conversation(envelopes: list[Envelope]) -> Iterable[tuple[str, list[Envelope]]]:
+    """Split a list sorted by conversation into runs of one conversation each."""
+    start = 0
+    for i in range(1, len(envelopes) + 1):
+        if i == len(envelopes) or envelopes[i].conv != envelopes[start].conv:
+            yield envelopes[start].conv, envelopes[start:i]
+            start = i

@@ -1,0 +1,167 @@
+"""Issue 2, done-when (b): the server is SIGKILLed in the middle of a 2,000-message two-way
+exchange and restarted on the same data directory: nothing lost, nothing duplicated, all
+delivered, and both sides hold the same history in the same seq order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tidings.client import Client
+from tidings.client.types import Message, MessageAdded, MessageStatus, MessageUpdated
+
+PER_SIDE = 1000
+DONE = {MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ}
+
+
+class Recorder:
+    """Counts MessageAdded per id and remembers the newest status of every message."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.added: Counter[uuid.UUID] = Counter()
+        self.status: dict[uuid.UUID, MessageStatus] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Recorder:
+        self._task = asyncio.create_task(self._pump())
+        for _ in range(3):
+            await asyncio.sleep(0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def _pump(self) -> None:
+        async for event in self.client.events():
+            if isinstance(event, MessageAdded):
+                self.added[event.message.id] += 1
+                self.status[event.message.id] = event.message.status
+            elif isinstance(event, MessageUpdated):
+                self.status[event.message.id] = event.message.status
+
+    def accepted(self, ids: list[uuid.UUID]) -> int:
+        return sum(1 for i in ids if self.status.get(i) in DONE)
+
+
+async def wait_until(check: Callable[[], Awaitable[bool]], within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within:g} s waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+async def full_history(client: Client, conv_id: str, page_size: int = 250) -> list[Message]:
+    messages: list[Message] = []
+    before: int | None = None
+    while True:
+        page = await client.history(conv_id, before=before, limit=page_size)
+        messages[:0] = page.messages
+        if page.before is None:
+            return messages
+        before = page.before
+
+
+async def send_paced(client: Client, conv_id: str, name: str, ids: list[uuid.UUID]) -> None:
+    """Send PER_SIDE messages, a few at a time, so the exchange takes a few seconds."""
+    for i in range(PER_SIDE):
+        message = await client.send_text(conv_id, f"{name} says {i:04d}")
+        ids.append(message.id)
+        if i % 10 == 9:
+            await asyncio.sleep(0.02)
+
+
+@pytest.mark.timeout(360)
+async def test_server_sigkill_mid_exchange_loses_and_duplicates_nothing(
+    server: Any, tmp_path: Path
+) -> None:
+    alice = await Client.create_account(tmp_path / "alice", server.url, "alice")
+    bob = await Client.create_account(tmp_path / "bob", server.url, "bob")
+    try:
+        async with Recorder(alice) as alice_events, Recorder(bob) as bob_events:
+            await alice.start()
+            await bob.start()
+            await alice.wait_synced(timeout=20)
+            await bob.wait_synced(timeout=20)
+            conv = await alice.open_direct("bob")
+            assert (await bob.open_direct("alice")).id == conv.id
+
+            alice_ids: list[uuid.UUID] = []
+            bob_ids: list[uuid.UUID] = []
+            senders = [
+                asyncio.create_task(send_paced(alice, conv.id, "alice", alice_ids)),
+                asyncio.create_task(send_paced(bob, conv.id, "bob", bob_ids)),
+            ]
+
+            # Crash once a quarter of the exchange is acknowledged, while it is in full flow.
+            async def quarter_accepted() -> bool:
+                done = alice_events.accepted(alice_ids) + bob_events.accepted(bob_ids)
+                return done >= PER_SIDE // 2
+
+            await wait_until(quarter_accepted, 60, "the exchange to get going")
+            server.kill()
+            accepted_at_crash = alice_events.accepted(alice_ids) + bob_events.accepted(bob_ids)
+            assert accepted_at_crash < 2 * PER_SIDE, "the exchange finished before the crash"
+            await asyncio.sleep(1.0)  # clients notice, messages pile up in the outboxes
+            await asyncio.to_thread(server.start)
+            await asyncio.gather(*senders)
+            assert len(alice_ids) == len(bob_ids) == PER_SIDE
+
+            async def everything_delivered() -> bool:
+                for client, ids in ((alice, alice_ids), (bob, bob_ids)):
+                    for message_id in ids:
+                        message = await client.message(message_id)
+                        if message is None or message.status not in (
+                            MessageStatus.DELIVERED,
+                            MessageStatus.READ,
+                        ):
+                            return False
+                return True
+
+            await wait_until(everything_delivered, 180, "all 2,000 messages to be delivered")
+            await asyncio.sleep(0.5)  # let the recorders take every pending event
+
+            alice_history = await full_history(alice, conv.id)
+            bob_history = await full_history(bob, conv.id)
+        expected = set(alice_ids) | set(bob_ids)
+        assert len(expected) == 2 * PER_SIDE
+        for side, history, events in (
+            ("alice", alice_history, alice_events),
+            ("bob", bob_history, bob_events),
+        ):
+            texts = [m for m in history if m.kind == "text"]
+            ids = [m.id for m in texts]
+            assert len(ids) == len(set(ids)), f"{side} holds duplicates"
+            assert set(ids) == expected, (
+                f"{side} lost {len(expected - set(ids))} and has "
+                f"{len(set(ids) - expected)} unknown messages"
+            )
+            seqs = [m.seq for m in history]
+            assert None not in seqs
+            assert seqs == sorted(set(seqs)), f"{side}'s history is not in seq order"
+            # the conversation's seqs are gapless
+            assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), f"{side} has seq gaps"
+            # the peer's messages were shown exactly once
+            peer = bob_ids if side == "alice" else alice_ids
+            assert all(events.added[i] == 1 for i in peer), f"{side} showed a message twice"
+            # each sender's messages keep their order
+            for name in ("alice", "bob"):
+                bodies = [m.body for m in texts if m.body.startswith(f"{name} says")]
+                assert bodies == [f"{name} says {i:04d}" for i in range(PER_SIDE)]
+        # both sides agree on every message's place in the conversation
+        assert [(m.id, m.seq) for m in alice_history] == [(m.id, m.seq) for m in bob_history]
+    finally:
+        await alice.close()
+        await bob.close()

@@ -1,0 +1,644 @@
+"""The engine alone: exact frames and effects in and out, one rule per test."""
+
+from __future__ import annotations
+
+import random
+import uuid
+
+import pytest
+
+from tidings.client import engine as fx
+from tidings.client.engine import Engine, OutboxItem, Phase, Restored
+from tidings.client.types import MessageStatus
+from tidings.protocol import (
+    Accepted,
+    Ack,
+    Batch,
+    Envelope,
+    Error,
+    Fetch,
+    Hello,
+    Ping,
+    Pong,
+    Read,
+    Receipt,
+    Rejected,
+    Send,
+    Synced,
+    Watermark,
+    Welcome,
+)
+from tidings.protocol.content import Text
+
+ME = "me"
+PEER = "peer"
+C = "c1"
+T0 = 1000.0
+
+
+def env(seq: int, conv: str = C, sender: str = PEER, kind: str = "msg") -> Envelope:
+    return Envelope(
+        conv=conv,
+        seq=seq,
+        id=uuid.UUID(int=seq + 1000 * len(conv)),
+        sender=sender,
+        sender_device=1,
+        ts=seq,
+        payload=b"x",
+        kind="system" if kind == "system" else "msg",
+    )
+
+
+def welcome(heads: dict[str, int] | None = None, marks: list[Watermark] | None = None) -> Welcome:
+    return Welcome(
+        version=1,
+        account_id=ME,
+        device_id=1,
+        server_ts=1,
+        heads=heads or {},
+        watermarks=marks or [],
+    )
+
+
+def engine(
+    cursors: dict[str, int] | None = None,
+    outbox: list[OutboxItem] | None = None,
+    members: dict[str, frozenset[str]] | None = None,
+    marks: dict[str, dict[str, tuple[int, int]]] | None = None,
+) -> Engine:
+    restored = Restored(
+        cursors=cursors or {},
+        outbox=outbox or [],
+        members={C: frozenset({ME, PEER})} if members is None else members,
+        watermarks=marks or {},
+    )
+    return Engine(ME, random.Random(1), restored)
+
+
+def online(e: Engine, heads: dict[str, int] | None = None, synced: bool = True) -> None:
+    e.start(T0)
+    e.connected(T0)
+    e.receive(welcome(heads), T0)
+    if synced:
+        e.receive(Synced(), T0)
+    e.take_effects()
+
+
+def frames(effects: list[fx.Effect]) -> list[object]:
+    return [e.frame for e in effects if isinstance(e, fx.Transmit)]
+
+
+def only(effects: list[fx.Effect], kind: type) -> list[object]:
+    return [e for e in effects if isinstance(e, kind)]
+
+
+def item(n: int = 1, conv: str = C) -> OutboxItem:
+    return OutboxItem(uuid.UUID(int=n), conv, b"payload")
+
+
+# ----------------------------------------------------------------------------- connection
+
+
+def test_start_connects_once_and_hello_carries_cursors() -> None:
+    e = engine(cursors={C: 7})
+    e.start(T0)
+    effects = e.take_effects()
+    assert effects == [fx.Connect(), fx.ConnectionNotice(Phase.CONNECTING, None, None)]
+    e.start(T0)
+    assert e.take_effects() == []
+    e.connected(T0)
+    assert frames(e.take_effects()) == [Hello(cursors={C: 7})]
+    assert e.phase is Phase.HANDSHAKE
+
+
+def test_reconnect_backoff_is_jittered_exponential_and_capped() -> None:
+    e = engine()
+    e.start(T0)
+    now = T0
+    delays = []
+    for _ in range(12):
+        e.take_effects()
+        e.connect_failed(now, "refused")
+        (notice,) = only(e.take_effects(), fx.ConnectionNotice)
+        assert isinstance(notice, fx.ConnectionNotice)
+        assert notice.phase is Phase.OFFLINE and notice.error == "refused"
+        assert notice.retry_in is not None
+        delays.append(notice.retry_in)
+        wake = e.next_wakeup()
+        assert wake == pytest.approx(now + notice.retry_in)
+        e.tick(wake - 0.001)
+        assert e.take_effects() == []
+        now = wake
+        e.tick(now)
+        assert e.take_effects()[0] == fx.Connect()
+    assert 0.25 <= delays[0] <= 0.5
+    assert 0.5 <= delays[1] <= 1.0
+    assert all(30 <= d <= 60 for d in delays[8:])
+
+
+def test_backoff_never_overflows() -> None:
+    assert fx.backoff(10_000, random.Random(1), 0.5, 60) <= 60
+
+
+def test_disconnect_reports_once_and_welcome_resets_the_backoff() -> None:
+    e = engine()
+    online(e)
+    e.disconnected(T0 + 1, "closed")
+    (notice,) = only(e.take_effects(), fx.ConnectionNotice)
+    assert isinstance(notice, fx.ConnectionNotice) and notice.phase is Phase.OFFLINE
+    e.disconnected(T0 + 1, "closed again")  # not open any more: ignored
+    assert e.take_effects() == []
+    e.tick(T0 + 100)
+    e.connected(T0 + 100)
+    e.receive(welcome(), T0 + 100)
+    e.take_effects()
+    e.disconnected(T0 + 101, "closed")
+    (notice,) = only(e.take_effects(), fx.ConnectionNotice)
+    assert isinstance(notice, fx.ConnectionNotice)
+    assert notice.retry_in is not None and notice.retry_in <= 0.5
+
+
+def test_stop_acks_what_is_stored_then_closes() -> None:
+    e = engine()
+    online(e)
+    e.receive(env(1), T0)
+    e.take_effects()
+    e.stop()
+    assert frames(e.take_effects()) == [Ack(upto={C: 1})]
+
+
+def test_stop_while_connecting_abandons_the_attempt() -> None:
+    e = engine()
+    e.start(T0)
+    e.take_effects()
+    e.stop()
+    assert e.take_effects()[0] == fx.Disconnect("stopped")
+
+
+def test_stop_closes_and_stays_idle() -> None:
+    e = engine()
+    online(e)
+    e.stop()
+    assert e.take_effects() == [
+        fx.Disconnect("stopped"),
+        fx.ConnectionNotice(Phase.IDLE, None, None),
+    ]
+    assert e.next_wakeup() is None
+    e.stop()  # not open: nothing to close
+    assert e.take_effects() == [fx.ConnectionNotice(Phase.IDLE, None, None)]
+    e.start(T0)
+    assert e.take_effects()[0] == fx.Connect()
+
+
+def test_ping_every_25_s_and_dead_after_60_s_of_silence() -> None:
+    e = engine()
+    online(e)
+    assert e.next_wakeup() == T0 + fx.PING_INTERVAL
+    e.tick(T0 + 25)
+    assert frames(e.take_effects()) == [Ping(n=1)]  # and no Ack: nothing stored yet
+    e.receive(Pong(n=1), T0 + 26)
+    assert e.take_effects() == []
+    e.tick(T0 + 50)
+    assert frames(e.take_effects()) == [Ping(n=2)]
+    e.tick(T0 + 26 + 60)
+    effects = e.take_effects()
+    assert effects[0] == fx.Disconnect("no frame from the server for 60 s")
+    assert e.phase is Phase.OFFLINE
+
+
+def test_no_welcome_means_reconnect() -> None:
+    e = engine()
+    e.start(T0)
+    e.connected(T0)
+    e.receive(Pong(n=0), T0 + 15)  # alive, but never welcomed
+    e.take_effects()
+    e.tick(T0 + fx.HANDSHAKE_TIMEOUT)
+    assert e.take_effects()[0] == fx.Disconnect("no welcome from the server")
+    assert e.phase is Phase.OFFLINE
+
+
+def test_welcome_then_synced() -> None:
+    e = engine(members={})
+    e.start(T0)
+    e.connected(T0)
+    e.take_effects()
+    e.receive(welcome(heads={C: 0}), T0)
+    effects = e.take_effects()
+    assert effects == [
+        fx.ConnectionNotice(Phase.REPLAY, None, None),
+        fx.RefreshConversation(C),
+    ]
+    e.receive(Synced(), T0)
+    assert e.take_effects() == [fx.SyncedNotice()]
+    assert e.phase is Phase.LIVE
+
+
+def test_synced_fetches_what_the_heads_say_is_missing() -> None:
+    e = engine(cursors={C: 3})
+    online(e, heads={C: 5}, synced=False)
+    e.receive(Synced(), T0)
+    assert frames(e.take_effects()) == [Fetch(conv=C, after=3, limit=2)]
+    # The answer is empty: those seqs are not for us.
+    e.receive(Batch(conv=C, envelopes=[], head=5), T0)
+    assert only(e.take_effects(), fx.AdvanceCursor) == [fx.AdvanceCursor(C, 5)]
+
+
+# ----------------------------------------------------------------------------- outbox
+
+
+def test_send_is_stored_before_it_goes_out() -> None:
+    e = engine()
+    online(e)
+    content = Text(body="hi")
+    e.send(item(), content, 123, T0)
+    effects = e.take_effects()
+    assert effects[0] == fx.StoreOutgoing(item().id, C, b"payload", content, 123)
+    assert frames(effects) == [Send(id=item().id, conv=C, payload=b"payload")]
+
+
+def test_send_offline_waits_for_welcome_and_restored_outbox_is_resent() -> None:
+    e = engine(outbox=[item(1)])
+    e.send(item(2), Text(body="later"), 1, T0)
+    effects = e.take_effects()
+    assert [type(x) for x in effects] == [fx.StoreOutgoing]
+    e.start(T0)
+    e.connected(T0)
+    e.receive(welcome(), T0)
+    sent = frames(e.take_effects())
+    assert sent[1:] == [
+        Send(id=item(1).id, conv=C, payload=b"payload"),
+        Send(id=item(2).id, conv=C, payload=b"payload"),
+    ]
+
+
+def test_unanswered_send_is_resent_with_the_same_id() -> None:
+    e = engine()
+    online(e)
+    e.send(item(), Text(body="hi"), 1, T0)
+    e.take_effects()
+    assert e.next_wakeup() == T0 + fx.SEND_TIMEOUT
+    e.tick(T0 + fx.SEND_TIMEOUT)
+    assert frames(e.take_effects()) == [Send(id=item().id, conv=C, payload=b"payload")]
+    # answered now: the pending timer is stale and neither fires nor wakes us
+    e.receive(Accepted(id=item().id, conv=C, seq=1, ts=5), T0 + 11)
+    e.take_effects()
+    assert e.next_wakeup() == T0 + 11 + fx.ACK_DELAY or e.next_wakeup() == T0 + fx.PING_INTERVAL
+    e.tick(T0 + 24)
+    assert frames(e.take_effects()) == []
+
+
+def test_stale_timer_skipped_while_another_is_due() -> None:
+    e = engine()
+    online(e)
+    e.send(item(1), Text(body="a"), 1, T0)
+    e.send(item(2), Text(body="b"), 1, T0 + 1)
+    e.receive(Accepted(id=item(1).id, conv=C, seq=1, ts=5), T0 + 2)
+    e.take_effects()
+    e.tick(T0 + 2 + fx.SEND_TIMEOUT)
+    assert frames(e.take_effects()) == [Send(id=item(2).id, conv=C, payload=b"payload")]
+
+
+def test_accepted_status_follows_known_watermarks() -> None:
+    e = engine(marks={C: {PEER: (5, 3)}})
+    online(e)
+    for n, seq, status in [
+        (1, 3, MessageStatus.READ),
+        (2, 5, MessageStatus.DELIVERED),
+        (3, 6, MessageStatus.SENT),
+    ]:
+        e.send(item(n), Text(body="x"), 1, T0)
+        e.receive(Accepted(id=item(n).id, conv=C, seq=seq, ts=9), T0)
+        sent = only(e.take_effects(), fx.MarkSent)
+        assert sent == [fx.MarkSent(item(n).id, C, seq, 9, status)]
+
+
+def test_accepted_twice_or_unknown_changes_nothing_more() -> None:
+    e = engine(cursors={C: 4})
+    online(e)
+    e.receive(Accepted(id=item(9).id, conv=C, seq=3, ts=1), T0)
+    assert e.take_effects() == []
+
+
+def test_own_seq_fills_the_cursor() -> None:
+    e = engine()
+    online(e)
+    e.send(item(), Text(body="x"), 1, T0)
+    e.receive(Accepted(id=item().id, conv=C, seq=2, ts=1), T0)
+    effects = e.take_effects()
+    assert only(effects, fx.AdvanceCursor) == []  # seq 1 is still missing
+    e.receive(env(1), T0)
+    effects = e.take_effects()
+    assert only(effects, fx.StoreIncoming) == [fx.StoreIncoming(C, (env(1),))]
+    assert only(effects, fx.AdvanceCursor) == [fx.AdvanceCursor(C, 2)]
+
+
+def test_rejected_fails_only_a_known_message() -> None:
+    e = engine()
+    online(e)
+    e.send(item(), Text(body="x"), 1, T0)
+    e.take_effects()
+    e.receive(Rejected(id=item().id, conv=C, code="not_member"), T0)
+    assert e.take_effects() == [fx.MarkFailed(item().id, "not_member")]
+    e.receive(Rejected(id=item().id, conv=C, code="not_member"), T0)
+    assert e.take_effects() == []
+    assert not e.outbox
+
+
+def test_transient_error_retries_with_backoff() -> None:
+    e = engine()
+    online(e)
+    e.send(item(), Text(body="x"), 1, T0)
+    e.take_effects()
+    e.receive(Error(code="overloaded", ref=str(item().id)), T0 + 1)
+    assert e.take_effects() == []
+    wake = e.next_wakeup()
+    assert wake is not None and T0 + 1 + 0.25 <= wake <= T0 + 1.5
+    e.tick(wake)
+    assert frames(e.take_effects()) == [Send(id=item().id, conv=C, payload=b"payload")]
+    # errors about something else change nothing
+    for ref in (None, "send", str(uuid.UUID(int=77))):
+        e.receive(Error(code="internal", ref=ref), wake)
+    assert e.take_effects() == []
+
+
+def test_retry_stores_then_sends() -> None:
+    e = engine()
+    online(e)
+    e.retry(item(), T0)
+    effects = e.take_effects()
+    assert effects[0] == fx.StoreRetry(item().id, C, b"payload")
+    assert frames(effects) == [Send(id=item().id, conv=C, payload=b"payload")]
+
+
+# ----------------------------------------------------------------------------- incoming
+
+
+def test_in_order_envelopes_are_stored_then_acked_in_one_frame() -> None:
+    e = engine()
+    online(e)
+    e.receive(env(1), T0)
+    e.receive(env(2), T0 + 0.01)
+    effects = e.take_effects()
+    assert only(effects, fx.StoreIncoming) == [
+        fx.StoreIncoming(C, (env(1),)),
+        fx.StoreIncoming(C, (env(2),)),
+    ]
+    assert frames(effects) == []
+    assert e.next_wakeup() == T0 + fx.ACK_DELAY
+    e.tick(T0 + fx.ACK_DELAY)
+    assert frames(e.take_effects()) == [Ack(upto={C: 2})]
+
+
+def test_duplicates_are_dropped_but_acked_again() -> None:
+    e = engine(cursors={C: 2})
+    online(e)
+    e.receive(Batch(conv=C, envelopes=[env(1), env(2)], head=2), T0)
+    assert e.take_effects() == []
+    e.tick(T0 + 1)
+    assert frames(e.take_effects()) == [Ack(upto={C: 2})]
+
+
+def test_many_envelopes_ack_at_once() -> None:
+    e = engine()
+    online(e)
+    batch = [env(s) for s in range(1, fx.ACK_EVERY + 1)]
+    e.receive(Batch(conv=C, envelopes=batch, head=fx.ACK_EVERY), T0)
+    effects = e.take_effects()
+    assert frames(effects) == [Ack(upto={C: fx.ACK_EVERY})]
+    assert effects.index(fx.AdvanceCursor(C, fx.ACK_EVERY)) < len(effects) - 1
+
+
+def test_acks_wait_for_welcome() -> None:
+    e = engine()
+    e.start(T0)
+    e.connected(T0)
+    e.receive(env(1), T0)
+    e.take_effects()
+    e.tick(T0 + 1)
+    assert frames(e.take_effects()) == []
+    e.receive(welcome(), T0 + 1)
+    e.receive(Synced(), T0 + 1)
+    assert Ack(upto={C: 1}) in frames(e.take_effects())
+
+
+def test_gap_is_fetched_and_filled_in_order() -> None:
+    e = engine(cursors={C: 1})
+    online(e)
+    e.receive(env(4), T0)
+    effects = e.take_effects()
+    assert only(effects, fx.StoreIncoming) == []
+    assert frames(effects) == [Fetch(conv=C, after=1, limit=2)]
+    e.receive(env(5), T0)  # still held, no second Fetch
+    assert frames(e.take_effects()) == []
+    e.receive(Batch(conv=C, envelopes=[env(2), env(3), env(4), env(5)], head=5), T0)
+    effects = e.take_effects()
+    assert only(effects, fx.StoreIncoming) == [
+        fx.StoreIncoming(C, (env(2), env(3), env(4), env(5)))
+    ]
+    assert only(effects, fx.AdvanceCursor) == [fx.AdvanceCursor(C, 5)]
+
+
+def test_gap_filled_by_live_envelopes_before_the_answer() -> None:
+    e = engine()
+    online(e)
+    e.receive(env(2), T0)
+    e.receive(env(1), T0)
+    effects = e.take_effects()
+    assert only(effects, fx.StoreIncoming) == [fx.StoreIncoming(C, (env(1), env(2)))]
+    e.receive(Batch(conv=C, envelopes=[env(1)], head=2), T0)  # the late answer: duplicates
+    assert only(e.take_effects(), fx.StoreIncoming) == []
+
+
+def test_answer_that_starts_later_skips_what_is_not_for_us() -> None:
+    e = engine()
+    online(e)
+    e.receive(env(10, kind="system"), T0)
+    assert frames(e.take_effects()) == [Fetch(conv=C, after=0, limit=9)]
+    e.receive(Batch(conv=C, envelopes=[env(10, kind="system"), env(11)], head=11), T0)
+    effects = e.take_effects()
+    assert only(effects, fx.AdvanceCursor) == [fx.AdvanceCursor(C, 9), fx.AdvanceCursor(C, 11)]
+    assert only(effects, fx.RefreshConversation) == [fx.RefreshConversation(C)]
+
+
+def test_replay_batch_above_held_is_not_the_answer() -> None:
+    e = engine()
+    online(e, synced=False)
+    e.receive(Batch(conv=C, envelopes=[env(3)], head=9), T0)
+    assert frames(e.take_effects()) == [Fetch(conv=C, after=0, limit=2)]
+    e.receive(Batch(conv=C, envelopes=[env(5)], head=9), T0)
+    assert only(e.take_effects(), fx.AdvanceCursor) == []
+
+
+def test_empty_answer_never_skips_a_held_envelope() -> None:
+    e = engine()
+    online(e)
+    e.receive(env(5), T0)
+    e.receive(env(3), T0)
+    e.take_effects()
+    e.receive(Batch(conv=C, envelopes=[], head=5), T0)
+    effects = e.take_effects()
+    assert only(effects, fx.StoreIncoming) == [fx.StoreIncoming(C, (env(3),))]
+    assert frames(effects) == [Fetch(conv=C, after=3, limit=1)]
+
+
+def test_partial_answer_keeps_fetching_up_to_the_head() -> None:
+    e = engine()
+    online(e, heads={C: 1200}, synced=False)
+    e.receive(Synced(), T0)
+    assert frames(e.take_effects()) == [Fetch(conv=C, after=0, limit=500)]
+    e.receive(Batch(conv=C, envelopes=[env(s) for s in range(1, 501)], head=1200), T0)
+    assert Fetch(conv=C, after=500, limit=500) in frames(e.take_effects())
+    e.receive(Batch(conv=C, envelopes=[], head=1200), T0)
+    assert only(e.take_effects(), fx.AdvanceCursor) == [fx.AdvanceCursor(C, 1200)]
+
+
+def test_unanswered_fetch_is_repeated_then_given_up() -> None:
+    e = engine()
+    online(e)
+    e.receive(env(3), T0)
+    assert frames(e.take_effects()) == [Fetch(conv=C, after=0, limit=2)]
+    now = T0
+    for tries in range(1, fx.FETCH_TRIES):
+        now += fx.FETCH_TIMEOUT * tries
+        e.receive(Pong(n=0), now)  # still alive
+        e.tick(now)
+        assert Fetch(conv=C, after=0, limit=2) in frames(e.take_effects())
+    now += fx.FETCH_TIMEOUT * fx.FETCH_TRIES
+    e.receive(Pong(n=0), now)
+    e.tick(now)
+    effects = e.take_effects()
+    assert only(effects, fx.StoreIncoming) == [fx.StoreIncoming(C, (env(3),))]
+
+
+def test_fetch_refused_counts_the_gap_as_unavailable() -> None:
+    e = engine()
+    online(e)
+    e.receive(env(3), T0)
+    e.take_effects()
+    e.receive(Error(code="not_member", ref=C), T0)
+    assert only(e.take_effects(), fx.StoreIncoming) == [fx.StoreIncoming(C, (env(3),))]
+
+
+def test_own_message_echoed_before_accepted() -> None:
+    e = engine()
+    online(e)
+    mine = env(1, sender=ME)
+    e.send(OutboxItem(mine.id, C, b"x"), Text(body="x"), 1, T0)
+    e.take_effects()
+    e.receive(mine, T0)
+    effects = e.take_effects()
+    assert only(effects, fx.MarkSent) == [fx.MarkSent(mine.id, C, 1, 1, MessageStatus.SENT)]
+    assert not e.outbox
+
+
+def test_unknown_conversation_is_refreshed_once() -> None:
+    e = engine(members={})
+    online(e)
+    e.receive(env(1), T0)
+    e.receive(env(2), T0)
+    assert only(e.take_effects(), fx.RefreshConversation) == [fx.RefreshConversation(C)]
+    e.members_changed(C, frozenset({ME, PEER}))
+    e.receive(env(3, kind="system"), T0)
+    assert only(e.take_effects(), fx.RefreshConversation) == [fx.RefreshConversation(C)]
+    e.refresh_failed(C)  # the REST call failed: the next system envelope asks again
+    e.receive(env(4, kind="system"), T0)
+    assert only(e.take_effects(), fx.RefreshConversation) == [fx.RefreshConversation(C)]
+
+
+def test_disconnect_forgets_held_envelopes() -> None:
+    e = engine()
+    online(e)
+    e.receive(env(2), T0)
+    e.disconnected(T0, "closed")
+    e.take_effects()
+    e.tick(T0 + 1)
+    e.connected(T0 + 1)
+    e.receive(welcome(), T0 + 1)
+    e.receive(Batch(conv=C, envelopes=[env(1)], head=2), T0 + 1)
+    effects = e.take_effects()
+    assert only(effects, fx.StoreIncoming) == [fx.StoreIncoming(C, (env(1),))]
+
+
+# ----------------------------------------------------------------------------- receipts
+
+
+def test_read_is_stored_sent_and_resent_after_every_welcome() -> None:
+    e = engine()
+    e.read(C, 3)
+    assert e.take_effects() == [fx.StoreReadMark(C, 3)]
+    online(e)
+    e.read(C, 4)
+    assert frames(e.take_effects()) == [Read(conv=C, seq=4)]
+    e.disconnected(T0, "closed")
+    e.tick(T0 + 1)
+    e.connected(T0 + 1)
+    e.receive(welcome(), T0 + 1)
+    assert Read(conv=C, seq=4) in frames(e.take_effects())
+
+
+def test_direct_statuses_follow_the_peer_receipts() -> None:
+    e = engine()
+    online(e)
+    e.receive(Receipt(conv=C, account=PEER, delivered=4, read=2), T0)
+    assert e.take_effects() == [
+        fx.StoreWatermark(C, PEER, 4, 2),
+        fx.Promote(C, 4, 2),
+    ]
+    e.receive(Receipt(conv=C, account=PEER, delivered=3, read=1), T0)  # older: no change
+    assert e.take_effects() == []
+    e.receive(Receipt(conv=C, account=PEER, delivered=4, read=6), T0)  # read implies delivered
+    assert e.take_effects() == [fx.StoreWatermark(C, PEER, 6, 6), fx.Promote(C, 6, 6)]
+
+
+def test_own_other_device_receipt_is_my_read_mark() -> None:
+    e = engine()
+    online(e)
+    e.receive(Receipt(conv=C, account=ME, delivered=9, read=8), T0)
+    assert e.take_effects() == [fx.StoreReadMark(C, 8)]
+
+
+def test_group_status_needs_every_other_member() -> None:
+    group = frozenset({ME, "a", "b"})
+    e = engine(members={C: group})
+    online(e)
+    e.receive(Receipt(conv=C, account="a", delivered=5, read=5), T0)
+    assert only(e.take_effects(), fx.Promote) == []
+    e.receive(Receipt(conv=C, account="b", delivered=3, read=0), T0)
+    assert only(e.take_effects(), fx.Promote) == [fx.Promote(C, 3, 0)]
+    # a new member lowers the minimum, but statuses never go back
+    e.members_changed(C, group | {"c"})
+    assert e.take_effects() == []
+
+
+def test_statuses_wait_for_the_member_list() -> None:
+    e = engine(members={})
+    online(e)
+    e.receive(welcome(marks=[Watermark(C, PEER, 2, 1)]), T0)
+    effects = e.take_effects()
+    assert fx.StoreWatermark(C, PEER, 2, 1) in effects
+    assert only(effects, fx.Promote) == []
+    e.members_changed(C, frozenset({ME, PEER}))
+    assert e.take_effects() == [fx.Promote(C, 2, 1)]
+
+
+def test_alone_in_a_group_nothing_is_delivered() -> None:
+    e = engine(members={C: frozenset({ME})})
+    online(e)
+    e.receive(Receipt(conv=C, account="gone", delivered=5, read=5), T0)
+    assert only(e.take_effects(), fx.Promote) == []
+
+
+def test_refused_catch_up_fetch_skips_to_the_head() -> None:
+    e = engine(cursors={C: 3})
+    online(e, heads={C: 5})
+    e.receive(Error(code="not_member", ref=C), T0)
+    assert e.take_effects() == [fx.AdvanceCursor(C, 5)]
+
+
+def test_a_gap_is_not_refetched_before_its_deadline() -> None:
+    e = engine()
+    online(e)
+    e.receive(env(3), T0 + 20)
+    assert frames(e.take_effects()) == [Fetch(conv=C, after=0, limit=2)]
+    e.tick(T0 + 25)
+    assert frames(e.take_effects()) == [Ping(n=1)]  # and no Ack: nothing stored yet

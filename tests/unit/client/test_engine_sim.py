@@ -1,0 +1,182 @@
+"""Two (or three) engines against the fake server, with faults injected at every step."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tidings.client.types import MessageStatus
+
+from .fakeserver import RANK, Harness
+
+CONV = "c1"
+
+
+def chat() -> Harness:
+    h = Harness(["alice", "bob"])
+    h.server.create(CONV, "alice", ["alice", "bob"])
+    h.start()
+    h.settle()
+    return h
+
+
+def check_exactly_once_in_order(h: Harness) -> None:
+    for dev in h.devices.values():
+        for conv_id, conv in h.server.conversations.items():
+            if dev.account not in conv.members:
+                continue
+            joined = conv.members[dev.account]
+            expected = [e for e in conv.log[joined - 1 :]]
+            # every envelope of the conversation is stored once (own ones via Accepted)
+            for env in expected:
+                msg = dev.messages.get(env.id)
+                assert msg is not None, f"{dev.account} lacks seq {env.seq}"
+                assert msg.seq == env.seq
+                if env.sender != dev.account:
+                    assert dev.stored_count[env.id] == 1
+            order = dev.stored_order[conv_id]
+            assert order == sorted(order), "not stored in seq order"
+            assert len(order) == len(set(order)), "stored twice"
+            assert dev.cursors.get(conv_id, 0) == len(conv.log)
+
+
+def check_statuses_forward(h: Harness) -> None:
+    for dev in h.devices.values():
+        for msg in dev.messages.values():
+            ranks = [RANK[s] for s in msg.history]
+            assert ranks == sorted(ranks) or msg.history[-1] is MessageStatus.SENDING, msg.history
+
+
+def read_everything(h: Harness) -> None:
+    h.settle()
+    for dev in h.devices.values():
+        for conv_id in dev.cursors:
+            dev.engine.read(conv_id, dev.cursors[conv_id])
+            dev.run()
+    h.settle()
+
+
+def test_two_engines_chat_and_statuses_reach_read() -> None:
+    h = chat()
+    alice, bob = h.device("alice"), h.device("bob")
+    sent = [alice.send_text(CONV, f"hi {i}") for i in range(5)]
+    assert all(alice.messages[i].status is MessageStatus.SENDING for i in sent)
+    h.settle()
+    check_exactly_once_in_order(h)
+    assert {alice.messages[i].status for i in sent} == {MessageStatus.DELIVERED}
+    back = bob.send_text(CONV, "hello")
+    read_everything(h)
+    assert {alice.messages[i].status for i in sent} == {MessageStatus.READ}
+    assert bob.messages[back].status is MessageStatus.READ
+    check_statuses_forward(h)
+
+
+ACTIONS = st.lists(
+    st.tuples(
+        st.sampled_from(
+            [
+                "send",
+                "send",
+                "pump",
+                "to_server",
+                "to_server",
+                "to_client",
+                "to_client",
+                "to_client",
+                "drop_in",
+                "drop_out",
+                "dup_out",
+                "dup_in",
+                "swap_out",
+                "break",
+                "crash",
+                "tick",
+                "read",
+                "server_down",
+            ]
+        ),
+        st.sampled_from(["alice", "bob", "carol"]),
+        st.integers(min_value=0, max_value=5),
+    ),
+    min_size=20,
+    max_size=150,
+)
+
+
+@settings(
+    max_examples=int(os.environ.get("TIDINGS_SIM_EXAMPLES", "150")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(actions=ACTIONS)
+def test_faults_never_lose_or_duplicate(actions: list[tuple[str, str, int]]) -> None:
+    h = Harness(["alice", "bob", "carol"])
+    h.server.create(CONV, "alice", ["alice", "bob"])
+    h.server.create("c2", "bob", ["alice", "bob", "carol"])
+    h.start()
+    convs = {"alice": [CONV, "c2"], "bob": [CONV, "c2"], "carol": ["c2"]}
+    sent: list[uuid.UUID] = []
+    for action, who, n in actions:
+        dev = h.device(who)
+        conn = dev.conn
+        match action:
+            case "send":
+                sent.append(dev.send_text(convs[who][n % len(convs[who])], f"m{len(sent)}"))
+            case "pump":
+                h.pump()
+            case "to_server":
+                dev.to_server()
+            case "to_client":
+                dev.to_client()
+            case "drop_in" if conn and conn.incoming:
+                conn.incoming.pop(n % len(conn.incoming))
+            case "drop_out" if conn and conn.outgoing:
+                conn.outgoing.pop(n % len(conn.outgoing))
+            case "dup_out" if conn and conn.outgoing:
+                conn.outgoing.insert(0, conn.outgoing[n % len(conn.outgoing)])
+            case "dup_in" if conn and conn.incoming:
+                conn.incoming.append(conn.incoming[n % len(conn.incoming)])
+            case "swap_out" if conn and len(conn.outgoing) > 1:
+                i = n % (len(conn.outgoing) - 1)
+                conn.outgoing[i], conn.outgoing[i + 1] = conn.outgoing[i + 1], conn.outgoing[i]
+            case "break":
+                dev.break_connection()
+            case "crash":
+                dev.crash()
+            case "tick":
+                h.advance([0.01, 1, 5, 11, 26, 61][n])
+                h.pump()
+            case "read":
+                conv = convs[who][n % len(convs[who])]
+                dev.engine.read(conv, dev.cursors.get(conv, 0))
+                dev.run()
+            case "server_down":
+                h.server_up = not h.server_up
+            case _:
+                pass
+    # Heal: server up, every connection re-made so lost acks/receipts/reads are replayed.
+    h.server_up = True
+    h.advance(61)
+    for dev in h.devices.values():
+        dev.break_connection()
+    h.advance(61)
+    h.settle()
+    check_exactly_once_in_order(h)
+    for dev in h.devices.values():
+        assert not dev.outbox and not dev.engine.outbox
+    for msg_id in sent:
+        sender = next(
+            d
+            for d in h.devices.values()
+            if msg_id in d.messages and d.messages[msg_id].sender == d.account
+        )
+        assert sender.messages[msg_id].status is not MessageStatus.SENDING
+    read_everything(h)
+    for dev in h.devices.values():
+        for msg in dev.messages.values():
+            if msg.sender == dev.account and msg.seq is not None:
+                assert msg.status is MessageStatus.READ, (dev.account, msg)
+    check_statuses_forward(h)

@@ -1,0 +1,290 @@
+"""The local store: schema, migrations, FTS5 triggers, pages, effects."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tidings.client import engine as fx
+from tidings.client.store import MIGRATIONS, Store
+from tidings.client.types import Account, MessageStatus
+from tidings.protocol import Envelope, SystemEvent, encode
+from tidings.protocol import rest as api
+from tidings.protocol.content import Reaction, Text, encode_content
+
+ME = "me"
+PEER = "peer"
+C = "c1"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    s = Store(tmp_path / "tidings.db")
+    s.set_account(Account(ME, "alice", 1, "http://server"))
+    s.save_conversation(
+        api.Conversation(
+            id=C,
+            kind="direct",
+            title="",
+            members=[api.Member(ME, "alice", "member"), api.Member(PEER, "bob", "member")],
+            last_seq=0,
+            created_at=10,
+        )
+    )
+    return s
+
+
+def incoming(seq: int, body: str = "", sender: str = PEER, conv: str = C) -> Envelope:
+    return Envelope(
+        conv=conv,
+        seq=seq,
+        id=uuid.uuid4(),
+        sender=sender,
+        sender_device=1,
+        ts=1000 + seq,
+        payload=encode_content(Text(body=body or f"message {seq}")),
+    )
+
+
+def receive(store: Store, *envelopes: Envelope) -> None:
+    store.apply([fx.StoreIncoming(C, envelopes), fx.AdvanceCursor(C, envelopes[-1].seq)])
+
+
+def fts_ids(store: Store, word: str) -> set[int]:
+    rows = store.db.execute("SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?", (word,))
+    return {r[0] for r in rows}
+
+
+def test_migrations_from_an_empty_database(tmp_path: Path) -> None:
+    s = Store(tmp_path / "new.db")
+    assert s.version == len(MIGRATIONS)
+    tables = {r[0] for r in s.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {
+        "account",
+        "conversations",
+        "members",
+        "messages",
+        "attachments",
+        "reactions",
+        "outbox",
+        "cursors",
+        "watermarks",
+        "messages_fts",
+    } <= tables
+    indexes = {r[0] for r in s.db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert {"messages_conv_seq", "messages_conv_created"} <= indexes
+    assert s.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert s.account() is None
+    s.close()
+    again = Store(tmp_path / "new.db")  # reopening migrates nothing
+    assert again.version == len(MIGRATIONS)
+
+
+def test_a_failed_migration_leaves_the_database_untouched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        "tidings.client.store.MIGRATIONS",
+        (*MIGRATIONS, "CREATE TABLE t (a);\nCREATE TABLE messages (x);"),
+    )
+    with pytest.raises(sqlite3.OperationalError):
+        Store(tmp_path / "x.db")
+    db = sqlite3.connect(tmp_path / "x.db")
+    assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    assert db.execute("SELECT count(*) FROM sqlite_master WHERE name = 't'").fetchone()[0] == 0
+
+
+def test_fts_follows_insert_update_and_delete(store: Store) -> None:
+    receive(store, incoming(1, "the quick brown fox"))
+    (pk,) = store.db.execute("SELECT pk FROM messages").fetchone()
+    assert fts_ids(store, "quick") == {pk}
+    store.db.execute("UPDATE messages SET body = 'a lazy dog' WHERE pk = ?", (pk,))
+    assert fts_ids(store, "quick") == set()
+    assert fts_ids(store, "lazy") == {pk}
+    store.db.execute("DELETE FROM messages WHERE pk = ?", (pk,))
+    assert fts_ids(store, "lazy") == set()
+    store.db.execute("INSERT INTO messages_fts (messages_fts) VALUES ('integrity-check')")
+
+
+def test_search_marks_matches_and_survives_odd_queries(store: Store) -> None:
+    receive(store, incoming(1, "meet me at the café tomorrow"), incoming(2, "nothing here"))
+    hits = store.search("cafe", 10)
+    assert len(hits) == 1 and "[café]" in hits[0].snippet
+    assert store.search("tomor", 10)[0].message.body == "meet me at the café tomorrow"
+    assert store.search('"; DROP TABLE messages; --', 10) == []
+    assert store.search("   ", 10) == []
+
+
+def test_pages_walk_back_without_overlap(store: Store) -> None:
+    receive(store, *[incoming(s) for s in range(1, 106)])
+    seen: list[int] = []
+    before = None
+    pages = 0
+    while True:
+        page = store.history(C, before, 20)
+        seqs = [m.seq for m in page.messages]
+        assert seqs == sorted(seqs)
+        seen[:0] = [s for s in seqs if s is not None]
+        pages += 1
+        if page.before is None:
+            break
+        before = page.before
+    assert seen == list(range(1, 106))
+    assert pages == 6
+
+
+def test_unsent_messages_sort_last_then_take_their_seq(store: Store) -> None:
+    receive(store, incoming(1))
+    mine = uuid.uuid4()
+    store.apply([fx.StoreOutgoing(mine, C, b"x", Text(body="mine"), 5000)])
+    receive(store, incoming(2))
+    assert [m.body for m in store.history(C, None, 10).messages] == [
+        "message 1",
+        "message 2",
+        "mine",
+    ]
+    changes = store.apply([fx.MarkSent(mine, C, 3, 5001, MessageStatus.SENT)])
+    assert changes.updated == [mine]
+    page = store.history(C, None, 10)
+    assert [m.seq for m in page.messages] == [1, 2, 3]
+    assert store.restored().outbox == []
+
+
+def test_page_around_a_search_hit(store: Store) -> None:
+    envelopes = [incoming(s) for s in range(1, 101)]
+    receive(store, *envelopes)
+    page = store.page_around(C, envelopes[49].id, 10)
+    assert page is not None
+    seqs = [m.seq for m in page.messages]
+    assert 50 in seqs and len(seqs) == 10 and seqs == sorted(seqs)
+    assert page.before == seqs[0]
+    older = store.history(C, page.before, 10)
+    assert older.messages[-1].seq == seqs[0] - 1
+    first = store.page_around(C, envelopes[0].id, 10)
+    assert first is not None and first.before is None and first.messages[0].seq == 1
+    assert store.page_around(C, uuid.uuid4(), 10) is None
+
+
+def test_incoming_is_stored_once(store: Store) -> None:
+    env = incoming(1)
+    assert store.apply([fx.StoreIncoming(C, (env,))]).added == [env.id]
+    assert store.apply([fx.StoreIncoming(C, (env,))]).added == []
+    assert store.message(env.id) is not None
+
+
+def test_statuses_only_move_forward(store: Store) -> None:
+    ids = [uuid.uuid4() for _ in range(3)]
+    for n, i in enumerate(ids, start=1):
+        store.apply([fx.StoreOutgoing(i, C, b"x", Text(body=str(n)), n)])
+        store.apply([fx.MarkSent(i, C, n, n, MessageStatus.SENT)])
+    changes = store.apply([fx.Promote(C, 2, 1)])
+    assert sorted(changes.updated) == sorted(ids[:2])
+    statuses = [store.message(i).status for i in ids]  # type: ignore[union-attr]
+    assert statuses == [MessageStatus.READ, MessageStatus.DELIVERED, MessageStatus.SENT]
+    store.apply([fx.Promote(C, 1, 0)])  # lower: nothing changes
+    assert store.message(ids[0]).status is MessageStatus.READ  # type: ignore[union-attr]
+    # a late Accepted never lowers a status either
+    store.apply([fx.MarkSent(ids[0], C, 1, 1, MessageStatus.SENT)])
+    assert store.message(ids[0]).status is MessageStatus.READ  # type: ignore[union-attr]
+
+
+def test_failed_and_retried(store: Store) -> None:
+    i = uuid.uuid4()
+    store.apply([fx.StoreOutgoing(i, C, b"x", Text(body="x"), 1)])
+    store.apply([fx.MarkFailed(i, "not_member")])
+    message = store.message(i)
+    assert message is not None and message.status is MessageStatus.FAILED
+    assert message.fail_reason == "not_member"
+    assert store.restored().outbox == []
+    store.apply([fx.StoreRetry(i, C, b"x")])
+    assert store.message(i).status is MessageStatus.SENDING  # type: ignore[union-attr]
+    assert [o.id for o in store.restored().outbox] == [i]
+
+
+def test_reactions_replies_and_system_sentences(store: Store) -> None:
+    first = incoming(1, "question?")
+    receive(store, first)
+    reply = uuid.uuid4()
+    store.apply([fx.StoreOutgoing(reply, C, b"x", Text(body="answer", reply_to=first.id), 5)])
+    message = store.message(reply)
+    assert message is not None and message.reply_preview == "bob: question?"
+    target = first.id
+    react = Reaction(target=target, emoji="🎉")
+    store.apply([fx.StoreOutgoing(uuid.uuid4(), C, b"x", react, 6)])
+    theirs = Envelope(
+        conv=C,
+        seq=2,
+        id=uuid.uuid4(),
+        sender=PEER,
+        sender_device=1,
+        ts=7,
+        payload=encode_content(react),
+    )
+    receive(store, theirs)
+    assert store.message(target).reactions == (("🎉", ("alice", "bob")),)  # type: ignore[union-attr]
+    gone = Reaction(target=target, emoji="🎉", remove=True)
+    store.apply([fx.StoreOutgoing(uuid.uuid4(), C, b"x", gone, 8)])
+    assert store.message(target).reactions == (("🎉", ("bob",)),)  # type: ignore[union-attr]
+    system = Envelope(
+        conv=C,
+        seq=3,
+        id=uuid.uuid4(),
+        sender=PEER,
+        sender_device=0,
+        ts=9,
+        kind="system",
+        payload=encode(SystemEvent(action="member_added", actor=PEER, members=[ME])),
+    )
+    receive(store, system)
+    assert store.message(system.id).body == "bob added alice"  # type: ignore[union-attr]
+    garbage = Envelope(
+        conv=C, seq=4, id=uuid.uuid4(), sender=PEER, sender_device=1, ts=10, payload=b"\xc1"
+    )
+    assert store.apply([fx.StoreIncoming(C, (garbage,))]).added == []
+
+
+def test_conversations_unread_and_read_marks(store: Store) -> None:
+    receive(store, incoming(1), incoming(2), incoming(3))
+    conv = store.conversation(C)
+    assert conv is not None
+    assert conv.title == "bob" and conv.unread == 3 and not conv.is_admin
+    assert conv.last_message is not None and conv.last_message.seq == 3
+    store.apply([fx.StoreReadMark(C, 2)])
+    assert store.conversation(C).unread == 1  # type: ignore[union-attr]
+    assert store.message(store.history(C, None, 5).messages[0].id).status is (  # type: ignore[union-attr]
+        MessageStatus.READ
+    )
+    store.left_conversation(C)
+    assert store.conversations() == []
+
+
+def test_restored_engine_state(store: Store) -> None:
+    store.apply(
+        [
+            fx.AdvanceCursor(C, 4),
+            fx.AdvanceCursor(C, 2),  # never backwards
+            fx.StoreWatermark(C, PEER, 4, 3),
+        ]
+    )
+    restored = store.restored()
+    assert restored.cursors == {C: 4}
+    assert restored.members == {C: frozenset({ME, PEER})}
+    assert restored.watermarks == {C: {PEER: (4, 3)}}
+
+
+def test_migrates_a_version_1_database(tmp_path: Path) -> None:
+    from tidings.client.store import _statements
+
+    db = sqlite3.connect(tmp_path / "old.db")
+    for statement in _statements(MIGRATIONS[0]):
+        db.execute(statement)
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    s = Store(tmp_path / "old.db")
+    assert s.version == len(MIGRATIONS) >= 2
+    names = {r[0] for r in s.db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert "messages_own_open" in names

@@ -1,0 +1,172 @@
+"""One connection of the gateway over a fake socket, against the real engine and store."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from tidings.protocol import (
+    MAX_FRAME_BYTES,
+    Accepted,
+    Batch,
+    Envelope,
+    Error,
+    Hello,
+    Ping,
+    Pong,
+    Send,
+    Synced,
+    Welcome,
+    decode_server_frame,
+    encode,
+)
+from tidings.server.gateway import CloseCode, Connection
+
+
+class FakeSocket:
+    """Frames in through ``incoming``; frames out decoded into ``sent``. Clearing ``open``
+    makes the socket stop taking frames, like a peer that stopped reading."""
+
+    def __init__(self) -> None:
+        self.incoming: asyncio.Queue[bytes | str | None] = asyncio.Queue()
+        self.sent: list = []
+        self.closed: tuple[int, str] | None = None
+        self.open = asyncio.Event()
+        self.open.set()
+        self.arrived = asyncio.Event()
+
+    async def receive_frame(self):
+        return await self.incoming.get()
+
+    async def send_frame(self, data: bytes) -> None:
+        await self.open.wait()
+        self.sent.append(decode_server_frame(data))
+        self.arrived.set()
+
+    async def close(self, code: int, reason: str) -> None:
+        self.closed = (code, reason)
+        self.incoming.put_nowait(None)
+
+    async def wait_for(self, kind, count: int = 1):
+        async with asyncio.timeout(5):
+            while sum(isinstance(f, kind) for f in self.sent) < count:
+                self.arrived.clear()
+                await self.arrived.wait()
+        return [f for f in self.sent if isinstance(f, kind)]
+
+
+async def start(world, device, *, idle: float = 30.0, queue: int = 64):
+    socket = FakeSocket()
+    connection = Connection(
+        socket, device, world.engine, world.bus, idle_timeout=idle, queue_frames=queue
+    )
+    task = asyncio.create_task(connection.run())
+    await asyncio.sleep(0)  # run() attaches to the bus before its first real wait
+    assert world.bus.online(device.account_id)
+    return socket, task
+
+
+@pytest.fixture
+async def pair(world):
+    alice, bob = await world.account("alice"), await world.account("bob")
+    record, _ = await world.engine.create_direct(alice, "bob")
+    return alice, bob, record.id
+
+
+async def test_live_copy_of_a_replayed_envelope_is_not_sent_twice(world, pair):
+    alice, bob, conv = pair
+    socket, task = await start(world, bob)
+    # Connected but not synced yet: this envelope is both pending and delivered live.
+    await world.send(alice, conv, b"early")
+    socket.incoming.put_nowait(encode(Hello()))
+    await socket.wait_for(Synced)
+    await world.send(alice, conv, b"later")
+    await socket.wait_for(Envelope)
+    kinds = [type(f) for f in socket.sent]
+    assert kinds == [Welcome, Batch, Synced, Envelope]
+    assert [e.seq for e in socket.sent[1].envelopes] == [1, 2]
+    assert socket.sent[3].seq == 3
+    socket.incoming.put_nowait(None)
+    await task
+
+
+async def test_bad_and_oversized_frames_keep_the_connection(world, pair):
+    _, bob, _ = pair
+    socket, task = await start(world, bob)
+    socket.incoming.put_nowait(encode(Hello()))
+    await socket.wait_for(Synced)
+    for junk in (b"\xc1", "text", b"\x00" * (MAX_FRAME_BYTES + 1)):
+        socket.incoming.put_nowait(junk)
+    socket.incoming.put_nowait(encode(Ping(n=3)))
+    (pong,) = await socket.wait_for(Pong)
+    codes = [f.code for f in socket.sent if isinstance(f, Error)]
+    assert codes == ["bad_frame", "bad_frame", "frame_too_large"] and pong.n == 3
+    assert socket.closed is None
+    socket.incoming.put_nowait(None)
+    await task
+
+
+async def test_slow_consumer_is_closed(world, pair):
+    alice, bob, conv = pair
+    socket, task = await start(world, bob, queue=16)
+    socket.incoming.put_nowait(encode(Hello()))
+    await socket.wait_for(Synced)
+    socket.open.clear()  # bob stops reading
+    for _ in range(40):
+        await world.send(alice, conv)
+    socket.open.set()
+    await asyncio.wait_for(task, 5)
+    assert socket.closed is not None and socket.closed[0] == CloseCode.TRY_AGAIN_LATER
+    assert not world.bus.online(bob.account_id)
+    # Everything is still in the pending queue for the next connection.
+    assert len(await world.pending(bob)) == 41
+
+
+async def test_peer_that_never_reads_is_dropped(world, pair):
+    alice, bob, conv = pair
+    socket, task = await start(world, bob, queue=16)
+    socket.incoming.put_nowait(encode(Hello()))
+    await socket.wait_for(Synced)
+    socket.open.clear()  # bob never reads again: even the close frame cannot go out
+    for _ in range(40):
+        await world.send(alice, conv)
+    await asyncio.wait_for(task, 5)
+    assert not world.bus.online(bob.account_id)
+
+
+async def test_idle_connection_is_closed(world, pair):
+    _, bob, _ = pair
+    socket, task = await start(world, bob, idle=0.2)
+    await asyncio.wait_for(task, 5)
+    assert socket.closed == (CloseCode.IDLE, "idle timeout")
+
+
+async def test_newer_connection_replaces_older(world, pair):
+    _, bob, _ = pair
+    first, first_task = await start(world, bob)
+    second = FakeSocket()
+    connection = Connection(second, bob, world.engine, world.bus, idle_timeout=30, queue_frames=64)
+    second_task = asyncio.create_task(connection.run())
+    await asyncio.wait_for(first_task, 5)
+    assert first.closed is not None and first.closed[0] == CloseCode.REPLACED
+    assert world.bus.online(bob.account_id) == 1
+    second.incoming.put_nowait(None)
+    await second_task
+
+
+async def test_sends_before_hello_are_refused(world, pair):
+    alice, _, conv = pair
+    socket, task = await start(world, alice)
+    socket.incoming.put_nowait(encode(Ping()))
+    await socket.wait_for(Pong)
+    socket.incoming.put_nowait(encode(Send(id=uuid.uuid4(), conv=conv, payload=b"")))
+    (error,) = await socket.wait_for(Error)
+    assert error.code == "bad_frame" and error.ref == "send"
+    socket.incoming.put_nowait(encode(Hello()))
+    await socket.wait_for(Synced)
+    socket.incoming.put_nowait(encode(Send(id=uuid.uuid4(), conv=conv, payload=b"")))
+    await socket.wait_for(Accepted)
+    socket.incoming.put_nowait(None)
+    await task
