@@ -18,15 +18,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import secrets
 import shutil
 import subprocess
 import sys
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
 import httpx
 from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
 from bench.loadgen import (
     BENCH_DIR,
@@ -45,6 +48,7 @@ from bench.loadgen import (
     tidings_server,
     ws_url,
 )
+from tidings.protocol import frames as fr
 
 FULL_STEPS = (1_000, 5_000, 10_000, 20_000, 50_000)
 QUICK_STEPS = (1_000, 5_000)
@@ -93,15 +97,19 @@ def _cache_valid(url: str, accounts: list[Account]) -> bool:
 
 
 def ensure_accounts(url: str, count: int) -> tuple[list[Account], float]:
-    """At least ``count`` accounts, created only where the cache has too few; the seconds
-    spent creating them."""
+    """At least ``count`` accounts, created only where the cache has too few (in chunks saved
+    as they complete); the seconds spent creating them."""
     cached = _load_cache()
     t0 = time.monotonic()
+    for _ in range(2 * (count // 5_000 + 2)):  # bounded: a chunk may come back short
+        if len(cached) >= count:
+            break
+        tag = secrets.token_hex(3)
+        names = [f"c{tag}{i:05d}" for i in range(min(5_000, count - len(cached)))]
+        cached += asyncio.run(create_accounts(url, names, 48, strict=False))
+        _save_cache(cached)
     if len(cached) < count:
-        names = [f"c{i:06d}" for i in range(len(cached), count)]
-        for start in range(0, len(names), 5_000):
-            cached += asyncio.run(create_accounts(url, names[start : start + 5_000], 48))
-            _save_cache(cached)
+        raise RuntimeError(f"only {len(cached)} of {count} accounts could be created")
     return cached[:count], time.monotonic() - t0
 
 
@@ -137,9 +145,31 @@ async def _worker() -> None:
     addresses: list[str] = setup["addresses"]
     held: list[ClientConnection] = []
     failures: list[str] = []
+    due: deque[tuple[float, ClientConnection]] = deque()
+
+    async def keepalive() -> None:
+        """A Ping frame from each connection every KEEPALIVE seconds, as the client runtime
+        sends (the server counts frames, not WebSocket pings, as liveness)."""
+        ping = fr.encode(fr.Ping())
+        while True:
+            await asyncio.sleep(0.5)
+            now = time.monotonic()
+            while due and due[0][0] <= now:
+                _, ws = due.popleft()
+                if ws.close_code is not None:
+                    continue
+                try:
+                    # Pongs queue up unread: 256 of them (max_queue) take ~1.8 h to fill
+                    await ws.send(ping)
+                except ConnectionClosed:
+                    continue
+                due.append((now + KEEPALIVE, ws))
+
+    pinger = asyncio.ensure_future(keepalive())
     while True:
         line = (await loop.run_in_executor(None, sys.stdin.readline)).split()
         if not line or line[0] == "quit":
+            pinger.cancel()
             return
         target = min(int(line[1]), len(tokens))
         t0 = time.monotonic()
@@ -151,10 +181,9 @@ async def _worker() -> None:
                 i = queue.pop()
                 address = addresses[i // PER_ADDRESS % len(addresses)]
                 try:
-                    ws, _ = await connect_device(
-                        url, tokens[i], local_addr=(address, 0), ping_interval=KEEPALIVE
-                    )
+                    ws, _ = await connect_device(url, tokens[i], local_addr=(address, 0))
                     held.append(ws)
+                    due.append((time.monotonic() + KEEPALIVE, ws))
                 except Exception as exc:
                     if len(failures) < 10:
                         failures.append(f"{type(exc).__name__}: {exc}")
@@ -213,7 +242,7 @@ class _LoadProcess:
 
 def measure(quick: bool, work_dir: Path, steps: tuple[int, ...] | None = None) -> Json:
     steps = steps or (QUICK_STEPS if quick else FULL_STEPS)
-    idle_seconds = 5.0 if quick else 10.0
+    idle_seconds = 3.0 if quick else 10.0
     raise_nofile()
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     server, url = start_server()

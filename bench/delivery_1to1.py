@@ -313,7 +313,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--count", type=int, default=1000, help="messages per run")
     parser.add_argument("--rate", type=float, default=0.0, help="msgs/s to send at (0: burst)")
     parser.add_argument("--raw", action="store_true", help="also run the raw-protocol load")
-    parser.add_argument("--raw-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--raw-only", action="store_true", help="only the raw-protocol load")
     parser.add_argument("--window", type=int, default=256, help="raw: messages in flight")
     args = parser.parse_args(argv)
     raise_nofile()

@@ -21,6 +21,7 @@ import contextlib
 import math
 import os
 import resource
+import selectors
 import signal
 import socket
 import subprocess
@@ -258,28 +259,47 @@ class Account:
 
 
 async def create_accounts(
-    base_url: str, usernames: Sequence[str], concurrency: int = 32
+    base_url: str, usernames: Sequence[str], concurrency: int = 32, strict: bool = True
 ) -> list[Account]:
-    """Create accounts through ``POST /v1/accounts``, ``concurrency`` requests at a time."""
+    """Create accounts through ``POST /v1/accounts``, ``concurrency`` requests at a time.
+
+    A request that fails in transport (a keep-alive connection the server just closed) is
+    retried up to 3 times. If a retry finds the name taken (the lost answer had created it), a
+    ``strict`` call raises; otherwise that account is left out of the result."""
     results: list[Account | None] = [None] * len(usernames)
     queue: deque[int] = deque(range(len(usernames)))
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=base_url, timeout=NET_TIMEOUT, limits=limits) as http:
 
+        async def create(name: str) -> Account | None:
+            for attempt in range(4):
+                try:
+                    response = await http.post("/v1/accounts", json={"username": name})
+                except httpx.TransportError:
+                    if attempt == 3:
+                        raise
+                    await asyncio.sleep(0.2 * (attempt + 1))
+                    continue
+                if response.status_code == 201:
+                    body = response.json()
+                    return Account(body["username"], body["account_id"], body["token"])
+                if response.status_code == 409 and attempt > 0 and not strict:
+                    return None
+                raise RuntimeError(
+                    f"POST /v1/accounts {name}: {response.status_code} {response.text[:200]}"
+                )
+            return None
+
         async def worker() -> None:
             while queue:
                 i = queue.popleft()
-                response = await http.post("/v1/accounts", json={"username": usernames[i]})
-                if response.status_code != 201:
-                    raise RuntimeError(
-                        f"POST /v1/accounts {usernames[i]}: {response.status_code} "
-                        f"{response.text[:200]}"
-                    )
-                body = response.json()
-                results[i] = Account(body["username"], body["account_id"], body["token"])
+                results[i] = await create(usernames[i])
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return [a for a in results if a is not None]
+    made = [a for a in results if a is not None]
+    if strict and len(made) != len(usernames):
+        raise RuntimeError(f"created {len(made)} of {len(usernames)} accounts")
+    return made
 
 
 async def open_directs(
@@ -642,13 +662,17 @@ class FanoutSpec(msgspec.Struct, frozen=True):
     payload_bytes: int = 100
     #: longest wait for one post to reach every member (seconds)
     post_timeout: float = 15.0
-    #: quiet time between posts, so receipts of one post do not overlap the next
-    pause: float = 0.2
+    #: quiet time between posts, after every member's delivery receipt for the last one came
+    #: back (or ``post_timeout`` passed), so the ack/receipt storm of one post is not timed
+    #: in the next
+    pause: float = 0.1
 
 
 class FanoutResult(msgspec.Struct):
     #: send → last member has it, per post (seconds); a post that timed out is left out
     times: list[float]
+    #: send → the sender holds every member's delivery receipt, per post (seconds)
+    receipt_times: list[float]
     recipients: int
     connect_seconds: float
     #: CPU seconds this load process spent while posts were in flight
@@ -656,7 +680,9 @@ class FanoutResult(msgspec.Struct):
     errors: list[str]
 
 
-async def drive_fanout(spec: FanoutSpec) -> FanoutResult:
+async def drive_fanout(
+    spec: FanoutSpec, on_connected: Callable[[], None] | None = None
+) -> FanoutResult:
     """Every member online from this process; the sender posts ``posts`` times, one after the
     other, and each post is timed until the last member has decoded it."""
     errors: list[str] = []
@@ -669,6 +695,8 @@ async def drive_fanout(spec: FanoutSpec) -> FanoutResult:
         members += [ws for ws, _ in opened]
     sender, _ = await connect_device(spec.url, spec.sender_token)
     connect_seconds = time.monotonic() - t0
+    if on_connected is not None:
+        on_connected()
     current: list[uuid.UUID | None] = [None]
     remaining = [0]
     done = asyncio.Event()
@@ -688,22 +716,38 @@ async def drive_fanout(spec: FanoutSpec) -> FanoutResult:
             elif isinstance(frame, fr.Error) and len(errors) < 10:
                 errors.append(repr(frame))
 
+    seq = [0]
+    receipted: set[str] = set()
+    all_receipts = asyncio.Event()
+    receipt_at = [0.0]
+
     async def sender_reader() -> None:
         while True:
             frame = fr.decode_server_frame(await sender.recv(decode=False))
-            if isinstance(frame, fr.Rejected | fr.Error) and len(errors) < 10:
+            if isinstance(frame, fr.Accepted) and frame.id == current[0]:
+                seq[0] = frame.seq
+            elif isinstance(frame, fr.Receipt) and seq[0] and frame.delivered >= seq[0]:
+                receipted.add(frame.account)
+                if len(receipted) >= len(members):
+                    receipt_at[0] = time.monotonic()
+                    all_receipts.set()
+            elif isinstance(frame, fr.Rejected | fr.Error) and len(errors) < 10:
                 errors.append(repr(frame))
 
     tasks = [asyncio.ensure_future(member_reader(ws)) for ws in members]
     tasks.append(asyncio.ensure_future(sender_reader()))
     payload = os.urandom(spec.payload_bytes)
     times: list[float] = []
+    receipt_times: list[float] = []
     cpu = 0.0
     for _ in range(spec.posts):
         mid = uuid.uuid4()
         current[0] = mid
         remaining[0] = len(members)
         done.clear()
+        seq[0] = 0
+        receipted.clear()
+        all_receipts.clear()
         cpu_start = time.process_time()
         sent_at = time.monotonic()
         await sender.send(fr.encode(fr.Send(id=mid, conv=spec.conv, payload=payload)))
@@ -714,29 +758,57 @@ async def drive_fanout(spec: FanoutSpec) -> FanoutResult:
         except TimeoutError:
             errors.append(f"post reached {len(members) - remaining[0]}/{len(members)} members")
         cpu += time.process_time() - cpu_start
+        try:
+            async with asyncio.timeout(spec.post_timeout):
+                await all_receipts.wait()
+            receipt_times.append(receipt_at[0] - sent_at)
+        except TimeoutError:
+            errors.append(f"receipts from {len(receipted)}/{len(members)} members")
         await asyncio.sleep(spec.pause)
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     for ws in [sender, *members]:
         await ws.close()
-    return FanoutResult(times, len(members), connect_seconds, cpu, errors[:10])
+    return FanoutResult(times, receipt_times, len(members), connect_seconds, cpu, errors[:10])
 
 
-def run_fanout(spec: FanoutSpec) -> FanoutResult:
-    """:func:`drive_fanout` in its own load process."""
-    proc = subprocess.run(
+def run_fanout(
+    spec: FanoutSpec, server_pid: int | None = None, profile_to: Path | None = None
+) -> FanoutResult:
+    """:func:`drive_fanout` in its own load process; with ``profile_to``, py-spy samples the
+    server while the posts go out."""
+    proc = subprocess.Popen(
         [sys.executable, "-m", "bench.loadgen", "--fanout"],
-        input=msgspec.json.encode(spec),
-        capture_output=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         cwd=BENCH_DIR.parent,
-        timeout=NET_TIMEOUT + spec.posts * (spec.post_timeout + spec.pause) + 60,
         preexec_fn=raise_nofile,
-        check=False,
     )
-    if proc.returncode != 0:
-        raise RuntimeError(f"fan-out worker failed: {proc.stderr.decode()[-1500:]}")
-    return msgspec.json.decode(proc.stdout, type=FanoutResult)
+    profiler: subprocess.Popen[bytes] | None = None
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write(msgspec.json.encode(spec).decode())
+        proc.stdin.close()
+        line = _readline(proc, NET_TIMEOUT * 3)
+        if line.strip() != "connected":
+            raise RuntimeError(f"fan-out worker: {line[:300]!r}")
+        if profile_to is not None and server_pid is not None:
+            profiler = start_profiler(server_pid, spec.posts * 0.5, profile_to)
+        line = _readline(proc, spec.posts * (2 * spec.post_timeout + spec.pause) + 60)
+        if profiler is not None:
+            profiler.wait(60)
+        return msgspec.json.decode(line, type=FanoutResult)
+    except RuntimeError as exc:
+        stderr = proc.stderr.read()[-1500:] if proc.stderr and proc.poll() is not None else ""
+        raise RuntimeError(f"{exc}\n{stderr}") from exc
+    finally:
+        for child in (proc, profiler):
+            if child is not None and child.poll() is None:
+                child.kill()
+                child.wait()
 
 
 # --------------------------------------------------------------------------- worker processes
@@ -882,8 +954,6 @@ def run_load(
 def _readline(proc: subprocess.Popen[str], timeout: float) -> str:
     """One line of a worker's stdout, or an error once ``timeout`` passed or it exited."""
     assert proc.stdout is not None
-    import selectors
-
     with selectors.DefaultSelector() as sel:
         sel.register(proc.stdout, selectors.EVENT_READ)
         if not sel.select(timeout):
@@ -916,7 +986,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         asyncio.run(_worker_main())
     elif args.fanout:
         spec = msgspec.json.decode(sys.stdin.buffer.read(), type=FanoutSpec)
-        result = asyncio.run(drive_fanout(spec))
+
+        def connected() -> None:
+            sys.stdout.write("connected\n")
+            sys.stdout.flush()
+
+        result = asyncio.run(drive_fanout(spec, connected))
         sys.stdout.write(msgspec.json.encode(result).decode() + "\n")
     else:
         parser.error("this is the load process; run a benchmark with python -m bench.run")

@@ -105,9 +105,10 @@ def summarize_profile(collapsed: Path, top: int = 12) -> Json:
 
 
 def _short(frame: str) -> str:
-    """``func (path/to/module.py:12)`` → ``func (module.py:12)``-ish, keeping the package."""
+    """``func (/…/site-packages/pkg/module.py:12)`` → ``func (pkg/module.py)``: one row per
+    function, whatever line the sample was on."""
     name, _, where = frame.partition(" (")
-    where = where.rstrip(")")
+    where = where.rstrip(")").rsplit(":", 1)[0]
     for marker in ("site-packages/", "src/", "lib/python3"):
         if marker in where:
             where = where.split(marker, 1)[1]
@@ -271,6 +272,18 @@ def figures(results: Json) -> list[Figure]:
         )
     else:
         rows.append(Figure("Client store page / FTS5", "n/a", "≤ 2 ms / ≤ 20 ms at 1M", None))
+    crypto = _data(results, "crypto")
+    for row in crypto.get("rows", []) if crypto else []:
+        if isinstance(row, dict) and "one-way" in str(row.get("workload")) and row.get("ratio"):
+            rows.append(
+                Figure(
+                    f"Crypto {row['workload']}: tidings / libsignal",
+                    f"{row['ratio']:.2f}x",
+                    "(reported)",
+                    None,
+                )
+            )
+            break
     return rows
 
 
@@ -294,9 +307,15 @@ def history_line(results: Json) -> str:
         ("seq p50", "Sequential send→deliver p50"),
     ]
     bits = [f"{name} {by_label[label].measured}" for name, label in picks if label in by_label]
+    bits = [b for b in bits if "n/a" not in b]
     for f in figures(results):
-        if "fan-out" in f.label or "per idle connection" in f.label or "page of 50" in f.label:
-            bits.append(f"{f.label.split(',')[0]}: {f.measured}")
+        if "fan-out" in f.label:
+            if "n/a" not in f.measured:
+                bits.append(f"fan-out {f.measured}")
+        elif "per idle connection" in f.label:
+            bits.append(f"{f.label.rsplit(' ', 1)[-1]} conns {f.measured} each")
+        elif ("page of 50" in f.label or "FTS5" in f.label) and "n/a" not in f.measured:
+            bits.append(f"{f.label.split(' p99')[0].replace('Client ', '')} {f.measured}")
     failed = [k for k, v in results.get("parts", {}).items() if not v.get("ok")]
     if failed:
         bits.append("failed: " + ", ".join(failed))
@@ -370,29 +389,30 @@ _LOAD_HEADER = [
 def _describe(name: str, data: Json) -> list[str]:
     out: list[str] = []
     if name == "relay":
-        out += _table(_LOAD_HEADER, [_load_row("relay", data)])
+        rows = [_load_row("relay", data)]
+        rows += [_load_row(f"probe: {p['processes']} load procs", p) for p in data.get("probe", [])]
+        out += _table(_LOAD_HEADER, rows)
     elif name == "tidings_1to1":
         rows = [_load_row(k, data[k]) for k in ("load", "sequential") if k in data]
-        rows += [_load_row(f"probe: {p['processes']} load procs", p) for p in data.get("probe", [])]
+        probes = data.get("load", {}).get("probe", [])
+        rows += [_load_row(f"probe: {p['processes']} load procs", p) for p in probes]
         out += _table(_LOAD_HEADER, rows)
         if data.get("note"):
             out += ["", str(data["note"])]
-        profile = data.get("profile")
-        if profile and profile.get("samples"):
-            out += ["", f"Server profile under load (py-spy, {profile['samples']} samples):", ""]
-            out += _table(["Top self frames", "% samples"], profile["self"])
-            out += [""]
-            out += _table(["Top inclusive frames in tidings", "% samples"], profile["inclusive"])
-        elif profile:
-            out += ["", f"Profile: {profile.get('error', 'no samples')}"]
+        out += _profile(data.get("profile"), "Server profile under load")
     elif name == "group_fanout":
         out += [
             f"{data.get('members'):,} members online from one load process, "
             f"{data.get('posts')} posts: p50 {_num(data.get('p50_ms'))} ms, "
             f"p99 {_num(data.get('p99_ms'))} ms, max {_num(data.get('max_ms'))} ms. "
             f"Load process CPU per post (decoding {data.get('members'):,} frames): "
-            f"{_num(data.get('loadgen_cpu_ms_per_post'))} ms — part of every figure.",
+            f"{_num(data.get('loadgen_cpu_ms_per_post'))} ms — part of every figure. "
+            f"Until the poster holds every member's delivery receipt: p50 "
+            f"{_num(data.get('receipts_p50_ms'))} ms, p99 {_num(data.get('receipts_p99_ms'))} ms.",
         ]
+        if data.get("errors"):
+            out += ["", f"Errors: {data['errors']}"]
+        out += _profile(data.get("profile"), "Server profile while the posts go out")
     elif name == "connections":
         out += [
             f"Baseline server RSS {data.get('baseline_rss_mib', 0):.1f} MiB; "
@@ -434,9 +454,24 @@ def _describe(name: str, data: Json) -> list[str]:
         if data.get("note"):
             out += ["", str(data["note"])]
     elif name == "crypto":
-        out += _render_any(data)
+        if data.get("markdown"):
+            out += [str(data["markdown"])]
+        else:
+            out += _render_any(data)
     else:
         out += ["```json", json.dumps(data, indent=2)[:4000], "```"]
+    return out
+
+
+def _profile(profile: Json | None, title: str) -> list[str]:
+    if not profile:
+        return []
+    if not profile.get("samples"):
+        return ["", f"{title}: {profile.get('error', 'no samples')}"]
+    out = ["", f"{title} (py-spy, {profile['samples']} samples):", ""]
+    out += _table(["Top self frames", "% samples"], profile["self"])
+    out += [""]
+    out += _table(["Top inclusive frames in tidings", "% samples"], profile["inclusive"])
     return out
 
 

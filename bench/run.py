@@ -200,7 +200,10 @@ def part_group_fanout(ctx: RunContext) -> Json:
             return conv, accounts[0].token, [a.token for a in accounts[1:]]
 
         conv, sender, tokens = asyncio.run(setup())
-        result = run_fanout(FanoutSpec(ws_url(url), conv, sender, tokens, posts))
+        profile_to = ctx.part_dir("group_fanout") / "profile.txt"
+        result = run_fanout(
+            FanoutSpec(ws_url(url), conv, sender, tokens, posts), server.pid, profile_to
+        )
         server.check_alive()
     finally:
         server.stop()
@@ -209,8 +212,11 @@ def part_group_fanout(ctx: RunContext) -> Json:
     if not times:
         raise RuntimeError(f"no post reached every member: {result.errors}")
 
-    def pct(q: float) -> float:
-        return round(1000 * times[max(0, -(-len(times) * int(q) // 100) - 1)], 2)
+    def pct(q: int, values: list[float] = times) -> float | None:
+        if not values:
+            return None
+        ordered = sorted(values)
+        return round(1000 * ordered[max(0, -(-len(ordered) * q // 100) - 1)], 2)
 
     return {
         "members": members,
@@ -221,9 +227,12 @@ def part_group_fanout(ctx: RunContext) -> Json:
         "p99_ms": pct(99),
         "max_ms": round(1000 * times[-1], 2),
         "times_ms": [round(1000 * t, 2) for t in result.times],
+        "receipts_p50_ms": pct(50, result.receipt_times),
+        "receipts_p99_ms": pct(99, result.receipt_times),
         "connect_seconds": round(result.connect_seconds, 1),
         "loadgen_cpu_ms_per_post": round(1000 * result.cpu_seconds / posts, 1),
         "errors": result.errors,
+        "profile": report.summarize_profile(profile_to) if profile_to.exists() else None,
     }
 
 
@@ -281,26 +290,21 @@ def part_crypto(ctx: RunContext) -> Json:
 
 
 def _json_from_output(text: str) -> Json:
-    """The JSON object a tool printed (whole output, a line of it, or a file it names)."""
+    """The JSON a tool wrote (a ``….json`` path it names) or printed, plus the Markdown it
+    printed before naming the file."""
+    root = Path(__file__).resolve().parent.parent
+    for word in reversed(text.split()):
+        if word.endswith(".json") and (root / word).is_file():
+            data = json.loads((root / word).read_text())
+            if isinstance(data, dict):
+                data["markdown"] = text[: text.rfind("wrote")].strip()
+                return data
     try:
         data = json.loads(text)
         if isinstance(data, dict):
             return data
     except ValueError:
         pass
-    start = text.find("{")
-    if start >= 0:
-        try:
-            data = json.loads(text[start : text.rindex("}") + 1])
-            if isinstance(data, dict):
-                return data
-        except ValueError:
-            pass
-    for word in reversed(text.split()):
-        if word.endswith(".json") and Path(word).exists():
-            data = json.loads(Path(word).read_text())
-            if isinstance(data, dict):
-                return data
     raise RuntimeError(f"no JSON in crypto_bench output: {text[-500:]!r}")
 
 

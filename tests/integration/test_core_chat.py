@@ -168,9 +168,14 @@ async def test_group_read_needs_every_member(server: Any, tmp_path: Path) -> Non
             return all([await c.message(message.id) is not None for c in (bob, carol)])
 
         await wait_until(everyone_has_it, 20, "both members to receive")
+
+        async def delivered() -> bool:
+            return await status_of(alice, message.id) is MessageStatus.DELIVERED
+
+        await wait_until(delivered, 20, "delivered to both")
         await bob.mark_read(group.id)
         await asyncio.sleep(0.5)
-        assert await status_of(alice, message.id) is MessageStatus.DELIVERED
+        assert await status_of(alice, message.id) is MessageStatus.DELIVERED  # carol has not read
         await carol.mark_read(group.id)
 
         async def read() -> bool:
@@ -194,6 +199,20 @@ async def test_group_read_needs_every_member(server: Any, tmp_path: Path) -> Non
             return group.id not in [c.id for c in await carol.conversations()]
 
         await wait_until(carol_left, 20, "carol to lose the group")
+        # carol's message is refused for good: failed, and a retry fails again
+        refused = await carol.send_text(group.id, "am I still here?")
+
+        async def failed() -> bool:
+            return await status_of(carol, refused.id) is MessageStatus.FAILED
+
+        await wait_until(failed, 20, "carol's message to fail")
+        failed_message = await carol.message(refused.id)
+        assert failed_message is not None and failed_message.fail_reason == "not_member"
+        await carol.retry(refused.id)
+        assert await status_of(carol, refused.id) is MessageStatus.SENDING
+        await wait_until(failed, 20, "the retry to fail again")
+        with pytest.raises(ClientError):
+            await carol.retry(message.id)  # not a failed own message
         with pytest.raises(ServerRefused):
             await bob.add_members(group.id, ["carol"])  # bob is no admin
         await bob.leave_group(group.id)
@@ -266,6 +285,7 @@ async def test_outbox_survives_closing_and_reopening(server: Any, tmp_path: Path
 
 async def test_errors(server: Any, tmp_path: Path) -> None:
     async with clients(server, tmp_path, "alice") as (alice,):
+        assert (tmp_path / "alice" / "token").stat().st_mode & 0o777 == 0o600
         with pytest.raises(ServerRefused) as refused:
             await Client.create_account(tmp_path / "again", server.url, "alice")
         assert refused.value.code == "username_taken"
@@ -276,3 +296,21 @@ async def test_errors(server: Any, tmp_path: Path) -> None:
         assert exc.value.code == "not_available"
         with pytest.raises(ClientError):
             await Client.create_account(tmp_path / "alice", server.url, "other")
+
+
+@pytest.mark.timeout(120)
+async def test_background_closes_and_foreground_catches_up(server: Any, tmp_path: Path) -> None:
+    async with clients(server, tmp_path, "alice", "bob") as (alice, bob):
+        conv = await alice.open_direct("bob")
+        await bob.background()
+        assert bob.connection.state is ConnectionState.OFFLINE
+        message = await alice.send_text(conv.id, "while you were away")
+        await asyncio.sleep(0.5)
+        assert await bob.message(message.id) is None
+        await bob.foreground()
+        await bob.wait_synced(timeout=20)
+
+        async def arrived() -> bool:
+            return await bob.message(message.id) is not None
+
+        await wait_until(arrived, 20, "bob to catch up after foreground")

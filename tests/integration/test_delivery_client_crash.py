@@ -18,18 +18,25 @@ import pytest
 from tidings.client import Client
 from tidings.client.types import MessageAdded, MessageStatus
 
-# Opens the profile, starts the runtime, stores one message and reports its id, then hangs
-# until it is killed.
+# Opens the profile, starts the runtime, stores one message and reports its id. Mode "hang":
+# then waits to be killed from outside (used with the server down). Mode "in-flight": waits
+# for the connection first, so the Send frame goes out at once, and kills itself right after
+# ``send_text`` returns, before the server's Accepted can be taken in: the server has the
+# message, the profile still says ``sending``.
 CHILD = """
-import asyncio, sys
+import asyncio, os, signal, sys
 from pathlib import Path
 from tidings.client import Client
 
 async def main():
     client = await Client.open(Path(sys.argv[1]))
     await client.start()
+    if sys.argv[4] == "in-flight":
+        await client.wait_synced(timeout=30)
     message = await client.send_text(sys.argv[2], sys.argv[3])
     print(message.id, message.status, flush=True)
+    if sys.argv[4] == "in-flight":
+        os.kill(os.getpid(), signal.SIGKILL)
     await asyncio.sleep(3600)
 
 asyncio.run(main())
@@ -49,10 +56,10 @@ def run_cli(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]
     )
 
 
-def store_and_die(profile: Path, conv_id: str, body: str) -> uuid.UUID:
-    """Run the child until it has stored the message, then SIGKILL it."""
+def store_and_die(profile: Path, conv_id: str, body: str, mode: str) -> uuid.UUID:
+    """Run the child until it has stored the message, then SIGKILL it (or it kills itself)."""
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(profile), conv_id, body],
+        [sys.executable, "-c", CHILD, str(profile), conv_id, body, mode],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
@@ -75,10 +82,11 @@ def store_and_die(profile: Path, conv_id: str, body: str) -> uuid.UUID:
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("server_reachable", [False, True], ids=["server-down", "server-up"])
+@pytest.mark.parametrize("mode", ["server-down", "in-flight"])
 async def test_killed_client_sends_stored_message_exactly_once(
-    server: Any, tmp_path: Path, server_reachable: bool
+    server: Any, tmp_path: Path, mode: str
 ) -> None:
+    server_reachable = mode == "in-flight"
     alice_profile, bob_profile = tmp_path / "alice", tmp_path / "bob"
     alice = await Client.create_account(alice_profile, server.url, "alice")
     bob = await Client.create_account(bob_profile, server.url, "bob")
@@ -88,15 +96,15 @@ async def test_killed_client_sends_stored_message_exactly_once(
 
     if not server_reachable:
         await asyncio.to_thread(server.stop)
-    body = f"written just before the crash ({'down' if not server_reachable else 'up'})"
-    message_id = await asyncio.to_thread(store_and_die, alice_profile, conv.id, body)
+    body = f"written just before the crash ({mode})"
+    child_mode = "in-flight" if server_reachable else "hang"
+    message_id = await asyncio.to_thread(store_and_die, alice_profile, conv.id, body, child_mode)
 
     alice = await Client.open(alice_profile)
     try:
         stored = await alice.message(message_id)
         assert stored is not None, "the message was not durably stored before the crash"
-        if not server_reachable:
-            assert stored.status == MessageStatus.SENDING
+        assert stored.status == MessageStatus.SENDING
     finally:
         await alice.close()
 
@@ -110,6 +118,13 @@ async def test_killed_client_sends_stored_message_exactly_once(
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["status"] in ("sent", "delivered")
+    # A follow-up message: a second copy of the first one stored by the server under a new
+    # seq (which the recipient's client would drop by id) shows up as a hole before it.
+    result = await asyncio.to_thread(
+        run_cli, "send", "--profile", str(alice_profile), "@bob", "after the restart"
+    )
+    assert result.returncode == 0, result.stderr
+    follow_up = uuid.UUID(json.loads(result.stdout)["id"])
 
     # The recipient gets exactly one copy with that id.
     bob = await Client.open(bob_profile)
@@ -126,17 +141,17 @@ async def test_killed_client_sends_stored_message_exactly_once(
         await bob.start()
         await bob.wait_synced(timeout=30)
         for _ in range(50):
-            if shown[message_id]:
+            if shown[message_id] and shown[follow_up]:
                 break
             await asyncio.sleep(0.1)
+        await asyncio.sleep(0.3)  # let a duplicate event arrive, if there is one
         page = await bob.history(conv.id, limit=100)
         copies = [m for m in page.messages if m.kind == "text"]
-        assert [m.id for m in copies] == [message_id]
+        assert [m.id for m in copies] == [message_id, follow_up]
         assert copies[0].body == body
         assert shown[message_id] == 1
-        # A second copy stored by the server under another seq would leave a hole here.
         seqs = [m.seq for m in page.messages]
-        assert seqs == list(range(1, len(seqs) + 1)), f"seqs {seqs}: the server stored a copy"
+        assert seqs == [1, 2, 3], f"seqs {seqs}: the server stored the message more than once"
     finally:
         watcher.cancel()
         await bob.close()

@@ -19,6 +19,8 @@ from tidings.client import Client
 from tidings.client.types import Message, MessageAdded, MessageStatus, MessageUpdated
 
 PER_SIDE = 1000
+#: fractions of the exchange acknowledged at which the server is SIGKILLed
+CRASH_AT = (0.15, 0.4, 0.65)
 DONE = {MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ}
 
 
@@ -55,12 +57,14 @@ class Recorder:
         return sum(1 for i in ids if self.status.get(i) in DONE)
 
 
-async def wait_until(check: Callable[[], Awaitable[bool]], within: float, what: str) -> None:
+async def wait_until(
+    check: Callable[[], Awaitable[bool]], within: float, what: str, every: float = 0.1
+) -> None:
     deadline = time.monotonic() + within
     while not await check():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {within:g} s waiting for {what}")
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(every)
 
 
 async def full_history(client: Client, conv_id: str, page_size: int = 250) -> list[Message]:
@@ -79,7 +83,7 @@ async def send_paced(client: Client, conv_id: str, name: str, ids: list[uuid.UUI
     for i in range(PER_SIDE):
         message = await client.send_text(conv_id, f"{name} says {i:04d}")
         ids.append(message.id)
-        if i % 10 == 9:
+        if i % 5 == 4:
             await asyncio.sleep(0.02)
 
 
@@ -105,17 +109,19 @@ async def test_server_sigkill_mid_exchange_loses_and_duplicates_nothing(
                 asyncio.create_task(send_paced(bob, conv.id, "bob", bob_ids)),
             ]
 
-            # Crash once a quarter of the exchange is acknowledged, while it is in full flow.
-            async def quarter_accepted() -> bool:
-                done = alice_events.accepted(alice_ids) + bob_events.accepted(bob_ids)
-                return done >= PER_SIDE // 2
+            # Crash while the exchange is in full flow, three times (see CRASH_AT).
+            for fraction in CRASH_AT:
 
-            await wait_until(quarter_accepted, 60, "the exchange to get going")
-            server.kill()
-            accepted_at_crash = alice_events.accepted(alice_ids) + bob_events.accepted(bob_ids)
-            assert accepted_at_crash < 2 * PER_SIDE, "the exchange finished before the crash"
-            await asyncio.sleep(1.0)  # clients notice, messages pile up in the outboxes
-            await asyncio.to_thread(server.start)
+                async def far_enough(fraction: float = fraction) -> bool:
+                    done = alice_events.accepted(alice_ids) + bob_events.accepted(bob_ids)
+                    return done >= fraction * 2 * PER_SIDE
+
+                await wait_until(far_enough, 120, f"{fraction:.0%} of the exchange", every=0.01)
+                server.kill()
+                accepted_at_crash = alice_events.accepted(alice_ids) + bob_events.accepted(bob_ids)
+                assert accepted_at_crash < 2 * PER_SIDE, "the exchange finished before the crash"
+                await asyncio.sleep(0.5)  # clients notice, messages pile up in the outboxes
+                await asyncio.to_thread(server.start)
             await asyncio.gather(*senders)
             assert len(alice_ids) == len(bob_ids) == PER_SIDE
 

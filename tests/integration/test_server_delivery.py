@@ -131,6 +131,15 @@ async def test_welcome_tells_a_returning_sender_its_statuses(server, server_kit)
     welcome, _, _ = await a.hello(cursors={conv: 2})
     marks = {(w.conv, w.account): (w.delivered, w.read) for w in welcome.watermarks}
     assert marks == {(conv, bob.account_id): (2, 0)}
+    await a.close()
+
+    # Read by everyone while alice is away: her next Welcome still says so.
+    await b.send(Read(conv=conv, seq=2))
+    await b.ping()
+    a = await kit.connect(alice)
+    welcome, _, _ = await a.hello(cursors={conv: 2})
+    marks = {(w.conv, w.account): (w.delivered, w.read) for w in welcome.watermarks}
+    assert marks == {(conv, bob.account_id): (2, 2)}
 
 
 async def test_duplicate_send_after_sigkill_returns_original_seq(server, server_kit):
@@ -284,7 +293,7 @@ async def test_idle_connection_is_closed(server_factory, server_kit):
 
     async def keep_pinging() -> None:
         # A connection that keeps talking stays open.
-        for n in range(8):
+        for n in range(5):
             await asyncio.sleep(0.5)
             await chatty.ping(n)
 

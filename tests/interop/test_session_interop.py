@@ -8,6 +8,7 @@ with reordering and drops; counter gaps beyond the limit are rejected as libsign
 from __future__ import annotations
 
 import random
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,14 @@ from libsignal_peer import LibsignalPeer, b64, unb64
 from ours import PREKEY, WHISPER, OurDevice
 
 from tidings.crypto import DuplicateMessageError, InvalidMessageError, ProtocolAddress
+from tidings.crypto.sender_keys import (
+    InMemorySenderKeyStore,
+    SenderKeyDistributionMessage,
+    create_sender_key_distribution_message,
+    group_decrypt,
+    group_encrypt,
+    process_sender_key_distribution_message,
+)
 
 pytestmark = pytest.mark.interop
 
@@ -297,3 +306,47 @@ def test_duplicates_and_tampering_rejected_both_ways(
     body[-3] ^= 0x10
     bad, good = conv.lib_decrypt([{"type": mine2["type"], "body": b64(bytes(body))}, mine2])
     assert not bad["ok"] and good["ok"]
+
+
+@pytest.mark.parametrize("version", ["0.72.1", "0.90.0"])
+def test_sender_keys_distributed_over_pairwise_sessions(
+    peers: Callable[[str], LibsignalPeer], version: str
+) -> None:
+    """The real flow: each side's SenderKeyDistributionMessage travels inside a 1:1 message,
+    then group messages flow both ways."""
+    conv = _start(peers(version), True, True)
+    _prekey_then_whisper(conv, True)
+    dist = uuid.uuid4()
+    my_keys = InMemorySenderKeyStore()
+    skdm = create_sender_key_distribution_message(conv.ours.address, dist, my_keys)
+    [res] = conv.lib_decrypt([conv.ours.encrypt(conv.lib_address, skdm.serialize())])
+    assert res["ok"], res
+    conv.peer.call(
+        "sk_process", party=conv.lib_name, sender=conv.ours.json(), skdm=res["plaintext"]
+    )
+    lib_skdm = conv.peer.call(
+        "sk_create", party=conv.lib_name, sender=conv.lib_json(), distribution_id=str(dist)
+    )["skdm"]
+    [wrapped] = conv.lib_encrypt([unb64(lib_skdm)])
+    received = conv.ours.decrypt(conv.lib_address, wrapped)
+    process_sender_key_distribution_message(
+        conv.lib_address, SenderKeyDistributionMessage.deserialize(received), my_keys
+    )
+    mine = [group_encrypt(my_keys, conv.ours.address, dist, f"g{i}".encode()) for i in range(5)]
+    res = conv.peer.call(
+        "sk_decrypt",
+        party=conv.lib_name,
+        sender=conv.ours.json(),
+        messages=[b64(m.serialize()) for m in mine],
+    )["results"]
+    assert [unb64(r["plaintext"]) for r in res] == [f"g{i}".encode() for i in range(5)]
+    theirs = conv.peer.call(
+        "sk_encrypt",
+        party=conv.lib_name,
+        sender=conv.lib_json(),
+        distribution_id=str(dist),
+        plaintexts=[b64(f"h{i}".encode()) for i in range(5)],
+    )["messages"]
+    assert [group_decrypt(unb64(m), my_keys, conv.lib_address) for m in theirs] == [
+        f"h{i}".encode() for i in range(5)
+    ]

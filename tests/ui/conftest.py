@@ -55,7 +55,7 @@ async def peer(server: ServerProcess, tmp_path: Path) -> AsyncIterator[PeerFacto
         client = await Client.create_account(tmp_path / f"peer-{username}", server.url, username)
         clients.append(client)
         await client.start()
-        await client.wait_synced(15)
+        await client.wait_synced(30)
         return client
 
     yield make

@@ -133,6 +133,12 @@ async def test_incoming_message_in_list_and_open_chat(
     reply_row = rows_with(driver, "Yes, here")[0]
     assert reply_row.message.reply_to == sent.id
     assert chat.reply_text == ""
+    assert reply_row.quote is not None
+    await driver.tap(reply_row.quote)  # a tapped quote flashes the quoted message
+    await driver.wait_for(
+        lambda: rows_with(driver, "Second message, live")[0].bubble.highlighted,
+        what="the quoted message highlighted",
+    )
 
     await driver.long_press(rows_with(driver, "Second message, live")[0].bubble)
     sheet = next(w for w in driver.app.root_window.children if isinstance(w, MessageActions))

@@ -61,3 +61,22 @@ async def test_creating_a_group(app: AppFactory, peer: PeerFactory, shots: Shots
     await driver.tap(carol_row.ids.kick)
     await driver.wait_for(lambda: len(driver.find(MemberRow)) == 2, what="carol removed")
     assert {r.username for r in driver.find(MemberRow)} == {"alice", "bob"}
+
+    info.ids.new_member.focus = True
+    await driver.type_text("carol")
+    await driver.tap(info.ids.add)
+    await driver.wait_for(lambda: len(driver.find(MemberRow)) == 3, what="carol added back")
+
+    conv_id = chat.conv_id
+    await driver.tap(info.ids.leave)
+    await driver.wait_for(lambda: driver.current == "chat_list", what="back to the chat list")
+    await driver.wait_for(
+        lambda: conv_id not in chat_list(driver).conversations, what="the group off the list"
+    )
+    assert chat_list(driver).row(conv_id) not in chat_list(driver).ids.rows.children
+
+    async def alice_gone() -> bool:
+        group = next(c for c in await bob.conversations() if c.id == conv_id)
+        return "alice" not in {m.username for m in group.members}
+
+    await driver.wait_until(alice_gone, what="bob sees alice leave")

@@ -91,6 +91,7 @@ class TidingsApp(App):  # type: ignore[misc]
         self._pump: asyncio.Task[None] | None = None
         self._retry_deadline: float | None = None
         self._kv_loaded = False
+        self._ticker: Any = None
 
     # ------------------------------------------------------------------ building
 
@@ -124,8 +125,13 @@ class TidingsApp(App):  # type: ignore[misc]
         self.theme.bind(bg=lambda _t, value: setattr(Window, "clearcolor", value))
         self.theme.bind(name=self._restyle)
         Window.bind(on_keyboard=self._on_keyboard)
-        Clock.schedule_interval(self._tick_connection, 1.0)
+        self._ticker = Clock.schedule_interval(self._tick_connection, 1.0)
         return root
+
+    def on_stop(self) -> None:
+        Window.unbind(on_keyboard=self._on_keyboard)
+        if self._ticker is not None:
+            self._ticker.cancel()
 
     def on_start(self) -> None:
         self.tasks.spawn(self._boot())

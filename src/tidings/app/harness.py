@@ -88,7 +88,7 @@ class AppDriver:
             await asyncio.sleep(0.005)
 
     async def wait_for(
-        self, predicate: Callable[[], object], within: float = 15.0, what: str = ""
+        self, predicate: Callable[[], object], within: float = 20.0, what: str = ""
     ) -> None:
         """Render frames until `predicate()` is true; fail after `within` seconds."""
         deadline = time.monotonic() + within
@@ -102,7 +102,7 @@ class AppDriver:
             await asyncio.sleep(0.01)
 
     async def wait_until(
-        self, check: Callable[[], Awaitable[bool]], within: float = 15.0, what: str = ""
+        self, check: Callable[[], Awaitable[bool]], within: float = 20.0, what: str = ""
     ) -> None:
         """Like :meth:`wait_for` with an async check (e.g. asking another client)."""
         deadline = time.monotonic() + within

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 #: The window on a desktop: a tall phone-shaped one.
-DESKTOP_SIZE = (420, 860)
+DESKTOP_SIZE = (400, 780)
 
 
 def run(server_url: str | None, profile: Path) -> None:

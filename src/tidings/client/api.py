@@ -8,7 +8,7 @@ come through the engine and runtime. Everything here runs on one asyncio loop.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import os
 import random
 import time
@@ -46,6 +46,8 @@ from .types import (
     SearchHit,
     Synced,
 )
+
+log = logging.getLogger("tidings.client")
 
 DB_NAME = "tidings.db"
 TOKEN_NAME = "token"  # noqa: S105 - the file name, not a secret
@@ -413,14 +415,17 @@ class Client:
     def _in_background(self, work: Coroutine[None, None, None]) -> None:
         """Run REST catch-up work without blocking the runtime; a failure waits for the next
         connection to try again."""
-
-        async def run() -> None:
-            with contextlib.suppress(ClientError):
-                await work
-
-        task = asyncio.get_running_loop().create_task(run())
+        task = asyncio.get_running_loop().create_task(work)
         self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None and not isinstance(error, ClientError):
+            log.error("client background work failed", exc_info=error)
 
     async def _catch_up_receipts(self) -> None:
         """Receipts relayed while this device was offline are lost; ask for the watermarks of

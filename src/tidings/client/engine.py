@@ -14,7 +14,9 @@ What it guarantees (DESIGN.md §2):
   backoff, capped at :data:`RETRY_CAP`).
 - Incoming envelopes are released to the store in seq order, each once: duplicates (seq at or
   below the conversation cursor) are dropped, envelopes above a gap are held and the gap is
-  fetched. ``Ack`` watermarks follow the store writes and are batched.
+  fetched. A ``Batch`` that starts at or below the gap answers the ``Fetch``; the seqs it
+  leaves out are not for this device (sent before it joined) and the cursor moves past them.
+  ``Ack`` watermarks follow the store writes and are batched.
 - Own statuses only move forward: ``Accepted`` gives ``sent`` (or better, if the receipts
   already cover the seq) and :class:`Promote` raises statuses to the minimum watermark of every
   other member.
@@ -90,7 +92,18 @@ def backoff(attempt: int, rng: random.Random, base: float, cap: float) -> float:
 
 
 class Phase(enum.Enum):
-    """Connection phase. ``IDLE`` until started and after :meth:`Engine.stop` (background)."""
+    """Connection phase. Transitions (everything else leaves the phase alone)::
+
+    IDLE        --start---------------------------------------------> CONNECTING
+    CONNECTING  --connected-----------------------------------------> HANDSHAKE
+    CONNECTING  --connect_failed------------------------------------> OFFLINE
+    HANDSHAKE   --Welcome-------------------------------------------> REPLAY
+    REPLAY      --Synced--------------------------------------------> LIVE
+    HANDSHAKE, REPLAY, LIVE
+                --disconnected / 60 s silence / no Welcome in 20 s--> OFFLINE
+    OFFLINE     --tick at the backoff deadline----------------------> CONNECTING
+    any         --stop (background, close)--------------------------> IDLE
+    """
 
     IDLE = "idle"
     OFFLINE = "offline"  # waiting for the reconnect timer
@@ -342,6 +355,8 @@ class Engine:
             times.append(self._reconnect_at)
         if self.phase in _OPEN:
             times += (self._last_ping + PING_INTERVAL, self._last_rx + DEAD_AFTER)
+        if self.phase is Phase.HANDSHAKE:
+            times.append(self._connected_at + HANDSHAKE_TIMEOUT)
         if self.phase in _WELCOMED:
             self._drop_stale_due()
             if self._due:
@@ -666,6 +681,10 @@ class Engine:
                 self._refresh(conv)
             else:
                 self._ensure_known(conv)
+            promoted = self._promoted.get(conv)
+            if promoted and promoted[0] and any(env.sender == self.account_id for env in run):
+                # own messages from my other device: stored as sent, raised to what is known
+                self._effects.append(Promote(conv, *promoted))
         self.cursors[conv] = cursor
         self._effects.append(AdvanceCursor(conv, cursor))
         gap = self._gaps.get(conv)

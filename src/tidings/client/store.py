@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import get_args
 
 import msgspec
 
@@ -172,6 +173,9 @@ _PROMOTIONS = (
 )
 
 
+_STORE_EFFECTS: tuple[type, ...] = get_args(fx.StoreEffect)
+
+
 @dataclass(slots=True)
 class Changes:
     """What one :meth:`Store.apply` changed, for the client's events."""
@@ -266,9 +270,11 @@ class Store:
             watermarks=marks,
         )
 
-    def apply(self, effects: Iterable[fx.Effect]) -> Changes:
+    def apply(self, effects: Sequence[fx.Effect]) -> Changes:
         """Apply the store effects among ``effects`` in one transaction, in order."""
         changes = Changes()
+        if not any(isinstance(effect, _STORE_EFFECTS) for effect in effects):
+            return changes  # pings, connection notices …: no empty transaction
         with self._tx():
             for effect in effects:
                 match effect:

@@ -29,6 +29,11 @@ class ErrorCode(enum.StrEnum):
     # Messages
     PAYLOAD_TOO_LARGE = "payload_too_large"
     BLOCKED = "blocked"
+    STALE_DEVICES = "stale_devices"  # see the StaleDevices frame
+    # Keys and devices
+    CONFLICT = "conflict"  # e.g. an identity key that differs from the account's
+    PENDING = "pending"  # a provisioning request not approved yet
+    EXPIRED = "expired"
     # Transient
     RATE_LIMITED = "rate_limited"
     OVERLOADED = "overloaded"

@@ -40,6 +40,8 @@ MAX_BATCH = 500
 ConvId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 AccountId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Seq = Annotated[int, msgspec.Meta(ge=0)]
+#: one device of one account, written "<account id>:<device id>"
+DeviceAddress = Annotated[str, msgspec.Meta(pattern=r"^[^:]{1,64}:[1-9][0-9]{0,9}$")]
 DeviceId = Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]
 Millis = Annotated[int, msgspec.Meta(ge=0)]
 
@@ -70,12 +72,29 @@ class Send(_Frame, tag="send"):
     payload: bytes
     #: account ids the sender wants notified loudly (mentions); visible to the server
     mentions: list[AccountId] = []
+    #: End-to-end encryption (docs/e2ee.md): ciphertext per recipient device. In a direct
+    #: conversation it must name exactly every device of both members except the sending one;
+    #: in a group it is empty (the shared ``payload`` is the Sender Key message).
+    device_payloads: dict[DeviceAddress, bytes] = {}
+    #: Groups: SHA-256 of the sorted, newline-joined addresses of every device of every member
+    #: except the sending one, as the sender knows them. A mismatch is answered StaleDevices.
+    devices_digest: bytes = b""
+
+
+class DeviceSend(_Frame, tag="dsend"):
+    """Messages to single devices, outside any conversation (Sender Key distributions, session
+    reset requests). Each value is already encrypted to its device. Answered DeviceAccepted."""
+
+    id: uuid.UUID
+    messages: dict[DeviceAddress, bytes]
 
 
 class Ack(_Frame, tag="ack"):
     """This device has durably stored every envelope up to and including ``upto[conv]``."""
 
-    upto: dict[ConvId, Seq]
+    upto: dict[ConvId, Seq] = {}
+    #: highest ``dseq`` of DeviceEnvelopes this device has stored
+    device_upto: Seq = 0
 
 
 class Read(_Frame, tag="read"):
@@ -97,7 +116,7 @@ class Ping(_Frame, tag="ping"):
     n: int = 0
 
 
-ClientFrame = Hello | Send | Ack | Read | Fetch | Ping
+ClientFrame = Hello | Send | DeviceSend | Ack | Read | Fetch | Ping
 
 
 # --------------------------------------------------------------------------- server → client
@@ -154,6 +173,41 @@ class Envelope(_Frame, tag="msg"):
     payload: bytes
     kind: EnvelopeKind = "msg"
     mentions: list[AccountId] = []
+    #: this device's own ciphertext from ``Send.device_payloads`` (empty once acked/purged)
+    device_payload: bytes = b""
+
+
+class StaleDevices(_Frame, tag="stale"):
+    """A Send's device list does not match the members' current devices. Nothing was stored;
+    the client fixes its sessions and resends under the same ``id``."""
+
+    id: uuid.UUID
+    conv: ConvId
+    #: current devices the Send did not cover (direct conversations)
+    missing: list[DeviceAddress] = []
+    #: devices the Send covered that no longer exist (direct conversations)
+    extra: list[DeviceAddress] = []
+    #: every member's current device ids (always present)
+    devices: dict[AccountId, list[int]] = {}
+
+
+class DeviceAccepted(_Frame, tag="daccepted"):
+    """The DeviceSend is queued for every named device that exists; ``unknown`` lists the rest."""
+
+    id: uuid.UUID
+    unknown: list[DeviceAddress] = []
+
+
+class DeviceEnvelope(_Frame, tag="dmsg"):
+    """A message to this device alone, kept until acked with ``Ack.device_upto``. Replayed
+    before any conversation Batch after Welcome."""
+
+    dseq: Seq
+    id: uuid.UUID
+    sender: AccountId
+    sender_device: int
+    ts: Millis
+    payload: bytes
 
 
 class Batch(_Frame, tag="batch"):
@@ -192,7 +246,20 @@ class Pong(_Frame, tag="pong"):
     n: int = 0
 
 
-ServerFrame = Welcome | Accepted | Rejected | Envelope | Batch | Receipt | Synced | Error | Pong
+ServerFrame = (
+    Welcome
+    | Accepted
+    | Rejected
+    | StaleDevices
+    | Envelope
+    | Batch
+    | DeviceAccepted
+    | DeviceEnvelope
+    | Receipt
+    | Synced
+    | Error
+    | Pong
+)
 
 
 # --------------------------------------------------------------------------- system envelopes

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 
 from tidings.protocol import (
     MAX_BATCH,
+    MAX_FRAME_BYTES,
     MAX_PAYLOAD_BYTES,
     PROTOCOL_VERSION,
     Accepted,
@@ -41,6 +42,10 @@ from tidings.server.store import (
 
 #: Most accounts one mention list may name.
 MAX_MENTIONS = 1000
+#: Generous bound on what an envelope adds to its payload and mentions when encoded.
+_ENVELOPE_OVERHEAD = 256
+#: Room for envelopes in one Batch frame.
+_BATCH_BUDGET = MAX_FRAME_BYTES - 1024
 #: Most watermarks put into a Welcome (about 100 bytes each); the rest follow as Receipts.
 MAX_WELCOME_WATERMARKS = 1000
 
@@ -86,12 +91,12 @@ class DeliveryEngine:
 
     async def send(self, device: Device, frame: Send) -> Accepted | Rejected:
         """Store one message and fan it out; a resend of a stored id gets the original seq."""
-        if len(frame.payload) > MAX_PAYLOAD_BYTES:
+        if len(frame.payload) + _mentions_size(frame.mentions) > MAX_PAYLOAD_BYTES:
             return Rejected(
                 id=frame.id,
                 conv=frame.conv,
                 code=ErrorCode.PAYLOAD_TOO_LARGE,
-                message=f"payload over {MAX_PAYLOAD_BYTES} bytes",
+                message=f"payload and mentions over {MAX_PAYLOAD_BYTES} bytes",
             )
         if len(frame.mentions) > MAX_MENTIONS:
             return Rejected(
@@ -125,7 +130,9 @@ class DeliveryEngine:
         assert me is not None  # conversation_for checked membership
         start = max(after, me.joined_seq - 1)
         envelopes = await self.store.envelopes(conv, start, min(limit, MAX_BATCH))
-        return Batch(conv=conv, envelopes=envelopes, head=record.last_seq)
+        # Only as many as fit in one frame; the device asks again after the last one.
+        first = next(iter(fit_batches(envelopes)), [])
+        return Batch(conv=conv, envelopes=first, head=record.last_seq)
 
     # ------------------------------------------------------------------ connecting
 
@@ -161,8 +168,10 @@ class DeliveryEngine:
             )
             if not envelopes:
                 return
-            for conv, group in _by_conversation(envelopes):
-                yield Batch(conv=conv, envelopes=group, head=max(heads.get(conv, 0), group[-1].seq))
+            for conv, run in _by_conversation(envelopes):
+                head = max(heads.get(conv, 0), run[-1].seq)
+                for group in fit_batches(run):
+                    yield Batch(conv=conv, envelopes=group, head=head)
             last = envelopes[-1]
             position = (last.conv, last.seq)
             if len(envelopes) < page:
@@ -301,3 +310,26 @@ def _by_conversation(envelopes: list[Envelope]) -> Iterable[tuple[str, list[Enve
         if i == len(envelopes) or envelopes[i].conv != envelopes[start].conv:
             yield envelopes[start].conv, envelopes[start:i]
             start = i
+
+
+def _mentions_size(mentions: Sequence[str]) -> int:
+    return sum(len(m) + 2 for m in mentions)
+
+
+def envelope_size(envelope: Envelope) -> int:
+    """An upper estimate of the encoded size of an envelope (ids, times and keys included)."""
+    return len(envelope.payload) + _mentions_size(envelope.mentions) + _ENVELOPE_OVERHEAD
+
+
+def fit_batches(envelopes: list[Envelope]) -> Iterable[list[Envelope]]:
+    """Split envelopes into runs whose Batch frame stays within MAX_FRAME_BYTES. Every single
+    envelope fits: a Send's payload and mentions are capped at MAX_PAYLOAD_BYTES."""
+    start, size = 0, 0
+    for i, envelope in enumerate(envelopes):
+        grows = envelope_size(envelope)
+        if i > start and size + grows > _BATCH_BUDGET:
+            yield envelopes[start:i]
+            start, size = i, 0
+        size += grows
+    if start < len(envelopes):
+        yield envelopes[start:]

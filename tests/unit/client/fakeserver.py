@@ -44,6 +44,7 @@ from tidings.protocol import (
     encode,
 )
 from tidings.protocol.content import Text, encode_content
+from tidings.protocol.frames import SystemAction
 
 RANK = {
     MessageStatus.SENDING: 0,
@@ -241,8 +242,8 @@ class FakeServer:
         return Batch(conv=c.id, envelopes=c.log[start : start + frame.limit], head=len(c.log))
 
 
-def _system(action: str, actor: str, members: list[str] | None = None) -> bytes:
-    return encode(SystemEvent(action=action, actor=actor, members=members or []))  # type: ignore[arg-type]
+def _system(action: SystemAction, actor: str, members: list[str] | None = None) -> bytes:
+    return encode(SystemEvent(action=action, actor=actor, members=members or []))
 
 
 # ----------------------------------------------------------------------------- client side

@@ -212,6 +212,7 @@ def test_no_welcome_means_reconnect() -> None:
     e.connected(T0)
     e.receive(Pong(n=0), T0 + 15)  # alive, but never welcomed
     e.take_effects()
+    assert e.next_wakeup() == T0 + fx.HANDSHAKE_TIMEOUT
     e.tick(T0 + fx.HANDSHAKE_TIMEOUT)
     assert e.take_effects()[0] == fx.Disconnect("no welcome from the server")
     assert e.phase is Phase.OFFLINE
@@ -642,3 +643,13 @@ def test_a_gap_is_not_refetched_before_its_deadline() -> None:
     assert frames(e.take_effects()) == [Fetch(conv=C, after=0, limit=2)]
     e.tick(T0 + 25)
     assert frames(e.take_effects()) == [Ping(n=1)]  # and no Ack: nothing stored yet
+
+
+def test_own_messages_from_another_device_get_the_known_status() -> None:
+    e = engine(marks={C: {PEER: (3, 2)}})
+    online(e)
+    e.receive(env(1, sender=ME), T0)
+    effects = e.take_effects()
+    assert effects[:2] == [fx.StoreIncoming(C, (env(1, sender=ME),)), fx.Promote(C, 3, 2)]
+    e.receive(env(2), T0)  # not own: no promotion needed
+    assert only(e.take_effects(), fx.Promote) == []

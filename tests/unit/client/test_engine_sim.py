@@ -180,3 +180,23 @@ def test_faults_never_lose_or_duplicate(actions: list[tuple[str, str, int]]) -> 
             if msg.sender == dev.account and msg.seq is not None:
                 assert msg.status is MessageStatus.READ, (dev.account, msg)
     check_statuses_forward(h)
+
+
+def test_late_member_gets_what_follows_its_join_in_order() -> None:
+    h = Harness(["alice", "bob", "carol"])
+    h.server.create(CONV, "alice", ["alice", "bob"])
+    h.start()
+    h.settle()
+    alice, carol = h.device("alice"), h.device("carol")
+    before = [alice.send_text(CONV, f"before {i}") for i in range(3)]
+    h.settle()
+    h.server.add_member(CONV, "alice", "carol")
+    after = [alice.send_text(CONV, f"after {i}") for i in range(3)]
+    h.settle()
+    assert not any(i in carol.messages for i in before)
+    assert all(carol.stored_count[i] == 1 for i in after)
+    assert carol.cursors[CONV] == len(h.server.conversations[CONV].log)
+    # carol reads: alice's later messages are read by everyone, the earlier ones need only bob
+    read_everything(h)
+    assert {alice.messages[i].status for i in before + after} == {MessageStatus.READ}
+    check_statuses_forward(h)

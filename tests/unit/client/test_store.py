@@ -10,7 +10,7 @@ import pytest
 
 from tidings.client import engine as fx
 from tidings.client.store import MIGRATIONS, Store
-from tidings.client.types import Account, MessageStatus
+from tidings.client.types import Account, Message, MessageStatus
 from tidings.protocol import Envelope, SystemEvent, encode
 from tidings.protocol import rest as api
 from tidings.protocol.content import Reaction, Text, encode_content
@@ -47,6 +47,12 @@ def incoming(seq: int, body: str = "", sender: str = PEER, conv: str = C) -> Env
         ts=1000 + seq,
         payload=encode_content(Text(body=body or f"message {seq}")),
     )
+
+
+def get(store: Store, msg_id: uuid.UUID) -> Message:
+    message = store.message(msg_id)
+    assert message is not None
+    return message
 
 
 def receive(store: Store, *envelopes: Envelope) -> None:
@@ -182,13 +188,13 @@ def test_statuses_only_move_forward(store: Store) -> None:
         store.apply([fx.MarkSent(i, C, n, n, MessageStatus.SENT)])
     changes = store.apply([fx.Promote(C, 2, 1)])
     assert sorted(changes.updated) == sorted(ids[:2])
-    statuses = [store.message(i).status for i in ids]  # type: ignore[union-attr]
+    statuses = [get(store, i).status for i in ids]
     assert statuses == [MessageStatus.READ, MessageStatus.DELIVERED, MessageStatus.SENT]
     store.apply([fx.Promote(C, 1, 0)])  # lower: nothing changes
-    assert store.message(ids[0]).status is MessageStatus.READ  # type: ignore[union-attr]
+    assert get(store, ids[0]).status is MessageStatus.READ
     # a late Accepted never lowers a status either
     store.apply([fx.MarkSent(ids[0], C, 1, 1, MessageStatus.SENT)])
-    assert store.message(ids[0]).status is MessageStatus.READ  # type: ignore[union-attr]
+    assert get(store, ids[0]).status is MessageStatus.READ
 
 
 def test_failed_and_retried(store: Store) -> None:
@@ -200,7 +206,7 @@ def test_failed_and_retried(store: Store) -> None:
     assert message.fail_reason == "not_member"
     assert store.restored().outbox == []
     store.apply([fx.StoreRetry(i, C, b"x")])
-    assert store.message(i).status is MessageStatus.SENDING  # type: ignore[union-attr]
+    assert get(store, i).status is MessageStatus.SENDING
     assert [o.id for o in store.restored().outbox] == [i]
 
 
@@ -224,10 +230,10 @@ def test_reactions_replies_and_system_sentences(store: Store) -> None:
         payload=encode_content(react),
     )
     receive(store, theirs)
-    assert store.message(target).reactions == (("🎉", ("alice", "bob")),)  # type: ignore[union-attr]
+    assert get(store, target).reactions == (("🎉", ("alice", "bob")),)
     gone = Reaction(target=target, emoji="🎉", remove=True)
     store.apply([fx.StoreOutgoing(uuid.uuid4(), C, b"x", gone, 8)])
-    assert store.message(target).reactions == (("🎉", ("bob",)),)  # type: ignore[union-attr]
+    assert get(store, target).reactions == (("🎉", ("bob",)),)
     system = Envelope(
         conv=C,
         seq=3,
@@ -239,7 +245,7 @@ def test_reactions_replies_and_system_sentences(store: Store) -> None:
         payload=encode(SystemEvent(action="member_added", actor=PEER, members=[ME])),
     )
     receive(store, system)
-    assert store.message(system.id).body == "bob added alice"  # type: ignore[union-attr]
+    assert get(store, system.id).body == "bob added alice"
     garbage = Envelope(
         conv=C, seq=4, id=uuid.uuid4(), sender=PEER, sender_device=1, ts=10, payload=b"\xc1"
     )
@@ -253,10 +259,8 @@ def test_conversations_unread_and_read_marks(store: Store) -> None:
     assert conv.title == "bob" and conv.unread == 3 and not conv.is_admin
     assert conv.last_message is not None and conv.last_message.seq == 3
     store.apply([fx.StoreReadMark(C, 2)])
-    assert store.conversation(C).unread == 1  # type: ignore[union-attr]
-    assert store.message(store.history(C, None, 5).messages[0].id).status is (  # type: ignore[union-attr]
-        MessageStatus.READ
-    )
+    assert store.conversation(C).unread == 1
+    assert get(store, store.history(C, None, 5).messages[0].id).status is (MessageStatus.READ)
     store.left_conversation(C)
     assert store.conversations() == []
 

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tidings.crypto import protobuf
+from tidings.crypto import ProtocolAddress, protobuf
 from tidings.crypto.errors import (
     DuplicateMessageError,
     InvalidMessageError,
@@ -406,3 +406,15 @@ def test_any_delivery_order_decrypts(plaintexts: list[bytes], data: st.DataObjec
     for i in order[:2]:
         with pytest.raises(DuplicateMessageError):
             group_decrypt(cts[i], receiver_store, ME)
+
+
+def test_works_with_protocol_address() -> None:
+    sender = ProtocolAddress("+group-sender", 3)
+    dist = uuid.uuid4()
+    mine, theirs = InMemorySenderKeyStore(), InMemorySenderKeyStore()
+    skdm = create_sender_key_distribution_message(sender, dist, mine)
+    process_sender_key_distribution_message(sender, skdm, theirs)
+    wire = group_encrypt(mine, sender, dist, b"addressed").serialize()
+    assert group_decrypt(wire, theirs, sender) == b"addressed"
+    assert theirs.load_sender_key(ProtocolAddress("+group-sender", 4), dist) is None
+    assert theirs.load_sender_key(sender, uuid.uuid4()) is None

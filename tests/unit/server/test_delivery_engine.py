@@ -8,6 +8,7 @@ import uuid
 import pytest
 
 from tidings.protocol import (
+    MAX_FRAME_BYTES,
     MAX_PAYLOAD_BYTES,
     Accepted,
     ErrorCode,
@@ -15,6 +16,7 @@ from tidings.protocol import (
     Send,
     Watermark,
     decode_system_event,
+    encode,
 )
 from tidings.server.bus import LocalBus
 from tidings.server.delivery import DeliveryEngine
@@ -359,3 +361,34 @@ async def test_usernames_are_unique(world):
     with pytest.raises(Refused) as refused:
         await world.account("alice")
     assert refused.value.code == ErrorCode.USERNAME_TAKEN
+
+
+# --------------------------------------------------------------------------- frame sizes
+
+
+async def test_batches_fit_in_a_frame(world):
+    alice, bob = await world.account("alice"), await world.account("bob")
+    conv = await direct(world, alice, bob)
+    big = b"x" * (MAX_PAYLOAD_BYTES - 1000)
+    for _ in range(5):
+        assert isinstance(await world.send(alice, conv, big), Accepted)
+    heads = await world.store.heads(bob.account_id)
+    batches = [b async for b in world.engine.replay(bob, heads)]
+    assert [e.seq for b in batches for e in b.envelopes] == [1, 2, 3, 4, 5, 6]
+    assert all(len(encode(b)) <= MAX_FRAME_BYTES for b in batches)
+    assert len(batches) >= 5
+    page = await world.engine.fetch(bob, conv, 0, 100)
+    assert len(encode(page)) <= MAX_FRAME_BYTES and [e.seq for e in page.envelopes] == [1, 2]
+
+
+async def test_payload_and_mentions_together_are_capped(world):
+    alice, bob = await world.account("alice"), await world.account("bob")
+    conv = await direct(world, alice, bob)
+    frame = Send(
+        id=uuid.uuid4(),
+        conv=conv,
+        payload=b"x" * (MAX_PAYLOAD_BYTES - 100),
+        mentions=[bob.account_id] * 10,
+    )
+    result = await world.engine.send(alice, frame)
+    assert isinstance(result, Rejected) and result.code == ErrorCode.PAYLOAD_TOO_LARGE

@@ -98,6 +98,9 @@ class MessageRow(BoxLayout):  # type: ignore[misc]
     def __init__(self, message: Message, chat: ChatScreen, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.chat = chat
+        self.bubble: Bubble | None = None
+        #: the bubble width limit this row was laid out for
+        self.built_for = 0.0
         self._press: Any = None
         self._long_pressed = False
         self.show(message)
@@ -111,9 +114,11 @@ class MessageRow(BoxLayout):  # type: ignore[misc]
         self.message = message
         self.own = message.is_own
         theme = running_app().theme
+        highlighted = self.bubble.highlighted if self.bubble is not None else False
         self.clear_widgets()
         inner = self.max_bubble_width
-        bubble = Bubble(own=message.is_own)
+        self.built_for = inner
+        bubble = Bubble(own=message.is_own, highlighted=highlighted)
         self.bubble = bubble
         text_colour = theme.bubble_own_text if message.is_own else theme.bubble_other_text
         muted = theme.bubble_own_muted if message.is_own else theme.bubble_other_muted
@@ -129,8 +134,9 @@ class MessageRow(BoxLayout):  # type: ignore[misc]
                     max_width=inner,
                 )
             )
+        self.quote: QuoteBox | None = None
         if message.reply_to is not None:
-            quote = QuoteBox(own=message.is_own)
+            quote = self.quote = QuoteBox(own=message.is_own)
             quote.add_widget(
                 WrapLabel(
                     text=rich(message.reply_preview or "Original message not available"),
@@ -182,6 +188,11 @@ class MessageRow(BoxLayout):  # type: ignore[misc]
         if message.reactions:
             self.add_widget(self._reaction_line(message))
 
+    def highlight(self, on: bool) -> None:
+        """Mark the bubble (the message a search hit opened)."""
+        if self.bubble is not None:
+            self.bubble.highlighted = on
+
     def _meta_markup(self, message: Message, muted: list[float]) -> str:
         stamp = timefmt.clock(message.created_at)
         if not message.is_own:
@@ -228,7 +239,7 @@ class MessageRow(BoxLayout):  # type: ignore[misc]
     # touches: a tap retries a failed message, a long press opens the actions
     def on_touch_down(self, touch: Any) -> bool:
         # BoxLayouts do not transform: the bubble's parent shares our coordinates
-        if not self.bubble.collide_point(*touch.pos):
+        if self.bubble is None or not self.bubble.collide_point(*touch.pos):
             return bool(super().on_touch_down(touch))
         if super().on_touch_down(touch):
             return True
@@ -253,6 +264,15 @@ class MessageRow(BoxLayout):  # type: ignore[misc]
             self._press = None
             if not self._long_pressed and self.message.status is MessageStatus.FAILED:
                 self.chat.retry(self.message)
+                return True
+            quoted = self.message.reply_to
+            if (
+                not self._long_pressed
+                and quoted is not None
+                and self.quote is not None
+                and self.quote.collide_point(*touch.pos)
+            ):
+                self.chat.show_message(quoted)
                 return True
         return bool(super().on_touch_up(touch))
 
@@ -358,6 +378,8 @@ class ChatScreen(AppScreen):
         self._spacer = self.ids.spacer.__self__
         self._composer_bar = self.ids.composer_bar.__self__
         self._not_member = NotMemberNote()
+        # bubbles are as wide as the window allows: lay them out again when it changes
+        self.bind(width=Clock.create_trigger(lambda _dt: self._refit(), 0.2))
 
     def on_member(self, _instance: Any, member: bool) -> None:
         """Only members can write: otherwise a note takes the composer's place."""
@@ -421,9 +443,9 @@ class ChatScreen(AppScreen):
         self._rebuild()
         if around is not None and around in self.rows:
             target = self.rows[around]
-            target.bubble.highlighted = True
+            target.highlight(True)
             Clock.schedule_once(lambda _dt: self._scroll_to(target), 0.05)
-            Clock.schedule_once(lambda _dt: setattr(target.bubble, "highlighted", False), 2.5)
+            Clock.schedule_once(lambda _dt: target.highlight(False), 2.5)
             self.show_jump = True
         else:
             self._stick_to_bottom()
@@ -535,10 +557,22 @@ class ChatScreen(AppScreen):
 
     def restyle(self) -> None:
         """Redraw the bubbles in the current theme's colours."""
+        self._redraw(list(self.rows.values()))
+
+    def _refit(self) -> None:
+        self._redraw([r for r in self.rows.values() if r.built_for != r.max_bubble_width])
+
+    def _redraw(self, rows: list[MessageRow]) -> None:
+        if not rows:
+            return
+        at_bottom = self._near_bottom()
         scroll_y = self.ids.scroller.scroll_y
-        for row in self.rows.values():
+        for row in rows:
             row.show(row.message)
-        Clock.schedule_once(lambda _dt: setattr(self.ids.scroller, "scroll_y", scroll_y), 0)
+        if at_bottom:
+            self._stick_to_bottom()
+        else:
+            Clock.schedule_once(lambda _dt: setattr(self.ids.scroller, "scroll_y", scroll_y), 0)
 
     def row_for(self, message_id: uuid.UUID) -> MessageRow | None:
         return self.rows.get(message_id)
@@ -608,6 +642,16 @@ class ChatScreen(AppScreen):
                 self.load_older()
 
         Clock.schedule_once(keep_place, 0)
+
+    def show_message(self, message_id: uuid.UUID) -> None:
+        """Bring a message into view and flash it (a tapped reply quote)."""
+        row = self.rows.get(message_id)
+        if row is None:
+            self.open(self.conv_id, around=message_id)
+            return
+        self._scroll_to(row)
+        row.highlight(True)
+        Clock.schedule_once(lambda _dt: row.highlight(False), 2.0)
 
     def jump_to_latest(self) -> None:
         if self.at_latest:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kivy.clock import Clock
 from kivy.properties import BooleanProperty, NumericProperty, StringProperty
 from kivy.uix.behaviors import ButtonBehavior
 from kivy.uix.boxlayout import BoxLayout
@@ -76,6 +77,7 @@ class ChatListScreen(AppScreen):
         self.conversations: dict[str, Conversation] = {}
         self._rows: dict[str, ChatRow] = {}
         self._order: list[str] = []
+        self._reload_trigger: Any = None
 
     async def reload(self) -> None:
         convs = await self.client.conversations()
@@ -87,19 +89,20 @@ class ChatListScreen(AppScreen):
         conv = self.conversations.get(conv_id)
         return conv.title if conv is not None else "Chat"
 
-    def on_conversation(self, conv: Conversation) -> None:
-        self.conversations[conv.id] = conv
-        self._render()
+    def on_conversation(self, _conv: Conversation) -> None:
+        self._reload_soon()
 
-    def on_message(self, msg: Message) -> None:
-        """A message was added or changed: fetch its conversation's new summary."""
-        self.tidings.tasks.spawn(
-            self.client.conversation(msg.conv_id), on_done=self.on_conversation
-        )
+    def on_message(self, _msg: Message) -> None:
+        self._reload_soon()
 
-    def drop(self, conv_id: str) -> None:
-        self.conversations.pop(conv_id, None)
-        self._render()
+    def _reload_soon(self) -> None:
+        # Which conversations are listed, and in which order, is the client core's answer to
+        # conversations(); a burst of events costs one (local) query.
+        if self._reload_trigger is None:
+            self._reload_trigger = Clock.create_trigger(
+                lambda _dt: self.tidings.tasks.spawn(self.reload()), 0.05
+            )
+        self._reload_trigger()
 
     def _render(self) -> None:
         ordered = sorted(self.conversations.values(), key=lambda c: c.last_activity, reverse=True)

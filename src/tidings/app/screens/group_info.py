@@ -92,13 +92,4 @@ class GroupInfoScreen(AppScreen):
     def leave(self) -> None:
         if self.busy:
             return
-        conv_id = self.conv_id
-
-        def gone() -> None:
-            chat_list = self.tidings.screen("chat_list")
-            drop = getattr(chat_list, "drop", None)
-            if drop is not None:
-                drop(conv_id)
-            self.tidings.home()
-
-        self._run(self.client.leave_group(conv_id), after=gone)
+        self._run(self.client.leave_group(self.conv_id), after=self.tidings.home)
