@@ -409,6 +409,9 @@ class PairSpec(msgspec.Struct, frozen=True):
     conv: str
     sender_token: str = ""
     receiver_token: str = ""
+    #: "<account id>:<device id>" of the receiving device: with it, Sends are shaped as
+    #: end-to-end encrypted ones (the ciphertext in ``device_payloads``, docs/e2ee.md)
+    receiver_device: str = ""
 
 
 class LoadSpec(msgspec.Struct, frozen=True):
@@ -471,6 +474,7 @@ class _PairDriver:
         self.relay = spec.mode == "relay"
         self.conv = pair.conv
         self.payload = os.urandom(spec.payload_bytes)
+        self.receiver_device = pair.receiver_device
         self.sender = sender
         self.receiver = receiver
         self.meter = meter
@@ -509,7 +513,16 @@ class _PairDriver:
             self.inflight[mid] = _Flight(now)
             if self.relay:
                 self.unacked.append(mid)
-            await self.sender.send(encode(send_frame(id=mid, conv=self.conv, payload=self.payload)))
+            if self.receiver_device:
+                frame = send_frame(
+                    id=mid,
+                    conv=self.conv,
+                    payload=b"",
+                    device_payloads={self.receiver_device: self.payload},
+                )
+            else:
+                frame = send_frame(id=mid, conv=self.conv, payload=self.payload)
+            await self.sender.send(encode(frame))
 
     async def sender_reader(self) -> None:
         decode = fr.decode_server_frame

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from bench import report
 from bench.loadgen import (
     CACHE_DIR,
@@ -144,15 +146,26 @@ async def _direct_pairs(url: str, count: int, prefix: str) -> list[PairSpec]:
     couples = [(accounts[2 * i], accounts[2 * i + 1]) for i in range(count)]
     convs = await open_directs(url, couples)
     return [
-        PairSpec(conv=c, sender_token=s.token, receiver_token=r.token)
+        PairSpec(
+            conv=c,
+            sender_token=s.token,
+            receiver_token=r.token,
+            receiver_device=f"{r.account_id}:1",
+        )
         for c, (s, r) in zip(convs, couples, strict=True)
     ]
+
+
+def _plain(pairs: list[PairSpec]) -> list[PairSpec]:
+    """The pairs sending the payload once (as before E2EE) instead of per receiving device."""
+    return [msgspec.structs.replace(p, receiver_device="") for p in pairs]
 
 
 def part_tidings_1to1(ctx: RunContext) -> Json:
     server, url = _start_tidings(ctx, "tidings_1to1")
     try:
-        pairs = asyncio.run(_direct_pairs(url, PAIRS + 1, "p"))
+        e2ee_pairs = asyncio.run(_direct_pairs(url, PAIRS + 1, "p"))
+        pairs = _plain(e2ee_pairs)
         load = best_load(
             ctx,
             "tidings",
@@ -160,6 +173,16 @@ def part_tidings_1to1(ctx: RunContext) -> Json:
             pairs[:PAIRS],
             server,
             profile_to=ctx.part_dir("tidings_1to1") / "profile.txt",
+        )
+        e2ee = run_load(
+            "tidings",
+            ws_url(url),
+            e2ee_pairs[:PAIRS],
+            WINDOW,
+            0.5,
+            ctx.probe_seconds,
+            int(load["processes"]),
+            server.pid,
         )
         sequential = run_load(
             "tidings",
@@ -180,9 +203,17 @@ def part_tidings_1to1(ctx: RunContext) -> Json:
         f"{PAIRS} sender/receiver pairs, {WINDOW} messages in flight each (a message leaves "
         "the window when the sender has Accepted AND the receiver has the Envelope), 100-byte "
         "payloads, receivers ack once per burst. The relay run uses the same pairs, window "
-        "and load processes layout. Sequential: one pair, one message in flight."
+        "and load processes layout. e2ee-shaped: the same pairs sending the 100 bytes as a "
+        "per-device ciphertext (device_payloads) with an empty shared payload, as E2EE "
+        "clients do. Sequential: one pair, one message in flight."
     )
-    return {"load": load, "sequential": sequential.as_dict(), "profile": profile, "note": note}
+    return {
+        "load": load,
+        "e2ee_shaped": e2ee.as_dict(),
+        "sequential": sequential.as_dict(),
+        "profile": profile,
+        "note": note,
+    }
 
 
 # --------------------------------------------------------------------------- group fan-out

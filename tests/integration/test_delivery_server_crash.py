@@ -19,8 +19,11 @@ from tidings.client import Client
 from tidings.client.types import Message, MessageAdded, MessageStatus, MessageUpdated
 
 PER_SIDE = 1000
-#: fractions of the exchange acknowledged at which the server is SIGKILLed
-CRASH_AT = (0.15, 0.4, 0.65)
+#: the server is first SIGKILLed once this part of the exchange is acknowledged, ...
+CRASH_FIRST_AT = 0.15
+#: ... then again this many acknowledgements after each restart, up to CRASHES kills
+CRASH_AFTER_RESTART = 40
+CRASHES = 4
 DONE = {MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ}
 
 
@@ -84,7 +87,7 @@ async def send_paced(client: Client, conv_id: str, name: str, ids: list[uuid.UUI
         message = await client.send_text(conv_id, f"{name} says {i:04d}")
         ids.append(message.id)
         if i % 5 == 4:
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.025)
 
 
 @pytest.mark.timeout(360)
@@ -109,19 +112,45 @@ async def test_server_sigkill_mid_exchange_loses_and_duplicates_nothing(
                 asyncio.create_task(send_paced(bob, conv.id, "bob", bob_ids)),
             ]
 
-            # Crash while the exchange is in full flow, three times (see CRASH_AT).
-            for fraction in CRASH_AT:
+            # Crash while the exchange is in full flow: once a part of it is acknowledged, then
+            # again soon after each restart, while the server works through the piled-up
+            # outboxes. Each time, wait (briefly) for a moment when the peer already has a
+            # message whose sender has not seen it accepted: the server stored it, and the
+            # resend after the crash must not store it again.
+            def accepted() -> int:
+                return alice_events.accepted(alice_ids) + bob_events.accepted(bob_ids)
 
-                async def far_enough(fraction: float = fraction) -> bool:
-                    done = alice_events.accepted(alice_ids) + bob_events.accepted(bob_ids)
-                    return done >= fraction * 2 * PER_SIDE
+            async def in_limbo() -> bool:
+                for ids, sender_events, peer_events in (
+                    (alice_ids, alice_events, bob_events),
+                    (bob_ids, bob_events, alice_events),
+                ):
+                    for message_id in ids[-200:]:
+                        if (
+                            message_id in peer_events.added
+                            and sender_events.status.get(message_id) == MessageStatus.SENDING
+                        ):
+                            return True
+                return False
 
-                await wait_until(far_enough, 120, f"{fraction:.0%} of the exchange", every=0.01)
+            kills = 0
+            threshold = int(CRASH_FIRST_AT * 2 * PER_SIDE)
+            for _ in range(CRASHES):
+
+                async def far_enough(threshold: int = threshold) -> bool:
+                    return accepted() >= threshold
+
+                await wait_until(far_enough, 120, f"{threshold} accepted messages", every=0.005)
+                with contextlib.suppress(AssertionError):  # crash anyway after 2 s
+                    await wait_until(in_limbo, 2, "a message in limbo", every=0.001)
+                if accepted() >= 2 * PER_SIDE:
+                    break  # the outboxes drained before the next crash point
                 server.kill()
-                accepted_at_crash = alice_events.accepted(alice_ids) + bob_events.accepted(bob_ids)
-                assert accepted_at_crash < 2 * PER_SIDE, "the exchange finished before the crash"
-                await asyncio.sleep(0.5)  # clients notice, messages pile up in the outboxes
+                kills += 1
+                await asyncio.sleep(0.3)  # clients notice, messages pile up in the outboxes
                 await asyncio.to_thread(server.start)
+                threshold = accepted() + CRASH_AFTER_RESTART
+            assert kills >= 1, "the exchange finished before the first crash"
             await asyncio.gather(*senders)
             assert len(alice_ids) == len(bob_ids) == PER_SIDE
 

@@ -2,7 +2,8 @@
 public client API, and the app itself driven in-process under Xvfb.
 
 Everything runs on the test's asyncio loop: the app's client, the peers and the frames Kivy
-renders (see `tidings.app.harness`). Each test saves screenshots under tests/ui/artifacts/.
+renders (see `tidings.app.harness`). Each test saves screenshots under build/ui-artifacts/
+(gitignored; CI may upload it).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from tidings.client import Client
 if TYPE_CHECKING:
     from tidings.app.harness import AppDriver
 
-ARTIFACTS = Path(__file__).parent / "artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "build" / "ui-artifacts"
 
 PeerFactory = Callable[[str], Awaitable[Client]]
 AppFactory = Callable[..., Awaitable["AppDriver"]]

@@ -5,30 +5,13 @@ from __future__ import annotations
 import pytest
 from tests.integration.conftest import ServerProcess
 from tests.ui.conftest import AppFactory, PeerFactory, Shots
+from tests.ui.screens import chat_list, chat_screen, rows_with
 
-from tidings.app.harness import AppDriver
-from tidings.app.screens.chat import ChatScreen, MessageActions, MessageRow
-from tidings.app.screens.chat_list import ChatListScreen
+from tidings.app.screens.chat import MessageActions
 from tidings.app.theme import TICK_DOUBLE
 from tidings.client.types import MessageStatus
 
 pytestmark = pytest.mark.ui
-
-
-def chat_screen(driver: AppDriver) -> ChatScreen:
-    screen = driver.app.screen("chat")
-    assert isinstance(screen, ChatScreen)
-    return screen
-
-
-def chat_list(driver: AppDriver) -> ChatListScreen:
-    screen = driver.app.screen("chat_list")
-    assert isinstance(screen, ChatListScreen)
-    return screen
-
-
-def rows_with(driver: AppDriver, body: str) -> list[MessageRow]:
-    return driver.find(MessageRow, lambda r: r.message.body == body)
 
 
 async def test_type_and_send_then_delivered_and_read(
@@ -133,8 +116,15 @@ async def test_incoming_message_in_list_and_open_chat(
     reply_row = rows_with(driver, "Yes, here")[0]
     assert reply_row.message.reply_to == sent.id
     assert chat.reply_text == ""
-    assert reply_row.quote is not None
-    await driver.tap(reply_row.quote)  # a tapped quote flashes the quoted message
+    # a tapped quote flashes the quoted message (tap once the bubble stops changing status)
+    await driver.wait_for(
+        lambda: rows_with(driver, "Yes, here")[0].message.status is MessageStatus.DELIVERED,
+        what="the reply delivered",
+    )
+    await driver.settle(0.3)
+    quote = rows_with(driver, "Yes, here")[0].quote
+    assert quote is not None
+    await driver.tap(quote)
     await driver.wait_for(
         lambda: rows_with(driver, "Second message, live")[0].bubble.highlighted,
         what="the quoted message highlighted",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 from tests.ui.conftest import AppFactory, PeerFactory, Shots
-from tests.ui.test_ui_chat import chat_list, chat_screen
+from tests.ui.screens import chat_list, chat_screen
 
-from tidings.app.screens.chat import SystemNote
+from tidings.app.bubbles import SystemNote
 from tidings.app.screens.group_info import GroupInfoScreen, MemberRow
 
 pytestmark = pytest.mark.ui

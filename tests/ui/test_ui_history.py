@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 from tests.ui.conftest import AppFactory, PeerFactory, Shots
-from tests.ui.test_ui_chat import chat_list, chat_screen, rows_with
+from tests.ui.screens import chat_list, chat_screen, rows_with
 
+from tidings.app.bubbles import MessageRow
 from tidings.app.harness import AppDriver
-from tidings.app.screens.chat import PAGE_SIZE, MessageRow
+from tidings.app.screens.chat import PAGE_SIZE
 from tidings.app.screens.search import SearchResult
 from tidings.client import Client
 

@@ -7,7 +7,7 @@ import json
 import pytest
 from tests.integration.conftest import ServerProcess
 from tests.ui.conftest import AppFactory, Shots
-from tests.ui.test_ui_chat import chat_list
+from tests.ui.screens import chat_list
 
 from tidings.app.application import SETTINGS_FILE
 from tidings.app.widgets import ConnectionBanner
@@ -64,3 +64,25 @@ async def test_settings_show_account_and_switch_theme(
 
     await driver.tap(settings.ids.back)
     await driver.wait_for(lambda: driver.current == "chat_list", what="back to the list")
+
+
+async def test_onboarding_reports_an_unreachable_server_then_succeeds(
+    app: AppFactory, server: ServerProcess, shots: Shots
+) -> None:
+    driver = await app()
+    onboarding = driver.app.screen("onboarding")
+    await driver.wait_for(lambda: onboarding.ids.server.text, what="the prefilled server")
+    assert onboarding.ids.server.text == server.url
+    onboarding.ids.server.text = "http://127.0.0.1:9"  # nothing listens on the discard port
+    onboarding.ids.username.focus = True
+    await driver.type_text("dana")
+    await driver.press_enter()
+    await driver.wait_for(lambda: onboarding.error, what="the error")
+    assert "Could not create the account" in onboarding.error
+    assert driver.current == "onboarding"
+    shots(driver, "error")
+
+    onboarding.ids.server.text = server.url
+    await driver.tap(onboarding.ids.create)
+    await driver.wait_for(lambda: driver.current == "chat_list", what="the chat list")
+    assert driver.app.require_client().account.username == "dana"

@@ -50,3 +50,28 @@ def test_times_read_like_a_messenger() -> None:
     assert timefmt.day_label(dt.date(2026, 11, 27), now) == "Yesterday"
     assert timefmt.day_label(dt.date(2026, 11, 2), now) == "Monday 2 November"
     assert timefmt.day_label(dt.date(2025, 3, 9), now) == "9 March 2025"
+
+
+def test_the_symbol_font_has_the_ticks_and_quick_reactions() -> None:
+    from kivy.core.text import Label as CoreLabel
+    from kivy.core.window import Window
+
+    from tidings.app.theme import (
+        QUICK_REACTIONS,
+        TICK_DOUBLE,
+        TICK_SENDING,
+        TICK_SENT,
+        register_fonts,
+    )
+
+    assert Window is not None  # text rendering needs the GL window
+    register_fonts()
+
+    def pixels(text: str) -> bytes:
+        label = CoreLabel(text=text, font_name=SYMBOL_FONT, font_size=32)
+        label.refresh()
+        return bytes(label.texture.pixels)
+
+    missing = pixels("\uffff")  # a non-character: drawn as the font's "missing glyph" box
+    for symbol in (TICK_SENDING, TICK_SENT, TICK_DOUBLE[0], "\u2190", "\u27a4", *QUICK_REACTIONS):
+        assert pixels(symbol) != missing, f"U+{ord(symbol):04X} has no glyph"

@@ -30,6 +30,7 @@ from tidings.app.screens.new_group import NewGroupScreen
 from tidings.app.screens.onboarding import OnboardingScreen
 from tidings.app.screens.search import SearchScreen
 from tidings.app.screens.settings import SettingsScreen
+from tidings.app.screens.splash import SplashScreen
 from tidings.app.tasks import Tasks
 from tidings.app.theme import Theme, register_fonts
 from tidings.app.widgets import Toast
@@ -52,6 +53,7 @@ KV_DIR = Path(__file__).parent / "kv"
 #: KV files in load order: shared widgets first, then one per screen.
 KV_FILES = (
     "widgets",
+    "splash",
     "onboarding",
     "chat_list",
     "chat",
@@ -105,6 +107,7 @@ class TidingsApp(App):  # type: ignore[misc]
         root = Root()
         manager = ScreenManager(transition=NoTransition())
         for screen in (
+            SplashScreen(name="splash"),
             OnboardingScreen(name="onboarding"),
             ChatListScreen(name="chat_list"),
             ChatScreen(name="chat"),

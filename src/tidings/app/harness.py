@@ -75,8 +75,9 @@ class AppDriver:
     async def stop(self) -> None:
         app = self.app
         app.dispatch("on_stop")
-        if app.root is not None and app.root.parent is not None:
-            Window.remove_widget(app.root)
+        # the app's root and anything it left open above it (an actions sheet)
+        for widget in list(Window.children):
+            Window.remove_widget(widget)
         await app.shutdown()
         App._running_app = None
 

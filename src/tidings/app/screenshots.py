@@ -170,8 +170,9 @@ async def _knows(client: Client, conv_id: str) -> bool:
 
 
 async def shoot(out_dir: Path, themes: Sequence[str] = ("light", "dark")) -> list[Path]:
+    from tidings.app.bubbles import MessageRow
     from tidings.app.harness import AppDriver
-    from tidings.app.screens.chat import ChatScreen, MessageRow
+    from tidings.app.screens.chat import ChatScreen
     from tidings.app.screens.chat_list import ChatListScreen
     from tidings.app.screens.group_info import MemberRow
     from tidings.app.screens.search import SearchResult

@@ -332,7 +332,8 @@ class Client:
     async def mark_read(self, conv_id: str) -> None:
         """Everything received in ``conv_id`` up to now is read."""
         self._check_open()
-        seq = max(self._engine.cursors.get(conv_id, 0), self._store.newest_seq(conv_id))
+        # Up to the cursor: everything below it is stored (and shown); above it may be a gap.
+        seq = self._engine.cursors.get(conv_id, 0)
         if seq > self._store.read_upto(conv_id):
             self._engine.read(conv_id, seq)
             await self._runtime.flush()
@@ -352,7 +353,7 @@ class Client:
         return self._store.message(message_id)
 
     async def search(self, query: str, limit: int = 50) -> list[SearchHit]:
-        """Messages whose body contains every word of ``query``, newest first."""
+        """Messages whose body contains every word of ``query``, most recently stored first."""
         return self._store.search(query, max(1, limit))
 
     async def safety_number(self, username: str) -> str:

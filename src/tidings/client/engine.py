@@ -545,7 +545,7 @@ class Engine:
                 self._synced(now)
             case Error():
                 self._error(frame, now)
-            case _:  # Pong: nothing but proof of life
+            case _:  # Pong: proof of life; the E2EE frames (issue 4) are not used yet
                 pass
 
     def _welcome(self, frame: Welcome, now: float) -> None:

@@ -143,7 +143,10 @@ class Runtime:
         changes = self.store.apply(effects)
         # Events are queued before the first await: no other task sees the new rows in the
         # store before subscribers have the events about them.
-        self._listener(effects, changes)
+        try:
+            self._listener(effects, changes)
+        except Exception:  # a broken event must not cost us the frames and connects below
+            log.exception("the client failed to report changes")
         for effect in effects:
             match effect:
                 case fx.Transmit():

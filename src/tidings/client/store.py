@@ -574,19 +574,11 @@ class Store:
         ).fetchone()
         return 0 if row is None else int(row[0])
 
-    def newest_seq(self, conv: str) -> int:
-        row = self.db.execute("SELECT max(seq) FROM messages WHERE conv_id = ?", (conv,)).fetchone()
-        return int(row[0] or 0)
-
     def username(self, account_id: str) -> str | None:
         row = self.db.execute(
             "SELECT username FROM users WHERE account_id = ?", (account_id,)
         ).fetchone()
         return None if row is None else str(row[0])
-
-    def save_user(self, account_id: str, username: str) -> None:
-        with self._tx():
-            self.db.execute("INSERT OR REPLACE INTO users VALUES (?, ?)", (account_id, username))
 
     # ------------------------------------------------------------------ messages
 
@@ -631,7 +623,8 @@ class Store:
         return Page(older.messages + tuple(self._messages(newer)), older.before)
 
     def search(self, query: str, limit: int) -> list[SearchHit]:
-        """Messages matching every word of ``query`` (the last word as a prefix), newest first."""
+        """Messages matching every word of ``query`` (the last word as a prefix), most recently
+        stored first."""
         words = query.split()
         if not words:
             return []
@@ -639,7 +632,7 @@ class Store:
         rows = self.db.execute(
             "SELECT m.id, snippet(messages_fts, 0, '[', ']', '…', 12) FROM messages_fts"
             " JOIN messages m ON m.pk = messages_fts.rowid WHERE messages_fts MATCH ?"
-            " ORDER BY m.created_at DESC LIMIT ?",
+            " ORDER BY messages_fts.rowid DESC LIMIT ?",  # FTS5 walks its rowids backwards
             (match, limit),
         ).fetchall()
         ids = [uuid.UUID(r[0]) for r in rows]

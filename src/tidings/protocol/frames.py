@@ -192,7 +192,9 @@ class StaleDevices(_Frame, tag="stale"):
 
 
 class DeviceAccepted(_Frame, tag="daccepted"):
-    """The DeviceSend is queued for every named device that exists; ``unknown`` lists the rest."""
+    """The DeviceSend is queued for every named device the sender may reach (a device with
+    keys of its own account or of an account sharing a conversation with it, docs/e2ee.md);
+    ``unknown`` lists the rest."""
 
     id: uuid.UUID
     unknown: list[DeviceAddress] = []

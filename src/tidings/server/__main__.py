@@ -18,6 +18,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         epilog="Settings also come from TIDINGS_* environment variables (TIDINGS_HOST, "
         "TIDINGS_PORT, TIDINGS_DATA, TIDINGS_MEMBER_CAP, TIDINGS_REGISTRATION_OPEN, "
         "TIDINGS_IDLE_TIMEOUT, TIDINGS_SEND_QUEUE_FRAMES, TIDINGS_PENDING_TTL_DAYS, "
+        "TIDINGS_REQUIRE_E2EE, TIDINGS_KEY_CLAIMS_PER_MINUTE, TIDINGS_PROVISIONING_PER_MINUTE, "
+        "TIDINGS_PROVISIONING_TTL_SECONDS, TIDINGS_MAX_DEVICES_PER_ACCOUNT, "
         "TIDINGS_LOG_LEVEL) and the TOML file; the command line wins, then the environment, "
         "then the file.",
     )

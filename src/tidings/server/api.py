@@ -13,15 +13,26 @@ import logging
 from typing import TypeVar
 
 import msgspec
-from litestar import Request, Response, delete, get, post
+from litestar import Request, Response, delete, get, post, put
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, FromQuery
-from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
+from litestar.status_codes import (
+    HTTP_200_OK,
+    HTTP_201_CREATED,
+    HTTP_204_NO_CONTENT,
+)
 
 import tidings
 from tidings.protocol import MAX_BATCH, ErrorCode
+from tidings.protocol.keys import (
+    ApproveDevice,
+    ClaimKeys,
+    DeviceMap,
+    KeyUpload,
+    NewProvisioning,
+)
 from tidings.protocol.rest import (
     AccountCreated,
     AddMembers,
@@ -39,6 +50,7 @@ from tidings.protocol.rest import (
 from tidings.server.auth import Authenticator, new_token
 from tidings.server.config import ServerConfig
 from tidings.server.delivery import DeliveryEngine, Device, new_id
+from tidings.server.directory import KeyDirectory, Provisioner
 from tidings.server.store import ConversationRecord, Refused, Store
 
 log = logging.getLogger(__name__)
@@ -58,6 +70,9 @@ STATUS = {
     ErrorCode.REGISTRATION_CLOSED: 403,
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.USERNAME_TAKEN: 409,
+    ErrorCode.CONFLICT: 409,
+    ErrorCode.PENDING: 202,
+    ErrorCode.EXPIRED: 404,
     ErrorCode.ALREADY_MEMBER: 409,
     ErrorCode.GROUP_FULL: 409,
     ErrorCode.FRAME_TOO_LARGE: 413,
@@ -80,6 +95,8 @@ _CODE_OF_STATUS = {
 }
 
 _JSON = "application/json"
+#: Largest PUT /v1/keys body: 200 Kyber prekeys in base64 JSON are about 450 kB.
+MAX_KEY_UPLOAD_BYTES = 1024 * 1024
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -88,6 +105,8 @@ class Services:
     store: Store
     engine: DeliveryEngine
     auth: Authenticator
+    keys: KeyDirectory
+    provisioning: Provisioner
 
 
 def json_response(body: object, status: int = HTTP_200_OK) -> Response[bytes]:
@@ -154,6 +173,7 @@ def conversation_view(record: ConversationRecord) -> Conversation:
 def routes(services: Services) -> list[HTTPRouteHandler]:
     """The REST handlers, bound to ``services``."""
     engine, auth, store, config = services.engine, services.auth, services.store, services.config
+    keys, provisioning = services.keys, services.provisioning
 
     async def device_of(request: HttpRequest) -> Device:
         device = await auth.device(request.headers.get("authorization"))
@@ -269,6 +289,59 @@ def routes(services: Services) -> list[HTTPRouteHandler]:
         device = await device_of(request)
         await engine.leave(device, conv)
 
+    @put("/v1/keys", request_max_body_size=MAX_KEY_UPLOAD_BYTES)
+    async def upload_keys(request: HttpRequest) -> Response[bytes]:
+        device = await device_of(request)
+        body = await decode_body(request, KeyUpload)
+        return json_response(await keys.upload(device, body))
+
+    @get("/v1/keys/counts")
+    async def key_counts(request: HttpRequest) -> Response[bytes]:
+        device = await device_of(request)
+        return json_response(await keys.counts(device))
+
+    @get("/v1/keys/{account_id:str}")
+    async def bundles(
+        request: HttpRequest, account_id: FromPath[str], device: FromQuery[int | None] = None
+    ) -> Response[bytes]:
+        me = await device_of(request)
+        if device is not None and not 1 <= device <= 2**31 - 1:
+            raise Refused(ErrorCode.BAD_FRAME, "device must be a device id")
+        return json_response(await keys.bundles(me, account_id, device))
+
+    @post("/v1/keys/claim", status_code=HTTP_200_OK)
+    async def claim_keys(request: HttpRequest) -> Response[bytes]:
+        device = await device_of(request)
+        body = await decode_body(request, ClaimKeys)
+        return json_response(await keys.claim(device, body.devices))
+
+    @get("/v1/conversations/{conv:str}/devices")
+    async def devices(request: HttpRequest, conv: FromPath[str]) -> Response[bytes]:
+        device = await device_of(request)
+        return json_response(DeviceMap(devices=await engine.device_map(device, conv)))
+
+    @post("/v1/provisioning")
+    async def new_provisioning(request: HttpRequest) -> Response[bytes]:
+        body = await decode_body(request, NewProvisioning)
+        client = request.client.host if request.client is not None else "unknown"
+        created = await provisioning.create(client, body.ephemeral_key)
+        return json_response(created, HTTP_201_CREATED)
+
+    @get("/v1/provisioning/{provisioning_id:str}")
+    async def fetch_provisioning(
+        request: HttpRequest, provisioning_id: FromPath[str]
+    ) -> Response[bytes]:
+        result = await provisioning.fetch(provisioning_id, request.headers.get("authorization"))
+        return json_response(result)
+
+    @post("/v1/provisioning/{provisioning_id:str}/approve", status_code=HTTP_200_OK)
+    async def approve_provisioning(
+        request: HttpRequest, provisioning_id: FromPath[str]
+    ) -> Response[bytes]:
+        device = await device_of(request)
+        body = await decode_body(request, ApproveDevice)
+        return json_response(await provisioning.approve(device, provisioning_id, body))
+
     return [
         health,
         create_account,
@@ -283,4 +356,12 @@ def routes(services: Services) -> list[HTTPRouteHandler]:
         add_members,
         remove_member,
         leave,
+        upload_keys,
+        key_counts,
+        bundles,
+        claim_keys,
+        devices,
+        new_provisioning,
+        fetch_provisioning,
+        approve_provisioning,
     ]

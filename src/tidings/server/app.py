@@ -20,6 +20,7 @@ from tidings.server.auth import Authenticator
 from tidings.server.bus import LocalBus
 from tidings.server.config import ServerConfig
 from tidings.server.delivery import DeliveryEngine
+from tidings.server.directory import KeyDirectory, Provisioner
 from tidings.server.gateway import CloseCode, Connection
 from tidings.server.store import Refused, SqliteStore
 
@@ -27,8 +28,8 @@ log = logging.getLogger(__name__)
 
 WsConnection = WebSocket[object, object, State]
 
-#: How often expired pending entries are purged (seconds).
-PURGE_INTERVAL = 3600.0
+#: How often expired pending entries and provisioning requests are purged (seconds).
+PURGE_INTERVAL = 300.0
 
 
 class LitestarSocket:
@@ -62,9 +63,25 @@ class LitestarSocket:
 def create_app(config: ServerConfig) -> Litestar:
     store = SqliteStore(config.database_path)
     bus = LocalBus()
-    engine = DeliveryEngine(store, bus, member_cap=config.member_cap)
+    engine = DeliveryEngine(
+        store, bus, member_cap=config.member_cap, require_e2ee=config.require_e2ee
+    )
     auth = Authenticator(store)
-    services = Services(config=config, store=store, engine=engine, auth=auth)
+    keys = KeyDirectory(store, claims_per_minute=config.key_claims_per_minute)
+    provisioning = Provisioner(
+        store,
+        per_minute=config.provisioning_per_minute,
+        ttl_seconds=config.provisioning_ttl_seconds,
+        max_devices=config.max_devices_per_account,
+    )
+    services = Services(
+        config=config,
+        store=store,
+        engine=engine,
+        auth=auth,
+        keys=keys,
+        provisioning=provisioning,
+    )
 
     @websocket("/v1/ws")
     async def gateway(socket: WsConnection) -> None:

@@ -42,6 +42,17 @@ class ServerConfig:
     send_queue_frames: int = 2048
     #: days an unacknowledged envelope stays in a device's pending queue
     pending_ttl_days: int = 30
+    #: refuse Sends that carry neither device_payloads nor a devices_digest (plaintext)
+    require_e2ee: bool = False
+    #: prekey bundles (devices) one account may claim per minute, as a token bucket of that
+    #: size; enough to set up sessions with every device of a 1,000-member group at once
+    key_claims_per_minute: int = 6000
+    #: provisioning requests (POST /v1/provisioning) per client IP address per minute
+    provisioning_per_minute: int = 10
+    #: seconds a provisioning request (device link) stays valid
+    provisioning_ttl_seconds: int = 600
+    #: most devices an account may have (linking refuses more)
+    max_devices_per_account: int = 16
     log_level: str = "info"
 
     @property
@@ -118,6 +129,14 @@ class ServerConfig:
             raise ConfigError("send_queue_frames must be at least 16")
         if self.pending_ttl_days < 1:
             raise ConfigError("pending_ttl_days must be at least 1")
+        if self.key_claims_per_minute < 1:
+            raise ConfigError("key_claims_per_minute must be at least 1")
+        if self.provisioning_per_minute < 1:
+            raise ConfigError("provisioning_per_minute must be at least 1")
+        if self.provisioning_ttl_seconds < 10:
+            raise ConfigError("provisioning_ttl_seconds must be at least 10")
+        if self.max_devices_per_account < 1:
+            raise ConfigError("max_devices_per_account must be at least 1")
         if self.log_level not in _LOG_LEVELS:
             raise ConfigError(f"log_level must be one of {', '.join(_LOG_LEVELS)}")
 

@@ -13,6 +13,8 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 
+import msgspec
+
 from tidings.protocol import (
     MAX_BATCH,
     MAX_FRAME_BYTES,
@@ -20,11 +22,16 @@ from tidings.protocol import (
     PROTOCOL_VERSION,
     Accepted,
     Batch,
+    DeviceAccepted,
+    DeviceEnvelope,
+    DeviceSend,
     Envelope,
+    Error,
     ErrorCode,
     Receipt,
     Rejected,
     Send,
+    StaleDevices,
     Watermark,
     Welcome,
     encode,
@@ -36,12 +43,17 @@ from tidings.server.store import (
     NewConversation,
     NewMessage,
     Refused,
+    StaleDeviceList,
     Store,
     WatermarkMove,
 )
 
 #: Most accounts one mention list may name.
 MAX_MENTIONS = 1000
+#: Most devices one DeviceSend may address (the frame size limit usually bites first).
+MAX_DEVICE_TARGETS = 5000
+#: Length of Send.devices_digest (SHA-256) when present.
+DIGEST_BYTES = 32
 #: Generous bound on what an envelope adds to its payload and mentions when encoded.
 _ENVELOPE_OVERHEAD = 256
 #: Room for envelopes in one Batch frame.
@@ -57,6 +69,12 @@ def now_ms() -> int:
 def new_id(prefix: str) -> str:
     """An opaque, unguessable server-made id such as ``c3f9…``."""
     return prefix + uuid.uuid4().hex
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    """``"<account>:<device>"`` (already checked against the DeviceAddress pattern)."""
+    account, _, device = address.rpartition(":")
+    return account, int(device)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -80,28 +98,25 @@ class DeliveryEngine:
         bus: Bus,
         *,
         member_cap: int = 1000,
+        require_e2ee: bool = False,
         clock: Callable[[], int] = now_ms,
     ) -> None:
         self.store = store
         self.bus = bus
         self.member_cap = member_cap
+        #: refuse Sends that carry neither device_payloads nor a devices_digest
+        self.require_e2ee = require_e2ee
         self.clock = clock
 
     # ------------------------------------------------------------------ messages
 
-    async def send(self, device: Device, frame: Send) -> Accepted | Rejected:
-        """Store one message and fan it out; a resend of a stored id gets the original seq."""
-        if len(frame.payload) + _mentions_size(frame.mentions) > MAX_PAYLOAD_BYTES:
-            return Rejected(
-                id=frame.id,
-                conv=frame.conv,
-                code=ErrorCode.PAYLOAD_TOO_LARGE,
-                message=f"payload and mentions over {MAX_PAYLOAD_BYTES} bytes",
-            )
-        if len(frame.mentions) > MAX_MENTIONS:
-            return Rejected(
-                id=frame.id, conv=frame.conv, code=ErrorCode.BAD_FRAME, message="too many mentions"
-            )
+    async def send(self, device: Device, frame: Send) -> Accepted | Rejected | StaleDevices:
+        """Store one message and fan it out; a resend of a stored id gets the original seq.
+        A Send whose device list is out of date gets StaleDevices and stores nothing."""
+        problem = self._check_send(frame)
+        if problem is not None:
+            code, text = problem
+            return Rejected(id=frame.id, conv=frame.conv, code=code, message=text)
         message = NewMessage(
             id=frame.id,
             conv=frame.conv,
@@ -110,6 +125,11 @@ class DeliveryEngine:
             payload=frame.payload,
             mentions=tuple(frame.mentions),
             ts=self.clock(),
+            device_payloads=tuple(
+                (parse_address(address), ciphertext)
+                for address, ciphertext in frame.device_payloads.items()
+            ),
+            devices_digest=frame.devices_digest,
         )
         try:
             appended = await self.store.append(message)
@@ -117,10 +137,87 @@ class DeliveryEngine:
             return Rejected(
                 id=frame.id, conv=frame.conv, code=refused.code, message=refused.message
             )
+        except StaleDeviceList as stale:
+            return StaleDevices(
+                id=frame.id,
+                conv=frame.conv,
+                missing=stale.missing,
+                extra=stale.extra,
+                devices=stale.devices,
+            )
         envelope = appended.envelope
         if not appended.duplicate:
-            await self._publish(envelope, appended.recipients, skip=device.address)
+            own = {
+                address: Delivery(
+                    encode(msgspec.structs.replace(envelope, device_payload=ciphertext)),
+                    envelope.conv,
+                    envelope.seq,
+                )
+                for address, ciphertext in message.device_payloads
+            }
+            await self._publish(envelope, appended.recipients, skip=device.address, own=own)
         return Accepted(id=envelope.id, conv=envelope.conv, seq=envelope.seq, ts=envelope.ts)
+
+    def _check_send(self, frame: Send) -> tuple[ErrorCode, str] | None:
+        """What is wrong with a Send before the store sees it, if anything."""
+        largest = max((len(c) for c in frame.device_payloads.values()), default=0)
+        if len(frame.payload) + largest + _mentions_size(frame.mentions) > MAX_PAYLOAD_BYTES:
+            return (
+                ErrorCode.PAYLOAD_TOO_LARGE,
+                f"payload, device payload and mentions over {MAX_PAYLOAD_BYTES} bytes",
+            )
+        if len(frame.mentions) > MAX_MENTIONS:
+            return ErrorCode.BAD_FRAME, "too many mentions"
+        if frame.devices_digest and len(frame.devices_digest) != DIGEST_BYTES:
+            return ErrorCode.BAD_FRAME, f"devices_digest must be {DIGEST_BYTES} bytes"
+        if self.require_e2ee and not frame.device_payloads and not frame.devices_digest:
+            return ErrorCode.BAD_FRAME, "this server requires end-to-end encrypted messages"
+        return None
+
+    async def device_send(self, device: Device, frame: DeviceSend) -> DeviceAccepted | Error:
+        """Queue messages for single devices and deliver them to the ones online."""
+        if len(frame.messages) > MAX_DEVICE_TARGETS:
+            return Error(
+                code=ErrorCode.BAD_FRAME,
+                message=f"at most {MAX_DEVICE_TARGETS} devices per dsend",
+                ref=str(frame.id),
+            )
+        if any(len(payload) > MAX_PAYLOAD_BYTES for payload in frame.messages.values()):
+            return Error(
+                code=ErrorCode.PAYLOAD_TOO_LARGE,
+                message=f"a device message is over {MAX_PAYLOAD_BYTES} bytes",
+                ref=str(frame.id),
+            )
+        messages = [
+            (address, parse_address(address), payload)
+            for address, payload in frame.messages.items()
+        ]
+        queued = await self.store.queue_to_devices(device.address, frame.id, messages, self.clock())
+        for (account, device_id), envelope in queued.queued:
+            await self.bus.to_device(
+                account, device_id, Delivery(encode(envelope), dseq=envelope.dseq)
+            )
+        return DeviceAccepted(id=frame.id, unknown=list(queued.unknown))
+
+    async def replay_devices(
+        self, device: Device, *, page: int = MAX_BATCH
+    ) -> AsyncIterator[DeviceEnvelope]:
+        """The device's to-device queue in dseq order."""
+        after = 0
+        while True:
+            envelopes = await self.store.device_queue(
+                device.account_id, device.device_id, after, page
+            )
+            for envelope in envelopes:
+                yield envelope
+            if len(envelopes) < page:
+                return
+            after = envelopes[-1].dseq
+
+    async def device_map(self, device: Device, conv: str) -> dict[str, list[int]]:
+        """Every member's devices with keys. Raises ``Refused`` NOT_FOUND/NOT_MEMBER."""
+        await self.conversation_for(device, conv)
+        return await self.store.device_map(conv)
 
     async def fetch(self, device: Device, conv: str, after: int, limit: int) -> Batch:
         """Envelopes of ``conv`` after ``after`` (from where the member joined at the
@@ -129,7 +226,7 @@ class DeliveryEngine:
         me = record.member(device.account_id)
         assert me is not None  # conversation_for checked membership
         start = max(after, me.joined_seq - 1)
-        envelopes = await self.store.envelopes(conv, start, min(limit, MAX_BATCH))
+        envelopes = await self.store.envelopes(conv, start, min(limit, MAX_BATCH), device.address)
         # Only as many as fit in one frame; the device asks again after the last one.
         first = next(iter(fit_batches(envelopes)), [])
         return Batch(conv=conv, envelopes=first, head=record.last_seq)
@@ -179,9 +276,12 @@ class DeliveryEngine:
 
     # ------------------------------------------------------------------ receipts
 
-    async def ack(self, device: Device, upto: Mapping[str, int]) -> None:
-        """The device stored everything up to ``upto[conv]``: drop it from its queue, raise the
-        account's delivered watermarks and tell whoever is concerned."""
+    async def ack(self, device: Device, upto: Mapping[str, int], device_upto: int = 0) -> None:
+        """The device stored everything up to ``upto[conv]`` (and its to-device messages up to
+        ``device_upto``): drop it from its queues, raise the account's delivered watermarks and
+        tell whoever is concerned."""
+        if device_upto > 0:
+            await self.store.ack_device_queue(device.account_id, device.device_id, device_upto)
         if not upto:
             return
         moves = await self.store.ack(device.account_id, device.device_id, upto, self.clock())
@@ -270,8 +370,11 @@ class DeliveryEngine:
         await self._announce(change)
 
     async def purge_expired(self, ttl_days: int) -> int:
-        """Drop pending entries older than ``ttl_days``; returns how many."""
-        return await self.store.purge_pending(self.clock() - ttl_days * 86_400_000)
+        """Drop pending entries and to-device messages older than ``ttl_days``, and expired
+        provisioning requests; returns how many."""
+        now = self.clock()
+        purged = await self.store.purge_pending(now - ttl_days * 86_400_000)
+        return purged + await self.store.purge_provisioning(now)
 
     # ------------------------------------------------------------------ helpers
 
@@ -296,11 +399,17 @@ class DeliveryEngine:
         await self._publish(change.envelope, change.recipients, skip=None)
 
     async def _publish(
-        self, envelope: Envelope, accounts: Iterable[str], *, skip: tuple[str, int] | None
+        self,
+        envelope: Envelope,
+        accounts: Iterable[str],
+        *,
+        skip: tuple[str, int] | None,
+        own: Mapping[tuple[str, int], Delivery] | None = None,
     ) -> None:
-        # Encoded once, whatever the number of recipients.
+        # Encoded once, whatever the number of recipients (plus once per device that has its
+        # own ciphertext).
         delivery = Delivery(encode(envelope), envelope.conv, envelope.seq)
-        await self.bus.to_accounts(accounts, delivery, skip=skip)
+        await self.bus.to_accounts(accounts, delivery, skip=skip, own=own)
 
 
 def _by_conversation(envelopes: list[Envelope]) -> Iterable[tuple[str, list[Envelope]]]:
@@ -318,7 +427,12 @@ def _mentions_size(mentions: Sequence[str]) -> int:
 
 def envelope_size(envelope: Envelope) -> int:
     """An upper estimate of the encoded size of an envelope (ids, times and keys included)."""
-    return len(envelope.payload) + _mentions_size(envelope.mentions) + _ENVELOPE_OVERHEAD
+    return (
+        len(envelope.payload)
+        + len(envelope.device_payload)
+        + _mentions_size(envelope.mentions)
+        + _ENVELOPE_OVERHEAD
+    )
 
 
 def fit_batches(envelopes: list[Envelope]) -> Iterable[list[Envelope]]:

@@ -30,6 +30,7 @@ from tidings.protocol import (
     MAX_FRAME_BYTES,
     PROTOCOL_VERSION,
     Ack,
+    DeviceSend,
     Error,
     ErrorCode,
     Fetch,
@@ -108,6 +109,7 @@ class Connection:
         self._syncing = True
         self._held: list[Delivery] = []
         self._replayed: dict[str, int] = {}
+        self._replayed_dseq = 0
         self._close_code: CloseCode | None = None
         self._close_reason = ""
         self._last_heard = 0.0
@@ -266,8 +268,10 @@ class Connection:
                 self._error(ErrorCode.BAD_FRAME, "the first frame must be hello", frame_tag(frame))
             elif isinstance(frame, Send):
                 await self._start(self._send(frame))
+            elif isinstance(frame, DeviceSend):
+                await self._start(self._device_send(frame))
             elif isinstance(frame, Ack):
-                await self._start(self._engine.ack(self._device, frame.upto))
+                await self._start(self._engine.ack(self._device, frame.upto, frame.device_upto))
             elif isinstance(frame, Read):
                 await self._start(self._read(frame))
             elif isinstance(frame, Fetch):
@@ -310,6 +314,13 @@ class Connection:
         await self._outbox.put(encode(welcome))
         for receipt in receipts:
             await self._outbox.put(encode(receipt))
+        # To-device messages first: a Sender Key distribution must arrive before the group
+        # messages that need it.
+        async for device_envelope in engine.replay_devices(device):
+            if self._close_code is not None:
+                return
+            self._replayed_dseq = device_envelope.dseq
+            await self._outbox.put(encode(device_envelope))
         async for batch in engine.replay(device, welcome.heads):
             if self._close_code is not None:
                 return
@@ -321,10 +332,15 @@ class Connection:
         for delivery in held:
             if delivery.conv is not None and delivery.seq <= self._replayed.get(delivery.conv, 0):
                 continue
+            if delivery.dseq and delivery.dseq <= self._replayed_dseq:
+                continue
             self.deliver(delivery)
 
     async def _send(self, frame: Send) -> None:
         self._reply(await self._engine.send(self._device, frame))
+
+    async def _device_send(self, frame: DeviceSend) -> None:
+        self._reply(await self._engine.device_send(self._device, frame))
 
     async def _read(self, frame: Read) -> None:
         try:

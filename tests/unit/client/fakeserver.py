@@ -421,21 +421,27 @@ class FakeDevice:
 
 
 class Harness:
-    def __init__(self, accounts: list[str]) -> None:
+    """Devices named ``"alice"`` (device 1 of alice) or ``"alice:2"`` (her second device)."""
+
+    def __init__(self, devices: list[str]) -> None:
         self.server = FakeServer()
         self.server_up = True
         self.now = 100.0
-        for account in accounts:
-            self.server.add_device(account)
+        self.names: dict[DeviceKey, str] = {}
+        for name in devices:
+            account, _, number = name.partition(":")
+            key = (account, int(number or 1))
+            self.server.add_device(*key)
+            self.names[key] = name
         self.devices: dict[str, FakeDevice] = {}
 
-    def device(self, account: str) -> FakeDevice:
-        return self.devices[account]
+    def device(self, name: str) -> FakeDevice:
+        return self.devices[name]
 
     def start(self) -> None:
-        for account, _ in self.server.devices:
-            dev = FakeDevice(self, account)
-            self.devices[account] = dev
+        for key, name in self.names.items():
+            dev = FakeDevice(self, *key)
+            self.devices[name] = dev
             dev.engine.start(self.now)
             dev.run()
 

@@ -98,7 +98,7 @@ ACTIONS = st.lists(
                 "server_down",
             ]
         ),
-        st.sampled_from(["alice", "bob", "carol"]),
+        st.sampled_from(["alice", "alice:2", "bob", "carol"]),
         st.integers(min_value=0, max_value=5),
     ),
     min_size=20,
@@ -113,11 +113,11 @@ ACTIONS = st.lists(
 )
 @given(actions=ACTIONS)
 def test_faults_never_lose_or_duplicate(actions: list[tuple[str, str, int]]) -> None:
-    h = Harness(["alice", "bob", "carol"])
+    h = Harness(["alice", "alice:2", "bob", "carol"])
     h.server.create(CONV, "alice", ["alice", "bob"])
     h.server.create("c2", "bob", ["alice", "bob", "carol"])
     h.start()
-    convs = {"alice": [CONV, "c2"], "bob": [CONV, "c2"], "carol": ["c2"]}
+    convs = {"alice": [CONV, "c2"], "alice:2": [CONV, "c2"], "bob": [CONV, "c2"], "carol": ["c2"]}
     sent: list[uuid.UUID] = []
     for action, who, n in actions:
         dev = h.device(who)
@@ -199,4 +199,32 @@ def test_late_member_gets_what_follows_its_join_in_order() -> None:
     # carol reads: alice's later messages are read by everyone, the earlier ones need only bob
     read_everything(h)
     assert {alice.messages[i].status for i in before + after} == {MessageStatus.READ}
+    check_statuses_forward(h)
+
+
+def test_a_second_device_sees_own_messages_statuses_and_read_marks() -> None:
+    h = Harness(["alice", "alice:2", "bob"])
+    h.server.create(CONV, "alice", ["alice", "bob"])
+    h.start()
+    h.settle()
+    phone, laptop, bob = h.device("alice"), h.device("alice:2"), h.device("bob")
+    mine = phone.send_text(CONV, "from the phone")
+    h.settle()
+    assert laptop.stored_count[mine] == 1
+    assert laptop.messages[mine].sender == "alice"
+    back = bob.send_text(CONV, "hi both")
+    h.settle()
+    assert phone.stored_count[back] == laptop.stored_count[back] == 1
+    # bob reads: both of alice's devices see her message read
+    bob.engine.read(CONV, bob.cursors[CONV])
+    bob.run()
+    h.settle()
+    assert phone.messages[mine].status is MessageStatus.READ
+    assert laptop.messages[mine].status is MessageStatus.READ
+    # alice reads on the laptop: the phone learns her read mark
+    laptop.engine.read(CONV, laptop.cursors[CONV])
+    laptop.run()
+    h.settle()
+    assert phone.read_marks[CONV] == laptop.cursors[CONV]
+    check_exactly_once_in_order(h)
     check_statuses_forward(h)

@@ -9,7 +9,7 @@ it from its pending queue on the next connect.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 
@@ -21,6 +21,8 @@ class Delivery:
     data: bytes
     conv: str | None = None
     seq: int = 0
+    #: set for a DeviceEnvelope, for the same reason
+    dseq: int = 0
 
 
 class Subscriber(Protocol):
@@ -48,10 +50,19 @@ class Bus(Protocol):
         """Stop routing to ``subscriber`` (no-op if a newer one replaced it)."""
 
     async def to_accounts(
-        self, accounts: Iterable[str], delivery: Delivery, *, skip: tuple[str, int] | None = None
+        self,
+        accounts: Iterable[str],
+        delivery: Delivery,
+        *,
+        skip: tuple[str, int] | None = None,
+        own: Mapping[tuple[str, int], Delivery] | None = None,
     ) -> None:
         """Deliver to every connected device of ``accounts`` except the device ``skip``
-        (``(account_id, device_id)``)."""
+        (``(account_id, device_id)``); a device named in ``own`` gets its own delivery
+        instead (an envelope with its own ciphertext)."""
+
+    async def to_device(self, account_id: str, device_id: int, delivery: Delivery) -> None:
+        """Deliver to one device if it is connected."""
 
     def online(self, account_id: str) -> int:
         """How many devices of the account are connected to this node."""

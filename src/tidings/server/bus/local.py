@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from tidings.server.bus.base import Delivery, Subscriber
 
@@ -29,7 +29,12 @@ class LocalBus:
             del self._routes[subscriber.account_id]
 
     async def to_accounts(
-        self, accounts: Iterable[str], delivery: Delivery, *, skip: tuple[str, int] | None = None
+        self,
+        accounts: Iterable[str],
+        delivery: Delivery,
+        *,
+        skip: tuple[str, int] | None = None,
+        own: Mapping[tuple[str, int], Delivery] | None = None,
     ) -> None:
         routes = self._routes
         for account in accounts:
@@ -40,7 +45,15 @@ class LocalBus:
             for device_id, subscriber in list(devices.items()):
                 if skip is not None and skip[1] == device_id and skip[0] == account:
                     continue
-                subscriber.deliver(delivery)
+                if own:
+                    subscriber.deliver(own.get((account, device_id), delivery))
+                else:
+                    subscriber.deliver(delivery)
+
+    async def to_device(self, account_id: str, device_id: int, delivery: Delivery) -> None:
+        subscriber = self._routes.get(account_id, {}).get(device_id)
+        if subscriber is not None:
+            subscriber.deliver(delivery)
 
     def online(self, account_id: str) -> int:
         return len(self._routes.get(account_id, ()))

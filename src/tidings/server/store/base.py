@@ -14,7 +14,8 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Literal, Protocol
 
-from tidings.protocol import Envelope, ErrorCode, Watermark
+from tidings.protocol import DeviceEnvelope, Envelope, ErrorCode, Watermark
+from tidings.protocol.keys import KeyCounts, KeyUpload, PreKeyBundles
 
 Role = Literal["admin", "member"]
 ConversationKind = Literal["direct", "group"]
@@ -27,6 +28,17 @@ class Refused(Exception):
         super().__init__(code, message)
         self.code = code
         self.message = message
+
+
+class StaleDeviceList(Exception):
+    """A Send's device list does not match the members' current devices (docs/e2ee.md);
+    nothing was stored. ``devices`` maps every member to its devices that have keys."""
+
+    def __init__(self, missing: list[str], extra: list[str], devices: dict[str, list[int]]) -> None:
+        super().__init__("stale device list")
+        self.missing = missing
+        self.extra = extra
+        self.devices = devices
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -87,6 +99,46 @@ class NewMessage:
     payload: bytes
     mentions: tuple[str, ...]
     ts: int
+    #: ((account, device), ciphertext) per recipient device (direct conversations, E2EE)
+    device_payloads: tuple[tuple[tuple[str, int], bytes], ...] = ()
+    #: SHA-256 of the sender's view of the group's devices (groups, E2EE); b"" when absent
+    devices_digest: bytes = b""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DeviceQueued:
+    """Outcome of :meth:`Store.queue_to_devices`: what was queued for each target device (empty
+    for a resend of an id already queued), and the targets refused as ``unknown``."""
+
+    queued: tuple[tuple[tuple[str, int], DeviceEnvelope], ...]
+    unknown: tuple[str, ...]
+    duplicate: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NewDeviceLink:
+    """An approval of a provisioning request (see :meth:`Store.approve_provisioning`)."""
+
+    provisioning_id: str
+    account_id: str
+    device_name: str
+    ephemeral_key: bytes
+    sealed: bytes
+    #: the new device's token until the new device fetches the result: nobody knows its secret
+    placeholder_key: str
+    placeholder_hash: bytes
+    max_devices: int
+    now: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LinkedDevice:
+    """A fetched provisioning result: the new device and the sealed provisioning message."""
+
+    account_id: str
+    username: str
+    device_id: int
+    sealed: bytes
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -223,17 +275,80 @@ class Store(Protocol):
         stored again: the original comes back with ``duplicate=True``. Raises NOT_FOUND or
         NOT_MEMBER."""
 
-    async def envelopes(self, conv_id: str, after: int, limit: int) -> list[Envelope]:
-        """Stored envelopes with ``seq > after`` in seq order."""
+    async def envelopes(
+        self, conv_id: str, after: int, limit: int, device: tuple[str, int] | None = None
+    ) -> list[Envelope]:
+        """Stored envelopes with ``seq > after`` in seq order; with ``device``, each carries
+        that device's own ciphertext while it is still pending."""
 
     async def pending(
         self, account_id: str, device_id: int, after: tuple[str, int], limit: int
     ) -> list[Envelope]:
         """The device's pending queue in (conversation, seq) order, starting after the
-        position ``after`` (use ``("", 0)`` for the start)."""
+        position ``after`` (use ``("", 0)`` for the start), with its own ciphertexts."""
 
     async def purge_pending(self, older_than: int) -> int:
-        """Drop pending entries queued before ``older_than``; returns how many."""
+        """Drop pending entries and to-device messages queued before ``older_than`` (and the
+        DeviceSend idempotency records of that age); returns how many entries."""
+
+    # ------------------------------------------------------------------ end-to-end encryption
+
+    async def upload_keys(
+        self, account_id: str, device_id: int, upload: KeyUpload, now: int
+    ) -> KeyCounts:
+        """Store the device's public key material (sizes and type bytes already checked).
+        Raises ``Refused(CONFLICT)`` for an identity key that differs from the account's
+        without ``replace_identity``, ``Refused(BAD_FRAME)`` for a device's first upload
+        without a signed prekey and a last-resort Kyber prekey."""
+
+    async def key_counts(self, account_id: str, device_id: int) -> KeyCounts: ...
+
+    async def claim_keys(
+        self, requester: tuple[str, int], wanted: Mapping[str, Sequence[int]]
+    ) -> list[PreKeyBundles]:
+        """Bundles of the devices with keys of each account (of the named devices, or all when
+        the list is empty), never the requesting device, taking one one-time prekey of each
+        kind per device at most once ever. Accounts without keys are left out."""
+
+    async def device_map(self, conv_id: str) -> dict[str, list[int]]:
+        """Every member of the conversation → its devices that have keys, in id order."""
+
+    async def queue_to_devices(
+        self,
+        sender: tuple[str, int],
+        msg_id: uuid.UUID,
+        messages: Sequence[tuple[str, tuple[str, int], bytes]],
+        now: int,
+    ) -> DeviceQueued:
+        """Queue ``(address, (account, device), payload)`` messages for devices with keys that
+        are the sender's own other devices or belong to an account sharing a conversation with
+        it; the rest come back as ``unknown``. Once per (sender device, ``msg_id``)."""
+
+    async def device_queue(
+        self, account_id: str, device_id: int, after: int, limit: int
+    ) -> list[DeviceEnvelope]:
+        """The device's to-device messages with ``dseq > after`` in dseq order."""
+
+    async def ack_device_queue(self, account_id: str, device_id: int, upto: int) -> int:
+        """Drop the device's to-device messages with ``dseq <= upto``; returns how many."""
+
+    async def create_provisioning(
+        self, provisioning_id: str, secret_hash: bytes, ephemeral_key: bytes, now: int, ttl: int
+    ) -> None: ...
+
+    async def approve_provisioning(self, link: NewDeviceLink) -> int:
+        """Create the new device of ``link.account_id`` (next free id) and attach it to the
+        request; returns its id. Raises NOT_FOUND, EXPIRED, CONFLICT (already approved, or
+        another ephemeral key) or FORBIDDEN (too many devices)."""
+
+    async def fetch_provisioning(
+        self, provisioning_id: str, secret_hash: bytes, token_key: str, token_hash: bytes, now: int
+    ) -> LinkedDevice:
+        """Give the approved device its real token and forget the request. Raises NOT_FOUND,
+        UNAUTHORIZED (wrong secret), EXPIRED or PENDING (not approved yet)."""
+
+    async def purge_provisioning(self, now: int) -> int:
+        """Forget expired requests, with the devices made for approved ones never fetched."""
 
     # ------------------------------------------------------------------ receipts
 

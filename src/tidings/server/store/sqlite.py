@@ -13,6 +13,8 @@ may lose the last ones.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import importlib.resources
 import logging
 import queue
@@ -26,17 +28,31 @@ from typing import Any, Generic, NoReturn, Protocol, TypeVar
 
 import msgspec
 
-from tidings.protocol import Envelope, ErrorCode, SystemEvent, Watermark, encode
+from tidings.protocol import DeviceEnvelope, Envelope, ErrorCode, SystemEvent, Watermark, encode
+from tidings.protocol.keys import (
+    MAX_STORED_PREKEYS,
+    DeviceBundle,
+    KeyCounts,
+    KeyUpload,
+    KyberPreKey,
+    OneTimePreKey,
+    PreKeyBundles,
+    SignedPreKey,
+)
 from tidings.server.store.base import (
     AccountRecord,
     Appended,
     ConversationRecord,
+    DeviceQueued,
     DeviceRecord,
+    LinkedDevice,
     MemberRecord,
     MembershipChange,
     NewConversation,
+    NewDeviceLink,
     NewMessage,
     Refused,
+    StaleDeviceList,
     WatermarkMove,
 )
 
@@ -45,12 +61,15 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 #: Schema scripts in order; script i brings the database to user_version i + 1.
-MIGRATIONS = ("sqlite_v1.sql", "sqlite_v2.sql")
+MIGRATIONS = ("sqlite_v1.sql", "sqlite_v2.sql", "sqlite_v3.sql")
 #: Most operations committed by one transaction.
 MAX_GROUP = 1000
 
 _ENVELOPE_COLUMNS = "conv_id, seq, id, sender, sender_device, ts, kind, payload, mentions"
 _mentions_decoder = msgspec.json.Decoder(list[str])
+_DEVICE_ENVELOPE_COLUMNS = "dseq, id, sender, sender_device, ts, payload"
+#: one_time_keys.kind
+_CURVE, _KYBER = 0, 1
 
 
 # --------------------------------------------------------------------------- connections
@@ -485,12 +504,19 @@ class SqliteStore:
     async def append(self, message: NewMessage) -> Appended:
         return await self._write(lambda conn: _append(conn, message))
 
-    async def envelopes(self, conv_id: str, after: int, limit: int) -> list[Envelope]:
+    async def envelopes(
+        self, conv_id: str, after: int, limit: int, device: tuple[str, int] | None = None
+    ) -> list[Envelope]:
+        columns = ", ".join(f"e.{c}" for c in _ENVELOPE_COLUMNS.split(", "))
+        account_id, device_id = device if device is not None else ("", 0)
+
         def q(conn: sqlite3.Connection) -> list[Envelope]:
             rows = conn.execute(
-                f"SELECT {_ENVELOPE_COLUMNS} FROM envelopes"  # noqa: S608  # constant column list
-                " WHERE conv_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-                (conv_id, after, limit),
+                f"SELECT {columns}, p.payload FROM envelopes e"  # noqa: S608  # constant column list
+                " LEFT JOIN pending p ON p.account_id = ? AND p.device_id = ?"
+                " AND p.conv_id = e.conv_id AND p.seq = e.seq"
+                " WHERE e.conv_id = ? AND e.seq > ? ORDER BY e.seq LIMIT ?",
+                (account_id, device_id, conv_id, after, limit),
             )
             return [_envelope(row) for row in rows]
 
@@ -503,7 +529,7 @@ class SqliteStore:
 
         def q(conn: sqlite3.Connection) -> list[Envelope]:
             rows = conn.execute(
-                f"SELECT {columns} FROM pending p"  # noqa: S608  # constant column list
+                f"SELECT {columns}, p.payload FROM pending p"  # noqa: S608  # constant column list
                 " JOIN envelopes e ON e.conv_id = p.conv_id AND e.seq = p.seq"
                 " WHERE p.account_id = ? AND p.device_id = ? AND (p.conv_id, p.seq) > (?, ?)"
                 " ORDER BY p.conv_id, p.seq LIMIT ?",
@@ -515,7 +541,10 @@ class SqliteStore:
 
     async def purge_pending(self, older_than: int) -> int:
         def tx(conn: sqlite3.Connection) -> int:
-            return conn.execute("DELETE FROM pending WHERE queued_at < ?", (older_than,)).rowcount
+            purged = conn.execute("DELETE FROM pending WHERE queued_at < ?", (older_than,)).rowcount
+            purged += conn.execute("DELETE FROM device_queue WHERE ts < ?", (older_than,)).rowcount
+            conn.execute("DELETE FROM device_sends WHERE ts < ?", (older_than,))
+            return purged
 
         return await self._write(tx)
 
@@ -594,13 +623,131 @@ class SqliteStore:
 
         return await self._write(tx)
 
+    # ------------------------------------------------------------------ end-to-end encryption
+
+    async def upload_keys(
+        self, account_id: str, device_id: int, upload: KeyUpload, now: int
+    ) -> KeyCounts:
+        def tx(conn: sqlite3.Connection) -> KeyCounts:
+            _upload_keys(conn, account_id, device_id, upload, now)
+            return _key_counts(conn, account_id, device_id)
+
+        return await self._write(tx)
+
+    async def key_counts(self, account_id: str, device_id: int) -> KeyCounts:
+        return await self._read(lambda conn: _key_counts(conn, account_id, device_id))
+
+    async def claim_keys(
+        self, requester: tuple[str, int], wanted: Mapping[str, Sequence[int]]
+    ) -> list[PreKeyBundles]:
+        items = [(account, list(devices)) for account, devices in wanted.items()]
+
+        def tx(conn: sqlite3.Connection) -> list[PreKeyBundles]:
+            bundles = (_claim(conn, requester, account, devices) for account, devices in items)
+            return [b for b in bundles if b is not None]
+
+        return await self._write(tx)
+
+    async def device_map(self, conv_id: str) -> dict[str, list[int]]:
+        return await self._read(lambda conn: _device_map(conn, conv_id))
+
+    async def queue_to_devices(
+        self,
+        sender: tuple[str, int],
+        msg_id: uuid.UUID,
+        messages: Sequence[tuple[str, tuple[str, int], bytes]],
+        now: int,
+    ) -> DeviceQueued:
+        return await self._write(
+            lambda conn: _queue_to_devices(conn, sender, msg_id, messages, now)
+        )
+
+    async def device_queue(
+        self, account_id: str, device_id: int, after: int, limit: int
+    ) -> list[DeviceEnvelope]:
+        def q(conn: sqlite3.Connection) -> list[DeviceEnvelope]:
+            rows = conn.execute(
+                f"SELECT {_DEVICE_ENVELOPE_COLUMNS} FROM device_queue"  # noqa: S608  # constant column list
+                " WHERE account_id = ? AND device_id = ? AND dseq > ? ORDER BY dseq LIMIT ?",
+                (account_id, device_id, after, limit),
+            )
+            return [_device_envelope(row) for row in rows]
+
+        return await self._read(q)
+
+    async def ack_device_queue(self, account_id: str, device_id: int, upto: int) -> int:
+        def tx(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "DELETE FROM device_queue WHERE account_id = ? AND device_id = ? AND dseq <= ?",
+                (account_id, device_id, upto),
+            ).rowcount
+
+        return await self._write(tx)
+
+    async def create_provisioning(
+        self, provisioning_id: str, secret_hash: bytes, ephemeral_key: bytes, now: int, ttl: int
+    ) -> None:
+        def tx(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO provisioning (id, secret_hash, ephemeral_key, created_at, expires_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (provisioning_id, secret_hash, ephemeral_key, now, now + ttl),
+            )
+
+        await self._write(tx)
+
+    async def approve_provisioning(self, link: NewDeviceLink) -> int:
+        return await self._write(lambda conn: _approve(conn, link))
+
+    async def fetch_provisioning(
+        self, provisioning_id: str, secret_hash: bytes, token_key: str, token_hash: bytes, now: int
+    ) -> LinkedDevice:
+        def tx(conn: sqlite3.Connection) -> LinkedDevice:
+            row = conn.execute(
+                "SELECT p.secret_hash, p.expires_at, p.account_id, p.device_id, p.sealed,"
+                " a.username FROM provisioning p LEFT JOIN accounts a ON a.id = p.account_id"
+                " WHERE p.id = ?",
+                (provisioning_id,),
+            ).fetchone()
+            if row is None:
+                raise Refused(ErrorCode.NOT_FOUND, "no such provisioning request")
+            stored_hash, expires_at, account_id, device_id, sealed, username = row
+            if not hmac.compare_digest(stored_hash, secret_hash):
+                raise Refused(ErrorCode.UNAUTHORIZED, "wrong provisioning secret")
+            if expires_at <= now:
+                raise Refused(ErrorCode.EXPIRED, "the provisioning request expired")
+            if account_id is None:
+                raise Refused(ErrorCode.PENDING, "not approved yet")
+            conn.execute(
+                "UPDATE devices SET token_key = ?, token_hash = ? WHERE account_id = ?"
+                " AND device_id = ?",
+                (token_key, token_hash, account_id, device_id),
+            )
+            conn.execute("DELETE FROM provisioning WHERE id = ?", (provisioning_id,))
+            return LinkedDevice(account_id, username, device_id, sealed)
+
+        return await self._write(tx)
+
+    async def purge_provisioning(self, now: int) -> int:
+        def tx(conn: sqlite3.Connection) -> int:
+            expired = conn.execute(
+                "DELETE FROM provisioning WHERE expires_at <= ? RETURNING account_id, device_id",
+                (now,),
+            ).fetchall()
+            for account_id, device_id in expired:
+                if account_id is not None:
+                    _drop_device(conn, account_id, device_id)
+            return len(expired)
+
+        return await self._write(tx)
+
 
 # --------------------------------------------------------------------------- transactions
 # Functions below run on the writer thread (or a reader) inside a transaction.
 
 
 def _envelope(row: tuple[Any, ...]) -> Envelope:  # sqlite3 rows are untyped
-    conv, seq, raw_id, sender, sender_device, ts, kind, payload, mentions = row
+    conv, seq, raw_id, sender, sender_device, ts, kind, payload, mentions, *own = row
     return Envelope(
         conv=conv,
         seq=seq,
@@ -611,6 +758,7 @@ def _envelope(row: tuple[Any, ...]) -> Envelope:  # sqlite3 rows are untyped
         payload=payload,
         kind="system" if kind == "system" else "msg",
         mentions=_mentions_decoder.decode(mentions) if mentions else [],
+        device_payload=own[0] if own and own[0] is not None else b"",
     )
 
 
@@ -767,6 +915,13 @@ def _append(conn: sqlite3.Connection, m: NewMessage) -> Appended:
     ).fetchone()
     if original is not None:
         return Appended(_envelope_at(conn, *original), (), duplicate=True)
+    if m.device_payloads or m.devices_digest:
+        # Membership first: a non-member must not learn anyone's devices from StaleDevices.
+        if not conn.execute(
+            "SELECT 1 FROM members WHERE conv_id = ? AND account_id = ?", (m.conv, m.sender)
+        ).fetchone():
+            _refuse_non_member(conn, m.conv)
+        _check_devices(conn, m)
     row = conn.execute(
         "UPDATE conversations SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq",
         (m.conv,),
@@ -791,7 +946,57 @@ def _append(conn: sqlite3.Connection, m: NewMessage) -> Appended:
         mentions=list(m.mentions),
     )
     recipients = _store_envelope(conn, envelope, skip_device=(m.sender, m.sender_device))
+    if m.device_payloads:
+        conn.executemany(
+            "UPDATE pending SET payload = ? WHERE account_id = ? AND device_id = ?"
+            " AND conv_id = ? AND seq = ?",
+            [
+                (payload, account, device, m.conv, seq)
+                for (account, device), payload in m.device_payloads
+            ],
+        )
     return Appended(envelope, tuple(recipients), duplicate=False)
+
+
+def _device_map(conn: sqlite3.Connection, conv_id: str) -> dict[str, list[int]]:
+    """Every member → its devices that have uploaded keys, in id order."""
+    devices: dict[str, list[int]] = {}
+    for account, device in conn.execute(
+        "SELECT m.account_id, k.device_id FROM members m"
+        " LEFT JOIN device_keys k ON k.account_id = m.account_id"
+        " WHERE m.conv_id = ? ORDER BY m.joined_seq, m.rowid, k.device_id",
+        (conv_id,),
+    ):
+        ids = devices.setdefault(account, [])
+        if device is not None:
+            ids.append(device)
+    return devices
+
+
+def devices_digest(addresses: Iterable[str]) -> bytes:
+    """SHA-256 of the sorted, newline-joined device addresses (docs/e2ee.md)."""
+    return hashlib.sha256("\n".join(sorted(addresses)).encode()).digest()
+
+
+def _check_devices(conn: sqlite3.Connection, m: NewMessage) -> None:
+    """Raise StaleDeviceList unless the Send covers exactly the recipient devices."""
+    kind_row = conn.execute("SELECT kind FROM conversations WHERE id = ?", (m.conv,)).fetchone()
+    if kind_row is None:
+        raise Refused(ErrorCode.NOT_FOUND, "no such conversation")
+    devices = _device_map(conn, m.conv)
+    me = f"{m.sender}:{m.sender_device}"
+    current = {f"{a}:{d}" for a, ids in devices.items() for d in ids} - {me}
+    if kind_row[0] == "direct":
+        if not m.device_payloads:
+            raise Refused(ErrorCode.BAD_FRAME, "a direct conversation takes device_payloads")
+        given = {f"{a}:{d}" for (a, d), _ in m.device_payloads}
+        if given != current:
+            raise StaleDeviceList(sorted(current - given), sorted(given - current), devices)
+        return
+    if m.device_payloads:
+        raise Refused(ErrorCode.BAD_FRAME, "device_payloads are for direct conversations")
+    if not hmac.compare_digest(devices_digest(current), m.devices_digest):
+        raise StaleDeviceList([], [], devices)
 
 
 def _raise_watermarks(
@@ -829,3 +1034,304 @@ def _raise_watermarks(
         )
     )
     return WatermarkMove(conv_id, account, new_delivered, new_read, senders)
+
+
+# --------------------------------------------------------------------------- keys and devices
+
+
+def _upload_keys(
+    conn: sqlite3.Connection, account_id: str, device_id: int, upload: KeyUpload, now: int
+) -> None:
+    row = conn.execute("SELECT identity_key FROM accounts WHERE id = ?", (account_id,)).fetchone()
+    if row is None:
+        raise Refused(ErrorCode.NOT_FOUND, "no such account")
+    current: bytes | None = row[0]
+    if current != upload.identity_key:
+        if current is not None and not upload.replace_identity:
+            raise Refused(ErrorCode.CONFLICT, "the identity key differs from the account's")
+        if current is not None:
+            # A new identity: key material signed by the old one is worthless, on every device.
+            conn.execute("DELETE FROM one_time_keys WHERE account_id = ?", (account_id,))
+            conn.execute("DELETE FROM device_keys WHERE account_id = ?", (account_id,))
+        conn.execute(
+            "UPDATE accounts SET identity_key = ? WHERE id = ?", (upload.identity_key, account_id)
+        )
+    key = (account_id, device_id)
+    signed, kyber = upload.signed_prekey, upload.kyber_last_resort
+    if conn.execute(
+        "SELECT 1 FROM device_keys WHERE account_id = ? AND device_id = ?", key
+    ).fetchone():
+        conn.execute(
+            "UPDATE device_keys SET registration_id = ? WHERE account_id = ? AND device_id = ?",
+            (upload.registration_id, *key),
+        )
+        if signed is not None:
+            conn.execute(
+                "UPDATE device_keys SET signed_prekey_id = ?, signed_prekey = ?,"
+                " signed_prekey_sig = ?, signed_prekey_at = ? WHERE account_id = ?"
+                " AND device_id = ?",
+                (signed.id, signed.key, signed.signature, now, *key),
+            )
+        if kyber is not None:
+            conn.execute(
+                "UPDATE device_keys SET kyber_id = ?, kyber_key = ?, kyber_sig = ?"
+                " WHERE account_id = ? AND device_id = ?",
+                (kyber.id, kyber.key, kyber.signature, *key),
+            )
+    else:
+        if signed is None or kyber is None:
+            raise Refused(
+                ErrorCode.BAD_FRAME,
+                "a device's first upload needs signed_prekey and kyber_last_resort",
+            )
+        conn.execute(
+            "INSERT INTO device_keys (account_id, device_id, registration_id, signed_prekey_id,"
+            " signed_prekey, signed_prekey_sig, signed_prekey_at, kyber_id, kyber_key, kyber_sig)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                *key,
+                upload.registration_id,
+                signed.id,
+                signed.key,
+                signed.signature,
+                now,
+                kyber.id,
+                kyber.key,
+                kyber.signature,
+            ),
+        )
+    rows: list[tuple[str, int, int, int, bytes, bytes | None]]
+    rows = [(*key, _CURVE, p.id, p.key, None) for p in upload.prekeys]
+    rows += [(*key, _KYBER, p.id, p.key, p.signature) for p in upload.kyber_prekeys]
+    if rows:
+        conn.executemany(
+            "INSERT INTO one_time_keys (account_id, device_id, kind, key_id, key, signature)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (account_id, device_id, kind, key_id)"
+            " DO UPDATE SET key = excluded.key, signature = excluded.signature",
+            rows,
+        )
+        # Keep the newest MAX_STORED_PREKEYS of each kind.
+        for kind in (_CURVE, _KYBER):
+            conn.execute(
+                "DELETE FROM one_time_keys WHERE rowid IN (SELECT rowid FROM one_time_keys"
+                " WHERE account_id = ? AND device_id = ? AND kind = ? ORDER BY rowid DESC"
+                " LIMIT -1 OFFSET ?)",
+                (*key, kind, MAX_STORED_PREKEYS),
+            )
+
+
+def _key_counts(conn: sqlite3.Connection, account_id: str, device_id: int) -> KeyCounts:
+    key = (account_id, device_id)
+    counts = dict(
+        conn.execute(
+            "SELECT kind, count(*) FROM one_time_keys WHERE account_id = ? AND device_id = ?"
+            " GROUP BY kind",
+            key,
+        ).fetchall()
+    )
+    row = conn.execute(
+        "SELECT signed_prekey_id, signed_prekey_at FROM device_keys WHERE account_id = ?"
+        " AND device_id = ?",
+        key,
+    ).fetchone()
+    signed_id, signed_at = row if row is not None else (None, None)
+    return KeyCounts(
+        prekeys=counts.get(_CURVE, 0),
+        kyber_prekeys=counts.get(_KYBER, 0),
+        signed_prekey_id=signed_id,
+        signed_prekey_uploaded_at=signed_at,
+    )
+
+
+def _take_one_time_key(
+    conn: sqlite3.Connection, account_id: str, device_id: int, kind: int
+) -> tuple[int, bytes, bytes | None] | None:
+    """Delete and return the device's oldest one-time key of ``kind`` (one statement, inside
+    the writer's transaction: no other claim can see it afterwards)."""
+    rows = conn.execute(
+        "DELETE FROM one_time_keys WHERE rowid = (SELECT rowid FROM one_time_keys"
+        " WHERE account_id = ? AND device_id = ? AND kind = ? ORDER BY rowid LIMIT 1)"
+        " RETURNING key_id, key, signature",
+        (account_id, device_id, kind),
+    ).fetchall()
+    return (rows[0][0], rows[0][1], rows[0][2]) if rows else None
+
+
+def _claim(
+    conn: sqlite3.Connection,
+    requester: tuple[str, int],
+    account_id: str,
+    devices: Sequence[int],
+) -> PreKeyBundles | None:
+    row = conn.execute("SELECT identity_key FROM accounts WHERE id = ?", (account_id,)).fetchone()
+    if row is None or row[0] is None:
+        return None
+    wanted = set(devices)
+    bundles: list[DeviceBundle] = []
+    for (
+        device_id,
+        registration_id,
+        signed_id,
+        signed_key,
+        signed_sig,
+        kyber_id,
+        kyber_key,
+        kyber_sig,
+    ) in conn.execute(
+        "SELECT device_id, registration_id, signed_prekey_id, signed_prekey, signed_prekey_sig,"
+        " kyber_id, kyber_key, kyber_sig FROM device_keys WHERE account_id = ?"
+        " ORDER BY device_id",
+        (account_id,),
+    ).fetchall():
+        if (wanted and device_id not in wanted) or (account_id, device_id) == requester:
+            continue
+        curve = _take_one_time_key(conn, account_id, device_id, _CURVE)
+        one_time_kyber = _take_one_time_key(conn, account_id, device_id, _KYBER)
+        if one_time_kyber is not None and one_time_kyber[2] is not None:
+            kyber = KyberPreKey(one_time_kyber[0], one_time_kyber[1], one_time_kyber[2])
+        else:
+            kyber = KyberPreKey(kyber_id, kyber_key, kyber_sig)
+        bundles.append(
+            DeviceBundle(
+                device_id=device_id,
+                registration_id=registration_id,
+                signed_prekey=SignedPreKey(signed_id, signed_key, signed_sig),
+                kyber_prekey=kyber,
+                prekey=OneTimePreKey(curve[0], curve[1]) if curve is not None else None,
+                kyber_is_last_resort=one_time_kyber is None,
+            )
+        )
+    if not bundles:
+        return None
+    return PreKeyBundles(account_id=account_id, identity_key=row[0], devices=bundles)
+
+
+def _device_envelope(row: tuple[Any, ...]) -> DeviceEnvelope:  # sqlite3 rows are untyped
+    dseq, raw_id, sender, sender_device, ts, payload = row
+    return DeviceEnvelope(
+        dseq=dseq,
+        id=uuid.UUID(bytes=raw_id),
+        sender=sender,
+        sender_device=sender_device,
+        ts=ts,
+        payload=payload,
+    )
+
+
+def _may_reach(conn: sqlite3.Connection, sender: str, account: str) -> bool:
+    """Whether ``sender`` may send to-device messages to ``account``'s devices: its own, or
+    an account it shares at least one conversation with."""
+    if account == sender:
+        return True
+    row = conn.execute(
+        "SELECT 1 FROM members me JOIN members o ON o.conv_id = me.conv_id"
+        " WHERE me.account_id = ? AND o.account_id = ? LIMIT 1",
+        (sender, account),
+    ).fetchone()
+    return row is not None
+
+
+def _queue_to_devices(
+    conn: sqlite3.Connection,
+    sender: tuple[str, int],
+    msg_id: uuid.UUID,
+    messages: Sequence[tuple[str, tuple[str, int], bytes]],
+    now: int,
+) -> DeviceQueued:
+    sender_account, sender_device = sender
+    done = conn.execute(
+        "SELECT unknown FROM device_sends WHERE sender = ? AND sender_device = ? AND id = ?",
+        (sender_account, sender_device, msg_id.bytes),
+    ).fetchone()
+    if done is not None:
+        unknown = tuple(_mentions_decoder.decode(done[0])) if done[0] else ()
+        return DeviceQueued((), unknown, duplicate=True)
+    reachable: dict[str, bool] = {}
+    queued: list[tuple[tuple[str, int], DeviceEnvelope]] = []
+    refused: list[str] = []
+    for address, (account, device), payload in messages:
+        if account not in reachable:
+            reachable[account] = _may_reach(conn, sender_account, account)
+        has_keys = (account, device) != sender and conn.execute(
+            "SELECT 1 FROM device_keys WHERE account_id = ? AND device_id = ?", (account, device)
+        ).fetchone()
+        if not (reachable[account] and has_keys):
+            refused.append(address)
+            continue
+        (dseq,) = conn.execute(
+            "UPDATE devices SET last_dseq = last_dseq + 1 WHERE account_id = ? AND device_id = ?"
+            " RETURNING last_dseq",
+            (account, device),
+        ).fetchone()
+        envelope = DeviceEnvelope(
+            dseq=dseq,
+            id=msg_id,
+            sender=sender_account,
+            sender_device=sender_device,
+            ts=now,
+            payload=payload,
+        )
+        conn.execute(
+            f"INSERT INTO device_queue (account_id, device_id, {_DEVICE_ENVELOPE_COLUMNS})"  # noqa: S608  # constant column list
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (account, device, dseq, msg_id.bytes, sender_account, sender_device, now, payload),
+        )
+        queued.append(((account, device), envelope))
+    refused.sort()
+    conn.execute(
+        "INSERT INTO device_sends (sender, sender_device, id, ts, unknown) VALUES (?, ?, ?, ?, ?)",
+        (
+            sender_account,
+            sender_device,
+            msg_id.bytes,
+            now,
+            msgspec.json.encode(refused).decode() if refused else None,
+        ),
+    )
+    return DeviceQueued(tuple(queued), tuple(refused), duplicate=False)
+
+
+def _drop_device(conn: sqlite3.Connection, account_id: str, device_id: int) -> None:
+    key = (account_id, device_id)
+    for table in ("pending", "device_queue", "one_time_keys", "device_keys", "devices"):
+        conn.execute(f"DELETE FROM {table} WHERE account_id = ? AND device_id = ?", key)  # noqa: S608  # constant table names
+
+
+def _approve(conn: sqlite3.Connection, link: NewDeviceLink) -> int:
+    row = conn.execute(
+        "SELECT ephemeral_key, expires_at, account_id FROM provisioning WHERE id = ?",
+        (link.provisioning_id,),
+    ).fetchone()
+    if row is None:
+        raise Refused(ErrorCode.NOT_FOUND, "no such provisioning request")
+    ephemeral_key, expires_at, approved_for = row
+    if expires_at <= link.now:
+        raise Refused(ErrorCode.EXPIRED, "the provisioning request expired")
+    if approved_for is not None:
+        raise Refused(ErrorCode.CONFLICT, "the provisioning request was already approved")
+    if not hmac.compare_digest(ephemeral_key, link.ephemeral_key):
+        raise Refused(ErrorCode.CONFLICT, "the ephemeral key differs from the link code's")
+    count, highest = conn.execute(
+        "SELECT count(*), coalesce(max(device_id), 0) FROM devices WHERE account_id = ?",
+        (link.account_id,),
+    ).fetchone()
+    if count >= link.max_devices:
+        raise Refused(ErrorCode.FORBIDDEN, f"an account has at most {link.max_devices} devices")
+    device_id = int(highest) + 1
+    conn.execute(
+        "INSERT INTO devices (account_id, device_id, name, token_key, token_hash, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            link.account_id,
+            device_id,
+            link.device_name,
+            link.placeholder_key,
+            link.placeholder_hash,
+            link.now,
+        ),
+    )
+    conn.execute(
+        "UPDATE provisioning SET account_id = ?, device_id = ?, sealed = ? WHERE id = ?",
+        (link.account_id, device_id, link.sealed, link.provisioning_id),
+    )
+    return device_id

@@ -1,0 +1,583 @@
+"""The encryption layer of the client: what turns content into ciphertext and back (docs/e2ee.md).
+
+:class:`EndToEnd` works on one device's :class:`~tidings.client.keystore.KeyStore`. It does no
+network I/O itself except through the :class:`KeyDirectory` it is given (the key directory
+REST routes), so two instances can be wired back to back in a test.
+
+Sending:
+
+- Direct conversations: :meth:`EndToEnd.encrypt_direct` encrypts the content once per device of
+  the peer and once per own other device (``Send.device_payloads``: address → type byte (2|3) ‖
+  serialized message), claiming bundles for devices without a session first.
+  :meth:`EndToEnd.apply_stale` takes a ``StaleDevices`` answer into account before the resend.
+- Groups: Sender Keys. :meth:`EndToEnd.group_distribution` makes the ``DeviceSend`` messages
+  that carry our current sender key to every device that lacks it; once the server accepted
+  them (:meth:`EndToEnd.distributed`), :meth:`EndToEnd.encrypt_group` makes the shared
+  payload (``0x07 ‖ SenderKeyMessage``) and the devices digest. :meth:`EndToEnd.rotate` drops
+  our sender key of a group (a member left or was removed).
+
+Receiving: :meth:`EndToEnd.open_envelope` and :meth:`EndToEnd.open_device_envelope` decrypt.
+Every failure leaves the crypto state as it was (the library is transactional), is reported as
+:class:`Undecryptable`, and — for a pairwise failure — queues a session reset request to the
+sender's device (:meth:`EndToEnd.take_resets`; the caller sends it with :meth:`reset_message`).
+A group message whose sender key has not arrived yet is kept and released when it does.
+
+Nothing here logs plaintext, keys or tokens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import msgspec
+
+from tidings.crypto import (
+    DuplicateMessageError,
+    IdentityKey,
+    KyberPublicKey,
+    NoSenderKeyStateError,
+    PreKeyBundle,
+    PreKeySignalMessage,
+    ProtocolAddress,
+    PublicKey,
+    SenderKeyDistributionMessage,
+    SignalMessage,
+    SignalProtocolError,
+    UntrustedIdentityError,
+    create_sender_key_distribution_message,
+    group_decrypt,
+    group_encrypt,
+    message_decrypt_prekey,
+    message_decrypt_signal,
+    message_encrypt,
+    process_prekey_bundle,
+    process_sender_key_distribution_message,
+)
+from tidings.crypto.fingerprint import NumericFingerprintGenerator
+from tidings.protocol import DeviceEnvelope, Envelope, StaleDevices, decode_system_event
+from tidings.protocol import keys as wire
+
+from .keystore import KeyStore
+
+log = logging.getLogger("tidings.client.e2ee")
+
+#: first byte of a pairwise ciphertext: libsignal's message types
+TYPE_WHISPER = 2
+TYPE_PREKEY = 3
+#: first byte of a group payload
+TYPE_SENDER_KEY = 7
+#: safety numbers: libsignal's NumericFingerprintGenerator with this many iterations
+FINGERPRINT_ITERATIONS = 5200
+FINGERPRINT_VERSION = 2
+#: seconds between two reset requests to the same device
+RESET_INTERVAL = 30.0
+
+
+# ----------------------------------------------------------------------------- device content
+
+
+class _DeviceContent(msgspec.Struct, tag_field="t", omit_defaults=True):
+    """Plaintext of a DeviceSend message (inside the pairwise ciphertext)."""
+
+
+class SenderKeyShare(_DeviceContent, tag="skdm"):
+    """Our sender key of group ``conv``."""
+
+    conv: str
+    skdm: bytes
+
+
+class SessionReset(_DeviceContent, tag="reset"):
+    """The receiver could not decrypt something of ours: start a new session."""
+
+
+DeviceContent = SenderKeyShare | SessionReset
+_device_encoder = msgspec.msgpack.Encoder()
+_device_decoder: msgspec.msgpack.Decoder[DeviceContent] = msgspec.msgpack.Decoder(DeviceContent)
+_envelope_encoder = msgspec.msgpack.Encoder()
+_envelope_decoder = msgspec.msgpack.Decoder(Envelope)
+
+
+# ----------------------------------------------------------------------------- interfaces
+
+
+class KeyDirectory(Protocol):
+    """The key directory routes of the server (tidings.protocol.keys)."""
+
+    async def claim(self, devices: Mapping[str, list[int]]) -> list[wire.PreKeyBundles]:
+        """``POST /v1/keys/claim``: one bundle per named device (empty list: every device)."""
+        ...
+
+    async def conversation_devices(self, conv: str) -> dict[str, list[int]]:
+        """``GET /v1/conversations/{conv}/devices``: every member's current device ids."""
+        ...
+
+
+class IdentityBlocked(Exception):
+    """Sending stops: ``account_id``'s identity key changed after the user verified it."""
+
+    code = "identity_changed"
+
+    def __init__(self, account_id: str) -> None:
+        super().__init__("identity_changed")
+        self.account_id = account_id
+
+
+class NoDevices(Exception):
+    """A device we must encrypt to published no keys (or is gone)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """Decrypted content bytes (``tidings.protocol.content``)."""
+
+    plaintext: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """A group message whose sender key has not arrived: kept, released later."""
+
+
+@dataclass(frozen=True, slots=True)
+class Undecryptable:
+    """The ciphertext could not be decrypted; nothing changed."""
+
+    reason: str
+
+
+Decrypted = Opened | Waiting | Undecryptable
+
+
+@dataclass(slots=True)
+class DeviceResult:
+    """What a DeviceEnvelope did."""
+
+    #: a distribution arrived: group envelopes (kept earlier) that decrypt now
+    released: list[tuple[Envelope, bytes]] = field(default_factory=list)
+    #: the envelope could not be decrypted
+    undecryptable: bool = False
+
+
+def address_text(address: ProtocolAddress) -> str:
+    """The wire form ``<account>:<device>``."""
+    return f"{address.name}:{address.device_id}"
+
+
+def parse_address(text: str) -> ProtocolAddress:
+    name, _, device = text.rpartition(":")
+    return ProtocolAddress(name, int(device))
+
+
+def devices_digest(addresses: Iterable[ProtocolAddress]) -> bytes:
+    """SHA-256 of the sorted, newline-joined addresses (``Send.devices_digest``)."""
+    joined = "\n".join(sorted(address_text(a) for a in addresses))
+    return hashlib.sha256(joined.encode()).digest()
+
+
+# ----------------------------------------------------------------------------- the layer
+
+
+class EndToEnd:
+    """Encryption and decryption of one device (account ``account_id``, ``device_id``)."""
+
+    def __init__(
+        self, keys: KeyStore, account_id: str, device_id: int, directory: KeyDirectory
+    ) -> None:
+        self.keys = keys
+        self.account_id = account_id
+        self.device_id = device_id
+        self.me = ProtocolAddress(account_id, device_id)
+        self.directory = directory
+        #: conversation → member accounts, as last learnt (members list, StaleDevices)
+        self._members: dict[str, frozenset[str]] = {}
+        self._resets_wanted: dict[ProtocolAddress, None] = {}
+        self._last_reset: dict[ProtocolAddress, float] = {}
+
+    # ------------------------------------------------------------------ membership
+
+    def set_members(self, conv: str, members: Iterable[str]) -> None:
+        """The conversation's members as the client's store knows them."""
+        self._members[conv] = frozenset(members)
+
+    def members(self, conv: str) -> frozenset[str] | None:
+        return self._members.get(conv)
+
+    def on_system(self, conv: str, payload: bytes) -> None:
+        """A system envelope: a member leaving or removed means a new sender key, and the
+        leaver gets nothing more from us."""
+        try:
+            event = decode_system_event(payload)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return
+        if event.action in ("member_removed", "member_left"):
+            self.rotate(conv)
+            known = self._members.get(conv)
+            if known is not None:
+                self._members[conv] = known - set(event.members)
+        elif event.action == "member_added":
+            known = self._members.get(conv)
+            if known is not None:
+                self._members[conv] = known | set(event.members)
+
+    def rotate(self, conv: str) -> None:
+        """Our next group message in ``conv`` uses a new sender key (new distribution id)."""
+        self.keys.drop_group_key(conv)
+
+    # ------------------------------------------------------------------ devices and sessions
+
+    async def _targets(self, conv: str, members: Iterable[str]) -> list[ProtocolAddress]:
+        """Every device of every member except this one."""
+        accounts = set(members) | {self.account_id}
+        unknown = [a for a in accounts if self.keys.devices(a) is None]
+        if unknown:
+            current = await self.directory.conversation_devices(conv)
+            for account, devices in current.items():
+                self._set_devices(account, devices)
+            for account in unknown:
+                if account not in current:
+                    self._set_devices(account, [])
+        targets: list[ProtocolAddress] = []
+        for account in sorted(accounts):
+            for device in self.keys.devices(account) or []:
+                address = ProtocolAddress(account, device)
+                if address != self.me:
+                    targets.append(address)
+        return targets
+
+    def _set_devices(self, account: str, devices: list[int]) -> None:
+        for gone in self.keys.set_devices(account, devices):
+            address = ProtocolAddress(account, gone)
+            self.keys.delete_session(address)
+            self.keys.forget_shared_device(account, gone)
+
+    def check_sendable(self, accounts: Iterable[str]) -> None:
+        """Raise :class:`IdentityBlocked` for the first account whose verified key changed."""
+        for account in sorted(set(accounts)):
+            known = self.keys.known_identity(account)
+            if known is not None and known.blocked:
+                raise IdentityBlocked(account)
+
+    async def ensure_sessions(self, addresses: Iterable[ProtocolAddress]) -> None:
+        """Claim and process a bundle for every address without a current session."""
+        missing: dict[str, list[int]] = {}
+        for address in addresses:
+            if not self.keys.has_session(address):
+                missing.setdefault(address.name, []).append(address.device_id)
+        if not missing:
+            return
+        answers = await self.directory.claim(missing)
+        got: set[ProtocolAddress] = set()
+        with self.keys.transaction():
+            for bundles in answers:
+                identity = IdentityKey.deserialize(bundles.identity_key)
+                self.keys.observe_identity(bundles.account_id, identity)
+                for device in bundles.devices:
+                    address = ProtocolAddress(bundles.account_id, device.device_id)
+                    if address == self.me or address.device_id not in missing.get(address.name, []):
+                        continue
+                    try:
+                        process_prekey_bundle(
+                            _bundle(device, identity), address, self.keys, self.keys
+                        )
+                    except UntrustedIdentityError:
+                        raise IdentityBlocked(address.name) from None
+                    except SignalProtocolError:
+                        log.warning("a prekey bundle of %s does not verify", address)
+                        continue
+                    self.keys.forget_shared_device(address.name, address.device_id)
+                    got.add(address)
+        for account, device_ids in missing.items():
+            for device_id in device_ids:
+                if ProtocolAddress(account, device_id) not in got:
+                    raise NoDevices(f"{account}:{device_id} has no usable keys")
+
+    def _encrypt_to(self, address: ProtocolAddress, plaintext: bytes) -> bytes:
+        try:
+            message = message_encrypt(plaintext, address, self.keys, self.keys)
+        except UntrustedIdentityError:
+            raise IdentityBlocked(address.name) from None
+        return bytes((int(message.type()),)) + message.serialize()
+
+    # ------------------------------------------------------------------ direct
+
+    async def encrypt_direct(
+        self, conv: str, plaintext: bytes, members: Iterable[str] | None = None
+    ) -> dict[str, bytes]:
+        """``Send.device_payloads`` for ``plaintext`` in the direct conversation ``conv``."""
+        accounts = self._conv_members(conv, members)
+        self.check_sendable(accounts - {self.account_id})
+        targets = await self._targets(conv, accounts)
+        await self._ensure_or_refresh(conv, accounts, targets)
+        targets = await self._targets(conv, accounts)
+        with self.keys.transaction():
+            return {address_text(a): self._encrypt_to(a, plaintext) for a in targets}
+
+    async def _ensure_or_refresh(
+        self, conv: str, accounts: frozenset[str], targets: list[ProtocolAddress]
+    ) -> None:
+        """Sessions for every target; a device without keys makes us reload the device
+        lists once (it may be gone)."""
+        try:
+            await self.ensure_sessions(targets)
+        except NoDevices:
+            current = await self.directory.conversation_devices(conv)
+            for account, devices in current.items():
+                self._set_devices(account, devices)
+            await self.ensure_sessions(await self._targets(conv, accounts))
+
+    def _conv_members(self, conv: str, members: Iterable[str] | None) -> frozenset[str]:
+        if members is not None:
+            self._members[conv] = frozenset(members)
+        return self._members.get(conv, frozenset()) | {self.account_id}
+
+    def apply_stale(self, frame: StaleDevices) -> None:
+        """Take the server's device view: drop sessions of devices that are gone (and of
+        ``extra``), remember the current devices (``missing`` get bundles on the resend)."""
+        with self.keys.transaction():
+            for account, devices in frame.devices.items():
+                self._set_devices(account, devices)
+            for text in frame.extra:
+                address = parse_address(text)
+                self.keys.delete_session(address)
+            if frame.devices:
+                old = self._members.get(frame.conv)
+                current = frozenset(frame.devices)
+                if old is not None and old - current:
+                    self.rotate(frame.conv)  # someone left: nothing more for them
+                self._members[frame.conv] = current
+
+    # ------------------------------------------------------------------ groups
+
+    async def group_distribution(
+        self, conv: str, members: Iterable[str] | None = None
+    ) -> dict[str, bytes]:
+        """``DeviceSend.messages`` carrying our current sender key of ``conv`` to every
+        device that lacks it (empty: everyone has it). Creates the key when needed."""
+        accounts = self._conv_members(conv, members)
+        self.check_sendable(accounts - {self.account_id})
+        targets = await self._targets(conv, accounts)
+        distribution = self.keys.group_key(conv) or self.keys.new_group_key(conv)
+        shared = self.keys.shared_with(conv, distribution)
+        need = [a for a in targets if (a.name, a.device_id) not in shared]
+        if not need:
+            return {}
+        await self._ensure_or_refresh(conv, accounts, need)
+        targets = await self._targets(conv, accounts)
+        shared = self.keys.shared_with(conv, distribution)
+        need = [a for a in targets if (a.name, a.device_id) not in shared]
+        with self.keys.transaction():
+            skdm = create_sender_key_distribution_message(self.me, distribution, self.keys)
+            content = _device_encoder.encode(SenderKeyShare(conv=conv, skdm=skdm.serialize()))
+            return {address_text(a): self._encrypt_to(a, content) for a in need}
+
+    def distributed(self, conv: str, messages: Iterable[str], unknown: Iterable[str]) -> None:
+        """The server accepted the distribution ``messages`` (``DeviceAccepted``); the devices
+        in ``unknown`` do not exist any more."""
+        distribution = self.keys.group_key(conv)
+        gone = {parse_address(t) for t in unknown}
+        with self.keys.transaction():
+            for address in gone:
+                devices = self.keys.devices(address.name) or []
+                self._set_devices(address.name, [d for d in devices if d != address.device_id])
+            if distribution is not None:
+                done = [parse_address(t) for t in messages]
+                self.keys.mark_shared(
+                    conv, distribution, [(a.name, a.device_id) for a in done if a not in gone]
+                )
+
+    async def encrypt_group(
+        self, conv: str, plaintext: bytes, members: Iterable[str] | None = None
+    ) -> tuple[bytes, bytes]:
+        """(``Send.payload``, ``Send.devices_digest``) for ``plaintext`` in group ``conv``.
+        Call after :meth:`group_distribution` went out and was accepted."""
+        accounts = self._conv_members(conv, members)
+        targets = await self._targets(conv, accounts)
+        distribution = self.keys.group_key(conv) or self.keys.new_group_key(conv)
+        with self.keys.transaction():
+            message = group_encrypt(self.keys, self.me, distribution, plaintext)
+        return bytes((TYPE_SENDER_KEY,)) + message.serialize(), devices_digest(targets)
+
+    # ------------------------------------------------------------------ receiving
+
+    def open_envelope(self, env: Envelope) -> Decrypted | None:
+        """Decrypt a conversation envelope. None when there is nothing to decrypt (a system
+        envelope, or a payload already purged because this device acked it before)."""
+        if env.kind == "system":
+            self.on_system(env.conv, env.payload)
+            return None
+        sender = ProtocolAddress(env.sender, env.sender_device)
+        if env.device_payload:
+            return self._open_pairwise(sender, env.device_payload)
+        if not env.payload:
+            return None
+        if env.payload[0] != TYPE_SENDER_KEY:
+            return Undecryptable("not_encrypted")
+        try:
+            with self.keys.transaction():
+                return Opened(group_decrypt(env.payload[1:], self.keys, sender))
+        except NoSenderKeyStateError:
+            self.keys.keep_pending(
+                env.id, env.sender, env.sender_device, _envelope_encoder.encode(env)
+            )
+            return Waiting()
+        except DuplicateMessageError:
+            return Undecryptable("duplicate")
+        except SignalProtocolError:
+            return Undecryptable("bad_group_message")
+
+    def _open_pairwise(self, sender: ProtocolAddress, data: bytes) -> Decrypted:
+        try:
+            with self.keys.transaction():
+                plaintext, fresh = self._decrypt_pairwise(sender, data)
+        except DuplicateMessageError:
+            return Undecryptable("duplicate")
+        except (SignalProtocolError, ValueError):
+            self._want_reset(sender)
+            return Undecryptable("bad_message")
+        if fresh:
+            # a new session: that device may have lost our sender keys as well
+            self.keys.forget_shared_device(sender.name, sender.device_id)
+        return Opened(plaintext)
+
+    def _decrypt_pairwise(self, sender: ProtocolAddress, data: bytes) -> tuple[bytes, bool]:
+        if len(data) < 2:
+            raise ValueError("too short")
+        kind, body = data[0], data[1:]
+        if kind == TYPE_PREKEY:
+            before = self.keys.load_session(sender)
+            base = before.alice_base_key() if before and before.has_current_state() else None
+            message = PreKeySignalMessage.deserialize(body)
+            plaintext = message_decrypt_prekey(
+                message, sender, self.keys, self.keys, self.keys, self.keys, self.keys
+            )
+            after = self.keys.load_session(sender)
+            fresh = after is None or not after.has_current_state() or after.alice_base_key() != base
+            return plaintext, fresh
+        if kind == TYPE_WHISPER:
+            signal = SignalMessage.deserialize(body)
+            return message_decrypt_signal(signal, sender, self.keys, self.keys), False
+        raise ValueError("unknown message type")
+
+    def open_device_envelope(self, env: DeviceEnvelope) -> DeviceResult:
+        """Decrypt a message to this device: a sender key distribution (processed; group
+        messages that waited for it are released) or a session reset request (our session
+        with the sender is archived, so our next message starts a new one)."""
+        result = DeviceResult()
+        sender = ProtocolAddress(env.sender, env.sender_device)
+        prekey = bool(env.payload) and env.payload[0] == TYPE_PREKEY
+        opened = self._open_pairwise(sender, env.payload)
+        if not isinstance(opened, Opened):
+            result.undecryptable = (
+                isinstance(opened, Undecryptable) and opened.reason != "duplicate"
+            )
+            return result
+        try:
+            content = _device_decoder.decode(opened.plaintext)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return result
+        match content:
+            case SessionReset():
+                if not prekey:  # a reset that came in a new session needs nothing more
+                    self.keys.archive_session(sender)
+            case SenderKeyShare():
+                self._take_distribution(sender, content, result)
+        return result
+
+    def _take_distribution(
+        self, sender: ProtocolAddress, share: SenderKeyShare, result: DeviceResult
+    ) -> None:
+        try:
+            skdm = SenderKeyDistributionMessage.deserialize(share.skdm)
+            with self.keys.transaction():
+                process_sender_key_distribution_message(sender, skdm, self.keys)
+        except SignalProtocolError:
+            return
+        for message_id, raw in self.keys.pending_from(sender.name, sender.device_id):
+            env = _envelope_decoder.decode(raw)
+            try:
+                with self.keys.transaction():
+                    plaintext = group_decrypt(env.payload[1:], self.keys, sender)
+                    self.keys.drop_pending(message_id)
+            except NoSenderKeyStateError:
+                continue  # a key of another distribution: keep waiting
+            except SignalProtocolError:
+                self.keys.drop_pending(message_id)
+                continue
+            result.released.append((env, plaintext))
+
+    # ------------------------------------------------------------------ session resets
+
+    def _want_reset(self, address: ProtocolAddress) -> None:
+        now = time.monotonic()
+        last = self._last_reset.get(address)
+        if last is not None and now - last < RESET_INTERVAL:
+            return
+        self._last_reset[address] = now
+        self._resets_wanted[address] = None
+
+    def take_resets(self) -> list[ProtocolAddress]:
+        """Devices that should get a reset request (rate-limited per device)."""
+        wanted = list(self._resets_wanted)
+        self._resets_wanted.clear()
+        return wanted
+
+    async def reset_message(self, address: ProtocolAddress) -> dict[str, bytes]:
+        """``DeviceSend.messages`` asking ``address`` to start over: our session with it is
+        archived first, so the request itself starts a new session (a PreKey message) that the
+        other side can decrypt whatever state it is in."""
+        self.keys.archive_session(address)
+        await self.ensure_sessions([address])
+        content = _device_encoder.encode(SessionReset())
+        with self.keys.transaction():
+            return {address_text(address): self._encrypt_to(address, content)}
+
+    # ------------------------------------------------------------------ identity
+
+    def safety_number(self, account_id: str) -> str:
+        """The 60-digit safety number shared with ``account_id`` (equal on both sides)."""
+        known = self.keys.known_identity(account_id)
+        if known is None:
+            raise LookupError("no identity key known for this account")
+        ours = self.keys.get_identity_key_pair().identity_key
+        fingerprint = NumericFingerprintGenerator(FINGERPRINT_ITERATIONS).create_for(
+            FINGERPRINT_VERSION,
+            self.account_id.encode(),
+            ours,
+            account_id.encode(),
+            known.identity_key,
+        )
+        return fingerprint.display_string()
+
+    async def learn_identity(self, account_id: str) -> None:
+        """Make sure the identity key of ``account_id`` is known (claims a bundle if not)."""
+        if self.keys.known_identity(account_id) is not None:
+            return
+        answers = await self.directory.claim({account_id: []})
+        for bundles in answers:
+            if bundles.account_id == account_id:
+                self.keys.observe_identity(
+                    account_id, IdentityKey.deserialize(bundles.identity_key)
+                )
+
+
+def _bundle(device: wire.DeviceBundle, identity: IdentityKey) -> PreKeyBundle:
+    prekey = device.prekey
+    return PreKeyBundle(
+        registration_id=device.registration_id,
+        device_id=device.device_id,
+        pre_key_id=None if prekey is None else prekey.id,
+        pre_key_public=None if prekey is None else PublicKey.deserialize(prekey.key),
+        signed_pre_key_id=device.signed_prekey.id,
+        signed_pre_key_public=PublicKey.deserialize(device.signed_prekey.key),
+        signed_pre_key_signature=device.signed_prekey.signature,
+        identity_key=identity,
+        kyber_pre_key_id=device.kyber_prekey.id,
+        kyber_pre_key_public=KyberPublicKey.deserialize(device.kyber_prekey.key),
+        kyber_pre_key_signature=device.kyber_prekey.signature,
+    )

@@ -1,0 +1,696 @@
+"""The device's key material in the profile's SQLite database (docs/e2ee.md).
+
+:class:`KeyStore` implements every store protocol of :mod:`tidings.crypto` (identity, one-time
+prekeys, signed prekeys, Kyber prekeys, sessions, sender keys) on the connection of the client's
+:class:`~tidings.client.store.Store`, so a decrypted message and the session state it advanced
+are committed in one transaction: a write made while a transaction is open joins it; otherwise
+the write is its own transaction.
+
+Identities are kept per account (one identity key per account, shared by its linked devices)
+with a ``verified`` flag, a ``blocked`` flag (the key changed after the user verified it: sending
+stops until the user verifies again) and the history of changes. Key generation and maintenance
+(the upload at account creation, refills, signed prekey rotation) live here too, as pure
+functions of the stored state that return the :class:`~tidings.protocol.keys.KeyUpload` to send.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from tidings.crypto import (
+    IdentityKey,
+    IdentityKeyPair,
+    InvalidKyberPreKeyIdError,
+    InvalidPreKeyIdError,
+    InvalidSignedPreKeyIdError,
+    KyberPreKeyRecord,
+    PreKeyRecord,
+    ProtocolAddress,
+    SenderKeyRecord,
+    SessionRecord,
+    SignedPreKeyRecord,
+)
+from tidings.crypto.sender_keys import AddressLike
+from tidings.crypto.stores import Direction
+from tidings.protocol import keys as wire
+
+#: one-time prekeys (of each kind) generated at account creation and per refill
+PREKEY_BATCH = 100
+#: the server's count below which the client uploads a new batch
+REFILL_BELOW = wire.PREKEY_REFILL_BELOW
+#: the signed prekey is replaced after this many milliseconds
+SIGNED_PREKEY_ROTATE_MS = 7 * 24 * 3600 * 1000
+#: a replaced signed prekey stays usable (late PreKey messages) for this long
+SIGNED_PREKEY_KEEP_MS = 30 * 24 * 3600 * 1000
+#: key ids are 24-bit on the wire
+_MAX_KEY_ID = 2**24 - 1
+
+SCHEMA: tuple[str, ...] = (
+    # 1: everything the device needs for end-to-end encryption
+    """
+    CREATE TABLE e2ee_local (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        identity BLOB NOT NULL,                 -- serialized IdentityKeyPair
+        registration_id INTEGER NOT NULL
+    );
+    CREATE TABLE e2ee_counters (
+        name TEXT PRIMARY KEY,                  -- 'prekey' | 'signed' | 'kyber'
+        next INTEGER NOT NULL
+    );
+    CREATE TABLE e2ee_prekeys (
+        id INTEGER PRIMARY KEY,
+        record BLOB NOT NULL
+    );
+    CREATE TABLE e2ee_signed_prekeys (
+        id INTEGER PRIMARY KEY,
+        record BLOB NOT NULL,
+        created_at INTEGER NOT NULL,            -- ms
+        retired_at INTEGER                      -- ms, when a newer one replaced it
+    );
+    CREATE TABLE e2ee_kyber_prekeys (
+        id INTEGER PRIMARY KEY,
+        record BLOB NOT NULL,
+        last_resort INTEGER NOT NULL,
+        used INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE e2ee_sessions (
+        account_id TEXT NOT NULL,
+        device_id INTEGER NOT NULL,
+        record BLOB NOT NULL,
+        PRIMARY KEY (account_id, device_id)
+    );
+    CREATE TABLE e2ee_sender_keys (
+        account_id TEXT NOT NULL,
+        device_id INTEGER NOT NULL,
+        distribution_id TEXT NOT NULL,
+        record BLOB NOT NULL,
+        PRIMARY KEY (account_id, device_id, distribution_id)
+    );
+    CREATE TABLE e2ee_identities (
+        account_id TEXT PRIMARY KEY,
+        identity_key BLOB NOT NULL,
+        verified INTEGER NOT NULL DEFAULT 0,
+        blocked INTEGER NOT NULL DEFAULT 0,     -- changed after being verified
+        first_seen INTEGER NOT NULL,
+        changed_at INTEGER
+    );
+    CREATE TABLE e2ee_identity_changes (
+        account_id TEXT NOT NULL,
+        old_key BLOB NOT NULL,
+        new_key BLOB NOT NULL,
+        was_verified INTEGER NOT NULL,
+        at INTEGER NOT NULL
+    );
+    CREATE TABLE e2ee_devices (
+        account_id TEXT NOT NULL,
+        device_id INTEGER NOT NULL,
+        PRIMARY KEY (account_id, device_id)
+    );
+    CREATE TABLE e2ee_known_accounts (
+        account_id TEXT PRIMARY KEY             -- device list loaded at least once
+    );
+    CREATE TABLE e2ee_group_keys (
+        conv_id TEXT PRIMARY KEY,
+        distribution_id TEXT NOT NULL,          -- own current sender key in this group
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE e2ee_group_shared (
+        conv_id TEXT NOT NULL,
+        distribution_id TEXT NOT NULL,
+        account_id TEXT NOT NULL,
+        device_id INTEGER NOT NULL,
+        PRIMARY KEY (conv_id, distribution_id, account_id, device_id)
+    );
+    CREATE TABLE e2ee_pending (
+        message_id TEXT PRIMARY KEY,            -- a group message waiting for its sender key
+        sender TEXT NOT NULL,
+        sender_device INTEGER NOT NULL,
+        envelope BLOB NOT NULL,                 -- the Envelope frame, as received
+        received_at INTEGER NOT NULL
+    );
+    CREATE INDEX e2ee_pending_sender ON e2ee_pending (sender, sender_device);
+    """,
+)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityChange:
+    """A contact's identity key changed (seen in a PreKey message or a bundle)."""
+
+    account_id: str
+    was_verified: bool
+    at: int
+
+
+@dataclass(frozen=True, slots=True)
+class KnownIdentity:
+    account_id: str
+    identity_key: IdentityKey
+    verified: bool
+    #: the key changed after the user verified it: sending to this account stops
+    blocked: bool
+
+
+class KeyStore:
+    """All crypto stores of one device, on the profile database's connection."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        #: identity changes recorded since the caller last took them (see :meth:`take_changes`)
+        self._changes: list[IdentityChange] = []
+        self._migrate()
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _migrate(self) -> None:
+        self.db.execute("CREATE TABLE IF NOT EXISTS e2ee_schema (version INTEGER NOT NULL)")
+        row = self.db.execute("SELECT version FROM e2ee_schema").fetchone()
+        version = 0 if row is None else int(row[0])
+        for index in range(version, len(SCHEMA)):
+            with self.transaction():
+                for statement in _statements(SCHEMA[index]):
+                    self.db.execute(statement)
+                self.db.execute("DELETE FROM e2ee_schema")
+                self.db.execute("INSERT INTO e2ee_schema VALUES (?)", (index + 1,))
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Join the open transaction, or run one of our own around the block."""
+        if self.db.in_transaction:
+            yield
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # ------------------------------------------------------------------ the local identity
+
+    def has_identity(self) -> bool:
+        return self.db.execute("SELECT 1 FROM e2ee_local").fetchone() is not None
+
+    def set_identity(self, identity: IdentityKeyPair, registration_id: int | None = None) -> int:
+        """Store the account's identity key pair and a new registration id for this device."""
+        reg = registration_id or secrets.randbelow(16380) + 1
+        with self.transaction():
+            self.db.execute(
+                "INSERT OR REPLACE INTO e2ee_local VALUES (1, ?, ?)", (identity.serialize(), reg)
+            )
+        return reg
+
+    def get_identity_key_pair(self) -> IdentityKeyPair:
+        row = self.db.execute("SELECT identity FROM e2ee_local").fetchone()
+        if row is None:
+            raise LookupError("this profile has no identity key yet")
+        return IdentityKeyPair.deserialize(row[0])
+
+    def get_local_registration_id(self) -> int:
+        row = self.db.execute("SELECT registration_id FROM e2ee_local").fetchone()
+        if row is None:
+            raise LookupError("this profile has no identity key yet")
+        return int(row[0])
+
+    # ------------------------------------------------------------------ others' identities
+
+    def save_identity(self, address: ProtocolAddress, identity: IdentityKey) -> bool:
+        """Record ``identity`` for the account of ``address``; True if it replaced another."""
+        return self.observe_identity(address.name, identity)
+
+    def observe_identity(self, account_id: str, identity: IdentityKey) -> bool:
+        """Record the identity key seen for ``account_id``. A different key than the known one
+        is a change: kept in the history, reported by :meth:`take_changes`, and if the user had
+        verified the old key, the account is blocked for sending. True on a change."""
+        key = identity.serialize()
+        row = self.db.execute(
+            "SELECT identity_key, verified FROM e2ee_identities WHERE account_id = ?",
+            (account_id,),
+        ).fetchone()
+        at = now_ms()
+        with self.transaction():
+            if row is None:
+                self.db.execute(
+                    "INSERT INTO e2ee_identities (account_id, identity_key, first_seen)"
+                    " VALUES (?, ?, ?)",
+                    (account_id, key, at),
+                )
+                return False
+            if bytes(row[0]) == key:
+                return False
+            was_verified = bool(row[1])
+            self.db.execute(
+                "UPDATE e2ee_identities SET identity_key = ?, verified = 0, blocked = ?,"
+                " changed_at = ? WHERE account_id = ?",
+                (key, int(was_verified), at, account_id),
+            )
+            self.db.execute(
+                "INSERT INTO e2ee_identity_changes VALUES (?, ?, ?, ?, ?)",
+                (account_id, bytes(row[0]), key, int(was_verified), at),
+            )
+        self._changes.append(IdentityChange(account_id, was_verified, at))
+        return True
+
+    def take_changes(self) -> list[IdentityChange]:
+        """Identity changes recorded since the last call."""
+        changes, self._changes = self._changes, []
+        return changes
+
+    def is_trusted_identity(
+        self, address: ProtocolAddress, identity: IdentityKey, direction: Direction
+    ) -> bool:
+        """Receiving: always (a change is recorded when the message decrypts). Sending: the key
+        must be the recorded one and the account must not be blocked by a verified change."""
+        if direction is Direction.RECEIVING:
+            return True
+        known = self.known_identity(address.name)
+        if known is None:
+            return True
+        return not known.blocked and known.identity_key == identity
+
+    def get_identity(self, address: ProtocolAddress) -> IdentityKey | None:
+        known = self.known_identity(address.name)
+        return None if known is None else known.identity_key
+
+    def known_identity(self, account_id: str) -> KnownIdentity | None:
+        row = self.db.execute(
+            "SELECT identity_key, verified, blocked FROM e2ee_identities WHERE account_id = ?",
+            (account_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        return KnownIdentity(
+            account_id, IdentityKey.deserialize(bytes(row[0])), bool(row[1]), bool(row[2])
+        )
+
+    def set_verified(self, account_id: str, verified: bool) -> None:
+        """The user compared safety numbers (or takes that back). Clears ``blocked``."""
+        with self.transaction():
+            self.db.execute(
+                "UPDATE e2ee_identities SET verified = ?, blocked = 0 WHERE account_id = ?",
+                (int(verified), account_id),
+            )
+
+    def identity_changes(self, account_id: str) -> list[IdentityChange]:
+        """The recorded changes of ``account_id``'s identity key, oldest first."""
+        return [
+            IdentityChange(account_id, bool(row[0]), int(row[1]))
+            for row in self.db.execute(
+                "SELECT was_verified, at FROM e2ee_identity_changes WHERE account_id = ?"
+                " ORDER BY at, rowid",
+                (account_id,),
+            )
+        ]
+
+    # ------------------------------------------------------------------ one-time prekeys
+
+    def get_pre_key(self, pre_key_id: int) -> PreKeyRecord:
+        row = self.db.execute(
+            "SELECT record FROM e2ee_prekeys WHERE id = ?", (pre_key_id,)
+        ).fetchone()
+        if row is None:
+            raise InvalidPreKeyIdError(f"no prekey with id {pre_key_id}")
+        return PreKeyRecord.deserialize(bytes(row[0]))
+
+    def save_pre_key(self, pre_key_id: int, record: PreKeyRecord) -> None:
+        with self.transaction():
+            self.db.execute(
+                "INSERT OR REPLACE INTO e2ee_prekeys VALUES (?, ?)",
+                (pre_key_id, record.serialize()),
+            )
+
+    def remove_pre_key(self, pre_key_id: int) -> None:
+        with self.transaction():
+            self.db.execute("DELETE FROM e2ee_prekeys WHERE id = ?", (pre_key_id,))
+
+    def pre_key_count(self) -> int:
+        return int(self.db.execute("SELECT count(*) FROM e2ee_prekeys").fetchone()[0])
+
+    # ------------------------------------------------------------------ signed prekeys
+
+    def get_signed_pre_key(self, signed_pre_key_id: int) -> SignedPreKeyRecord:
+        row = self.db.execute(
+            "SELECT record FROM e2ee_signed_prekeys WHERE id = ?", (signed_pre_key_id,)
+        ).fetchone()
+        if row is None:
+            raise InvalidSignedPreKeyIdError(f"no signed prekey with id {signed_pre_key_id}")
+        return SignedPreKeyRecord.deserialize(bytes(row[0]))
+
+    def save_signed_pre_key(self, signed_pre_key_id: int, record: SignedPreKeyRecord) -> None:
+        with self.transaction():
+            self.db.execute(
+                "INSERT OR REPLACE INTO e2ee_signed_prekeys (id, record, created_at)"
+                " VALUES (?, ?, ?)",
+                (signed_pre_key_id, record.serialize(), record.timestamp),
+            )
+
+    def current_signed_pre_key(self) -> tuple[int, int] | None:
+        """(id, created_at ms) of the newest signed prekey."""
+        row = self.db.execute(
+            "SELECT id, created_at FROM e2ee_signed_prekeys WHERE retired_at IS NULL"
+            " ORDER BY created_at DESC, id DESC LIMIT 1"
+        ).fetchone()
+        return None if row is None else (int(row[0]), int(row[1]))
+
+    def signed_pre_key_ids(self) -> list[int]:
+        return [int(r[0]) for r in self.db.execute("SELECT id FROM e2ee_signed_prekeys")]
+
+    # ------------------------------------------------------------------ Kyber prekeys
+
+    def get_kyber_pre_key(self, kyber_pre_key_id: int) -> KyberPreKeyRecord:
+        row = self.db.execute(
+            "SELECT record FROM e2ee_kyber_prekeys WHERE id = ?", (kyber_pre_key_id,)
+        ).fetchone()
+        if row is None:
+            raise InvalidKyberPreKeyIdError(f"no Kyber prekey with id {kyber_pre_key_id}")
+        return KyberPreKeyRecord.deserialize(bytes(row[0]))
+
+    def save_kyber_pre_key(self, kyber_pre_key_id: int, record: KyberPreKeyRecord) -> None:
+        self._save_kyber(kyber_pre_key_id, record, last_resort=False)
+
+    def _save_kyber(self, key_id: int, record: KyberPreKeyRecord, last_resort: bool) -> None:
+        with self.transaction():
+            self.db.execute(
+                "INSERT OR REPLACE INTO e2ee_kyber_prekeys (id, record, last_resort)"
+                " VALUES (?, ?, ?)",
+                (key_id, record.serialize(), int(last_resort)),
+            )
+
+    def mark_kyber_pre_key_used(self, kyber_pre_key_id: int) -> None:
+        """A one-time Kyber prekey is deleted; the last-resort one stays (marked used)."""
+        with self.transaction():
+            self.db.execute(
+                "DELETE FROM e2ee_kyber_prekeys WHERE id = ? AND last_resort = 0",
+                (kyber_pre_key_id,),
+            )
+            self.db.execute(
+                "UPDATE e2ee_kyber_prekeys SET used = 1 WHERE id = ?", (kyber_pre_key_id,)
+            )
+
+    def kyber_pre_key_count(self, last_resort: bool = False) -> int:
+        row = self.db.execute(
+            "SELECT count(*) FROM e2ee_kyber_prekeys WHERE last_resort = ?", (int(last_resort),)
+        ).fetchone()
+        return int(row[0])
+
+    # ------------------------------------------------------------------ sessions
+
+    def load_session(self, address: ProtocolAddress) -> SessionRecord | None:
+        row = self.db.execute(
+            "SELECT record FROM e2ee_sessions WHERE account_id = ? AND device_id = ?",
+            (address.name, address.device_id),
+        ).fetchone()
+        return None if row is None else SessionRecord.deserialize(bytes(row[0]))
+
+    def store_session(self, address: ProtocolAddress, record: SessionRecord) -> None:
+        with self.transaction():
+            self.db.execute(
+                "INSERT OR REPLACE INTO e2ee_sessions VALUES (?, ?, ?)",
+                (address.name, address.device_id, record.serialize()),
+            )
+
+    def has_session(self, address: ProtocolAddress) -> bool:
+        record = self.load_session(address)
+        return record is not None and record.has_current_state()
+
+    def archive_session(self, address: ProtocolAddress) -> None:
+        """Keep the current state as a previous one: the next message starts a new session."""
+        record = self.load_session(address)
+        if record is not None and record.has_current_state():
+            record.archive_current_state()
+            self.store_session(address, record)
+
+    def delete_session(self, address: ProtocolAddress) -> None:
+        with self.transaction():
+            self.db.execute(
+                "DELETE FROM e2ee_sessions WHERE account_id = ? AND device_id = ?",
+                (address.name, address.device_id),
+            )
+
+    def session_devices(self, account_id: str) -> list[int]:
+        return [
+            int(r[0])
+            for r in self.db.execute(
+                "SELECT device_id FROM e2ee_sessions WHERE account_id = ? ORDER BY device_id",
+                (account_id,),
+            )
+        ]
+
+    # ------------------------------------------------------------------ sender keys
+
+    def store_sender_key(
+        self, sender: AddressLike, distribution_id: uuid.UUID, record: SenderKeyRecord
+    ) -> None:
+        with self.transaction():
+            self.db.execute(
+                "INSERT OR REPLACE INTO e2ee_sender_keys VALUES (?, ?, ?, ?)",
+                (sender.name, sender.device_id, distribution_id.hex, record.serialize()),
+            )
+
+    def load_sender_key(
+        self, sender: AddressLike, distribution_id: uuid.UUID
+    ) -> SenderKeyRecord | None:
+        row = self.db.execute(
+            "SELECT record FROM e2ee_sender_keys WHERE account_id = ? AND device_id = ?"
+            " AND distribution_id = ?",
+            (sender.name, sender.device_id, distribution_id.hex),
+        ).fetchone()
+        return None if row is None else SenderKeyRecord.deserialize(bytes(row[0]))
+
+    def delete_sender_key(self, sender: AddressLike, distribution_id: uuid.UUID) -> None:
+        with self.transaction():
+            self.db.execute(
+                "DELETE FROM e2ee_sender_keys WHERE account_id = ? AND device_id = ?"
+                " AND distribution_id = ?",
+                (sender.name, sender.device_id, distribution_id.hex),
+            )
+
+    # ------------------------------------------------------------------ devices of accounts
+
+    def devices(self, account_id: str) -> list[int] | None:
+        """The account's current device ids as last learnt; None if never learnt."""
+        known = self.db.execute(
+            "SELECT 1 FROM e2ee_known_accounts WHERE account_id = ?", (account_id,)
+        ).fetchone()
+        if known is None:
+            return None
+        return [
+            int(r[0])
+            for r in self.db.execute(
+                "SELECT device_id FROM e2ee_devices WHERE account_id = ? ORDER BY device_id",
+                (account_id,),
+            )
+        ]
+
+    def set_devices(self, account_id: str, device_ids: list[int]) -> list[int]:
+        """Replace the account's device list; returns the devices that went away."""
+        old = set(self.devices(account_id) or [])
+        with self.transaction():
+            self.db.execute("INSERT OR IGNORE INTO e2ee_known_accounts VALUES (?)", (account_id,))
+            self.db.execute("DELETE FROM e2ee_devices WHERE account_id = ?", (account_id,))
+            self.db.executemany(
+                "INSERT INTO e2ee_devices VALUES (?, ?)",
+                [(account_id, device) for device in sorted(set(device_ids))],
+            )
+        return sorted(old - set(device_ids))
+
+    # ------------------------------------------------------------------ own sender keys
+
+    def group_key(self, conv_id: str) -> uuid.UUID | None:
+        """Our current distribution id in ``conv_id``, if we have one."""
+        row = self.db.execute(
+            "SELECT distribution_id FROM e2ee_group_keys WHERE conv_id = ?", (conv_id,)
+        ).fetchone()
+        return None if row is None else uuid.UUID(row[0])
+
+    def new_group_key(self, conv_id: str) -> uuid.UUID:
+        distribution_id = uuid.uuid4()
+        with self.transaction():
+            self.db.execute(
+                "INSERT OR REPLACE INTO e2ee_group_keys VALUES (?, ?, ?)",
+                (conv_id, distribution_id.hex, now_ms()),
+            )
+            self.db.execute("DELETE FROM e2ee_group_shared WHERE conv_id = ?", (conv_id,))
+        return distribution_id
+
+    def drop_group_key(self, conv_id: str) -> None:
+        """Rotation: the next group message creates a new sender key (new distribution id)."""
+        with self.transaction():
+            self.db.execute("DELETE FROM e2ee_group_keys WHERE conv_id = ?", (conv_id,))
+            self.db.execute("DELETE FROM e2ee_group_shared WHERE conv_id = ?", (conv_id,))
+
+    def shared_with(self, conv_id: str, distribution_id: uuid.UUID) -> set[tuple[str, int]]:
+        return {
+            (str(r[0]), int(r[1]))
+            for r in self.db.execute(
+                "SELECT account_id, device_id FROM e2ee_group_shared WHERE conv_id = ?"
+                " AND distribution_id = ?",
+                (conv_id, distribution_id.hex),
+            )
+        }
+
+    def mark_shared(
+        self, conv_id: str, distribution_id: uuid.UUID, devices: list[tuple[str, int]]
+    ) -> None:
+        with self.transaction():
+            self.db.executemany(
+                "INSERT OR IGNORE INTO e2ee_group_shared VALUES (?, ?, ?, ?)",
+                [(conv_id, distribution_id.hex, acc, dev) for acc, dev in devices],
+            )
+
+    def forget_shared_device(self, account_id: str, device_id: int) -> None:
+        """A device got a new session: it must get our sender keys again."""
+        with self.transaction():
+            self.db.execute(
+                "DELETE FROM e2ee_group_shared WHERE account_id = ? AND device_id = ?",
+                (account_id, device_id),
+            )
+
+    # ------------------------------------------------------------------ messages awaiting keys
+
+    def keep_pending(
+        self, message_id: uuid.UUID, sender: str, device: int, envelope: bytes
+    ) -> None:
+        with self.transaction():
+            self.db.execute(
+                "INSERT OR IGNORE INTO e2ee_pending VALUES (?, ?, ?, ?, ?)",
+                (message_id.hex, sender, device, envelope, now_ms()),
+            )
+
+    def pending_from(self, sender: str, device: int) -> list[tuple[uuid.UUID, bytes]]:
+        return [
+            (uuid.UUID(r[0]), bytes(r[1]))
+            for r in self.db.execute(
+                "SELECT message_id, envelope FROM e2ee_pending WHERE sender = ?"
+                " AND sender_device = ? ORDER BY received_at, rowid",
+                (sender, device),
+            )
+        ]
+
+    def drop_pending(self, message_id: uuid.UUID) -> None:
+        with self.transaction():
+            self.db.execute("DELETE FROM e2ee_pending WHERE message_id = ?", (message_id.hex,))
+
+    # ------------------------------------------------------------------ key generation
+
+    def _take_ids(self, name: str, count: int) -> list[int]:
+        row = self.db.execute("SELECT next FROM e2ee_counters WHERE name = ?", (name,)).fetchone()
+        start = int(row[0]) if row is not None else secrets.randbelow(_MAX_KEY_ID // 2) + 1
+        ids = [(start + i - 1) % _MAX_KEY_ID + 1 for i in range(count)]
+        self.db.execute(
+            "INSERT OR REPLACE INTO e2ee_counters VALUES (?, ?)",
+            (name, ids[-1] % _MAX_KEY_ID + 1),
+        )
+        return ids
+
+    def initial_upload(self, now: int | None = None) -> wire.KeyUpload:
+        """Everything a new device publishes: signed prekey, last-resort Kyber prekey and
+        :data:`PREKEY_BATCH` one-time prekeys of each kind (all private halves stored)."""
+        at = now_ms() if now is None else now
+        identity = self.get_identity_key_pair()
+        with self.transaction():
+            signed = self._new_signed_pre_key(identity, at)
+            (last_id,) = self._take_ids("kyber", 1)
+            last = KyberPreKeyRecord.generate(last_id, identity, at)
+            self._save_kyber(last_id, last, last_resort=True)
+            prekeys, kyber = self._new_one_time(identity, at)
+        return wire.KeyUpload(
+            identity_key=identity.identity_key.serialize(),
+            registration_id=self.get_local_registration_id(),
+            signed_prekey=signed,
+            kyber_last_resort=_kyber_wire(last),
+            prekeys=prekeys,
+            kyber_prekeys=kyber,
+        )
+
+    def maintenance_upload(
+        self, counts: wire.KeyCounts, now: int | None = None
+    ) -> wire.KeyUpload | None:
+        """What to upload after the server reported ``counts``: a new batch of one-time prekeys
+        when either kind fell below :data:`REFILL_BELOW`, a new signed prekey when the current
+        one is older than 7 days; retired signed prekeys older than 30 days are deleted."""
+        at = now_ms() if now is None else now
+        identity = self.get_identity_key_pair()
+        signed: wire.SignedPreKey | None = None
+        prekeys: list[wire.OneTimePreKey] = []
+        kyber: list[wire.KyberPreKey] = []
+        with self.transaction():
+            self.db.execute(
+                "DELETE FROM e2ee_signed_prekeys WHERE retired_at IS NOT NULL AND retired_at < ?",
+                (at - SIGNED_PREKEY_KEEP_MS,),
+            )
+            current = self.current_signed_pre_key()
+            if (
+                current is None
+                or counts.signed_prekey_id != current[0]
+                or at - current[1] >= SIGNED_PREKEY_ROTATE_MS
+            ):
+                signed = self._new_signed_pre_key(identity, at)
+            if counts.prekeys < REFILL_BELOW or counts.kyber_prekeys < REFILL_BELOW:
+                prekeys, kyber = self._new_one_time(identity, at)
+        if signed is None and not prekeys:
+            return None
+        return wire.KeyUpload(
+            identity_key=identity.identity_key.serialize(),
+            registration_id=self.get_local_registration_id(),
+            signed_prekey=signed,
+            prekeys=prekeys,
+            kyber_prekeys=kyber,
+        )
+
+    def _new_signed_pre_key(self, identity: IdentityKeyPair, at: int) -> wire.SignedPreKey:
+        self.db.execute(
+            "UPDATE e2ee_signed_prekeys SET retired_at = ? WHERE retired_at IS NULL", (at,)
+        )
+        (key_id,) = self._take_ids("signed", 1)
+        record = SignedPreKeyRecord.generate(key_id, identity, at)
+        self.db.execute(
+            "INSERT OR REPLACE INTO e2ee_signed_prekeys (id, record, created_at) VALUES (?, ?, ?)",
+            (key_id, record.serialize(), at),
+        )
+        return wire.SignedPreKey(
+            id=key_id, key=record.public_key().serialize(), signature=record.signature
+        )
+
+    def _new_one_time(
+        self, identity: IdentityKeyPair, at: int
+    ) -> tuple[list[wire.OneTimePreKey], list[wire.KyberPreKey]]:
+        prekeys: list[wire.OneTimePreKey] = []
+        for key_id in self._take_ids("prekey", PREKEY_BATCH):
+            record = PreKeyRecord.generate(key_id)
+            self.save_pre_key(key_id, record)
+            prekeys.append(wire.OneTimePreKey(id=key_id, key=record.public_key().serialize()))
+        kyber: list[wire.KyberPreKey] = []
+        for key_id in self._take_ids("kyber", PREKEY_BATCH):
+            kyber_record = KyberPreKeyRecord.generate(key_id, identity, at)
+            self._save_kyber(key_id, kyber_record, last_resort=False)
+            kyber.append(_kyber_wire(kyber_record))
+        return prekeys, kyber
+
+
+def _kyber_wire(record: KyberPreKeyRecord) -> wire.KyberPreKey:
+    return wire.KyberPreKey(
+        id=record.id, key=record.public_key().serialize(), signature=record.signature
+    )
+
+
+def _statements(script: str) -> list[str]:
+    statements: list[str] = []
+    current = ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    return [s for s in statements if s]

@@ -1,0 +1,84 @@
+"""The outgoing half of end-to-end encryption: plaintext ``Send`` in, encrypted ``Send`` out.
+
+The engine's outbox holds content bytes (the local database has the plaintext anyway); right
+before a ``Send`` goes on the wire, :meth:`Sealer.seal` encrypts it for its conversation:
+``device_payloads`` for a direct conversation; for a group, first the Sender Key distribution
+as a ``DeviceSend`` (waiting for ``DeviceAccepted``), then the shared payload and the devices
+digest. Each transmission is encrypted afresh, so a resend after ``StaleDevices`` or a timeout
+always matches the current sessions; the server keeps only the first stored copy of an id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+
+import msgspec
+
+from tidings.protocol import ClientFrame, DeviceAccepted, DeviceSend, Send
+
+from .e2ee import EndToEnd
+
+log = logging.getLogger("tidings.client.e2ee")
+
+#: seconds to wait for DeviceAccepted before the message waits for its next resend
+DEVICE_SEND_TIMEOUT = 10.0
+
+#: conversation id → (kind "direct" | "group", member account ids)
+ConversationLookup = Callable[[str], Awaitable[tuple[str, frozenset[str]]]]
+#: puts a frame on the wire; False when there is no connection
+Transmit = Callable[[ClientFrame], Awaitable[bool]]
+
+
+class Sealer:
+    def __init__(self, e2ee: EndToEnd, lookup: ConversationLookup, transmit: Transmit) -> None:
+        self.e2ee = e2ee
+        self._lookup = lookup
+        self._transmit = transmit
+        self._waiting: dict[uuid.UUID, asyncio.Future[DeviceAccepted]] = {}
+
+    async def seal(self, frame: Send) -> Send:
+        """The encrypted form of a ``Send`` whose payload is content bytes. Raises
+        :class:`~tidings.client.e2ee.IdentityBlocked`, or a ``ClientError``/``TimeoutError``
+        when the server cannot help right now (the engine resends later)."""
+        kind, members = await self._lookup(frame.conv)
+        known = self.e2ee.members(frame.conv)
+        if known is None:
+            self.e2ee.set_members(frame.conv, members)
+        if kind == "direct":
+            payloads = await self.e2ee.encrypt_direct(frame.conv, frame.payload)
+            return msgspec.structs.replace(frame, payload=b"", device_payloads=payloads)
+        messages = await self.e2ee.group_distribution(frame.conv)
+        if messages:
+            accepted = await self.device_send(messages)
+            self.e2ee.distributed(frame.conv, messages, accepted.unknown)
+        payload, digest = await self.e2ee.encrypt_group(frame.conv, frame.payload)
+        return msgspec.structs.replace(frame, payload=payload, devices_digest=digest)
+
+    async def device_send(self, messages: Mapping[str, bytes]) -> DeviceAccepted:
+        """Send to single devices and wait until the server queued them."""
+        frame = DeviceSend(id=uuid.uuid4(), messages=dict(messages))
+        future: asyncio.Future[DeviceAccepted] = asyncio.get_running_loop().create_future()
+        self._waiting[frame.id] = future
+        try:
+            if not await self._transmit(frame):
+                raise TimeoutError("no connection")
+            return await asyncio.wait_for(future, DEVICE_SEND_TIMEOUT)
+        finally:
+            self._waiting.pop(frame.id, None)
+
+    def device_accepted(self, frame: DeviceAccepted) -> None:
+        future = self._waiting.get(frame.id)
+        if future is not None and not future.done():
+            future.set_result(frame)
+
+    async def send_resets(self) -> None:
+        """Ask every device whose message we could not decrypt to start a new session."""
+        for address in self.e2ee.take_resets():
+            try:
+                messages = await self.e2ee.reset_message(address)
+                await self.device_send(messages)
+            except Exception as exc:  # the next undecryptable message asks again
+                log.info("a session reset request failed: %s", type(exc).__name__)

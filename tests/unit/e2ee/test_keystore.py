@@ -1,0 +1,228 @@
+"""The SQLite key store: round trips, transactions, key generation and maintenance, identity
+bookkeeping; and the sealed provisioning message."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tidings.client.keystore import (
+    PREKEY_BATCH,
+    SIGNED_PREKEY_KEEP_MS,
+    SIGNED_PREKEY_ROTATE_MS,
+    KeyStore,
+)
+from tidings.client.provisioning import (
+    LinkCodeError,
+    ProvisionMessage,
+    link_code,
+    open_sealed,
+    parse_link_code,
+    seal,
+)
+from tidings.crypto import (
+    Direction,
+    IdentityKeyPair,
+    InvalidKyberPreKeyIdError,
+    InvalidPreKeyIdError,
+    InvalidSignedPreKeyIdError,
+    PreKeyRecord,
+    PrivateKey,
+    ProtocolAddress,
+    SenderKeyRecord,
+    SessionRecord,
+    create_sender_key_distribution_message,
+)
+from tidings.protocol.keys import KeyCounts
+
+DAY = 24 * 3600 * 1000
+
+
+def _store(path: Path) -> KeyStore:
+    db = sqlite3.connect(path, isolation_level=None)
+    keys = KeyStore(db)
+    if not keys.has_identity():
+        keys.set_identity(IdentityKeyPair.generate())
+    return keys
+
+
+def test_everything_survives_a_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "tidings.db"
+    keys = _store(path)
+    identity = keys.get_identity_key_pair()
+    reg = keys.get_local_registration_id()
+    upload = keys.initial_upload(now=1_000)
+    assert len(upload.prekeys) == PREKEY_BATCH and len(upload.kyber_prekeys) == PREKEY_BATCH
+    assert upload.signed_prekey is not None and upload.kyber_last_resort is not None
+    assert upload.identity_key == identity.identity_key.serialize()
+    assert identity.identity_key.verify_signature(
+        upload.signed_prekey.key, upload.signed_prekey.signature
+    )
+    bob = ProtocolAddress("bob", 2)
+    keys.store_session(bob, SessionRecord.new_fresh())
+    distribution = uuid.uuid4()
+    create_sender_key_distribution_message(bob, distribution, keys)
+    keys.observe_identity("bob", IdentityKeyPair.generate().identity_key)
+    keys.db.close()
+
+    again = _store(path)
+    assert again.get_identity_key_pair().serialize() == identity.serialize()
+    assert again.get_local_registration_id() == reg
+    assert again.get_pre_key(upload.prekeys[0].id).public_key().serialize() == (
+        upload.prekeys[0].key
+    )
+    assert again.get_signed_pre_key(upload.signed_prekey.id).signature == (
+        upload.signed_prekey.signature
+    )
+    assert again.get_kyber_pre_key(upload.kyber_last_resort.id).id == upload.kyber_last_resort.id
+    assert again.load_session(bob) is not None
+    record = again.load_sender_key(bob, distribution)
+    assert isinstance(record, SenderKeyRecord) and not record.is_empty()
+    assert again.known_identity("bob") is not None
+
+
+def test_missing_keys_raise_the_library_errors(tmp_path: Path) -> None:
+    keys = _store(tmp_path / "db")
+    with pytest.raises(InvalidPreKeyIdError):
+        keys.get_pre_key(5)
+    with pytest.raises(InvalidSignedPreKeyIdError):
+        keys.get_signed_pre_key(5)
+    with pytest.raises(InvalidKyberPreKeyIdError):
+        keys.get_kyber_pre_key(5)
+    assert keys.load_session(ProtocolAddress("x", 1)) is None
+    assert keys.load_sender_key(ProtocolAddress("x", 1), uuid.uuid4()) is None
+
+
+def test_one_time_keys_go_away_and_the_last_resort_stays(tmp_path: Path) -> None:
+    keys = _store(tmp_path / "db")
+    upload = keys.initial_upload()
+    assert upload.kyber_last_resort is not None
+    keys.remove_pre_key(upload.prekeys[0].id)
+    with pytest.raises(InvalidPreKeyIdError):
+        keys.get_pre_key(upload.prekeys[0].id)
+    keys.mark_kyber_pre_key_used(upload.kyber_prekeys[0].id)
+    with pytest.raises(InvalidKyberPreKeyIdError):
+        keys.get_kyber_pre_key(upload.kyber_prekeys[0].id)
+    keys.mark_kyber_pre_key_used(upload.kyber_last_resort.id)
+    assert keys.get_kyber_pre_key(upload.kyber_last_resort.id).id == upload.kyber_last_resort.id
+    assert keys.pre_key_count() == PREKEY_BATCH - 1
+    assert keys.kyber_pre_key_count() == PREKEY_BATCH - 1
+    assert keys.kyber_pre_key_count(last_resort=True) == 1
+
+
+def test_writes_join_an_open_transaction_and_roll_back_with_it(tmp_path: Path) -> None:
+    keys = _store(tmp_path / "db")
+    address = ProtocolAddress("bob", 1)
+    keys.db.execute("BEGIN")
+    keys.store_session(address, SessionRecord.new_fresh())
+    keys.save_pre_key(7, PreKeyRecord.generate(7))
+    keys.db.execute("ROLLBACK")
+    assert keys.load_session(address) is None
+    with pytest.raises(InvalidPreKeyIdError):
+        keys.get_pre_key(7)
+    with pytest.raises(RuntimeError), keys.transaction():
+        keys.save_pre_key(8, PreKeyRecord.generate(8))
+        raise RuntimeError
+    with pytest.raises(InvalidPreKeyIdError):
+        keys.get_pre_key(8)
+
+
+def test_refill_below_twenty_and_signed_prekey_rotation(tmp_path: Path) -> None:
+    keys = _store(tmp_path / "db")
+    start = 10 * DAY
+    first = keys.initial_upload(now=start)
+    assert first.signed_prekey is not None
+    signed_id = first.signed_prekey.id
+    healthy = KeyCounts(prekeys=50, kyber_prekeys=50, signed_prekey_id=signed_id)
+    assert keys.maintenance_upload(healthy, now=start + DAY) is None
+
+    low = KeyCounts(prekeys=19, kyber_prekeys=80, signed_prekey_id=signed_id)
+    refill = keys.maintenance_upload(low, now=start + DAY)
+    assert refill is not None and refill.signed_prekey is None
+    assert len(refill.prekeys) == PREKEY_BATCH and len(refill.kyber_prekeys) == PREKEY_BATCH
+    assert not {p.id for p in refill.prekeys} & {p.id for p in first.prekeys}
+
+    rotated = keys.maintenance_upload(healthy, now=start + SIGNED_PREKEY_ROTATE_MS)
+    assert rotated is not None and rotated.signed_prekey is not None
+    assert rotated.signed_prekey.id != signed_id and not rotated.prekeys
+    # the previous one still opens late PreKey messages, for 30 days
+    keys.get_signed_pre_key(signed_id)
+    new_counts = KeyCounts(prekeys=50, kyber_prekeys=50, signed_prekey_id=rotated.signed_prekey.id)
+    keys.maintenance_upload(new_counts, now=start + SIGNED_PREKEY_ROTATE_MS + DAY)
+    keys.get_signed_pre_key(signed_id)
+    keys.maintenance_upload(
+        new_counts, now=start + SIGNED_PREKEY_ROTATE_MS + SIGNED_PREKEY_KEEP_MS + 1
+    )
+    with pytest.raises(InvalidSignedPreKeyIdError):
+        keys.get_signed_pre_key(signed_id)
+    keys.get_signed_pre_key(rotated.signed_prekey.id)
+
+
+def test_identity_changes_verified_and_blocked(tmp_path: Path) -> None:
+    keys = _store(tmp_path / "db")
+    bob = ProtocolAddress("bob", 1)
+    old = IdentityKeyPair.generate().identity_key
+    new = IdentityKeyPair.generate().identity_key
+    assert keys.save_identity(bob, old) is False
+    assert keys.save_identity(ProtocolAddress("bob", 2), old) is False  # per account
+    assert keys.is_trusted_identity(bob, old, Direction.SENDING)
+    assert not keys.is_trusted_identity(bob, new, Direction.SENDING)
+    assert keys.is_trusted_identity(bob, new, Direction.RECEIVING)
+
+    assert keys.save_identity(bob, new) is True
+    [change] = keys.take_changes()
+    assert change.account_id == "bob" and not change.was_verified
+    assert keys.is_trusted_identity(bob, new, Direction.SENDING)
+
+    keys.set_verified("bob", True)
+    newer = IdentityKeyPair.generate().identity_key
+    assert keys.observe_identity("bob", newer)
+    known = keys.known_identity("bob")
+    assert known is not None and known.blocked and not known.verified
+    assert not keys.is_trusted_identity(bob, newer, Direction.SENDING)
+    keys.set_verified("bob", True)
+    assert keys.is_trusted_identity(bob, newer, Direction.SENDING)
+    assert [c.was_verified for c in keys.identity_changes("bob")] == [False, True]
+    assert keys.get_identity(bob) == newer
+
+
+def test_sessions_archive_and_device_lists(tmp_path: Path) -> None:
+    keys = _store(tmp_path / "db")
+    assert keys.devices("bob") is None
+    assert keys.set_devices("bob", [1, 2]) == []
+    assert keys.set_devices("bob", [2, 3]) == [1]
+    assert keys.devices("bob") == [2, 3]
+    assert keys.set_devices("carol", []) == []
+    assert keys.devices("carol") == []
+    conv = "g"
+    first = keys.new_group_key(conv)
+    keys.mark_shared(conv, first, [("bob", 2)])
+    assert keys.shared_with(conv, first) == {("bob", 2)}
+    keys.forget_shared_device("bob", 2)
+    assert keys.shared_with(conv, first) == set()
+    keys.drop_group_key(conv)
+    assert keys.group_key(conv) is None
+
+
+def test_provisioning_seal_opens_only_for_the_new_device() -> None:
+    ephemeral = PrivateKey.generate()
+    public = ephemeral.public_key().serialize()
+    code = link_code("p_abc123", public)
+    assert parse_link_code(code) == ("p_abc123", public)
+    identity = IdentityKeyPair.generate()
+    message = ProvisionMessage(account_id="a1", username="alice", identity=identity.serialize())
+    sealed = seal(message, public)
+    assert identity.serialize() not in sealed
+    assert open_sealed(sealed, ephemeral) == message
+    with pytest.raises(LinkCodeError):
+        open_sealed(sealed, PrivateKey.generate())
+    tampered = bytearray(sealed)
+    tampered[-1] ^= 1
+    with pytest.raises(LinkCodeError):
+        open_sealed(bytes(tampered), ephemeral)
+    for bad in ("nodot", ".AAAA", "id.AAAA"):
+        with pytest.raises(LinkCodeError):
+            parse_link_code(bad)
