@@ -409,9 +409,6 @@ class PairSpec(msgspec.Struct, frozen=True):
     conv: str
     sender_token: str = ""
     receiver_token: str = ""
-    #: "<account id>:<device id>" of the receiving device: with it, Sends are shaped as
-    #: end-to-end encrypted ones (the ciphertext in ``device_payloads``, docs/e2ee.md)
-    receiver_device: str = ""
 
 
 class LoadSpec(msgspec.Struct, frozen=True):
@@ -474,7 +471,6 @@ class _PairDriver:
         self.relay = spec.mode == "relay"
         self.conv = pair.conv
         self.payload = os.urandom(spec.payload_bytes)
-        self.receiver_device = pair.receiver_device
         self.sender = sender
         self.receiver = receiver
         self.meter = meter
@@ -513,15 +509,7 @@ class _PairDriver:
             self.inflight[mid] = _Flight(now)
             if self.relay:
                 self.unacked.append(mid)
-            if self.receiver_device:
-                frame = send_frame(
-                    id=mid,
-                    conv=self.conv,
-                    payload=b"",
-                    device_payloads={self.receiver_device: self.payload},
-                )
-            else:
-                frame = send_frame(id=mid, conv=self.conv, payload=self.payload)
+            frame = send_frame(id=mid, conv=self.conv, payload=self.payload)
             await self.sender.send(encode(frame))
 
     async def sender_reader(self) -> None:
@@ -691,6 +679,9 @@ class FanoutResult(msgspec.Struct):
     #: CPU seconds this load process spent while posts were in flight
     cpu_seconds: float
     errors: list[str]
+    #: CPU seconds the server spent from the first post to the last receipt (set by the
+    #: parent, which knows the server's pid)
+    server_cpu_seconds: float | None = None
 
 
 async def drive_fanout(
@@ -808,12 +799,16 @@ def run_fanout(
         line = _readline(proc, NET_TIMEOUT * 3)
         if line.strip() != "connected":
             raise RuntimeError(f"fan-out worker: {line[:300]!r}")
+        cpu0 = cpu_seconds(server_pid) if server_pid is not None else 0.0
         if profile_to is not None and server_pid is not None:
             profiler = start_profiler(server_pid, spec.posts * 0.5, profile_to)
         line = _readline(proc, spec.posts * (2 * spec.post_timeout + spec.pause) + 60)
+        result = msgspec.json.decode(line, type=FanoutResult)
+        if server_pid is not None:
+            result.server_cpu_seconds = cpu_seconds(server_pid) - cpu0
         if profiler is not None:
             profiler.wait(60)
-        return msgspec.json.decode(line, type=FanoutResult)
+        return result
     except RuntimeError as exc:
         stderr = proc.stderr.read()[-1500:] if proc.stderr and proc.poll() is not None else ""
         raise RuntimeError(f"{exc}\n{stderr}") from exc

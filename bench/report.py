@@ -427,12 +427,15 @@ def _describe(name: str, data: Json) -> list[str]:
         rows += [_load_row(f"probe: {p['processes']} load procs", p) for p in data.get("probe", [])]
         out += _table(_LOAD_HEADER, rows)
     elif name == "tidings_1to1":
-        rows = [_load_row(k, data[k]) for k in ("load", "e2ee_shaped", "sequential") if k in data]
+        rows = [_load_row(k, data[k]) for k in ("load", "sequential") if k in data]
         probes = data.get("load", {}).get("probe", [])
         rows += [_load_row(f"probe: {p['processes']} load procs", p) for p in probes]
         out += _table(_LOAD_HEADER, rows)
         if data.get("note"):
             out += ["", str(data["note"])]
+        errors = [e for k in ("load", "sequential") for e in data.get(k, {}).get("errors", [])]
+        if errors:
+            out += ["", f"Errors: {errors[:5]}"]
         out += _profile(data.get("profile"), "Server profile under load")
     elif name == "group_fanout":
         out += [
@@ -441,6 +444,8 @@ def _describe(name: str, data: Json) -> list[str]:
             f"p99 {_num(data.get('p99_ms'))} ms, max {_num(data.get('max_ms'))} ms. "
             f"Load process CPU per post (decoding {data.get('members'):,} frames): "
             f"{_num(data.get('loadgen_cpu_ms_per_post'))} ms — part of every figure. "
+            f"Server CPU per post (delivery to {data.get('recipients', 999):,}, their acks and "
+            f"the receipts): {_num(data.get('server_cpu_ms_per_post'))} ms. "
             f"Until the poster holds every member's delivery receipt: p50 "
             f"{_num(data.get('receipts_p50_ms'))} ms, p99 {_num(data.get('receipts_p99_ms'))} ms.",
         ]

@@ -18,7 +18,7 @@ Sending:
 
 Receiving: :meth:`EndToEnd.open_envelope` and :meth:`EndToEnd.open_device_envelope` decrypt.
 Every failure leaves the crypto state as it was (the library is transactional), is reported as
-:class:`Undecryptable`, and — for a pairwise failure — queues a session reset request to the
+:class:`Failed`, and — for a pairwise failure — queues a session reset request to the
 sender's device (:meth:`EndToEnd.take_resets`; the caller sends it with :meth:`reset_message`).
 A group message whose sender key has not arrived yet is kept and released when it does.
 
@@ -145,13 +145,13 @@ class Waiting:
 
 
 @dataclass(frozen=True, slots=True)
-class Undecryptable:
+class Failed:
     """The ciphertext could not be decrypted; nothing changed."""
 
     reason: str
 
 
-Decrypted = Opened | Waiting | Undecryptable
+Decrypted = Opened | Waiting | Failed
 
 
 @dataclass(slots=True)
@@ -417,7 +417,7 @@ class EndToEnd:
         if not env.payload:
             return None
         if env.payload[0] != TYPE_SENDER_KEY:
-            return Undecryptable("not_encrypted")
+            return Failed("not_encrypted")
         try:
             with self.keys.transaction():
                 return Opened(group_decrypt(env.payload[1:], self.keys, sender))
@@ -427,19 +427,19 @@ class EndToEnd:
             )
             return Waiting()
         except DuplicateMessageError:
-            return Undecryptable("duplicate")
+            return Failed("duplicate")
         except SignalProtocolError:
-            return Undecryptable("bad_group_message")
+            return Failed("bad_group_message")
 
     def _open_pairwise(self, sender: ProtocolAddress, data: bytes) -> Decrypted:
         try:
             with self.keys.transaction():
                 plaintext, fresh = self._decrypt_pairwise(sender, data)
         except DuplicateMessageError:
-            return Undecryptable("duplicate")
+            return Failed("duplicate")
         except (SignalProtocolError, ValueError):
             self._want_reset(sender)
-            return Undecryptable("bad_message")
+            return Failed("bad_message")
         if fresh:
             # a new session: that device may have lost our sender keys as well
             self.keys.forget_shared_device(sender.name, sender.device_id)
@@ -474,7 +474,7 @@ class EndToEnd:
         opened = self._open_pairwise(sender, env.payload)
         if not isinstance(opened, Opened):
             result.undecryptable = (
-                isinstance(opened, Undecryptable) and opened.reason != "duplicate"
+                isinstance(opened, Failed) and opened.reason != "duplicate"
             )
             return result
         try:

@@ -13,7 +13,7 @@ from tidings.client.e2ee import (
     TYPE_WHISPER,
     IdentityBlocked,
     Opened,
-    Undecryptable,
+    Failed,
     Waiting,
     devices_digest,
     parse_address,
@@ -174,7 +174,7 @@ async def test_a_new_member_cannot_read_earlier_posts(directory: Directory) -> N
     late, _ = await alice.e2ee.encrypt_group(GROUP, b"with dave")
     assert dave.e2ee.open_envelope(group_envelope(alice, GROUP, late, 2)) == Opened(b"with dave")
     assert isinstance(
-        dave.e2ee.open_envelope(group_envelope(alice, GROUP, early, 1)), Undecryptable
+        dave.e2ee.open_envelope(group_envelope(alice, GROUP, early, 1)), Failed
     )
 
 
@@ -205,12 +205,12 @@ async def test_undecryptable_then_reset_then_messages_flow(directory: Directory)
     data[len(data) // 2] ^= 0x40
     corrupt["bob:1"] = bytes(data)
     bad = bob.e2ee.open_envelope(envelope_for(alice, CONV, "bob:1", corrupt, uuid.uuid4()))
-    assert isinstance(bad, Undecryptable)
+    assert isinstance(bad, Failed)
     assert bob.keys.db.execute("SELECT record FROM e2ee_sessions").fetchall() == session_before
     garbage = bob.e2ee.open_envelope(
         envelope_for(alice, CONV, "bob:1", {"bob:1": b"\x02garbage"}, uuid.uuid4())
     )
-    assert isinstance(garbage, Undecryptable)
+    assert isinstance(garbage, Failed)
     assert bob.keys.db.execute("SELECT record FROM e2ee_sessions").fetchall() == session_before
 
     # one reset request (rate-limited), as a new session alice can always decrypt
@@ -233,12 +233,12 @@ async def test_replays_and_forgeries_never_corrupt_a_session(directory: Director
     ]
     assert _open(bob, alice, sent[0]) == b"m0"
     replay = bob.e2ee.open_envelope(envelope_for(alice, CONV, "bob:1", sent[0], uuid.uuid4()))
-    assert replay == Undecryptable("duplicate")
+    assert replay == Failed("duplicate")
     assert bob.e2ee.take_resets() == []  # a replay is no reason to reset
     # a forgery: a valid message re-addressed as if from another device of alice
     mallory = Device(directory, "mallory", 1)
     forged = bob.e2ee.open_envelope(envelope_for(mallory, CONV, "bob:1", sent[1], uuid.uuid4()))
-    assert isinstance(forged, Undecryptable)
+    assert isinstance(forged, Failed)
     assert _open(bob, alice, sent[2]) == b"m2"
     assert _open(bob, alice, sent[1]) == b"m1"
 
