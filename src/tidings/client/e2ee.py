@@ -400,6 +400,8 @@ class EndToEnd:
         targets = await self._targets(conv, accounts)
         distribution = self.keys.group_key(conv) or self.keys.new_group_key(conv)
         with self.keys.transaction():
+            if self.keys.load_sender_key(self.me, distribution) is None:  # nobody to share with
+                create_sender_key_distribution_message(self.me, distribution, self.keys)
             message = group_encrypt(self.keys, self.me, distribution, plaintext)
         return bytes((TYPE_SENDER_KEY,)) + message.serialize(), devices_digest(targets)
 
