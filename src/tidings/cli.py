@@ -285,6 +285,65 @@ async def cmd_account_create(args: argparse.Namespace) -> Outcome:
     return Outcome(data, f"created @{account.username} (device {account.device_id})")
 
 
+async def cmd_device_link(args: argparse.Namespace) -> Outcome:
+    """A new device: print the link code, wait until a device of the account approves it."""
+    as_json = bool(getattr(args, "json", False))
+
+    def show(code: str) -> None:
+        if as_json:
+            print(json.dumps({"link_code": code}), flush=True)
+        else:
+            print(f"link code: {code}", flush=True)
+            print("approve it on a device of the account:", flush=True)
+            print(f"  tidings device approve --profile <that profile> {code}", flush=True)
+
+    client = await Client.link_device(
+        Path(args.profile), args.server, args.name, on_code=show, patience=args.timeout
+    )
+    try:
+        account = client.account
+        data = {
+            "account_id": account.account_id,
+            "username": account.username,
+            "device_id": account.device_id,
+            "server_url": account.server_url,
+            "profile": args.profile,
+        }
+    finally:
+        await client.close()
+    return Outcome(data, f"linked to @{account.username} as device {account.device_id}")
+
+
+async def cmd_device_approve(args: argparse.Namespace) -> Outcome:
+    async with _opened(Path(args.profile)) as client:
+        device_id = await client.approve_device(args.code, args.name)
+    return Outcome({"device_id": device_id}, f"approved device {device_id}")
+
+
+async def cmd_safety(args: argparse.Namespace) -> Outcome:
+    username = _username(args.user)
+    async with _opened(Path(args.profile)) as client:
+        number = await client.safety_number(username)
+        verified = await client.is_verified(username)
+    groups = " ".join(number[i : i + 5] for i in range(0, len(number), 5))
+    state = "verified" if verified else "not verified"
+    return Outcome(
+        {"username": username, "safety_number": number, "verified": verified},
+        f"safety number with @{username} ({state}):\n{groups}",
+    )
+
+
+async def cmd_verify(args: argparse.Namespace) -> Outcome:
+    username = _username(args.user)
+    async with _opened(Path(args.profile)) as client:
+        if args.undo:
+            await client.unverify(username)
+        else:
+            await client.verify(username)
+    word = "no longer verified" if args.undo else "verified"
+    return Outcome({"username": username, "verified": not args.undo}, f"@{username} {word}")
+
+
 async def cmd_send(args: argparse.Namespace) -> Outcome:
     reply_to = _parse_message_id(args.reply_to) if args.reply_to else None
     async with _opened(Path(args.profile)) as client, EventWatch(client) as watch:
@@ -622,6 +681,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = group.add_parser("info", parents=[common, profile], help="show a group")
     p.add_argument("group", metavar="GROUP-ID")
     p.set_defaults(handler=cmd_group_info)
+
+    device = sub.add_parser("device", help="linked devices").add_subparsers(
+        dest="device_command", required=True, parser_class=_Parser
+    )
+    p = device.add_parser("link", parents=[common, profile], help="link this new device")
+    p.add_argument("--server", required=True, help="server URL, e.g. http://127.0.0.1:8080")
+    p.add_argument("--name", default="linked", help="a name for this device")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for approval")
+    p.set_defaults(handler=cmd_device_link)
+    p = device.add_parser("approve", parents=[common, profile], help="approve a new device")
+    p.add_argument("code", metavar="LINK-CODE")
+    p.add_argument("--name", default="linked", help="the new device's name")
+    p.set_defaults(handler=cmd_device_approve)
+
+    p = sub.add_parser("safety", parents=[common, profile], help="show a safety number")
+    p.add_argument("user", metavar="@user")
+    p.set_defaults(handler=cmd_safety)
+    p = sub.add_parser("verify", parents=[common, profile], help="mark a contact verified")
+    p.add_argument("user", metavar="@user")
+    p.add_argument("--undo", action="store_true", help="take the verification back")
+    p.set_defaults(handler=cmd_verify)
 
     p = sub.add_parser("conversations", parents=[common, profile], help="the chat list")
     p.set_defaults(handler=cmd_conversations)

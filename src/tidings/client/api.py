@@ -14,21 +14,27 @@ import random
 import time
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 import httpx
 import msgspec
 
+from tidings.crypto import IdentityKeyPair, PrivateKey
 from tidings.protocol import MAX_PAYLOAD_BYTES, Watermark
+from tidings.protocol import keys as wire
 from tidings.protocol import rest as api
 from tidings.protocol.content import MAX_TEXT_CHARS, Reaction, Text
 
 from . import engine as fx
+from . import provisioning
+from .e2ee import EndToEnd
 from .errors import ClientError, NotConnected, ProfileNotFound, ServerRefused
+from .keyclient import HttpKeyDirectory, approve_link, poll_link, request_link
 from .payload import seal
 from .runtime import Runtime
+from .sealer import Sealer
 from .store import Changes, Store
 from .types import (
     Account,
@@ -38,6 +44,7 @@ from .types import (
     ConnectionState,
     Conversation,
     ConversationUpdated,
+    IdentityChanged,
     Message,
     MessageAdded,
     MessageStatus,
@@ -45,12 +52,15 @@ from .types import (
     Page,
     SearchHit,
     Synced,
+    Undecryptable,
 )
 
 log = logging.getLogger("tidings.client")
 
 DB_NAME = "tidings.db"
 TOKEN_NAME = "token"  # noqa: S105 - the file name, not a secret
+#: seconds a new device waits for its link code to be approved
+LINK_TIMEOUT = 600.0
 #: seconds for one REST call
 HTTP_TIMEOUT = 30.0
 
@@ -114,6 +124,10 @@ class Client:
             self._on_applied,
             self._refresh,
         )
+        self._directory = HttpKeyDirectory(self._http)
+        self._e2ee = EndToEnd(store.keys, account.account_id, account.device_id, self._directory)
+        store.e2ee = self._e2ee
+        self._runtime.sealer = Sealer(self._e2ee, self._members_of, self._runtime.transmit)
         # Weak: a subscriber that stopped iterating (its task was cancelled) just goes away.
         self._subscribers: weakref.WeakSet[_Subscription] = weakref.WeakSet()
         self._synced = asyncio.Event()
@@ -151,7 +165,92 @@ class Client:
         os.chmod(token_path, 0o600)
         store = Store(profile / DB_NAME)
         store.set_account(account)
-        return cls(profile, store, account, created.token)
+        store.keys.set_identity(IdentityKeyPair.generate())
+        client = cls(profile, store, account, created.token)
+        await client._upload_keys()
+        return client
+
+    @classmethod
+    async def link_device(
+        cls,
+        profile: Path,
+        server_url: str,
+        device_name: str = "linked",
+        on_code: Callable[[str], None] | None = None,
+        patience: float = LINK_TIMEOUT,
+    ) -> Client:
+        """Link a new device to an existing account (docs/e2ee.md): ``on_code`` gets the link
+        code to approve on a device of the account (:meth:`approve_device`); returns the new
+        device's client (not started) once approved. ``device_name`` is the approver's to
+        choose on the server; it is kept here only as a default for the user."""
+        profile = Path(profile)
+        if (profile / TOKEN_NAME).exists():
+            raise ClientError("profile_exists", f"{profile} already holds an account")
+        _ws_url(server_url)
+        ephemeral = PrivateKey.generate()
+        public = ephemeral.public_key().serialize()
+        async with httpx.AsyncClient(base_url=server_url.rstrip("/"), timeout=HTTP_TIMEOUT) as http:
+            request = await request_link(http, public)
+            if on_code is not None:
+                on_code(provisioning.link_code(request.id, public))
+            try:
+                result = await poll_link(http, request, patience)
+            except TimeoutError:
+                raise ClientError(
+                    "link_timeout", "the link code was not approved in time"
+                ) from None
+        try:
+            message = provisioning.open_sealed(result.sealed, ephemeral)
+        except provisioning.LinkCodeError as exc:
+            raise ClientError("bad_link", str(exc)) from None
+        if message.account_id != result.account_id:
+            raise ClientError("bad_link", "the provisioning message is for another account")
+        profile.mkdir(parents=True, exist_ok=True)
+        account = Account(result.account_id, result.username, result.device_id, server_url)
+        token_path = profile / TOKEN_NAME
+        fd = os.open(token_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as token_file:
+            token_file.write(result.token)
+        os.chmod(token_path, 0o600)
+        store = Store(profile / DB_NAME)
+        store.set_account(account)
+        store.keys.set_identity(IdentityKeyPair.deserialize(message.identity))
+        client = cls(profile, store, account, result.token)
+        await client._upload_keys()
+        return client
+
+    async def approve_device(self, code: str, device_name: str = "linked") -> int:
+        """Approve a new device of this account from its link code; returns its device id.
+        The account's identity key travels sealed to the new device (the server cannot read
+        it)."""
+        self._check_open()
+        try:
+            provisioning_id, ephemeral = provisioning.parse_link_code(code)
+            message = provisioning.ProvisionMessage(
+                account_id=self.account.account_id,
+                username=self.account.username,
+                identity=self._store.keys.get_identity_key_pair().serialize(),
+            )
+            sealed = provisioning.seal(message, ephemeral)
+        except provisioning.LinkCodeError as exc:
+            raise ClientError("bad_link", str(exc)) from None
+        body = wire.ApproveDevice(device_name=device_name, ephemeral_key=ephemeral, sealed=sealed)
+        approved = await approve_link(self._http, provisioning_id, body)
+        return approved.device_id
+
+    async def _upload_keys(self) -> None:
+        """Publish this device's keys if the server has none, refill one-time prekeys and
+        rotate the signed prekey when due (after account creation and every sync)."""
+        keys = self._store.keys
+        try:
+            counts = await self._directory.counts()
+            if counts.signed_prekey_id is None:
+                counts = await self._directory.upload(keys.initial_upload())
+            upload = keys.maintenance_upload(counts)
+            if upload is not None:
+                await self._directory.upload(upload)
+        except ClientError as exc:
+            log.info("uploading keys failed (%s); trying again after the next sync", exc.code)
 
     @classmethod
     async def open(cls, profile: Path) -> Client:
@@ -165,6 +264,8 @@ class Client:
         if account is None:
             store.close()
             raise ProfileNotFound(f"no account in {profile}")
+        if not store.keys.has_identity():  # a profile from before end-to-end encryption
+            store.keys.set_identity(IdentityKeyPair.generate())
         return cls(profile, store, account, token_path.read_text().strip())
 
     # ------------------------------------------------------------------ lifecycle
@@ -239,10 +340,13 @@ class Client:
 
     async def remove_member(self, conv_id: str, username: str) -> Conversation:
         path = f"/v1/groups/{conv_id}/members/{username}"
-        return self._save(await self._call("DELETE", path, api.Conversation))
+        conv = await self._call("DELETE", path, api.Conversation)
+        self._e2ee.rotate(conv_id)  # the removed member must not read what follows
+        return self._save(conv)
 
     async def leave_group(self, conv_id: str) -> None:
         await self._request("POST", f"/v1/groups/{conv_id}/leave")
+        self._e2ee.rotate(conv_id)
         self._store.left_conversation(conv_id)
         self._engine.members_changed(conv_id, frozenset())
         await self._runtime.flush()
@@ -251,6 +355,7 @@ class Client:
     def _save(self, conv: api.Conversation) -> Conversation:
         members = self._store.save_conversation(conv)
         self._engine.members_changed(conv.id, members)
+        self._e2ee.set_members(conv.id, members)
         self._runtime.wake()  # promotions the new member list allows
         found = self._store.conversation(conv.id)
         assert found is not None  # just saved
@@ -357,12 +462,44 @@ class Client:
         return self._store.search(query, max(1, limit))
 
     async def safety_number(self, username: str) -> str:
-        """The safety number shared with ``username``.
+        """The 60-digit safety number shared with ``username`` (the same on both sides and on
+        every device of either account; libsignal's numeric fingerprint, 5200 iterations)."""
+        account_id = await self._account_id(username)
+        await self._e2ee.learn_identity(account_id)
+        return self._e2ee.safety_number(account_id)
 
-        Placeholder until end-to-end encryption lands (issue 4): there are no identity keys yet,
-        so this always raises ``ClientError("not_available")``.
-        """
-        raise ClientError("not_available", "safety numbers come with end-to-end encryption")
+    async def verify(self, username: str) -> None:
+        """Mark ``username``'s current identity key as verified (safety numbers compared).
+        Should it change later, sending to them stops until they are verified again."""
+        account_id = await self._account_id(username)
+        await self._e2ee.learn_identity(account_id)
+        self._store.keys.set_verified(account_id, True)
+
+    async def unverify(self, username: str) -> None:
+        """Take a verification back (a changed key then no longer stops sending)."""
+        self._store.keys.set_verified(await self._account_id(username), False)
+
+    async def is_verified(self, username: str) -> bool:
+        known = self._store.keys.known_identity(await self._account_id(username))
+        return known is not None and known.verified
+
+    async def _account_id(self, username: str) -> str:
+        self._check_open()
+        username = username.removeprefix("@")
+        if username == self.account.username:
+            raise ClientError("not_available", "a safety number is shared with someone else")
+        user = await self._call("GET", f"/v1/users/{username}", api.User)
+        return user.account_id
+
+    async def _members_of(self, conv_id: str) -> tuple[str, frozenset[str]]:
+        """(kind, member account ids) of a conversation, for encrypting to it."""
+        found = self._store.conversation(conv_id)
+        if found is None or not found.members:
+            found = await self.conversation(conv_id)
+            if not found.members:
+                await self._refresh(conv_id)
+                found = self._store.conversation(conv_id) or found
+        return found.kind, frozenset(m.account_id for m in found.members)
 
     # ------------------------------------------------------------------ internals
 
@@ -401,7 +538,11 @@ class Client:
             elif isinstance(effect, fx.SyncedNotice):
                 self._synced.set()
                 self._in_background(self._catch_up_receipts())
+                self._in_background(self._upload_keys())
                 self._emit(Synced())
+        self._identity_changes()
+        for sender, conv_id, message_id in changes.undecryptable:
+            self._emit(Undecryptable(sender, conv_id, message_id))
         if not self._subscribers:
             return
         added = set(changes.added)
@@ -412,6 +553,18 @@ class Client:
             self._emit(MessageUpdated(message))
         for conv_id in changes.conversations:
             self._emit_conversation(conv_id)
+
+    def _identity_changes(self) -> None:
+        """Contacts whose identity key changed: a line in the direct chat, and an event."""
+        for change in self._store.keys.take_changes():
+            line = self._store.identity_line(change.account_id, change.at)
+            name = self._store.username(change.account_id) or change.account_id
+            conv_id = None if line is None else line[0]
+            self._emit(IdentityChanged(change.account_id, name, conv_id, change.was_verified))
+            if line is not None:
+                for message in self._store.messages([line[1]]):
+                    self._emit(MessageAdded(message))
+                self._emit_conversation(line[0])
 
     def _in_background(self, work: Coroutine[None, None, None]) -> None:
         """Run REST catch-up work without blocking the runtime; a failure waits for the next

@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -132,6 +133,10 @@ class NoDevices(Exception):
     """A device we must encrypt to published no keys (or is gone)."""
 
 
+class NotDistributed(Exception):
+    """Our sender key changed (rotation) or some device lacks it: distribute again."""
+
+
 @dataclass(frozen=True, slots=True)
 class Opened:
     """Decrypted content bytes (``tidings.protocol.content``)."""
@@ -152,6 +157,16 @@ class Failed:
 
 
 Decrypted = Opened | Waiting | Failed
+
+
+@dataclass(frozen=True, slots=True)
+class Distribution:
+    """Our sender key ``distribution_id`` of ``conv``, encrypted to the devices lacking it."""
+
+    conv: str
+    distribution_id: uuid.UUID
+    #: ``DeviceSend.messages``: address → pairwise ciphertext
+    messages: dict[str, bytes]
 
 
 @dataclass(slots=True)
@@ -356,9 +371,9 @@ class EndToEnd:
 
     async def group_distribution(
         self, conv: str, members: Iterable[str] | None = None
-    ) -> dict[str, bytes]:
-        """``DeviceSend.messages`` carrying our current sender key of ``conv`` to every
-        device that lacks it (empty: everyone has it). Creates the key when needed."""
+    ) -> Distribution:
+        """The ``DeviceSend.messages`` carrying our current sender key of ``conv`` to every
+        device that lacks it (none: everyone has it). Creates the key when needed."""
         accounts = self._conv_members(conv, members)
         self.check_sendable(accounts - {self.account_id})
         targets = await self._targets(conv, accounts)
@@ -366,7 +381,7 @@ class EndToEnd:
         shared = self.keys.shared_with(conv, distribution)
         need = [a for a in targets if (a.name, a.device_id) not in shared]
         if not need:
-            return {}
+            return Distribution(conv, distribution, {})
         await self._ensure_or_refresh(conv, accounts, need)
         targets = await self._targets(conv, accounts)
         shared = self.keys.shared_with(conv, distribution)
@@ -374,31 +389,41 @@ class EndToEnd:
         with self.keys.transaction():
             skdm = create_sender_key_distribution_message(self.me, distribution, self.keys)
             content = _device_encoder.encode(SenderKeyShare(conv=conv, skdm=skdm.serialize()))
-            return {address_text(a): self._encrypt_to(a, content) for a in need}
+            messages = {address_text(a): self._encrypt_to(a, content) for a in need}
+        return Distribution(conv, distribution, messages)
 
-    def distributed(self, conv: str, messages: Iterable[str], unknown: Iterable[str]) -> None:
-        """The server accepted the distribution ``messages`` (``DeviceAccepted``); the devices
-        in ``unknown`` do not exist any more."""
-        distribution = self.keys.group_key(conv)
+    def distributed(self, distribution: Distribution, unknown: Iterable[str] = ()) -> None:
+        """The server accepted the ``distribution`` (``DeviceAccepted``); the devices in
+        ``unknown`` do not exist any more."""
         gone = {parse_address(t) for t in unknown}
         with self.keys.transaction():
             for address in gone:
                 devices = self.keys.devices(address.name) or []
                 self._set_devices(address.name, [d for d in devices if d != address.device_id])
-            if distribution is not None:
-                done = [parse_address(t) for t in messages]
-                self.keys.mark_shared(
-                    conv, distribution, [(a.name, a.device_id) for a in done if a not in gone]
-                )
+            done = [parse_address(t) for t in distribution.messages]
+            self.keys.mark_shared(
+                distribution.conv,
+                distribution.distribution_id,
+                [(a.name, a.device_id) for a in done if a not in gone],
+            )
 
     async def encrypt_group(
         self, conv: str, plaintext: bytes, members: Iterable[str] | None = None
     ) -> tuple[bytes, bytes]:
         """(``Send.payload``, ``Send.devices_digest``) for ``plaintext`` in group ``conv``.
-        Call after :meth:`group_distribution` went out and was accepted."""
+        Call after :meth:`group_distribution` went out and was accepted; raises
+        :class:`NotDistributed` if a device still lacks our current sender key (a rotation
+        or a new device came in between)."""
         accounts = self._conv_members(conv, members)
         targets = await self._targets(conv, accounts)
-        distribution = self.keys.group_key(conv) or self.keys.new_group_key(conv)
+        distribution = self.keys.group_key(conv)
+        if distribution is None:
+            if targets:
+                raise NotDistributed(conv)
+            distribution = self.keys.new_group_key(conv)
+        shared = self.keys.shared_with(conv, distribution)
+        if any((a.name, a.device_id) not in shared for a in targets):
+            raise NotDistributed(conv)
         with self.keys.transaction():
             if self.keys.load_sender_key(self.me, distribution) is None:  # nobody to share with
                 create_sender_key_distribution_message(self.me, distribution, self.keys)
@@ -475,9 +500,7 @@ class EndToEnd:
         prekey = bool(env.payload) and env.payload[0] == TYPE_PREKEY
         opened = self._open_pairwise(sender, env.payload)
         if not isinstance(opened, Opened):
-            result.undecryptable = (
-                isinstance(opened, Failed) and opened.reason != "duplicate"
-            )
+            result.undecryptable = isinstance(opened, Failed) and opened.reason != "duplicate"
             return result
         try:
             content = _device_decoder.decode(opened.plaintext)

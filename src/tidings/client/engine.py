@@ -44,6 +44,7 @@ from tidings.protocol import (
     Ack,
     Batch,
     ClientFrame,
+    DeviceEnvelope,
     Envelope,
     Error,
     Fetch,
@@ -169,6 +170,14 @@ class StoreIncoming:
 
 
 @dataclass(frozen=True, slots=True)
+class StoreDeviceEnvelope:
+    """Persist (decrypt and take in) a message to this device alone; acked with
+    ``Ack.device_upto`` once stored."""
+
+    envelope: DeviceEnvelope
+
+
+@dataclass(frozen=True, slots=True)
 class AdvanceCursor:
     """Every seq of ``conv`` up to ``seq`` is stored (or unavailable to this device)."""
 
@@ -248,6 +257,7 @@ StoreEffect = (
     StoreOutgoing
     | StoreRetry
     | StoreIncoming
+    | StoreDeviceEnvelope
     | AdvanceCursor
     | MarkSent
     | MarkFailed
@@ -332,6 +342,9 @@ class Engine:
         self._unacked: dict[str, int] = {}
         self._unacked_count = 0
         self._ack_due: float | None = None
+        #: highest dseq of DeviceEnvelopes handed to the store, and the highest acked
+        self._device_stored = 0
+        self._device_acked = 0
         self._reads: dict[str, int] = {}
         self._heads: dict[str, int] = {}
         self._reconnect_attempts = 0
@@ -423,6 +436,7 @@ class Engine:
         self._unacked.clear()
         self._unacked_count = 0
         self._ack_due = None
+        self._device_acked = 0  # a DeviceEnvelope replayed after a lost Ack is acked again
 
     def _notice(self, retry_in: float | None, error: str | None) -> None:
         self._effects.append(ConnectionNotice(self.phase, retry_in, error))
@@ -531,6 +545,8 @@ class Engine:
                 self._deliver(frame.conv, (frame,), None, now)
             case Batch():
                 self._deliver(frame.conv, frame.envelopes, frame.head, now)
+            case DeviceEnvelope():
+                self._device_envelope(frame, now)
             case Accepted():
                 self._accepted(frame)
             case Rejected():
@@ -545,7 +561,7 @@ class Engine:
                 self._synced(now)
             case Error():
                 self._error(frame, now)
-            case _:  # Pong: proof of life; the E2EE frames (issue 4) are not used yet
+            case _:  # Pong: proof of life; StaleDevices/DeviceAccepted: the runtime's sealer
                 pass
 
     def _welcome(self, frame: Welcome, now: float) -> None:
@@ -650,6 +666,17 @@ class Engine:
         elif gap is not None and answered and gap.after < self.cursors[conv] < gap.upto:
             self._fetch(conv, gap.upto, now, 1)  # a partial answer made progress: go on
 
+    def _device_envelope(self, frame: DeviceEnvelope, now: float) -> None:
+        """A message to this device alone: stored (in dseq order, as the server sends them),
+        then acked with the next Ack."""
+        self._effects.append(StoreDeviceEnvelope(frame))
+        self._device_stored = max(self._device_stored, frame.dseq)
+        self._unacked_count += 1
+        if self._unacked_count >= ACK_EVERY:
+            self._flush_acks()
+        elif self._ack_due is None:
+            self._ack_due = now + ACK_DELAY
+
     def _skip(self, conv: str, upto: int) -> None:
         """Count seqs up to ``upto`` as unavailable, but never past an envelope we hold."""
         held = self._held.get(conv)
@@ -709,8 +736,9 @@ class Engine:
         self._release(conv)
 
     def _flush_acks(self) -> None:
-        if self._unacked:
-            self._send(Ack(upto=dict(self._unacked)))
+        if self._unacked or self._device_stored > self._device_acked:
+            self._send(Ack(upto=dict(self._unacked), device_upto=self._device_stored))
+            self._device_acked = self._device_stored
             self._unacked.clear()
         self._unacked_count = 0
         self._ack_due = None

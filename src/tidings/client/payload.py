@@ -1,25 +1,42 @@
 """The one place where message content becomes an envelope payload and back.
 
-Until end-to-end encryption lands the payload is the content struct in clear; encryption slots in
-here (encrypt after encoding, decrypt before decoding) without touching the rest of the client.
+Sending: :func:`seal` encodes content; the runtime's :class:`~tidings.client.sealer.Sealer`
+encrypts those bytes right before the ``Send`` goes out (per device for a direct conversation,
+Sender Keys for a group). Receiving: :func:`open_envelope` decrypts an envelope with the
+device's :class:`~tidings.client.e2ee.EndToEnd` and decodes the content.
 """
 
 from __future__ import annotations
 
 import msgspec
 
+from tidings.protocol import Envelope
 from tidings.protocol.content import Content, decode_content, encode_content
+
+from .e2ee import EndToEnd, Failed, Opened
 
 
 def seal(content: Content) -> bytes:
-    """Turn content into the opaque payload of a ``Send`` frame."""
+    """Turn content into the (not yet encrypted) payload of a ``Send`` frame."""
     return encode_content(content)
 
 
 def open_payload(payload: bytes) -> Content | None:
-    """Content of an envelope payload, or None when it is not content this client understands
-    (a newer version, garbage): such an envelope is stored as received but never shown."""
+    """Content of decrypted payload bytes, or None when it is not content this client
+    understands (a newer version, garbage): such an envelope is never shown."""
     try:
         return decode_content(payload)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
+
+
+def open_envelope(env: Envelope, e2ee: EndToEnd) -> Content | Failed | None:
+    """The content of a conversation envelope; :class:`Failed` when its ciphertext
+    does not decrypt; None when there is nothing to show (content this client does not
+    understand, a group message waiting for its sender key, a ciphertext already purged)."""
+    opened = e2ee.open_envelope(env)
+    if isinstance(opened, Opened):
+        return open_payload(opened.plaintext)
+    if isinstance(opened, Failed):
+        return opened
+    return None

@@ -21,9 +21,22 @@ import msgspec
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
-from tidings.protocol import MAX_FRAME_BYTES, ClientFrame, decode_server_frame, encode
+from tidings.protocol import (
+    MAX_FRAME_BYTES,
+    ClientFrame,
+    DeviceAccepted,
+    Rejected,
+    Send,
+    ServerFrame,
+    StaleDevices,
+    decode_server_frame,
+    encode,
+)
 
 from . import engine as fx
+from .e2ee import IdentityBlocked
+from .errors import ServerRefused
+from .sealer import Sealer
 from .store import Changes, Store
 
 log = logging.getLogger("tidings.client")
@@ -60,7 +73,15 @@ class _Frame:
     data: bytes
 
 
-_Inbound = _Opened | _Failed | _Closed | _Frame | None  # None: just wake up
+@dataclass(frozen=True, slots=True)
+class _Local:
+    """A frame made on this side (a Send refused before it left: identity changed)."""
+
+    generation: int
+    frame: ServerFrame
+
+
+_Inbound = _Opened | _Failed | _Closed | _Frame | _Local | None  # None: just wake up
 
 #: called with each applied batch: its effects and what the store changed
 Listener = Callable[[list[fx.Effect], Changes], None]
@@ -79,6 +100,7 @@ class Runtime:
         token: str,
         listener: Listener,
         refresher: Refresher,
+        sealer: Sealer | None = None,
     ) -> None:
         self.engine = engine
         self.store = store
@@ -93,6 +115,10 @@ class Runtime:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing: set[asyncio.Task[None]] = set()
         self._main: asyncio.Task[None] | None = None
+        #: encrypts Sends before they leave (one task, so a conversation's order holds)
+        self.sealer = sealer
+        self._sends: asyncio.Queue[tuple[int, Send]] = asyncio.Queue()
+        self._sending: asyncio.Task[None] | None = None
 
     @staticmethod
     def now() -> float:
@@ -103,6 +129,8 @@ class Runtime:
     async def start(self) -> None:
         if self._main is None:
             self._main = asyncio.create_task(self._run(), name="tidings-client")
+        if self.sealer is not None and self._sending is None:
+            self._sending = asyncio.create_task(self._seal_loop(), name="tidings-sealer")
         self.engine.start(self.now())
         await self.flush()
 
@@ -114,11 +142,12 @@ class Runtime:
     async def close(self) -> None:
         """Ack what is stored, close the socket cleanly, stop every task."""
         await self.pause()
-        if self._main is not None:
-            self._main.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._main
-            self._main = None
+        for task in (self._main, self._sending):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._main = self._sending = None
         if self._closing:  # let the close handshake carry the last frames out
             await asyncio.wait(list(self._closing), timeout=CLOSE_TIMEOUT)
         for task in list(self._tasks | self._closing):
@@ -147,8 +176,12 @@ class Runtime:
             self._listener(effects, changes)
         except Exception:  # a broken event must not cost us the frames and connects below
             log.exception("the client failed to report changes")
+        if changes.undecryptable and self.sealer is not None:
+            self._spawn(self.sealer.send_resets())
         for effect in effects:
             match effect:
+                case fx.Transmit(frame=Send() as send) if self.sealer is not None:
+                    self._sends.put_nowait((self._generation, send))
                 case fx.Transmit():
                     await self._transmit(effect.frame)
                 case fx.Connect():
@@ -162,12 +195,62 @@ class Runtime:
                 case _:
                     pass  # store effects (applied above) and notices (for the listener)
 
-    async def _transmit(self, frame: ClientFrame) -> None:
+    async def transmit(self, frame: ClientFrame) -> bool:
+        """Put a frame on the wire now (the sealer's DeviceSends); False without a socket."""
+        return await self._transmit(frame)
+
+    async def _transmit(self, frame: ClientFrame) -> bool:
         socket = self._socket
         if socket is None:
-            return  # the engine learns about the closed socket from its reader
-        with contextlib.suppress(websockets.ConnectionClosed):
+            return False  # the engine learns about the closed socket from its reader
+        try:
             await socket.send(encode(frame))
+        except websockets.ConnectionClosed:
+            return False
+        return True
+
+    async def _seal_loop(self) -> None:
+        """Encrypt and send the engine's Sends, one at a time. A Send that cannot be sealed
+        now (no connection, the server is busy) waits for the engine's resend; one to a
+        contact whose verified identity changed fails with ``identity_changed``."""
+        assert self.sealer is not None
+        while True:
+            generation, send = await self._sends.get()
+            if generation != self._generation or send.id not in self.engine.outbox:
+                continue  # from an old connection (the engine resends after Welcome) or done
+            try:
+                sealed = await self.sealer.seal(send)
+            except IdentityBlocked as blocked:
+                refusal = Rejected(id=send.id, conv=send.conv, code=blocked.code)
+                self._inbound.put_nowait(_Local(generation, refusal))
+                continue
+            except ServerRefused as refused:
+                if refused.status in (403, 404):  # not a member (any more): for good
+                    refusal = Rejected(id=send.id, conv=send.conv, code=refused.code)
+                    self._inbound.put_nowait(_Local(generation, refusal))
+                else:
+                    log.info("a message could not be encrypted yet: %s", refused.code)
+                continue
+            except Exception as exc:  # ClientError, TimeoutError, crypto trouble
+                log.info("a message could not be encrypted yet: %s", type(exc).__name__)
+                continue
+            finally:
+                self._listener([], Changes())  # identity keys learnt while sealing
+            if generation == self._generation:
+                await self._transmit(sealed)
+
+    def _sealer_frame(self, frame: ServerFrame) -> None:
+        """Frames about encryption: resend a stale Send at once, settle a DeviceSend."""
+        if self.sealer is None:
+            return
+        if isinstance(frame, StaleDevices):
+            self.sealer.e2ee.apply_stale(frame)
+            item = self.engine.outbox.get(frame.id)
+            if item is not None:
+                resend = Send(id=item.id, conv=item.conv, payload=item.payload)
+                self._sends.put_nowait((self._generation, resend))
+        elif isinstance(frame, DeviceAccepted):
+            self.sealer.device_accepted(frame)
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         async def run() -> None:
@@ -253,7 +336,11 @@ class Runtime:
                 except (msgspec.DecodeError, msgspec.ValidationError):
                     log.warning("ignoring an undecodable frame from the server")
                     return
+                if isinstance(frame, StaleDevices | DeviceAccepted):
+                    self._sealer_frame(frame)
                 self.engine.receive(frame, now)
+            case _Local():
+                self.engine.receive(item.frame, now)
             case _Opened():
                 self._socket = item.socket
                 self.engine.connected(now)

@@ -19,12 +19,14 @@ import msgspec
 
 from tidings.protocol import ClientFrame, DeviceAccepted, DeviceSend, Send
 
-from .e2ee import EndToEnd
+from .e2ee import EndToEnd, NotDistributed
 
 log = logging.getLogger("tidings.client.e2ee")
 
 #: seconds to wait for DeviceAccepted before the message waits for its next resend
 DEVICE_SEND_TIMEOUT = 10.0
+#: sender key distributions tried for one group message (a rotation may come in between)
+DISTRIBUTION_TRIES = 3
 
 #: conversation id → (kind "direct" | "group", member account ids)
 ConversationLookup = Callable[[str], Awaitable[tuple[str, frozenset[str]]]]
@@ -50,12 +52,22 @@ class Sealer:
         if kind == "direct":
             payloads = await self.e2ee.encrypt_direct(frame.conv, frame.payload)
             return msgspec.structs.replace(frame, payload=b"", device_payloads=payloads)
-        messages = await self.e2ee.group_distribution(frame.conv)
-        if messages:
-            accepted = await self.device_send(messages)
-            self.e2ee.distributed(frame.conv, messages, accepted.unknown)
+        for _ in range(DISTRIBUTION_TRIES - 1):
+            await self._distribute(frame.conv)
+            try:
+                payload, digest = await self.e2ee.encrypt_group(frame.conv, frame.payload)
+            except NotDistributed:
+                continue  # rotated while we waited for DeviceAccepted
+            return msgspec.structs.replace(frame, payload=payload, devices_digest=digest)
+        await self._distribute(frame.conv)
         payload, digest = await self.e2ee.encrypt_group(frame.conv, frame.payload)
         return msgspec.structs.replace(frame, payload=payload, devices_digest=digest)
+
+    async def _distribute(self, conv: str) -> None:
+        distribution = await self.e2ee.group_distribution(conv)
+        if distribution.messages:
+            accepted = await self.device_send(distribution.messages)
+            self.e2ee.distributed(distribution, accepted.unknown)
 
     async def device_send(self, messages: Mapping[str, bytes]) -> DeviceAccepted:
         """Send to single devices and wait until the server queued them."""

@@ -22,16 +22,20 @@ import msgspec
 
 from tidings.protocol import Envelope, decode_system_event
 from tidings.protocol import rest as api
-from tidings.protocol.content import Reaction, Text
+from tidings.protocol.content import Content, Reaction, Text
 
 from . import engine as fx
-from .payload import open_payload
+from .e2ee import EndToEnd, Failed
+from .keystore import KeyStore
+from .payload import open_envelope, open_payload
 from .types import Account, Conversation, Member, Message, MessageStatus, Page, SearchHit
 
 #: ``ord`` of unsent messages starts here (far above any seq)
 UNSENT_ORD = 1 << 50
 #: characters of the quoted message shown in a reply preview
 PREVIEW_CHARS = 80
+#: the local placeholder of a message that could not be decrypted
+UNDECRYPTABLE_BODY = "This message could not be decrypted"
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: the initial schema
@@ -183,6 +187,8 @@ class Changes:
     added: list[uuid.UUID] = field(default_factory=list)
     updated: list[uuid.UUID] = field(default_factory=list)
     conversations: set[str] = field(default_factory=set)
+    #: (sender account, conversation, message id) of envelopes that did not decrypt
+    undecryptable: list[tuple[str, str, uuid.UUID]] = field(default_factory=list)
 
 
 class Store:
@@ -196,6 +202,11 @@ class Store:
         self.db.execute("PRAGMA wal_autocheckpoint=4000")
         self.db.execute("PRAGMA busy_timeout=5000")
         self.migrate()
+        #: the device's keys, in this database (a decrypted message and the session state it
+        #: advanced commit together)
+        self.keys = KeyStore(self.db)
+        #: the encryption layer; without it payloads are taken as content in clear (tests)
+        self.e2ee: EndToEnd | None = None
         self.account_id = ""
         account = self.account()
         if account is not None:
@@ -280,6 +291,8 @@ class Store:
                 match effect:
                     case fx.StoreIncoming():
                         self._incoming(effect.conv, effect.envelopes, changes)
+                    case fx.StoreDeviceEnvelope():
+                        self._device_envelope(effect, changes)
                     case fx.AdvanceCursor():
                         self.db.execute(
                             "INSERT INTO cursors VALUES (?, ?) ON CONFLICT (conv_id)"
@@ -346,22 +359,74 @@ class Store:
             is_own = env.sender == self.account_id
             status = "sent" if is_own else "delivered"
             if env.kind == "system":
+                if self.e2ee is not None:
+                    self.e2ee.on_system(env.conv, env.payload)
                 inserted = self._insert(env, "system", "", env.payload, None, status, is_own)
+            elif self.e2ee is None:
+                inserted = self._content(env, open_payload(env.payload), changes)
             else:
-                content = open_payload(env.payload)
-                if isinstance(content, Text):
-                    reply = content.reply_to.hex if content.reply_to else None
-                    inserted = self._insert(env, "text", content.body, None, reply, status, is_own)
-                elif isinstance(content, Reaction) and content.target is not None:
-                    self._react(content, env.sender, env.ts, changes)
-                    continue
+                opened = open_envelope(env, self.e2ee)
+                if isinstance(opened, Failed):
+                    inserted = self._insert(
+                        env, "system", UNDECRYPTABLE_BODY, None, None, status, is_own
+                    )
+                    if inserted:
+                        changes.undecryptable.append((env.sender, env.conv, env.id))
                 else:
-                    continue  # content this client does not understand: not shown
+                    inserted = self._content(env, opened, changes)
             if inserted:
                 changes.added.append(env.id)
         if envelopes:
             self._touch(conv, newest)
             changes.conversations.add(conv)
+
+    def _content(self, env: Envelope, content: Content | None, changes: Changes) -> bool:
+        """Store decrypted content; True if a new message row was inserted."""
+        is_own = env.sender == self.account_id
+        status = "sent" if is_own else "delivered"
+        if isinstance(content, Text):
+            reply = content.reply_to.hex if content.reply_to else None
+            return self._insert(env, "text", content.body, None, reply, status, is_own)
+        if isinstance(content, Reaction) and content.target is not None:
+            self._react(content, env.sender, env.ts, changes)
+        return False  # a reaction, or content this client does not understand: not shown
+
+    def _device_envelope(self, effect: fx.StoreDeviceEnvelope, changes: Changes) -> None:
+        """A message to this device: a sender key (group messages that waited for it are
+        stored now) or a session reset request."""
+        if self.e2ee is None:
+            return
+        result = self.e2ee.open_device_envelope(effect.envelope)
+        for env, plaintext in result.released:
+            if self._content(env, open_payload(plaintext), changes):
+                changes.added.append(env.id)
+                self._touch(env.conv, env.ts)
+                changes.conversations.add(env.conv)
+
+    def identity_line(self, account_id: str, at: int) -> tuple[str, uuid.UUID] | None:
+        """Note in the direct conversation with ``account_id`` that its safety number changed
+        (a local system line); (conversation, message id), or None without such a chat."""
+        row = self.db.execute(
+            "SELECT c.id FROM conversations c JOIN members m ON m.conv_id = c.id"
+            " WHERE c.kind = 'direct' AND m.account_id = ? LIMIT 1",
+            (account_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        conv = str(row[0])
+        message_id = uuid.uuid4()
+        body = f"Your safety number with {self._name(account_id)} changed"
+        with self._tx():
+            last = self.db.execute(
+                "SELECT COALESCE(MAX(ord), 0) FROM messages WHERE conv_id = ? AND ord < ?",
+                (conv, UNSENT_ORD),
+            ).fetchone()
+            self.db.execute(
+                "INSERT INTO messages (id, conv_id, seq, ord, sender_id, is_own, kind, body,"
+                " status, created_at) VALUES (?, ?, NULL, ?, ?, 0, 'system', ?, 'delivered', ?)",
+                (message_id.hex, conv, last[0], account_id, body, at),
+            )
+        return conv, message_id
 
     def _insert(
         self,

@@ -141,4 +141,34 @@ class Synced:
     """The replay after a (re)connect is complete: the local store is up to date."""
 
 
-ClientEvent = MessageAdded | MessageUpdated | ConversationUpdated | ConnectionChanged | Synced
+@dataclass(frozen=True)
+class IdentityChanged:
+    """A contact's identity key (safety number) changed. If the user had verified it,
+    sending to that contact fails with ``identity_changed`` until :meth:`Client.verify`."""
+
+    account_id: str
+    username: str
+    #: the direct conversation where a system line notes the change, if there is one
+    conv_id: str | None
+    was_verified: bool
+
+
+@dataclass(frozen=True)
+class Undecryptable:
+    """A message could not be decrypted: a placeholder line is in the history and the
+    sender's device was asked to start a new session."""
+
+    sender: str
+    conv: str
+    message_id: uuid.UUID
+
+
+ClientEvent = (
+    MessageAdded
+    | MessageUpdated
+    | ConversationUpdated
+    | ConnectionChanged
+    | Synced
+    | IdentityChanged
+    | Undecryptable
+)

@@ -70,13 +70,34 @@ def encode_varint(value: int) -> bytes:
 def encode(fields: Iterable[tuple[int, FieldValue]]) -> bytes:
     """Serialize ``(field_number, value)`` pairs; see the module docstring."""
     out = bytearray()
+    append = out.append
     for number, value in fields:
         if value is None:
             continue
+        # Fast paths for one-byte keys, lengths and values; encode_varint does the rest and
+        # all range checks.
         if isinstance(value, bytes):
-            out += encode_varint((number << 3) | 2)
-            out += encode_varint(len(value))
+            key = (number << 3) | 2
+            if 0 < key < 0x80:
+                append(key)
+            else:
+                out += encode_varint(key)
+            length = len(value)
+            if length < 0x80:
+                append(length)
+            else:
+                out += encode_varint(length)
             out += value
+        elif type(value) is int:
+            key = number << 3
+            if 0 < key < 0x80:
+                append(key)
+            else:
+                out += encode_varint(key)
+            if 0 <= value < 0x80:
+                append(value)
+            else:
+                out += encode_varint(value)
         elif isinstance(value, Fixed32):
             out += encode_varint((number << 3) | 5)
             out += value.value.to_bytes(4, "little")
@@ -118,8 +139,11 @@ class Fields(dict[int, list[int | bytes]]):
 
     def optional_bytes(self, number: int) -> bytes | None:
         """The last length-delimited value of ``number``, or ``None`` when absent."""
-        value = self._last(number)
-        if value is None or isinstance(value, bytes):
+        values = self.get(number)
+        if not values:
+            return None
+        value = values[-1]
+        if isinstance(value, bytes):
             return value
         raise InvalidMessageError(f"field {number} is not length-delimited")
 
@@ -132,8 +156,11 @@ class Fields(dict[int, list[int | bytes]]):
 
     def optional_uint(self, number: int) -> int | None:
         """The last integer value (varint or fixed) of ``number``, or ``None`` when absent."""
-        value = self._last(number)
-        if value is None or isinstance(value, int):
+        values = self.get(number)
+        if not values:
+            return None
+        value = values[-1]
+        if isinstance(value, int):
             return value
         raise InvalidMessageError(f"field {number} is not an integer")
 
@@ -146,8 +173,13 @@ class Fields(dict[int, list[int | bytes]]):
 
     def optional_uint32(self, number: int) -> int | None:
         """Like :meth:`optional_uint`, truncated to 32 bits as protobuf's ``uint32`` is."""
-        value = self.optional_uint(number)
-        return None if value is None else value & 0xFFFFFFFF
+        values = self.get(number)
+        if not values:
+            return None
+        value = values[-1]
+        if isinstance(value, int):
+            return value & 0xFFFFFFFF
+        raise InvalidMessageError(f"field {number} is not an integer")
 
     def repeated_bytes(self, number: int) -> list[bytes]:
         """Every length-delimited value of ``number``, in wire order."""
@@ -176,9 +208,17 @@ def decode(data: bytes) -> Fields:
             raise InvalidMessageError("invalid field number")
         value: int | bytes
         if wire_type == 0:
-            value, pos = decode_varint(data, pos)
+            if pos < end and data[pos] < 0x80:
+                value = data[pos]
+                pos += 1
+            else:
+                value, pos = decode_varint(data, pos)
         elif wire_type == 2:
-            length, pos = decode_varint(data, pos)
+            if pos < end and data[pos] < 0x80:
+                length = data[pos]
+                pos += 1
+            else:
+                length, pos = decode_varint(data, pos)
             stop = pos + length
             if stop > end:
                 raise InvalidMessageError("truncated length-delimited field")

@@ -28,9 +28,8 @@ import hmac
 import os
 import uuid
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
-from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from . import protobuf
@@ -107,8 +106,20 @@ class InvalidSenderKeySignatureError(InvalidMessageError, InvalidSignatureError)
 # Key derivation
 
 
+_HMAC_BLOCK = 64
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+_sha256 = hashlib.sha256
+
+
 def _hmac_sha256(key: bytes, data: bytes) -> bytes:
-    return hmac.digest(key, data, hashlib.sha256)
+    """HMAC-SHA256 (RFC 2104) on ``hashlib``: for the short messages here this is about twice
+    as fast as ``hmac.digest``, whose per-call setup dominates. Tested equal to it."""
+    if len(key) > _HMAC_BLOCK:
+        key = _sha256(key).digest()
+    key = key.ljust(_HMAC_BLOCK, b"\x00")
+    inner = _sha256(key.translate(_IPAD) + data).digest()
+    return _sha256(key.translate(_OPAD) + inner).digest()
 
 
 def _message_key_material(seed: bytes) -> tuple[bytes, bytes]:
@@ -116,12 +127,10 @@ def _message_key_material(seed: bytes) -> tuple[bytes, bytes]:
     prk = _hmac_sha256(_ZERO_SALT, seed)
     t1 = _hmac_sha256(prk, _GROUP_INFO + b"\x01")
     t2 = _hmac_sha256(prk, t1 + _GROUP_INFO + b"\x02")
-    okm = t1 + t2
-    return okm[0:16], okm[16:48]
+    return t1[0:16], t1[16:32] + t2[0:16]
 
 
-@dataclass(frozen=True, slots=True)
-class _ChainKey:
+class _ChainKey(NamedTuple):
     iteration: int
     key: bytes
 
@@ -134,23 +143,26 @@ class _ChainKey:
         return _ChainKey(self.iteration + 1, _hmac_sha256(self.key, _CHAIN_KEY_SEED))
 
 
+_BLOCK = 16
+
+
 def _aes_cbc_encrypt(key: bytes, iv: bytes, plaintext: bytes) -> bytes:
-    padder = padding.PKCS7(128).padder()
-    padded = padder.update(plaintext) + padder.finalize()
+    pad = _BLOCK - len(plaintext) % _BLOCK  # PKCS#7
     encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
-    return encryptor.update(padded) + encryptor.finalize()
+    return encryptor.update(plaintext + bytes((pad,)) * pad) + encryptor.finalize()
 
 
 def _aes_cbc_decrypt(key: bytes, iv: bytes, ciphertext: bytes) -> bytes:
-    if not ciphertext or len(ciphertext) % 16:
+    if not ciphertext or len(ciphertext) % _BLOCK:
         raise InvalidMessageError("decryption failed")
     decryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).decryptor()
     padded = decryptor.update(ciphertext) + decryptor.finalize()
-    unpadder = padding.PKCS7(128).unpadder()
-    try:
-        return unpadder.update(padded) + unpadder.finalize()
-    except ValueError:
-        raise InvalidMessageError("decryption failed") from None
+    pad = padded[-1]
+    # PKCS#7: 1..16 bytes, each equal to the count. (The message was authenticated before
+    # decryption, so there is no padding oracle to protect against.)
+    if not 0 < pad <= _BLOCK or not hmac.compare_digest(padded[-pad:], bytes((pad,)) * pad):
+        raise InvalidMessageError("decryption failed")
+    return padded[:-pad]
 
 
 # --------------------------------------------------------------------------------------------
@@ -166,6 +178,7 @@ def _parse_version(first_byte: int) -> int:
     return version
 
 
+@functools.lru_cache(maxsize=256)
 def _parse_distribution_id(raw: bytes | None) -> uuid.UUID:
     if raw is None or len(raw) != 16:
         raise InvalidMessageError("invalid distribution id")

@@ -14,6 +14,7 @@ from tidings.protocol import (
     Accepted,
     Ack,
     Batch,
+    DeviceEnvelope,
     Envelope,
     Error,
     Fetch,
@@ -653,3 +654,55 @@ def test_own_messages_from_another_device_get_the_known_status() -> None:
     assert effects[:2] == [fx.StoreIncoming(C, (env(1, sender=ME),)), fx.Promote(C, 3, 2)]
     e.receive(env(2), T0)  # not own: no promotion needed
     assert only(e.take_effects(), fx.Promote) == []
+
+
+# ----------------------------------------------------------------------------- to-device messages
+
+
+def dmsg(dseq: int) -> DeviceEnvelope:
+    return DeviceEnvelope(
+        dseq=dseq, id=uuid.UUID(int=90_000 + dseq), sender=PEER, sender_device=2, ts=0, payload=b"c"
+    )
+
+
+def test_device_envelopes_are_stored_then_acked_with_device_upto() -> None:
+    e = engine()
+    online(e)
+    e.receive(dmsg(1), T0)
+    e.receive(dmsg(2), T0)
+    e.receive(env(1), T0)
+    effects = e.take_effects()
+    assert only(effects, fx.StoreDeviceEnvelope) == [
+        fx.StoreDeviceEnvelope(dmsg(1)),
+        fx.StoreDeviceEnvelope(dmsg(2)),
+    ]
+    assert frames(effects) == []
+    e.tick(T0 + fx.ACK_DELAY)
+    assert frames(e.take_effects()) == [Ack(upto={C: 1}, device_upto=2)]
+    e.tick(T0 + 1)
+    assert frames(e.take_effects()) == []  # nothing new: no empty Ack
+
+
+def test_device_envelope_replayed_after_a_reconnect_is_acked_again() -> None:
+    e = engine()
+    online(e)
+    e.receive(dmsg(3), T0)
+    e.tick(T0 + fx.ACK_DELAY)
+    assert frames(e.take_effects()) == [Ack(device_upto=3)]
+    e.disconnected(T0 + 1, "gone")  # that Ack may have been lost with the connection
+    e.take_effects()
+    e.tick(T0 + 100)
+    e.connected(T0 + 100)
+    e.receive(welcome(), T0 + 100)
+    e.receive(dmsg(3), T0 + 100)
+    assert only(e.take_effects(), fx.StoreDeviceEnvelope) == [fx.StoreDeviceEnvelope(dmsg(3))]
+    e.receive(Synced(), T0 + 100)
+    assert frames(e.take_effects()) == [Ack(device_upto=3)]
+
+
+def test_many_device_envelopes_are_acked_without_waiting() -> None:
+    e = engine()
+    online(e)
+    for dseq in range(1, fx.ACK_EVERY + 1):
+        e.receive(dmsg(dseq), T0)
+    assert frames(e.take_effects()) == [Ack(device_upto=fx.ACK_EVERY)]

@@ -11,9 +11,10 @@ import pytest
 from tidings.client.e2ee import (
     TYPE_PREKEY,
     TYPE_WHISPER,
-    IdentityBlocked,
-    Opened,
     Failed,
+    IdentityBlocked,
+    NotDistributed,
+    Opened,
     Waiting,
     devices_digest,
     parse_address,
@@ -112,13 +113,13 @@ GROUP = "group-1"
 
 
 async def _distribute(sender: Device, receivers: list[Device], members: set[str]) -> None:
-    messages = await sender.e2ee.group_distribution(GROUP, members)
-    envelopes = device_envelopes(sender, messages)
+    distribution = await sender.e2ee.group_distribution(GROUP, members)
+    envelopes = device_envelopes(sender, distribution.messages)
     for device in receivers:
         env = envelopes.get(device.address)
         if env is not None:
             assert not device.e2ee.open_device_envelope(env).undecryptable
-    sender.e2ee.distributed(GROUP, messages, [])
+    sender.e2ee.distributed(distribution)
 
 
 async def test_group_sender_keys_and_rotation(directory: Directory) -> None:
@@ -126,7 +127,7 @@ async def test_group_sender_keys_and_rotation(directory: Directory) -> None:
     directory.conversations[GROUP] = set(members)
     alice, bob, carol = (Device(directory, n, 1) for n in sorted(members))
     await _distribute(alice, [bob, carol], members)
-    assert await alice.e2ee.group_distribution(GROUP, members) == {}  # everyone has it
+    assert (await alice.e2ee.group_distribution(GROUP, members)).messages == {}  # all have it
 
     payload, digest = await alice.e2ee.encrypt_group(GROUP, b"to all", members)
     assert digest == devices_digest([ProtocolAddress("bob", 1), ProtocolAddress("carol", 1)])
@@ -149,17 +150,32 @@ async def test_group_sender_keys_and_rotation(directory: Directory) -> None:
     )
     for device in (alice, bob):
         assert device.e2ee.open_envelope(system) is None
-    messages = await alice.e2ee.group_distribution(GROUP)
-    assert sorted(messages) == ["bob:1"]
-    envelopes = device_envelopes(alice, messages)
+    distribution = await alice.e2ee.group_distribution(GROUP)
+    assert sorted(distribution.messages) == ["bob:1"]
+    envelopes = device_envelopes(alice, distribution.messages)
     bob.e2ee.open_device_envelope(envelopes["bob:1"])
-    alice.e2ee.distributed(GROUP, messages, [])
+    alice.e2ee.distributed(distribution)
     secret, _ = await alice.e2ee.encrypt_group(GROUP, b"after carol left")
     assert bob.e2ee.open_envelope(group_envelope(alice, GROUP, secret, 3)) == Opened(
         b"after carol left"
     )
     assert carol.e2ee.open_envelope(group_envelope(alice, GROUP, secret, 3)) == Waiting()
     assert carol.keys.pending_from("alice", 1)  # kept, but no key will ever come
+
+
+async def test_a_rotation_while_distributing_means_distributing_again(
+    directory: Directory,
+) -> None:
+    directory.conversations[GROUP] = {"alice", "bob"}
+    alice, bob = Device(directory, "alice", 1), Device(directory, "bob", 1)
+    distribution = await alice.e2ee.group_distribution(GROUP, {"alice", "bob"})
+    alice.e2ee.rotate(GROUP)  # a member left while the DeviceSend was on its way
+    alice.e2ee.distributed(distribution)
+    with pytest.raises(NotDistributed):
+        await alice.e2ee.encrypt_group(GROUP, b"x")
+    await _distribute(alice, [bob], {"alice", "bob"})
+    payload, _ = await alice.e2ee.encrypt_group(GROUP, b"y")
+    assert bob.e2ee.open_envelope(group_envelope(alice, GROUP, payload)) == Opened(b"y")
 
 
 async def test_a_new_member_cannot_read_earlier_posts(directory: Directory) -> None:
@@ -173,20 +189,18 @@ async def test_a_new_member_cannot_read_earlier_posts(directory: Directory) -> N
     await _distribute(alice, [bob, dave], {"alice", "bob", "dave"})
     late, _ = await alice.e2ee.encrypt_group(GROUP, b"with dave")
     assert dave.e2ee.open_envelope(group_envelope(alice, GROUP, late, 2)) == Opened(b"with dave")
-    assert isinstance(
-        dave.e2ee.open_envelope(group_envelope(alice, GROUP, early, 1)), Failed
-    )
+    assert isinstance(dave.e2ee.open_envelope(group_envelope(alice, GROUP, early, 1)), Failed)
 
 
 async def test_group_message_before_its_key_waits_and_is_released(directory: Directory) -> None:
     directory.conversations[GROUP] = {"alice", "bob"}
     alice, bob = Device(directory, "alice", 1), Device(directory, "bob", 1)
-    messages = await alice.e2ee.group_distribution(GROUP, {"alice", "bob"})
-    alice.e2ee.distributed(GROUP, messages, [])
+    distribution = await alice.e2ee.group_distribution(GROUP, {"alice", "bob"})
+    alice.e2ee.distributed(distribution)
     payload, _ = await alice.e2ee.encrypt_group(GROUP, b"early bird")
     env = group_envelope(alice, GROUP, payload)
     assert bob.e2ee.open_envelope(env) == Waiting()
-    result = bob.e2ee.open_device_envelope(device_envelopes(alice, messages)["bob:1"])
+    result = bob.e2ee.open_device_envelope(device_envelopes(alice, distribution.messages)["bob:1"])
     assert [(e.id, p) for e, p in result.released] == [(env.id, b"early bird")]
     assert bob.keys.pending_from("alice", 1) == []
 
