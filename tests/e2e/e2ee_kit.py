@@ -126,13 +126,13 @@ class RecordingProxy:
                 await asyncio.wait_for(self._server.wait_closed(), 5)
 
 
-def websocket_payloads(stream: bytes) -> bytes:
+def websocket_messages(stream: bytes) -> list[bytes]:
     """The unmasked frame payloads of a client → server WebSocket stream (after the HTTP
-    upgrade request); the stream itself when it is plain HTTP."""
+    upgrade request), one per frame; nothing when the stream is plain HTTP."""
     head_end = stream.find(b"\r\n\r\n")
     if head_end < 0 or b"upgrade: websocket" not in stream[:head_end].lower():
-        return stream
-    out = bytearray(stream[: head_end + 4])
+        return []
+    messages: list[bytes] = []
     data = memoryview(stream)[head_end + 4 :]
     while len(data) >= 2:
         masked = data[1] & 0x80
@@ -147,9 +147,18 @@ def websocket_payloads(stream: bytes) -> bytes:
         mask = bytes(data[offset : offset + 4]) if masked else b"\0\0\0\0"
         offset += 4 if masked else 0
         payload = data[offset : offset + length]
-        out += bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        messages.append(bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
         data = data[offset + length :]
-    return bytes(out)
+    return messages
+
+
+def websocket_payloads(stream: bytes) -> bytes:
+    """The stream with its WebSocket frames unmasked (the HTTP part as it is)."""
+    messages = websocket_messages(stream)
+    if not messages:
+        return stream
+    head_end = stream.find(b"\r\n\r\n")
+    return stream[: head_end + 4] + b"".join(messages)
 
 
 @contextlib.asynccontextmanager

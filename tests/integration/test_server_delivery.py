@@ -29,6 +29,17 @@ from tidings.protocol import (
 )
 
 
+@pytest.fixture
+def server_factory(server_factory):
+    """These tests speak the raw protocol with content in clear, which a server refuses by
+    default since issue 4 (``require_e2ee``): their servers accept it unless told otherwise."""
+
+    def make(*, env=None, **kwargs):
+        return server_factory(env={"TIDINGS_REQUIRE_E2EE": "false", **(env or {})}, **kwargs)
+
+    return make
+
+
 def count_rows(server, table: str) -> int:
     with sqlite3.connect(server.data_dir / "tidings.sqlite3") as db:
         (n,) = db.execute(f"SELECT count(*) FROM {table}").fetchone()

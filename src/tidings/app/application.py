@@ -25,9 +25,11 @@ from tidings.app.screens.base import AppScreen
 from tidings.app.screens.chat import ChatScreen
 from tidings.app.screens.chat_list import ChatListScreen
 from tidings.app.screens.group_info import GroupInfoScreen
+from tidings.app.screens.link import ApproveDeviceScreen, LinkThisDeviceScreen
 from tidings.app.screens.new_chat import NewChatScreen
 from tidings.app.screens.new_group import NewGroupScreen
 from tidings.app.screens.onboarding import OnboardingScreen
+from tidings.app.screens.safety import SafetyNumberScreen
 from tidings.app.screens.search import SearchScreen
 from tidings.app.screens.settings import SettingsScreen
 from tidings.app.screens.splash import SplashScreen
@@ -42,6 +44,7 @@ from tidings.client.types import (
     ConnectionChanged,
     ConnectionState,
     ConversationUpdated,
+    IdentityChanged,
     MessageAdded,
     MessageUpdated,
     Synced,
@@ -62,6 +65,8 @@ KV_FILES = (
     "new_group",
     "group_info",
     "settings",
+    "safety",
+    "link",
 )
 SETTINGS_FILE = "app-settings.json"
 #: Escape on desktop, the back button on Android.
@@ -94,6 +99,9 @@ class TidingsApp(App):  # type: ignore[misc]
         self._retry_deadline: float | None = None
         self._kv_loaded = False
         self._ticker: Any = None
+        #: contacts whose identity key changed in this session (username -> had been verified),
+        #: until the user verifies them again
+        self.identity_changes: dict[str, bool] = {}
 
     # ------------------------------------------------------------------ building
 
@@ -116,6 +124,9 @@ class TidingsApp(App):  # type: ignore[misc]
             NewGroupScreen(name="new_group"),
             GroupInfoScreen(name="group_info"),
             SettingsScreen(name="settings"),
+            SafetyNumberScreen(name="safety"),
+            LinkThisDeviceScreen(name="link_this_device"),
+            ApproveDeviceScreen(name="approve_device"),
         ):
             manager.add_widget(screen)
         root.add_widget(manager)
@@ -192,6 +203,41 @@ class TidingsApp(App):  # type: ignore[misc]
             group_info.on_conversation(event.conversation)
         elif isinstance(event, Synced):
             self.tasks.spawn(chat_list.reload())
+        elif isinstance(event, IdentityChanged):
+            self._identity_changed(event, chat)
+
+    def _identity_changed(self, event: IdentityChanged, chat: ChatScreen) -> None:
+        """A contact's safety number changed: remember it (the chat shows sending as paused
+        when they had been verified), tell the user and the screens that show it."""
+        name = event.username
+        self.identity_changes[name] = self.identity_changes.get(name, False) or event.was_verified
+        chat.on_identity_changed(name)
+        safety = self.screen("safety")
+        assert isinstance(safety, SafetyNumberScreen)
+        safety.on_identity_changed(name, self.identity_changes[name])
+        current = self.manager.current
+        if (current == "chat" and chat.peer() == name) or (
+            current == "safety" and safety.username == name
+        ):
+            return  # the screen itself says so
+        if event.was_verified:
+            self.notify(f"Your safety number with {name} changed: sending to {name} is paused")
+        else:
+            self.notify(f"Your safety number with {name} changed")
+
+    def identity_verified(self, username: str) -> None:
+        """The user verified `username` (again): sending to them resumes."""
+        self.identity_changes.pop(username, None)
+        chat = self.screen("chat")
+        if isinstance(chat, ChatScreen):
+            chat.on_identity_changed(username)
+
+    def open_safety_number(self, username: str) -> None:
+        """Show the safety number shared with `username`."""
+        safety = self.screen("safety")
+        assert isinstance(safety, SafetyNumberScreen)
+        self.navigate("safety")
+        safety.show(username)
 
     # Android: paused apps close their socket (the server then pushes), resumed ones reconnect
     def on_pause(self) -> bool:

@@ -1,5 +1,6 @@
 """The widgets of one message in a chat: the bubble with its sender, quote, text, time and
-status ticks, the reactions under it, day separators and system notes.
+status ticks, the reactions under it, day separators, system notes (the one about a changed
+safety number opens it) and the muted placeholder of a message that could not be decrypted.
 
 A `MessageRow` shows a `Message` as the client core reports it and hands what the user does to
 its `ChatScreen` (retry a failed message on tap, open the actions on a long press, jump to a
@@ -12,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from kivy.clock import Clock
 from kivy.metrics import dp
-from kivy.properties import BooleanProperty, NumericProperty
+from kivy.properties import BooleanProperty, NumericProperty, StringProperty
+from kivy.uix.behaviors import ButtonBehavior
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.label import Label
 from kivy.uix.widget import Widget
@@ -79,6 +81,74 @@ class DaySeparator(Label):  # type: ignore[misc]
 
 class SystemNote(Label):  # type: ignore[misc]
     """A system message ("alice added bob"), centred."""
+
+
+class IdentityNote(ButtonBehavior, Label):  # type: ignore[misc]
+    """The system line "Your safety number with bob changed": a tap opens the safety number."""
+
+    username = StringProperty("")
+
+    def on_release(self) -> None:
+        if self.username:
+            running_app().open_safety_number(self.username)
+
+
+class PlaceholderBubble(BoxLayout):  # type: ignore[misc]
+    """The muted frame of a message that could not be decrypted."""
+
+    own = BooleanProperty(False)
+
+
+class PlaceholderRow(BoxLayout):  # type: ignore[misc]
+    """A message that could not be decrypted: a muted bubble in its place."""
+
+    def __init__(self, message: Message, chat: ChatScreen, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.message = message
+        theme = running_app().theme
+        inner = max(float(dp(160)), float(chat.width or dp(390)) * 0.78 - float(dp(24)))
+        bubble = self.bubble = PlaceholderBubble(own=message.is_own)
+        parts: list[WrapLabel] = []
+        if chat.is_group and not message.is_own:
+            parts.append(
+                WrapLabel(
+                    text=rich(message.sender_name),
+                    markup=True,
+                    bold=True,
+                    font_size=dp(13),
+                    color=theme.text_muted,
+                    max_width=inner,
+                )
+            )
+        self.body = WrapLabel(
+            text=f"[font={SYMBOL_FONT}]\u2298[/font]  [i]{rich(message.body)}[/i]",
+            markup=True,
+            font_size=dp(14.5),
+            color=theme.text_muted,
+            max_width=inner,
+        )
+        parts.append(self.body)
+        stamp = WrapLabel(
+            text=timefmt.clock(message.created_at),
+            font_size=dp(11.5),
+            color=theme.text_muted,
+            max_width=inner,
+        )
+        stamp.pos_hint = {"right": 1}
+        parts.append(stamp)
+        width = max(p.width for p in parts)
+        for part in parts:
+            bubble.add_widget(part)
+        bubble.width = width + bubble.padding[0] + bubble.padding[2]
+        line = BoxLayout(size_hint_y=None, height=bubble.height)
+        bubble.bind(height=line.setter("height"))
+        if message.is_own:
+            line.add_widget(Widget())
+            line.add_widget(bubble)
+        else:
+            line.add_widget(bubble)
+            line.add_widget(Widget())
+        self.add_widget(line)
 
 
 class MessageRow(BoxLayout):  # type: ignore[misc]

@@ -2,8 +2,8 @@
 
 Starts a throw-away server process, fills it with a few people and conversations through the
 public client API, then drives the real app (see :mod:`tidings.app.harness`) and saves the chat
-list, a chat, search results and group info in the light and the dark theme. Needs a display
-(run it under `xvfb-run` on a headless machine, as `make screenshots` does).
+list, a chat, search results, group info and a safety number in the light and the dark theme.
+Needs a display (run it under `xvfb-run` on a headless machine, as `make screenshots` does).
 """
 
 from __future__ import annotations
@@ -175,6 +175,7 @@ async def shoot(out_dir: Path, themes: Sequence[str] = ("light", "dark")) -> lis
     from tidings.app.screens.chat import ChatScreen
     from tidings.app.screens.chat_list import ChatListScreen
     from tidings.app.screens.group_info import MemberRow
+    from tidings.app.screens.safety import SafetyNumberScreen
     from tidings.app.screens.search import SearchResult
 
     saved: list[Path] = []
@@ -195,6 +196,8 @@ async def shoot(out_dir: Path, themes: Sequence[str] = ("light", "dark")) -> lis
                 what="four conversations, online",
             )
             titles = {c.title: c.id for c in chat_list.conversations.values()}
+            safety = app.screen("safety")
+            assert isinstance(safety, SafetyNumberScreen)
             for theme in themes:
                 app.switch_theme(theme)
                 app.home()
@@ -215,6 +218,13 @@ async def shoot(out_dir: Path, themes: Sequence[str] = ("light", "dark")) -> lis
                 await driver.wait_for(lambda: len(driver.find(MemberRow)) == 4, what="members")
                 await driver.settle(0.6)
                 saved.append(driver.screenshot(out_dir / f"group-info-{theme}.png"))
+
+                app.open_safety_number("bob")
+                await driver.wait_for(
+                    lambda: safety.number and not safety.busy, what="the safety number"
+                )
+                await driver.settle(0.6)
+                saved.append(driver.screenshot(out_dir / f"safety-{theme}.png"))
 
                 app.home()
                 app.navigate("search")

@@ -20,6 +20,8 @@ from kivy.properties import ColorProperty, StringProperty
 from kivy.utils import escape_markup, get_color_from_hex
 
 SYMBOL_FONT = "TidingsSymbols"
+#: Safety numbers and link codes: digits and letters that line up (Roboto Mono, bundled too).
+MONO_FONT = "TidingsMono"
 TEXT_FONT = "Roboto"
 
 #: Reactions offered by the quick-react bar: all of them have glyphs in the symbol font.
@@ -112,9 +114,11 @@ _AVATAR_COLOURS: Sequence[str] = (
 
 
 def register_fonts() -> None:
-    """Make the symbol font known to Kivy under :data:`SYMBOL_FONT`."""
+    """Make the symbol and the monospace font known to Kivy (:data:`SYMBOL_FONT`,
+    :data:`MONO_FONT`)."""
     fonts = os.path.join(os.path.dirname(kivy.__file__), "data", "fonts")
     LabelBase.register(name=SYMBOL_FONT, fn_regular=os.path.join(fonts, "DejaVuSans.ttf"))
+    LabelBase.register(name=MONO_FONT, fn_regular=os.path.join(fonts, "RobotoMono-Regular.ttf"))
 
 
 def rich(text: str) -> str:

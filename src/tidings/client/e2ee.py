@@ -328,8 +328,9 @@ class EndToEnd:
         accounts = self._conv_members(conv, members)
         self.check_sendable(accounts - {self.account_id})
         targets = await self._targets(conv, accounts)
-        await self._ensure_or_refresh(conv, accounts, targets)
-        targets = await self._targets(conv, accounts)
+        if any(not self.keys.has_session(a) for a in targets):
+            await self._ensure_or_refresh(conv, accounts, targets)
+            targets = await self._targets(conv, accounts)
         with self.keys.transaction():
             return {address_text(a): self._encrypt_to(a, plaintext) for a in targets}
 

@@ -168,7 +168,15 @@ class KeyStore:
         self.db = db
         #: identity changes recorded since the caller last took them (see :meth:`take_changes`)
         self._changes: list[IdentityChange] = []
+        #: read caches (every message looks these up); dropped on every write and rollback
+        self._identities: dict[str, KnownIdentity | None] = {}
+        self._devices: dict[str, list[int] | None] = {}
         self._migrate()
+
+    def forget_cached(self) -> None:
+        """Drop the read caches (a transaction that wrote through this store rolled back)."""
+        self._identities.clear()
+        self._devices.clear()
 
     # ------------------------------------------------------------------ plumbing
 
@@ -194,6 +202,7 @@ class KeyStore:
             yield
         except BaseException:
             self.db.execute("ROLLBACK")
+            self.forget_cached()
             raise
         self.db.execute("COMMIT")
 
@@ -233,12 +242,16 @@ class KeyStore:
         """Record the identity key seen for ``account_id``. A different key than the known one
         is a change: kept in the history, reported by :meth:`take_changes`, and if the user had
         verified the old key, the account is blocked for sending. True on a change."""
+        known = self.known_identity(account_id)
+        if known is not None and known.identity_key == identity:
+            return False
         key = identity.serialize()
         row = self.db.execute(
             "SELECT identity_key, verified FROM e2ee_identities WHERE account_id = ?",
             (account_id,),
         ).fetchone()
         at = now_ms()
+        self._identities.pop(account_id, None)
         with self.transaction():
             if row is None:
                 self.db.execute(
@@ -284,18 +297,25 @@ class KeyStore:
         return None if known is None else known.identity_key
 
     def known_identity(self, account_id: str) -> KnownIdentity | None:
+        if account_id in self._identities:
+            return self._identities[account_id]
         row = self.db.execute(
             "SELECT identity_key, verified, blocked FROM e2ee_identities WHERE account_id = ?",
             (account_id,),
         ).fetchone()
-        if row is None:
-            return None
-        return KnownIdentity(
-            account_id, IdentityKey.deserialize(bytes(row[0])), bool(row[1]), bool(row[2])
+        known = (
+            None
+            if row is None
+            else KnownIdentity(
+                account_id, IdentityKey.deserialize(bytes(row[0])), bool(row[1]), bool(row[2])
+            )
         )
+        self._identities[account_id] = known
+        return known
 
     def set_verified(self, account_id: str, verified: bool) -> None:
         """The user compared safety numbers (or takes that back). Clears ``blocked``."""
+        self._identities.pop(account_id, None)
         with self.transaction():
             self.db.execute(
                 "UPDATE e2ee_identities SET verified = ?, blocked = 0 WHERE account_id = ?",
@@ -480,22 +500,30 @@ class KeyStore:
 
     def devices(self, account_id: str) -> list[int] | None:
         """The account's current device ids as last learnt; None if never learnt."""
+        if account_id in self._devices:
+            cached = self._devices[account_id]
+            return None if cached is None else list(cached)
         known = self.db.execute(
             "SELECT 1 FROM e2ee_known_accounts WHERE account_id = ?", (account_id,)
         ).fetchone()
-        if known is None:
-            return None
-        return [
-            int(r[0])
-            for r in self.db.execute(
-                "SELECT device_id FROM e2ee_devices WHERE account_id = ? ORDER BY device_id",
-                (account_id,),
-            )
-        ]
+        devices = (
+            None
+            if known is None
+            else [
+                int(r[0])
+                for r in self.db.execute(
+                    "SELECT device_id FROM e2ee_devices WHERE account_id = ? ORDER BY device_id",
+                    (account_id,),
+                )
+            ]
+        )
+        self._devices[account_id] = devices
+        return None if devices is None else list(devices)
 
     def set_devices(self, account_id: str, device_ids: list[int]) -> list[int]:
         """Replace the account's device list; returns the devices that went away."""
         old = set(self.devices(account_id) or [])
+        self._devices.pop(account_id, None)
         with self.transaction():
             self.db.execute("INSERT OR IGNORE INTO e2ee_known_accounts VALUES (?)", (account_id,))
             self.db.execute("DELETE FROM e2ee_devices WHERE account_id = ?", (account_id,))

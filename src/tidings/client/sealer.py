@@ -40,15 +40,19 @@ class Sealer:
         self._lookup = lookup
         self._transmit = transmit
         self._waiting: dict[uuid.UUID, asyncio.Future[DeviceAccepted]] = {}
+        #: conversation → "direct" | "group" (a conversation never changes its kind)
+        self._kinds: dict[str, str] = {}
 
     async def seal(self, frame: Send) -> Send:
         """The encrypted form of a ``Send`` whose payload is content bytes. Raises
         :class:`~tidings.client.e2ee.IdentityBlocked`, or a ``ClientError``/``TimeoutError``
         when the server cannot help right now (the engine resends later)."""
-        kind, members = await self._lookup(frame.conv)
-        known = self.e2ee.members(frame.conv)
-        if known is None:
-            self.e2ee.set_members(frame.conv, members)
+        kind = self._kinds.get(frame.conv)
+        if kind is None or self.e2ee.members(frame.conv) is None:
+            kind, members = await self._lookup(frame.conv)
+            self._kinds[frame.conv] = kind
+            if self.e2ee.members(frame.conv) is None:
+                self.e2ee.set_members(frame.conv, members)
         if kind == "direct":
             payloads = await self.e2ee.encrypt_direct(frame.conv, frame.payload)
             return msgspec.structs.replace(frame, payload=b"", device_payloads=payloads)

@@ -286,6 +286,14 @@ class Store:
         changes = Changes()
         if not any(isinstance(effect, _STORE_EFFECTS) for effect in effects):
             return changes  # pings, connection notices …: no empty transaction
+        try:
+            self._apply(effects, changes)
+        except BaseException:
+            self.keys.forget_cached()  # its reads may have seen rolled-back writes
+            raise
+        return changes
+
+    def _apply(self, effects: Sequence[fx.Effect], changes: Changes) -> None:
         with self._tx():
             for effect in effects:
                 match effect:
@@ -340,7 +348,6 @@ class Store:
                             changes.conversations.add(effect.conv)
                     case _:
                         pass  # not a store effect
-        return changes
 
     def _tx(self) -> _Transaction:
         return _Transaction(self.db)

@@ -2,6 +2,7 @@
 
 A public key travels as ``0x05 ‖ 32 bytes`` (libsignal's ``KeyType::Djb``); a private key is
 32 bytes, clamped on import as libsignal does, so ``serialize()`` returns the clamped form.
+X25519 (agreement, and the public key of a private key) is libsodium's, through PyNaCl.
 An :class:`IdentityKeyPair` serializes as libsignal's ``IdentityKeyPairStructure`` protobuf
 (1: public key, 2: private key).
 """
@@ -11,7 +12,8 @@ from __future__ import annotations
 import os
 from typing import Final
 
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from nacl.bindings import crypto_scalarmult, crypto_scalarmult_base
+from nacl.exceptions import RuntimeError as SodiumError
 
 from . import protobuf, xeddsa
 from .errors import InvalidKeyError
@@ -99,14 +101,13 @@ def _clamp(raw: bytes) -> bytes:
 class PrivateKey:
     """A Curve25519 private key (clamped scalar)."""
 
-    __slots__ = ("_edwards_public", "_key", "_public", "_raw")
+    __slots__ = ("_edwards_public", "_public", "_raw")
 
     def __init__(self, raw: bytes) -> None:
         """Wrap 32 bytes, clamping them; prefer :meth:`generate` / :meth:`deserialize`."""
         if len(raw) != _KEY_LEN:
             raise InvalidKeyError(f"Curve25519 private key must be 32 bytes, got {len(raw)}")
         self._raw = _clamp(raw)
-        self._key = X25519PrivateKey.from_private_bytes(self._raw)
         self._public: PublicKey | None = None
         self._edwards_public: bytes | None = None
 
@@ -125,16 +126,20 @@ class PrivateKey:
         return self._raw
 
     def public_key(self) -> PublicKey:
-        """The matching public key."""
+        """The matching public key (computed on first use, with libsodium's fixed-base
+        multiplication)."""
         if self._public is None:
-            self._public = PublicKey(self._key.public_key().public_bytes_raw())
+            self._public = PublicKey(crypto_scalarmult_base(self._raw))
         return self._public
 
     def calculate_agreement(self, other: PublicKey) -> bytes:
         """X25519 with ``other``; 32 bytes. :class:`InvalidKeyError` for a low-order point."""
+        their = other.public_key_bytes()
+        if len(their) != _KEY_LEN:  # libsodium reads exactly 32 bytes
+            raise InvalidKeyError("Curve25519 public key must be 32 bytes")
         try:
-            return self._key.exchange(X25519PublicKey.from_public_bytes(other.public_key_bytes()))
-        except ValueError as exc:
+            return crypto_scalarmult(self._raw, their)
+        except SodiumError as exc:  # an all-zero shared secret
             raise InvalidKeyError("X25519 agreement with a low-order point") from exc
 
     def calculate_signature(self, message: bytes) -> bytes:

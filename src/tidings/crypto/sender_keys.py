@@ -23,14 +23,10 @@ been authenticated and decrypted; a failed message leaves the stored state untou
 from __future__ import annotations
 
 import functools
-import hashlib
-import hmac
 import os
 import uuid
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol, runtime_checkable
-
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from . import protobuf
 from .errors import (
@@ -44,6 +40,7 @@ from .errors import (
     UnrecognizedMessageVersionError,
 )
 from .keys import KeyPair, PrivateKey, PublicKey
+from .symmetric import aes_256_cbc_decrypt, aes_256_cbc_encrypt, hkdf_sha256, hmac_sha256
 
 __all__ = [
     "MAX_FORWARD_JUMPS",
@@ -106,28 +103,14 @@ class InvalidSenderKeySignatureError(InvalidMessageError, InvalidSignatureError)
 # Key derivation
 
 
-_HMAC_BLOCK = 64
-_IPAD = bytes(x ^ 0x36 for x in range(256))
-_OPAD = bytes(x ^ 0x5C for x in range(256))
-_sha256 = hashlib.sha256
-
-
 def _hmac_sha256(key: bytes, data: bytes) -> bytes:
-    """HMAC-SHA256 (RFC 2104) on ``hashlib``: for the short messages here this is about twice
-    as fast as ``hmac.digest``, whose per-call setup dominates. Tested equal to it."""
-    if len(key) > _HMAC_BLOCK:
-        key = _sha256(key).digest()
-    key = key.ljust(_HMAC_BLOCK, b"\x00")
-    inner = _sha256(key.translate(_IPAD) + data).digest()
-    return _sha256(key.translate(_OPAD) + inner).digest()
+    return hmac_sha256(key, data)
 
 
 def _message_key_material(seed: bytes) -> tuple[bytes, bytes]:
     """``(iv, cipher_key)`` from ``HKDF-SHA256(ikm=seed, salt=none, info="WhisperGroup", 48)``."""
-    prk = _hmac_sha256(_ZERO_SALT, seed)
-    t1 = _hmac_sha256(prk, _GROUP_INFO + b"\x01")
-    t2 = _hmac_sha256(prk, t1 + _GROUP_INFO + b"\x02")
-    return t1[0:16], t1[16:32] + t2[0:16]
+    okm = hkdf_sha256(seed, _GROUP_INFO, 48)
+    return okm[0:16], okm[16:48]
 
 
 class _ChainKey(NamedTuple):
@@ -135,34 +118,23 @@ class _ChainKey(NamedTuple):
     key: bytes
 
     def message_seed(self) -> bytes:
-        return _hmac_sha256(self.key, _MESSAGE_KEY_SEED)
+        return hmac_sha256(self.key, _MESSAGE_KEY_SEED)
 
     def next(self) -> _ChainKey:
         if self.iteration >= _U32_MAX:
             raise InvalidStateError("sender chain is too long")
-        return _ChainKey(self.iteration + 1, _hmac_sha256(self.key, _CHAIN_KEY_SEED))
-
-
-_BLOCK = 16
+        return _ChainKey(self.iteration + 1, hmac_sha256(self.key, _CHAIN_KEY_SEED))
 
 
 def _aes_cbc_encrypt(key: bytes, iv: bytes, plaintext: bytes) -> bytes:
-    pad = _BLOCK - len(plaintext) % _BLOCK  # PKCS#7
-    encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
-    return encryptor.update(plaintext + bytes((pad,)) * pad) + encryptor.finalize()
+    return aes_256_cbc_encrypt(plaintext, key, iv)
 
 
 def _aes_cbc_decrypt(key: bytes, iv: bytes, ciphertext: bytes) -> bytes:
-    if not ciphertext or len(ciphertext) % _BLOCK:
-        raise InvalidMessageError("decryption failed")
-    decryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).decryptor()
-    padded = decryptor.update(ciphertext) + decryptor.finalize()
-    pad = padded[-1]
-    # PKCS#7: 1..16 bytes, each equal to the count. (The message was authenticated before
-    # decryption, so there is no padding oracle to protect against.)
-    if not 0 < pad <= _BLOCK or not hmac.compare_digest(padded[-pad:], bytes((pad,)) * pad):
-        raise InvalidMessageError("decryption failed")
-    return padded[:-pad]
+    try:
+        return aes_256_cbc_decrypt(ciphertext, key, iv)
+    except InvalidMessageError:
+        raise InvalidMessageError("decryption failed") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -341,6 +313,31 @@ def _signing_public_key(raw: bytes) -> PublicKey:
     return PublicKey.deserialize(raw)
 
 
+_SigningCache = tuple[PublicKey, PrivateKey | None, bytes]
+
+
+def _encode_signing(public: PublicKey, private: PrivateKey | None) -> bytes:
+    raw_private = None if private is None else private.serialize() or None
+    return protobuf.encode([(1, public.serialize()), (2, raw_private)])
+
+
+@functools.lru_cache(maxsize=256)
+def _signing_keys(raw: bytes) -> _SigningCache:
+    """A state's ``SenderKeyStateStructure.SenderSigningKey`` sub-message → ``(public key,
+    private key or None, its canonical encoding)``. The signing key of a chain never changes,
+    so parsing it (and re-encoding it on store) is done once per key rather than per message.
+    """
+    signing = protobuf.decode(raw)
+    public_raw = signing.optional_bytes(1) or b""
+    private_raw = signing.optional_bytes(2) or b""
+    try:
+        public = _signing_public_key(public_raw)
+        private = _signing_private_key(private_raw) if private_raw else None
+    except InvalidKeyError as exc:
+        raise InvalidStateError("invalid signing key in sender key state") from exc
+    return public, private, _encode_signing(public, private)
+
+
 class SenderKeyState:
     """One chain of a sender: chain id, current chain key, signing key, skipped message keys.
 
@@ -349,6 +346,7 @@ class SenderKeyState:
 
     __slots__ = (
         "_chain",
+        "_signing_cache",
         "chain_id",
         "message_keys",
         "message_version",
@@ -372,6 +370,7 @@ class SenderKeyState:
         self.signing_public = signing_public
         self.signing_private = signing_private
         self.message_keys: dict[int, bytes] = {} if message_keys is None else message_keys
+        self._signing_cache: _SigningCache | None = None
 
     @property
     def iteration(self) -> int:
@@ -385,7 +384,7 @@ class SenderKeyState:
 
     def copy(self) -> SenderKeyState:
         """An independent copy (the keys are immutable and shared)."""
-        return SenderKeyState(
+        state = SenderKeyState(
             self.message_version,
             self.chain_id,
             self._chain.iteration,
@@ -394,6 +393,8 @@ class SenderKeyState:
             self.signing_private,
             dict(self.message_keys),
         )
+        state._signing_cache = self._signing_cache
+        return state
 
     def _add_message_key(self, iteration: int, seed: bytes) -> None:
         keys = self.message_keys
@@ -402,9 +403,17 @@ class SenderKeyState:
             del keys[next(iter(keys))]
 
     def _encode(self) -> bytes:
-        private = b"" if self.signing_private is None else self.signing_private.serialize()
         chain = protobuf.encode([(1, self._chain.iteration or None), (2, self._chain.key or None)])
-        signing = protobuf.encode([(1, self.signing_public.serialize()), (2, private or None)])
+        cache = self._signing_cache
+        if (
+            cache is not None
+            and cache[0] is self.signing_public
+            and cache[1] is self.signing_private
+        ):
+            signing = cache[2]
+        else:
+            signing = _encode_signing(self.signing_public, self.signing_private)
+            self._signing_cache = (self.signing_public, self.signing_private, signing)
         fields: list[tuple[int, protobuf.FieldValue]] = [
             (1, self.chain_id or None),
             (2, chain),
@@ -425,19 +434,13 @@ class SenderKeyState:
         if chain_raw is None or signing_raw is None:
             raise InvalidStateError("sender key state without chain or signing key")
         chain = protobuf.decode(chain_raw)
-        signing = protobuf.decode(signing_raw)
-        public_raw = signing.optional_bytes(1) or b""
-        private_raw = signing.optional_bytes(2) or b""
-        try:
-            public = _signing_public_key(public_raw)
-            private = _signing_private_key(private_raw) if private_raw else None
-        except InvalidKeyError as exc:
-            raise InvalidStateError("invalid signing key in sender key state") from exc
+        signing = _signing_keys(signing_raw)
+        public, private, _ = signing
         keys: dict[int, bytes] = {}
         for raw in fields.repeated_bytes(4):
             mk = protobuf.decode(raw)
             keys[mk.optional_uint32(1) or 0] = mk.optional_bytes(2) or b""
-        return cls(
+        state = cls(
             version,
             chain_id,
             chain.optional_uint32(1) or 0,
@@ -446,6 +449,8 @@ class SenderKeyState:
             private,
             keys,
         )
+        state._signing_cache = signing
+        return state
 
 
 class SenderKeyRecord:

@@ -1,9 +1,11 @@
 """Symmetric primitives of the protocol: HMAC-SHA256, HKDF-SHA256 and AES-256-CBC with PKCS#7.
 
-HMAC is built from :mod:`hashlib` SHA-256 objects (RFC 2104): a key's inner and outer pads are
-hashed once by :class:`HmacKey` and copied for each message, which is twice as fast as
-:func:`hmac.digest` for the short inputs of the ratchet, where a key is used two or three
-times. AES comes from ``cryptography``. Used by the Double Ratchet and by Sender Keys.
+HMAC is built from :mod:`hashlib` SHA-256 (RFC 2104), which for the short inputs of the protocol
+is faster than :func:`hmac.digest` (whose per-call setup dominates): :func:`hmac_sha256` hashes
+the padded key and the message in one go; :class:`HmacKey` hashes a key's inner and outer pads
+once and copies them for each message, for a key used two or more times (HKDF's expansion, the
+constant all-zero salt). AES comes from ``cryptography``. Used by the Double Ratchet and by
+Sender Keys.
 """
 
 from __future__ import annotations
@@ -57,12 +59,22 @@ class HmacKey:
 
 def hmac_sha256(key: bytes, data: bytes) -> bytes:
     """HMAC-SHA256 of ``data`` under ``key``; 32 bytes."""
-    return HmacKey(key).digest(data)
+    if len(key) > 64:
+        key = sha256(key).digest()
+    block = key.ljust(64, b"\x00")
+    inner = sha256(block.translate(_INNER_PAD) + data).digest()
+    return sha256(block.translate(_OUTER_PAD) + inner).digest()
+
+
+_ZERO_SALT_KEY = HmacKey(_ZERO_SALT)
 
 
 def hkdf_sha256(ikm: bytes, info: bytes, length: int, salt: bytes | None = None) -> bytes:
     """RFC 5869 HKDF-SHA256; an absent salt means 32 zero bytes, as the RFC specifies."""
-    prk = HmacKey(salt or _ZERO_SALT).digest(ikm)
+    # (No comparison of a given salt with zeros: salts such as a root key are secret.)
+    prk = (_ZERO_SALT_KEY if not salt else HmacKey(salt)).digest(ikm)
+    if length <= 32:
+        return hmac_sha256(prk, info + b"\x01")[:length]
     expand = HmacKey(prk)
     out = b""
     block = b""

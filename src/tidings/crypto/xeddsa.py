@@ -31,6 +31,7 @@ from nacl.bindings import (
     crypto_sign_open,
 )
 from nacl.exceptions import BadSignatureError
+from nacl.exceptions import RuntimeError as SodiumError
 
 __all__ = ["edwards_public_key", "montgomery_to_edwards_y", "sign", "verify"]
 
@@ -47,9 +48,12 @@ def _reduce(scalar: bytes) -> bytes:
 
 def _base_mult(scalar: bytes) -> bytes:
     """``k·B`` for a reduced scalar ``k`` (32 bytes), compressed."""
-    if scalar == _ZERO32:
-        return _IDENTITY  # libsodium refuses k = 0 (probability 2**-252 for a nonce)
-    return crypto_scalarmult_ed25519_base_noclamp(scalar)
+    try:
+        return crypto_scalarmult_ed25519_base_noclamp(scalar)
+    except SodiumError:
+        # libsodium refuses only k = 0 here (k < L); its product is the neutral element. Caught
+        # rather than tested beforehand, so that no secret scalar is compared in variable time.
+        return _IDENTITY
 
 
 def edwards_public_key(private_key: bytes) -> bytes:

@@ -43,7 +43,7 @@ class ServerConfig:
     #: days an unacknowledged envelope stays in a device's pending queue
     pending_ttl_days: int = 30
     #: refuse Sends that carry neither device_payloads nor a devices_digest (plaintext)
-    require_e2ee: bool = False
+    require_e2ee: bool = True
     #: prekey bundles (devices) one account may claim per minute, as a token bucket of that
     #: size; enough to set up sessions with every device of a 1,000-member group at once
     key_claims_per_minute: int = 6000

@@ -16,10 +16,17 @@ from kivy.uix.textinput import TextInput
 from kivy.uix.widget import Widget
 
 from tidings.app import timefmt
-from tidings.app.bubbles import DaySeparator, MessageRow, SystemNote
+from tidings.app.bubbles import (
+    DaySeparator,
+    IdentityNote,
+    MessageRow,
+    PlaceholderRow,
+    SystemNote,
+)
 from tidings.app.screens.base import AppScreen
 from tidings.app.screens.chat_list import ChatListScreen
 from tidings.app.screens.group_info import GroupInfoScreen
+from tidings.app.screens.safety import is_identity_line, is_undecryptable
 from tidings.app.theme import (
     QUICK_REACTIONS,
     SYMBOL_FONT,
@@ -33,6 +40,8 @@ PAGE_SIZE = 40
 #: scroll_y above this (1 is the very top) loads the next older page.
 LOAD_OLDER_AT = 0.97
 ENTER_KEYS = (13, 271)
+#: `Message.fail_reason` of a message held back because a verified contact's key changed.
+IDENTITY_CHANGED = "identity_changed"
 
 
 class NotMemberNote(Label):  # type: ignore[misc]
@@ -108,6 +117,10 @@ class ChatScreen(AppScreen):
     reply_name = StringProperty("")
     #: False in a group I was removed from or left
     member = BooleanProperty(True)
+    #: sending is paused: a verified contact's safety number changed (the bar above the
+    #: composer says so and leads to the safety number, or to the members of a group)
+    paused = BooleanProperty(False)
+    paused_text = StringProperty("")
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -154,6 +167,7 @@ class ChatScreen(AppScreen):
         self.conv_id = conv_id
         self.conversation = None
         self.member = True
+        self.paused = False
         self.messages = []
         self.rows = {}
         self.before = None
@@ -189,6 +203,8 @@ class ChatScreen(AppScreen):
         self.messages = list(page.messages)
         self.before = page.before
         self._rebuild()
+        if self.conversation is not None:
+            self._update_paused()
         if around is not None and around in self.rows:
             target = self.rows[around]
             target.highlight(True)
@@ -216,10 +232,79 @@ class ChatScreen(AppScreen):
                 f" +{more}" if more > 0 else ""
             )
         else:
-            self.subtitle = "direct chat"
+            self.subtitle = "direct chat \u00b7 end-to-end encrypted"
         if regrouped and self.messages:
             self.rows = {}
             self._rebuild()
+        self._update_paused()
+
+    # ------------------------------------------------------------------ changed safety numbers
+
+    def peer(self) -> str | None:
+        """The other person of a direct chat."""
+        conv = self.conversation
+        if conv is None or conv.kind != "direct":
+            return None
+        me = self.client.account.account_id
+        others = [m.username for m in conv.members if m.account_id != me]
+        return others[0] if others else conv.title
+
+    def on_identity_changed(self, _username: str) -> None:
+        """Someone's safety number changed or was verified again: is sending paused here?"""
+        self._update_paused()
+
+    def _update_paused(self) -> None:
+        conv = self.conversation
+        if conv is None:
+            self.paused = False
+            return
+        me = self.client.account.account_id
+        others = [m.username for m in conv.members if m.account_id != me]
+        changes = self.tidings.identity_changes
+        changed = [name for name in others if changes.get(name)]
+        own = [m for m in self.messages if m.is_own and m.kind == "text"]
+        held = bool(own) and own[-1].fail_reason == IDENTITY_CHANGED
+        peer = self.peer()
+        if changed or (held and peer is None):
+            self._show_paused(changed[0] if changed else None)
+        elif held and peer is not None:
+            conv_id = self.conv_id
+
+            def checked(verified: bool) -> None:
+                if conv_id == self.conv_id:
+                    if verified:
+                        self.paused = False
+                    else:
+                        self._show_paused(peer)
+
+            self.tidings.tasks.spawn(
+                self.client.is_verified(peer), on_done=checked, on_error=lambda _e: None
+            )
+        else:
+            self.paused = False
+
+    def _show_paused(self, name: str | None) -> None:
+        if self.is_group:
+            who = f"the safety number of {rich(name)}" if name else "a member's safety number"
+            self.paused_text = (
+                f"[b]Sending is paused:[/b] {who} changed. Tap to open the members and "
+                "verify it again."
+            )
+        else:
+            peer = name or self.peer() or self.title
+            self.paused_text = (
+                f"[b]Sending to {rich(peer)} is paused:[/b] their safety number changed. "
+                "Tap to compare it and verify it again."
+            )
+        self.paused = True
+
+    def review_paused(self) -> None:
+        """The paused bar was tapped: to the safety number (or the group's members)."""
+        peer = self.peer()
+        if peer is not None:
+            self.tidings.open_safety_number(peer)
+        else:
+            self.open_info()
 
     # ------------------------------------------------------------------ live updates
 
@@ -259,6 +344,8 @@ class ChatScreen(AppScreen):
         if [m.id for m in self.messages] != old_order:
             self._rebuild()
         row.show(msg)
+        if msg.is_own and (msg.fail_reason == IDENTITY_CHANGED or self.paused):
+            self._update_paused()
 
     def _ordered(self) -> None:
         # accepted messages in seq order, then the ones still sending in the order they were made
@@ -292,6 +379,18 @@ class ChatScreen(AppScreen):
             if day != last_day:
                 widgets.append(DaySeparator(text=timefmt.day_label(day)))
                 last_day = day
+            if is_undecryptable(msg):
+                widgets.append(PlaceholderRow(msg, self))
+                continue
+            if is_identity_line(msg):
+                name = msg.body.removeprefix("Your safety number with ").removesuffix(" changed")
+                text = (
+                    f"{rich(msg.body)}\n[b][u]View safety number[/u][/b]"
+                    if name != self.client.account.username
+                    else rich(msg.body)
+                )
+                widgets.append(IdentityNote(text=text, username=name))
+                continue
             if msg.kind == "system":
                 widgets.append(SystemNote(text=rich(msg.body)))
                 continue
@@ -455,8 +554,15 @@ class ChatScreen(AppScreen):
         return sheet
 
     def open_info(self) -> None:
-        if self.is_group and self.conversation is not None:
+        """The header was tapped: a group's members, or the safety number of a direct chat."""
+        if self.conversation is None:
+            return
+        if self.is_group:
             info = self.tidings.screen("group_info")
             if isinstance(info, GroupInfoScreen):
                 info.show(self.conversation)
                 self.tidings.navigate("group_info")
+            return
+        peer = self.peer()
+        if peer is not None:
+            self.tidings.open_safety_number(peer)

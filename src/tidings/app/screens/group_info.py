@@ -1,17 +1,21 @@
-"""A group's members; admins add and remove them; anyone can leave."""
+"""A group's members; admins add and remove them; anyone can leave; a member's row opens
+their safety number."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from kivy.properties import BooleanProperty, StringProperty
+from kivy.uix.behaviors import ButtonBehavior
 from kivy.uix.boxlayout import BoxLayout
 
 from tidings.app.screens.base import AppScreen, running_app
 from tidings.client.types import Conversation
 
 
-class MemberRow(BoxLayout):  # type: ignore[misc]  # kivy is untyped
+class MemberRow(ButtonBehavior, BoxLayout):  # type: ignore[misc]  # kivy is untyped
+    """A member; tapping someone else opens their safety number."""
+
     username = StringProperty("")
     role = StringProperty("member")
     removable = BooleanProperty(False)
@@ -21,6 +25,10 @@ class MemberRow(BoxLayout):  # type: ignore[misc]  # kivy is untyped
         screen = running_app().screen("group_info")
         if isinstance(screen, GroupInfoScreen):
             screen.remove_member(self.username)
+
+    def on_release(self) -> None:
+        if not self.is_me and self.username:
+            running_app().open_safety_number(self.username)
 
 
 class GroupInfoScreen(AppScreen):

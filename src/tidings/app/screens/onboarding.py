@@ -1,4 +1,5 @@
-"""First start: pick a server and a username; the client core creates the account."""
+"""First start: pick a server and a username; the client core creates the account. Or link
+this device to an account that exists on another device (:mod:`tidings.app.screens.link`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 from kivy.properties import BooleanProperty, StringProperty
 
 from tidings.app.screens.base import AppScreen
+from tidings.app.screens.link import LinkThisDeviceScreen
 from tidings.client import Client
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
@@ -43,3 +45,11 @@ class OnboardingScreen(AppScreen):
         self.busy = False
         message = getattr(exc, "message", "") or str(exc)
         self.error = f"Could not create the account: {message}"
+
+    def link_this_device(self) -> None:
+        """The other path: this device joins an existing account."""
+        link = self.tidings.screen("link_this_device")
+        if isinstance(link, LinkThisDeviceScreen):
+            link.prefill(self.ids.server.text.strip() or DEFAULT_SERVER)
+        self.error = ""
+        self.tidings.navigate("link_this_device")
