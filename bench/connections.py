@@ -54,7 +54,10 @@ FULL_STEPS = (1_000, 5_000, 10_000, 20_000, 50_000)
 QUICK_STEPS = (1_000, 5_000)
 #: Connections per loopback source address (each has ~28k ephemeral ports).
 PER_ADDRESS = 10_000
+#: Load processes at least; more when one process may not hold its share of descriptors.
 LOAD_PROCESSES = 2
+#: Descriptors a process keeps for other things than the benchmark's sockets.
+FD_MARGIN = 200
 KEEPALIVE = 25.0
 #: Connections a load process opens at once.
 OPEN_CONCURRENCY = 100
@@ -253,32 +256,64 @@ class _LoadProcess:
 # --------------------------------------------------------------------------- the measurement
 
 
+def open_files_limit(pid: int) -> int:
+    """The soft RLIMIT_NOFILE of a running process (from /proc/<pid>/limits)."""
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            return int(line.split()[3])
+    raise RuntimeError(f"no open files limit for pid {pid}")
+
+
+def plan_steps(steps: tuple[int, ...], server_limit: int) -> tuple[list[int], str | None]:
+    """The steps the server's descriptor limit allows (the last one capped at the limit) and,
+    if some had to go, why."""
+    capacity = server_limit - FD_MARGIN
+    planned = [s for s in steps if s <= capacity]
+    if len(planned) == len(steps):
+        return planned, None
+    if not planned or planned[-1] < capacity:
+        planned.append(capacity)
+    why = (
+        f"{steps[-1]:,} connections need as many descriptors in the server process; its "
+        f"RLIMIT_NOFILE is {server_limit:,} after raising it as far as allowed (its hard "
+        f"limit: lifting that needs CAP_SYS_RESOURCE): the last step is capped at {capacity:,}"
+    )
+    return planned, why
+
+
 def measure(quick: bool, work_dir: Path, steps: tuple[int, ...] | None = None) -> Json:
     steps = steps or (QUICK_STEPS if quick else FULL_STEPS)
     idle_seconds = 3.0 if quick else 10.0
-    raise_nofile()
+    own_limit = raise_nofile()
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     server, url = start_server()
     loads: list[_LoadProcess] = []
     result: Json = {"target": steps[-1], "steps": [], "keepalive_s": KEEPALIVE}
     try:
-        accounts, created_s = ensure_accounts(url, steps[-1])
+        server_limit = open_files_limit(server.pid)
+        planned, why = plan_steps(steps, server_limit)
+        result["server_open_files_limit"] = server_limit
+        if why:
+            result["stopped"] = why
+        top = planned[-1]
+        accounts, created_s = ensure_accounts(url, top)
         result["account_setup_seconds"] = round(created_s, 1)
         time.sleep(2)
         baseline = rss_bytes(server.pid)
         result["baseline_rss_mib"] = baseline / 2**20
-        n_addr = -(-steps[-1] // PER_ADDRESS)
-        result["source_addresses"] = n_addr
-        for k in range(LOAD_PROCESSES):
+        processes = max(LOAD_PROCESSES, -(-top // (own_limit - FD_MARGIN)))
+        n_addr = -(-top // (PER_ADDRESS * processes)) or 1
+        for k in range(processes):
             # each load process has its own source addresses and a slice of the accounts
             addresses = [f"127.0.0.{2 + k * n_addr + j}" for j in range(n_addr)]
-            tokens = [a.token for a in accounts[k::LOAD_PROCESSES]]
+            tokens = [a.token for a in accounts[k::processes]]
             loads.append(_LoadProcess(ws_url(url), tokens, addresses))
-        result["source_addresses"] = n_addr * LOAD_PROCESSES
-        for step in steps:
+        result["source_addresses"] = n_addr * processes
+        result["load_processes"] = processes
+        for step in planned:
             t0 = time.monotonic()
             for k, load in enumerate(loads):
-                load.grow(len(range(k, step, LOAD_PROCESSES)))
+                load.grow(len(range(k, step, processes)))
             answers = [load.answer() for load in loads]
             opened = sum(a["open"] for a in answers)
             open_s = time.monotonic() - t0

@@ -6,11 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import httpx
+import msgspec
 import pytest
 from e2ee_kit import body_of, link, wait_for_body, wait_until
 
 from tidings.client import Client
 from tidings.client.types import MessageStatus
+from tidings.protocol.keys import KeyCounts
 
 
 async def _account(server: Any, tmp_path: Path, name: str) -> Client:
@@ -96,3 +99,35 @@ async def test_device_linked_in_the_middle_of_a_conversation(server: Any, tmp_pa
     finally:
         for client in made:
             await client.close()
+
+
+@pytest.mark.timeout(120)
+async def test_one_time_prekeys_are_refilled(server: Any, tmp_path: Path) -> None:
+    alice = await _account(server, tmp_path, "alice")
+    bob = await _account(server, tmp_path, "bob")
+    try:
+        token = (tmp_path / "bob" / "token").read_text().strip()
+        headers = {"Authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient(base_url=server.url, headers=headers) as http:
+
+            async def counts() -> KeyCounts:
+                own = {"Authorization": f"Bearer {(tmp_path / 'alice' / 'token').read_text()}"}
+                response = await http.get("/v1/keys/counts", headers=own)
+                return msgspec.json.decode(response.content, type=KeyCounts)
+
+            assert (await counts()).prekeys == 100
+            for _ in range(85):  # bundles claimed by someone: 15 one-time prekeys left
+                (await http.get(f"/v1/keys/{alice.account.account_id}")).raise_for_status()
+            assert (await counts()).prekeys == 15
+            await alice.background()
+            await alice.foreground()  # every sync checks the counts
+            await alice.wait_synced(timeout=20)
+
+            async def refilled() -> bool:
+                return (await counts()).prekeys >= 100
+
+            await wait_until(refilled, 20, "the refill")
+            assert (await counts()).kyber_prekeys >= 100
+    finally:
+        await alice.close()
+        await bob.close()

@@ -2,8 +2,9 @@
 
 `server` gives a started :class:`ServerProcess` on a free loopback port with its data in a fresh
 temporary directory; `server_factory(env=..., data_dir=..., start=...)` makes more of them, for
-tests that need settings (e.g. ``TIDINGS_MEMBER_CAP``) or several servers. Every process is
-stopped when the test ends, whatever happened.
+tests that need settings (e.g. ``TIDINGS_MEMBER_CAP``) or several servers. A test module may set
+``SERVER_ENV`` (a mapping) for settings all of its servers share; ``env`` adds to and overrides
+them. Every process is stopped when the test ends, whatever happened.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,12 +30,16 @@ import pytest
 import websockets.asyncio.client
 from websockets.asyncio.client import ClientConnection
 
+from tidings.client import Client
+from tidings.client.types import Message, MessageAdded, MessageStatus, MessageUpdated
 from tidings.protocol import (
+    Accepted,
     Batch,
     Envelope,
     Hello,
     Ping,
     Pong,
+    Send,
     ServerFrame,
     Synced,
     Welcome,
@@ -193,9 +200,11 @@ def server_factory(
     tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> Iterator[ServerFactory]:
     """Make servers: ``server_factory(env={"TIDINGS_MEMBER_CAP": "5"}, data_dir=None,
-    start=True, extra_args=())``. All of them are killed at the end of the test; if the test
-    failed, the end of each server's log is printed."""
+    start=True, extra_args=())``, with ``env`` on top of the test module's ``SERVER_ENV``. All of
+    them are killed at the end of the test; if the test failed, the end of each server's log is
+    printed."""
     made: list[ServerProcess] = []
+    module_env: Mapping[str, str] = getattr(request.module, "SERVER_ENV", {})
 
     def make(
         *,
@@ -205,7 +214,7 @@ def server_factory(
         extra_args: tuple[str, ...] = (),
     ) -> ServerProcess:
         directory = data_dir if data_dir is not None else tmp_path_factory.mktemp("server")
-        proc = ServerProcess(directory, env=env, extra_args=extra_args)
+        proc = ServerProcess(directory, env={**module_env, **(env or {})}, extra_args=extra_args)
         made.append(proc)
         if start:
             proc.start()
@@ -295,6 +304,12 @@ class WsPeer:
             else:
                 others.append(frame)
 
+    async def post(self, conv: str, payload: bytes = b"x", **fields: Any) -> Accepted:
+        """Send a message (a fresh ``id`` unless given in ``fields``); it must be accepted."""
+        fields.setdefault("id", uuid.uuid4())
+        await self.send(Send(conv=conv, payload=payload, **fields))
+        return await self.expect(Accepted)
+
     async def ping(self, n: int = 7) -> None:
         """Round trip a Ping, proving the connection still works."""
         await self.send(Ping(n=n))
@@ -328,6 +343,13 @@ class ServerKit:
         assert r.status_code in (200, 201), r.text
         conv: dict[str, Any] = r.json()
         return conv
+
+    async def direct_pair(
+        self, first: str = "alice", second: str = "bob"
+    ) -> tuple[TestAccount, TestAccount, str]:
+        """Two new accounts and the id of their direct conversation."""
+        a, b = await self.account(first), await self.account(second)
+        return a, b, (await self.direct(a, b))["id"]
 
     async def group(
         self, admin: TestAccount, title: str, members: list[TestAccount]
@@ -376,3 +398,82 @@ async def server_kit() -> AsyncIterator[Callable[[ServerProcess], ServerKit]]:
     finally:
         for kit in kits:
             await kit.aclose()
+
+
+# --------------------------------------------------------------------------- client helpers
+# Used by the delivery tests (test_delivery_*.py), which drive real :class:`Client` objects, through
+# the `recorder`, `wait_until` and `full_history` fixtures.
+
+
+class EventRecorder:
+    """Records every MessageAdded/MessageUpdated a client emits, per message id: how often it
+    was added, the statuses it went through and the newest one."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.added: Counter[uuid.UUID] = Counter()
+        self.timeline: defaultdict[uuid.UUID, list[MessageStatus]] = defaultdict(list)
+        self.status: dict[uuid.UUID, MessageStatus] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> EventRecorder:
+        self._task = asyncio.create_task(self._pump())
+        for _ in range(3):
+            await asyncio.sleep(0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def _pump(self) -> None:
+        async for event in self.client.events():
+            if isinstance(event, MessageAdded):
+                self.added[event.message.id] += 1
+            elif not isinstance(event, MessageUpdated):
+                continue
+            self.timeline[event.message.id].append(event.message.status)
+            self.status[event.message.id] = event.message.status
+
+
+async def _wait_until(
+    check: Callable[[], Awaitable[bool]], within: float, what: str, every: float = 0.1
+) -> None:
+    """Poll ``check`` every ``every`` seconds; fail after ``within`` seconds, naming ``what``."""
+    deadline = time.monotonic() + within
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within:g} s waiting for {what}")
+        await asyncio.sleep(every)
+
+
+async def _full_history(client: Client, conv_id: str, page_size: int = 200) -> list[Message]:
+    """The client's whole stored history of the conversation, oldest first."""
+    messages: list[Message] = []
+    before: int | None = None
+    while True:
+        page = await client.history(conv_id, before=before, limit=page_size)
+        messages[:0] = page.messages
+        if page.before is None:
+            return messages
+        before = page.before
+
+
+@pytest.fixture
+def recorder() -> type[EventRecorder]:
+    """``async with recorder(client) as events:`` records the client's message events."""
+    return EventRecorder
+
+
+@pytest.fixture
+def wait_until() -> Callable[..., Awaitable[None]]:
+    """``await wait_until(check, within, what, every=0.1)``."""
+    return _wait_until
+
+
+@pytest.fixture
+def full_history() -> Callable[..., Awaitable[list[Message]]]:
+    """``await full_history(client, conv_id, page_size=200)``."""
+    return _full_history

@@ -4,18 +4,15 @@ exactly once when the recipient syncs, and the sender sees sent â†’ delivered â†
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import time
 import uuid
-from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tidings.client import Client
-from tidings.client.types import Message, MessageAdded, MessageStatus, MessageUpdated
+from tidings.client.types import MessageStatus
 
 COUNT = 1000
 RANK = {
@@ -25,55 +22,6 @@ RANK = {
     MessageStatus.READ: 3,
     MessageStatus.FAILED: 4,
 }
-
-
-class Recorder:
-    """Records every MessageAdded/MessageUpdated a client emits, per message id."""
-
-    def __init__(self, client: Client) -> None:
-        self.client = client
-        self.added: Counter[uuid.UUID] = Counter()
-        self.timeline: defaultdict[uuid.UUID, list[MessageStatus]] = defaultdict(list)
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> Recorder:
-        self._task = asyncio.create_task(self._pump())
-        for _ in range(3):
-            await asyncio.sleep(0)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-
-    async def _pump(self) -> None:
-        async for event in self.client.events():
-            if isinstance(event, MessageAdded):
-                self.added[event.message.id] += 1
-                self.timeline[event.message.id].append(event.message.status)
-            elif isinstance(event, MessageUpdated):
-                self.timeline[event.message.id].append(event.message.status)
-
-
-async def wait_until(check: Callable[[], Awaitable[bool]], within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within:g} s waiting for {what}")
-        await asyncio.sleep(0.1)
-
-
-async def full_history(client: Client, conv_id: str, page_size: int = 200) -> list[Message]:
-    messages: list[Message] = []
-    before: int | None = None
-    while True:
-        page = await client.history(conv_id, before=before, limit=page_size)
-        messages[:0] = page.messages
-        if page.before is None:
-            return messages
-        before = page.before
 
 
 async def statuses(client: Client, ids: list[uuid.UUID]) -> Counter[MessageStatus]:
@@ -86,14 +34,20 @@ async def statuses(client: Client, ids: list[uuid.UUID]) -> Counter[MessageStatu
 
 
 @pytest.mark.timeout(300)
-async def test_offline_recipient_gets_everything_in_order_once(server: Any, tmp_path: Path) -> None:
+async def test_offline_recipient_gets_everything_in_order_once(
+    server: Any,
+    tmp_path: Path,
+    recorder: Any,
+    wait_until: Any,
+    full_history: Any,
+) -> None:
     url: str = server.url
     alice = await Client.create_account(tmp_path / "alice", url, "alice")
     bob = await Client.create_account(tmp_path / "bob", url, "bob")
     await bob.close()  # bob stays offline while alice sends
 
     try:
-        async with Recorder(alice) as alice_events:
+        async with recorder(alice) as alice_events:
             await alice.start()
             await alice.wait_synced(timeout=20)
             conv = await alice.open_direct("bob")
@@ -114,7 +68,7 @@ async def test_offline_recipient_gets_everything_in_order_once(server: Any, tmp_
 
             bob = await Client.open(tmp_path / "bob")
             try:
-                async with Recorder(bob) as bob_events:
+                async with recorder(bob) as bob_events:
                     await bob.start()
                     await bob.wait_synced(timeout=60)
 
@@ -184,7 +138,9 @@ async def test_offline_recipient_gets_everything_in_order_once(server: Any, tmp_
 
 
 @pytest.mark.timeout(120)
-async def test_sender_offline_while_read_catches_up_on_read(server: Any, tmp_path: Path) -> None:
+async def test_sender_offline_while_read_catches_up_on_read(
+    server: Any, tmp_path: Path, wait_until: Any
+) -> None:
     """Receipts that move while the sender is offline reach it on its next connection."""
     url: str = server.url
     alice = await Client.create_account(tmp_path / "alice", url, "alice")

@@ -6,17 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import uuid
-from collections import Counter
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tidings.client import Client
-from tidings.client.types import Message, MessageAdded, MessageStatus, MessageUpdated
+from tidings.client.types import MessageStatus
 
 PER_SIDE = 1000
 #: the server is first SIGKILLed once this part of the exchange is acknowledged, ...
@@ -25,60 +22,6 @@ CRASH_FIRST_AT = 0.15
 CRASH_AFTER_RESTART = 40
 CRASHES = 4
 DONE = {MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ}
-
-
-class Recorder:
-    """Counts MessageAdded per id and remembers the newest status of every message."""
-
-    def __init__(self, client: Client) -> None:
-        self.client = client
-        self.added: Counter[uuid.UUID] = Counter()
-        self.status: dict[uuid.UUID, MessageStatus] = {}
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> Recorder:
-        self._task = asyncio.create_task(self._pump())
-        for _ in range(3):
-            await asyncio.sleep(0)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-
-    async def _pump(self) -> None:
-        async for event in self.client.events():
-            if isinstance(event, MessageAdded):
-                self.added[event.message.id] += 1
-                self.status[event.message.id] = event.message.status
-            elif isinstance(event, MessageUpdated):
-                self.status[event.message.id] = event.message.status
-
-    def accepted(self, ids: list[uuid.UUID]) -> int:
-        return sum(1 for i in ids if self.status.get(i) in DONE)
-
-
-async def wait_until(
-    check: Callable[[], Awaitable[bool]], within: float, what: str, every: float = 0.1
-) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within:g} s waiting for {what}")
-        await asyncio.sleep(every)
-
-
-async def full_history(client: Client, conv_id: str, page_size: int = 250) -> list[Message]:
-    messages: list[Message] = []
-    before: int | None = None
-    while True:
-        page = await client.history(conv_id, before=before, limit=page_size)
-        messages[:0] = page.messages
-        if page.before is None:
-            return messages
-        before = page.before
 
 
 async def send_paced(client: Client, conv_id: str, name: str, ids: list[uuid.UUID]) -> None:
@@ -92,12 +35,12 @@ async def send_paced(client: Client, conv_id: str, name: str, ids: list[uuid.UUI
 
 @pytest.mark.timeout(360)
 async def test_server_sigkill_mid_exchange_loses_and_duplicates_nothing(
-    server: Any, tmp_path: Path
+    server: Any, tmp_path: Path, recorder: Any, wait_until: Any, full_history: Any
 ) -> None:
     alice = await Client.create_account(tmp_path / "alice", server.url, "alice")
     bob = await Client.create_account(tmp_path / "bob", server.url, "bob")
     try:
-        async with Recorder(alice) as alice_events, Recorder(bob) as bob_events:
+        async with recorder(alice) as alice_events, recorder(bob) as bob_events:
             await alice.start()
             await bob.start()
             await alice.wait_synced(timeout=20)
@@ -118,7 +61,12 @@ async def test_server_sigkill_mid_exchange_loses_and_duplicates_nothing(
             # message whose sender has not seen it accepted: the server stored it, and the
             # resend after the crash must not store it again.
             def accepted() -> int:
-                return alice_events.accepted(alice_ids) + bob_events.accepted(bob_ids)
+                return sum(
+                    1
+                    for events, ids in ((alice_events, alice_ids), (bob_events, bob_ids))
+                    for i in ids
+                    if events.status.get(i) in DONE
+                )
 
             async def in_limbo() -> bool:
                 for ids, sender_events, peer_events in (
@@ -168,8 +116,8 @@ async def test_server_sigkill_mid_exchange_loses_and_duplicates_nothing(
             await wait_until(everything_delivered, 180, "all 2,000 messages to be delivered")
             await asyncio.sleep(0.5)  # let the recorders take every pending event
 
-            alice_history = await full_history(alice, conv.id)
-            bob_history = await full_history(bob, conv.id)
+            alice_history = await full_history(alice, conv.id, page_size=250)
+            bob_history = await full_history(bob, conv.id, page_size=250)
         expected = set(alice_ids) | set(bob_ids)
         assert len(expected) == 2 * PER_SIDE
         for side, history, events in (

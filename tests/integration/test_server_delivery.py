@@ -28,16 +28,9 @@ from tidings.protocol import (
     decode_system_event,
 )
 
-
-@pytest.fixture
-def server_factory(server_factory):
-    """These tests speak the raw protocol with content in clear, which a server refuses by
-    default since issue 4 (``require_e2ee``): their servers accept it unless told otherwise."""
-
-    def make(*, env=None, **kwargs):
-        return server_factory(env={"TIDINGS_REQUIRE_E2EE": "false", **(env or {})}, **kwargs)
-
-    return make
+#: These tests speak the raw protocol with content in clear, which a server refuses by default
+#: since issue 4 (``require_e2ee``): their servers accept it unless told otherwise.
+SERVER_ENV = {"TIDINGS_REQUIRE_E2EE": "false"}
 
 
 def count_rows(server, table: str) -> int:
@@ -48,8 +41,7 @@ def count_rows(server, table: str) -> int:
 
 async def test_send_is_accepted_and_delivered_live(server, server_kit):
     kit = server_kit(server)
-    alice, bob = await kit.account("alice"), await kit.account("bob")
-    conv = (await kit.direct(alice, bob))["id"]
+    alice, bob, conv = await kit.direct_pair()
     a, b = await kit.connect(alice), await kit.connect(bob)
     welcome, replay, _ = await a.hello()
     assert welcome.account_id == alice.account_id and welcome.device_id == 1
@@ -68,8 +60,7 @@ async def test_send_is_accepted_and_delivered_live(server, server_kit):
 
 async def test_offline_recipient_gets_replay_and_acks(server, server_kit):
     kit = server_kit(server)
-    alice, bob = await kit.account("alice"), await kit.account("bob")
-    conv = (await kit.direct(alice, bob))["id"]
+    alice, bob, conv = await kit.direct_pair()
     a = await kit.connect(alice)
     await a.hello()
     ids = [uuid.uuid4() for _ in range(5)]
@@ -111,13 +102,11 @@ async def test_offline_recipient_gets_replay_and_acks(server, server_kit):
 
 async def test_hello_cursors_count_as_acks(server, server_kit):
     kit = server_kit(server)
-    alice, bob = await kit.account("alice"), await kit.account("bob")
-    conv = (await kit.direct(alice, bob))["id"]
+    alice, bob, conv = await kit.direct_pair()
     a = await kit.connect(alice)
     await a.hello()
     for _ in range(3):
-        await a.send(Send(id=uuid.uuid4(), conv=conv, payload=b"x"))
-        await a.expect(Accepted)
+        await a.post(conv, b"x")
     b = await kit.connect(bob)
     _, replay, _ = await b.hello(cursors={conv: 2})
     assert [e.seq for e in replay] == [3, 4]
@@ -125,12 +114,10 @@ async def test_hello_cursors_count_as_acks(server, server_kit):
 
 async def test_welcome_tells_a_returning_sender_its_statuses(server, server_kit):
     kit = server_kit(server)
-    alice, bob = await kit.account("alice"), await kit.account("bob")
-    conv = (await kit.direct(alice, bob))["id"]
+    alice, bob, conv = await kit.direct_pair()
     a = await kit.connect(alice)
     await a.hello()
-    await a.send(Send(id=uuid.uuid4(), conv=conv, payload=b"x"))
-    await a.expect(Accepted)
+    await a.post(conv, b"x")
     await a.close()
 
     b = await kit.connect(bob)
@@ -155,8 +142,7 @@ async def test_welcome_tells_a_returning_sender_its_statuses(server, server_kit)
 
 async def test_duplicate_send_after_sigkill_returns_original_seq(server, server_kit):
     kit = server_kit(server)
-    alice, bob = await kit.account("alice"), await kit.account("bob")
-    conv = (await kit.direct(alice, bob))["id"]
+    alice, bob, conv = await kit.direct_pair()
     a = await kit.connect(alice)
     await a.hello()
     msg_id = uuid.uuid4()
@@ -202,8 +188,7 @@ async def test_malformed_frames_get_bad_frame_and_connection_survives(server, se
 
 async def test_oversized_frame_gets_frame_too_large_and_connection_survives(server, server_kit):
     kit = server_kit(server)
-    alice, bob = await kit.account("alice"), await kit.account("bob")
-    conv = (await kit.direct(alice, bob))["id"]
+    alice, _, conv = await kit.direct_pair()
     a = await kit.connect(alice)
     await a.hello()
     await a.send_raw(b"\x00" * (MAX_FRAME_BYTES + 1))
@@ -215,8 +200,7 @@ async def test_oversized_frame_gets_frame_too_large_and_connection_survives(serv
     rejected = await a.expect(Rejected)
     assert (rejected.id, rejected.code) == (big, "payload_too_large")
     await a.ping()
-    await a.send(Send(id=uuid.uuid4(), conv=conv, payload=b"x" * MAX_PAYLOAD_BYTES))
-    assert (await a.expect(Accepted)).seq == 2
+    assert (await a.post(conv, b"x" * MAX_PAYLOAD_BYTES)).seq == 2
 
 
 async def test_non_member_is_refused_and_nothing_is_stored(server, server_kit):
@@ -244,13 +228,11 @@ async def test_non_member_is_refused_and_nothing_is_stored(server, server_kit):
 
 async def test_fetch_fills_a_gap(server, server_kit):
     kit = server_kit(server)
-    alice, bob = await kit.account("alice"), await kit.account("bob")
-    conv = (await kit.direct(alice, bob))["id"]
+    alice, _, conv = await kit.direct_pair()
     a = await kit.connect(alice)
     await a.hello()
     for i in range(4):
-        await a.send(Send(id=uuid.uuid4(), conv=conv, payload=bytes([i])))
-        await a.expect(Accepted)
+        await a.post(conv, bytes([i]))
     await a.send(Fetch(conv=conv, after=2, limit=2))
     batch = await a.expect(Batch)
     assert [e.seq for e in batch.envelopes] == [3, 4] and batch.head == 5
@@ -272,8 +254,7 @@ async def test_other_devices_and_removed_members(server, server_kit):
 
     a = await kit.connect(alice)
     await a.hello()
-    await a.send(Send(id=uuid.uuid4(), conv=gid, payload=b"after bob"))
-    await a.expect(Accepted)
+    await a.post(gid, b"after bob")
     await b.ping()  # bob's connection got nothing in between
     c = await kit.connect(carol)
     _, replay, _ = await c.hello()
@@ -322,8 +303,7 @@ async def test_idle_connection_is_closed(server_factory, server_kit):
 async def test_slow_consumer_is_disconnected_and_catches_up(server_factory, server_kit):
     server = server_factory(env={"TIDINGS_SEND_QUEUE_FRAMES": "16"})
     kit = server_kit(server)
-    alice, bob = await kit.account("alice"), await kit.account("bob")
-    conv = (await kit.direct(alice, bob))["id"]
+    alice, bob, conv = await kit.direct_pair()
     b = await kit.connect(bob)
     await b.hello()
     a = await kit.connect(alice)

@@ -12,7 +12,6 @@ import uuid
 from typing import Any
 
 import msgspec
-import pytest
 
 from tidings.protocol import (
     Accepted,
@@ -43,16 +42,9 @@ from tidings.protocol.keys import (
     SignedPreKey,
 )
 
-
-@pytest.fixture
-def server_factory(server_factory):
-    """These tests speak the raw protocol with content in clear, which a server refuses by
-    default since issue 4 (``require_e2ee``): their servers accept it unless told otherwise."""
-
-    def make(*, env=None, **kwargs):
-        return server_factory(env={"TIDINGS_REQUIRE_E2EE": "false", **(env or {})}, **kwargs)
-
-    return make
+#: These tests speak the raw protocol with content in clear, which a server refuses by default
+#: since issue 4 (``require_e2ee``): their servers accept it unless told otherwise.
+SERVER_ENV = {"TIDINGS_REQUIRE_E2EE": "false"}
 
 
 def curve() -> bytes:
@@ -80,6 +72,15 @@ async def upload_keys(kit, account: Any, identity: bytes, prekeys: int = 5) -> K
     )
     assert r.status_code == 200, r.text
     return msgspec.json.decode(r.content, type=KeyCounts)
+
+
+async def keyed_pair(kit) -> tuple[Any, Any, bytes]:
+    """Accounts alice and bob, both with keys uploaded; and alice's identity key."""
+    alice, bob = await kit.account("alice"), await kit.account("bob")
+    identity = curve()
+    await upload_keys(kit, alice, identity)
+    await upload_keys(kit, bob, curve())
+    return alice, bob, identity
 
 
 def addr(account: Any) -> str:
@@ -168,10 +169,7 @@ async def test_fifty_concurrent_bundle_claims_hand_out_distinct_prekeys(server, 
 
 async def test_stale_devices_then_per_device_payloads(server, server_kit):
     kit = server_kit(server)
-    alice, bob = await kit.account("alice"), await kit.account("bob")
-    alice_identity = curve()
-    await upload_keys(kit, alice, alice_identity)
-    await upload_keys(kit, bob, curve())
+    alice, bob, alice_identity = await keyed_pair(kit)
     conv = (await kit.direct(alice, bob))["id"]
     laptop = await link_device(kit, alice)
     await upload_keys(kit, laptop, alice_identity)
@@ -224,9 +222,7 @@ async def test_stale_devices_then_per_device_payloads(server, server_kit):
 
 async def test_device_messages_come_before_batches_and_go_after_ack(server, server_kit):
     kit = server_kit(server)
-    alice, bob = await kit.account("alice"), await kit.account("bob")
-    await upload_keys(kit, alice, curve())
-    await upload_keys(kit, bob, curve())
+    alice, bob, _ = await keyed_pair(kit)
     group = (await kit.group(alice, "team", [bob]))["id"]
     a = await kit.connect(alice)
     await a.hello()
@@ -274,10 +270,7 @@ async def test_device_messages_come_before_batches_and_go_after_ack(server, serv
 async def test_require_e2ee_refuses_plaintext_and_rest_errors(server_factory, server_kit):
     server = server_factory(env={"TIDINGS_REQUIRE_E2EE": "1", "TIDINGS_KEY_CLAIMS_PER_MINUTE": "3"})
     kit = server_kit(server)
-    alice, bob = await kit.account("alice"), await kit.account("bob")
-    identity = curve()
-    await upload_keys(kit, alice, identity)
-    await upload_keys(kit, bob, curve())
+    alice, bob, identity = await keyed_pair(kit)
     conv = (await kit.direct(alice, bob))["id"]
     a = await kit.connect(alice)
     await a.hello()
@@ -285,8 +278,7 @@ async def test_require_e2ee_refuses_plaintext_and_rest_errors(server_factory, se
     await a.send(Send(id=plain_id, conv=conv, payload=b"in clear"))
     rejected = await a.expect(Rejected)
     assert rejected.id == plain_id and rejected.code == "bad_frame"
-    await a.send(Send(id=uuid.uuid4(), conv=conv, payload=b"", device_payloads={addr(bob): b"c"}))
-    await a.expect(Accepted)
+    await a.post(conv, b"", device_payloads={addr(bob): b"c"})
 
     r = await kit.http.put("/v1/keys", content=key_upload(curve()), headers=alice.headers)
     assert r.status_code == 409 and r.json()["code"] == "conflict"

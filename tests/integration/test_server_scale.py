@@ -10,16 +10,9 @@ import pytest
 
 from tidings.protocol import Accepted, Envelope, Send
 
-
-@pytest.fixture
-def server_factory(server_factory):
-    """These tests speak the raw protocol with content in clear, which a server refuses by
-    default since issue 4 (``require_e2ee``): their servers accept it unless told otherwise."""
-
-    def make(*, env=None, **kwargs):
-        return server_factory(env={"TIDINGS_REQUIRE_E2EE": "false", **(env or {})}, **kwargs)
-
-    return make
+#: These tests speak the raw protocol with content in clear, which a server refuses by default
+#: since issue 4 (``require_e2ee``): their servers accept it unless told otherwise.
+SERVER_ENV = {"TIDINGS_REQUIRE_E2EE": "false"}
 
 
 MEMBERS = 1000

@@ -61,6 +61,8 @@ DB_NAME = "tidings.db"
 TOKEN_NAME = "token"  # noqa: S105 - the file name, not a secret
 #: seconds a new device waits for its link code to be approved
 LINK_TIMEOUT = 600.0
+#: one-time prekeys used by new sessions after which the server's count is checked (refill)
+PREKEY_CHECK_EVERY = 10
 #: seconds for one REST call
 HTTP_TIMEOUT = 30.0
 
@@ -128,6 +130,7 @@ class Client:
         self._e2ee = EndToEnd(store.keys, account.account_id, account.device_id, self._directory)
         store.e2ee = self._e2ee
         self._runtime.sealer = Sealer(self._e2ee, self._members_of, self._runtime.transmit)
+        self._key_upload = asyncio.Lock()
         # Weak: a subscriber that stopped iterating (its task was cancelled) just goes away.
         self._subscribers: weakref.WeakSet[_Subscription] = weakref.WeakSet()
         self._synced = asyncio.Event()
@@ -243,12 +246,13 @@ class Client:
         rotate the signed prekey when due (after account creation and every sync)."""
         keys = self._store.keys
         try:
-            counts = await self._directory.counts()
-            if counts.signed_prekey_id is None:
-                counts = await self._directory.upload(keys.initial_upload())
-            upload = keys.maintenance_upload(counts)
-            if upload is not None:
-                await self._directory.upload(upload)
+            async with self._key_upload:
+                counts = await self._directory.counts()
+                if counts.signed_prekey_id is None:
+                    counts = await self._directory.upload(keys.initial_upload())
+                upload = keys.maintenance_upload(counts)
+                if upload is not None:
+                    await self._directory.upload(upload)
         except ClientError as exc:
             log.info("uploading keys failed (%s); trying again after the next sync", exc.code)
 
@@ -541,6 +545,9 @@ class Client:
                 self._in_background(self._upload_keys())
                 self._emit(Synced())
         self._identity_changes()
+        if self._store.keys.consumed >= PREKEY_CHECK_EVERY:  # new sessions used our prekeys
+            self._store.keys.consumed = 0
+            self._in_background(self._upload_keys())
         for sender, conv_id, message_id in changes.undecryptable:
             self._emit(Undecryptable(sender, conv_id, message_id))
         if not self._subscribers:

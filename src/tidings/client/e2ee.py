@@ -287,6 +287,17 @@ class EndToEnd:
         if not missing:
             return
         answers = await self.directory.claim(missing)
+        got = self._start_sessions(answers, missing)
+        for account, device_ids in missing.items():
+            for device_id in device_ids:
+                if ProtocolAddress(account, device_id) not in got:
+                    raise NoDevices(f"{account}:{device_id} has no usable keys")
+
+    def _start_sessions(
+        self, answers: list[wire.PreKeyBundles], wanted: Mapping[str, list[int]]
+    ) -> set[ProtocolAddress]:
+        """Process the claimed bundles of the ``wanted`` devices into sessions (signatures
+        checked); the addresses that got one."""
         got: set[ProtocolAddress] = set()
         with self.keys.transaction():
             for bundles in answers:
@@ -294,7 +305,7 @@ class EndToEnd:
                 self.keys.observe_identity(bundles.account_id, identity)
                 for device in bundles.devices:
                     address = ProtocolAddress(bundles.account_id, device.device_id)
-                    if address == self.me or address.device_id not in missing.get(address.name, []):
+                    if address == self.me or device.device_id not in wanted.get(address.name, []):
                         continue
                     try:
                         process_prekey_bundle(
@@ -307,10 +318,7 @@ class EndToEnd:
                         continue
                     self.keys.forget_shared_device(address.name, address.device_id)
                     got.add(address)
-        for account, device_ids in missing.items():
-            for device_id in device_ids:
-                if ProtocolAddress(account, device_id) not in got:
-                    raise NoDevices(f"{account}:{device_id} has no usable keys")
+        return got
 
     def _encrypt_to(self, address: ProtocolAddress, plaintext: bytes) -> bytes:
         try:
@@ -325,7 +333,7 @@ class EndToEnd:
         self, conv: str, plaintext: bytes, members: Iterable[str] | None = None
     ) -> dict[str, bytes]:
         """``Send.device_payloads`` for ``plaintext`` in the direct conversation ``conv``."""
-        accounts = self._conv_members(conv, members)
+        accounts = await self._conv_members(conv, members)
         self.check_sendable(accounts - {self.account_id})
         targets = await self._targets(conv, accounts)
         if any(not self.keys.has_session(a) for a in targets):
@@ -347,10 +355,18 @@ class EndToEnd:
                 self._set_devices(account, devices)
             await self.ensure_sessions(await self._targets(conv, accounts))
 
-    def _conv_members(self, conv: str, members: Iterable[str] | None) -> frozenset[str]:
+    async def _conv_members(self, conv: str, members: Iterable[str] | None) -> frozenset[str]:
+        """The conversation's accounts (ours included): ``members`` if given, else as last
+        learnt, else as the server's device map says."""
         if members is not None:
             self._members[conv] = frozenset(members)
-        return self._members.get(conv, frozenset()) | {self.account_id}
+        known = self._members.get(conv)
+        if known is None:
+            current = await self.directory.conversation_devices(conv)
+            for account, devices in current.items():
+                self._set_devices(account, devices)
+            known = self._members[conv] = frozenset(current)
+        return known | {self.account_id}
 
     def apply_stale(self, frame: StaleDevices) -> None:
         """Take the server's device view: drop sessions of devices that are gone (and of
@@ -375,7 +391,7 @@ class EndToEnd:
     ) -> Distribution:
         """The ``DeviceSend.messages`` carrying our current sender key of ``conv`` to every
         device that lacks it (none: everyone has it). Creates the key when needed."""
-        accounts = self._conv_members(conv, members)
+        accounts = await self._conv_members(conv, members)
         self.check_sendable(accounts - {self.account_id})
         targets = await self._targets(conv, accounts)
         distribution = self.keys.group_key(conv) or self.keys.new_group_key(conv)
@@ -415,7 +431,7 @@ class EndToEnd:
         Call after :meth:`group_distribution` went out and was accepted; raises
         :class:`NotDistributed` if a device still lacks our current sender key (a rotation
         or a new device came in between)."""
-        accounts = self._conv_members(conv, members)
+        accounts = await self._conv_members(conv, members)
         targets = await self._targets(conv, accounts)
         distribution = self.keys.group_key(conv)
         if distribution is None:
@@ -498,7 +514,6 @@ class EndToEnd:
         with the sender is archived, so our next message starts a new one)."""
         result = DeviceResult()
         sender = ProtocolAddress(env.sender, env.sender_device)
-        prekey = bool(env.payload) and env.payload[0] == TYPE_PREKEY
         opened = self._open_pairwise(sender, env.payload)
         if not isinstance(opened, Opened):
             result.undecryptable = isinstance(opened, Failed) and opened.reason != "duplicate"
@@ -509,8 +524,8 @@ class EndToEnd:
             return result
         match content:
             case SessionReset():
-                if not prekey:  # a reset that came in a new session needs nothing more
-                    self.keys.archive_session(sender)
+                # our next message to that device starts a new session (a PreKey message)
+                self.keys.archive_session(sender)
             case SenderKeyShare():
                 self._take_distribution(sender, content, result)
         return result
@@ -581,15 +596,15 @@ class EndToEnd:
         return fingerprint.display_string()
 
     async def learn_identity(self, account_id: str) -> None:
-        """Make sure the identity key of ``account_id`` is known (claims a bundle if not)."""
+        """Make sure the identity key of ``account_id`` is known: if not, claim the bundles of
+        its devices and start sessions with them (so no claimed prekey goes to waste)."""
         if self.keys.known_identity(account_id) is not None:
             return
         answers = await self.directory.claim({account_id: []})
-        for bundles in answers:
-            if bundles.account_id == account_id:
-                self.keys.observe_identity(
-                    account_id, IdentityKey.deserialize(bundles.identity_key)
-                )
+        found = [d.device_id for b in answers if b.account_id == account_id for d in b.devices]
+        with self.keys.transaction():
+            self._set_devices(account_id, found)
+            self._start_sessions(answers, {account_id: found})
 
 
 def _bundle(device: wire.DeviceBundle, identity: IdentityKey) -> PreKeyBundle:

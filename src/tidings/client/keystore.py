@@ -51,48 +51,51 @@ SIGNED_PREKEY_KEEP_MS = 30 * 24 * 3600 * 1000
 #: key ids are 24-bit on the wire
 _MAX_KEY_ID = 2**24 - 1
 
+#: The key store's migrations. The client store runs the first one as its own migration 3
+#: (so a new profile gets every table in one place); the statements are idempotent, and
+#: :class:`KeyStore` runs whatever is missing on any connection (also without a client store).
 SCHEMA: tuple[str, ...] = (
     # 1: everything the device needs for end-to-end encryption
     """
-    CREATE TABLE e2ee_local (
+    CREATE TABLE IF NOT EXISTS e2ee_local (
         id INTEGER PRIMARY KEY CHECK (id = 1),
         identity BLOB NOT NULL,                 -- serialized IdentityKeyPair
         registration_id INTEGER NOT NULL
     );
-    CREATE TABLE e2ee_counters (
+    CREATE TABLE IF NOT EXISTS e2ee_counters (
         name TEXT PRIMARY KEY,                  -- 'prekey' | 'signed' | 'kyber'
         next INTEGER NOT NULL
     );
-    CREATE TABLE e2ee_prekeys (
+    CREATE TABLE IF NOT EXISTS e2ee_prekeys (
         id INTEGER PRIMARY KEY,
         record BLOB NOT NULL
     );
-    CREATE TABLE e2ee_signed_prekeys (
+    CREATE TABLE IF NOT EXISTS e2ee_signed_prekeys (
         id INTEGER PRIMARY KEY,
         record BLOB NOT NULL,
         created_at INTEGER NOT NULL,            -- ms
         retired_at INTEGER                      -- ms, when a newer one replaced it
     );
-    CREATE TABLE e2ee_kyber_prekeys (
+    CREATE TABLE IF NOT EXISTS e2ee_kyber_prekeys (
         id INTEGER PRIMARY KEY,
         record BLOB NOT NULL,
         last_resort INTEGER NOT NULL,
         used INTEGER NOT NULL DEFAULT 0
     );
-    CREATE TABLE e2ee_sessions (
+    CREATE TABLE IF NOT EXISTS e2ee_sessions (
         account_id TEXT NOT NULL,
         device_id INTEGER NOT NULL,
         record BLOB NOT NULL,
         PRIMARY KEY (account_id, device_id)
     );
-    CREATE TABLE e2ee_sender_keys (
+    CREATE TABLE IF NOT EXISTS e2ee_sender_keys (
         account_id TEXT NOT NULL,
         device_id INTEGER NOT NULL,
         distribution_id TEXT NOT NULL,
         record BLOB NOT NULL,
         PRIMARY KEY (account_id, device_id, distribution_id)
     );
-    CREATE TABLE e2ee_identities (
+    CREATE TABLE IF NOT EXISTS e2ee_identities (
         account_id TEXT PRIMARY KEY,
         identity_key BLOB NOT NULL,
         verified INTEGER NOT NULL DEFAULT 0,
@@ -100,41 +103,43 @@ SCHEMA: tuple[str, ...] = (
         first_seen INTEGER NOT NULL,
         changed_at INTEGER
     );
-    CREATE TABLE e2ee_identity_changes (
+    CREATE TABLE IF NOT EXISTS e2ee_identity_changes (
         account_id TEXT NOT NULL,
         old_key BLOB NOT NULL,
         new_key BLOB NOT NULL,
         was_verified INTEGER NOT NULL,
         at INTEGER NOT NULL
     );
-    CREATE TABLE e2ee_devices (
+    CREATE TABLE IF NOT EXISTS e2ee_devices (
         account_id TEXT NOT NULL,
         device_id INTEGER NOT NULL,
         PRIMARY KEY (account_id, device_id)
     );
-    CREATE TABLE e2ee_known_accounts (
+    CREATE TABLE IF NOT EXISTS e2ee_known_accounts (
         account_id TEXT PRIMARY KEY             -- device list loaded at least once
     );
-    CREATE TABLE e2ee_group_keys (
+    CREATE TABLE IF NOT EXISTS e2ee_group_keys (
         conv_id TEXT PRIMARY KEY,
         distribution_id TEXT NOT NULL,          -- own current sender key in this group
         created_at INTEGER NOT NULL
     );
-    CREATE TABLE e2ee_group_shared (
+    CREATE TABLE IF NOT EXISTS e2ee_group_shared (
         conv_id TEXT NOT NULL,
         distribution_id TEXT NOT NULL,
         account_id TEXT NOT NULL,
         device_id INTEGER NOT NULL,
         PRIMARY KEY (conv_id, distribution_id, account_id, device_id)
     );
-    CREATE TABLE e2ee_pending (
+    CREATE TABLE IF NOT EXISTS e2ee_pending (
         message_id TEXT PRIMARY KEY,            -- a group message waiting for its sender key
         sender TEXT NOT NULL,
         sender_device INTEGER NOT NULL,
         envelope BLOB NOT NULL,                 -- the Envelope frame, as received
         received_at INTEGER NOT NULL
     );
-    CREATE INDEX e2ee_pending_sender ON e2ee_pending (sender, sender_device);
+    CREATE INDEX IF NOT EXISTS e2ee_pending_sender ON e2ee_pending (sender, sender_device);
+    CREATE TABLE IF NOT EXISTS e2ee_schema (version INTEGER NOT NULL);
+    INSERT INTO e2ee_schema SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM e2ee_schema);
     """,
 )
 
@@ -171,6 +176,8 @@ class KeyStore:
         #: read caches (every message looks these up); dropped on every write and rollback
         self._identities: dict[str, KnownIdentity | None] = {}
         self._devices: dict[str, list[int] | None] = {}
+        #: one-time prekeys used up since the owner last looked (time to ask the server's count)
+        self.consumed = 0
         self._migrate()
 
     def forget_cached(self) -> None:
@@ -353,6 +360,7 @@ class KeyStore:
     def remove_pre_key(self, pre_key_id: int) -> None:
         with self.transaction():
             self.db.execute("DELETE FROM e2ee_prekeys WHERE id = ?", (pre_key_id,))
+        self.consumed += 1
 
     def pre_key_count(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM e2ee_prekeys").fetchone()[0])

@@ -26,6 +26,7 @@ from tidings.protocol.content import Content, Reaction, Text
 
 from . import engine as fx
 from .e2ee import EndToEnd, Failed
+from .keystore import SCHEMA as KEYSTORE_SCHEMA
 from .keystore import KeyStore
 from .payload import open_envelope, open_payload
 from .types import Account, Conversation, Member, Message, MessageStatus, Page, SearchHit
@@ -147,6 +148,8 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX messages_own_open ON messages (conv_id, seq)
         WHERE is_own = 1 AND status IN ('sent', 'delivered');
     """,
+    # 3: end-to-end encryption: keys, sessions, sender keys, identities (keystore.py)
+    KEYSTORE_SCHEMA[0],
 )
 
 _SELECT_MESSAGE = """

@@ -16,6 +16,10 @@ Modules: :mod:`.keys` / :mod:`.xeddsa` / :mod:`.kem` (keys, signatures, Kyber), 
 (session agreement), :mod:`.ratchet` (KDFs), :mod:`.session` (state, record, limits),
 :mod:`.messages` (wire formats), :mod:`.session_cipher` (the functions above),
 :mod:`.records` and :mod:`.stores` (prekeys and storage), :mod:`.protobuf` (wire codec).
+
+Primitives come from two C libraries: libsodium through PyNaCl (X25519, and the Ed25519
+arithmetic behind XEdDSA signing and verification) and OpenSSL through ``cryptography``
+(AES-256-CBC, ML-KEM); SHA-2 and HMAC from :mod:`hashlib`.
 """
 
 from .address import ProtocolAddress

@@ -101,7 +101,7 @@ def _clamp(raw: bytes) -> bytes:
 class PrivateKey:
     """A Curve25519 private key (clamped scalar)."""
 
-    __slots__ = ("_edwards_public", "_public", "_raw")
+    __slots__ = ("_public", "_raw", "_signing")
 
     def __init__(self, raw: bytes) -> None:
         """Wrap 32 bytes, clamping them; prefer :meth:`generate` / :meth:`deserialize`."""
@@ -109,7 +109,7 @@ class PrivateKey:
             raise InvalidKeyError(f"Curve25519 private key must be 32 bytes, got {len(raw)}")
         self._raw = _clamp(raw)
         self._public: PublicKey | None = None
-        self._edwards_public: bytes | None = None
+        self._signing: tuple[bytes, bytes] | None = None  # (a mod L, a·B), for XEdDSA
 
     @classmethod
     def generate(cls) -> PrivateKey:
@@ -144,9 +144,11 @@ class PrivateKey:
 
     def calculate_signature(self, message: bytes) -> bytes:
         """An XEdDSA signature (64 bytes) that libsignal's ``verify_signature`` accepts."""
-        if self._edwards_public is None:
-            self._edwards_public = xeddsa.edwards_public_key(self._raw)
-        return xeddsa.sign(self._raw, self._edwards_public, message)
+        signing = self._signing
+        if signing is None:
+            scalar = xeddsa.signing_scalar(self._raw)
+            signing = self._signing = (scalar, xeddsa.edwards_public_key(self._raw))
+        return xeddsa.sign_with_scalar(self._raw, signing[0], signing[1], message)
 
     def __repr__(self) -> str:
         return "PrivateKey(<secret>)"

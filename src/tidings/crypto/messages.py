@@ -70,11 +70,16 @@ def _version_byte(version: int) -> bytes:
     return bytes((((version & 0xF) << 4) | CURRENT_VERSION,))
 
 
-def _check_version(version: int) -> None:
+def _message_version(data: bytes, min_length: int) -> int:
+    """The version in the first byte of a serialized message of at least ``min_length`` bytes."""
+    if len(data) < min_length:
+        raise InvalidMessageError("ciphertext message too short")
+    version = data[0] >> 4
     if version < PRE_KYBER_VERSION:
         raise LegacyCiphertextVersionError(f"legacy ciphertext version {version}")
     if version > CURRENT_VERSION:
         raise UnrecognizedMessageVersionError(f"unrecognized ciphertext version {version}")
+    return version
 
 
 def _compute_mac(
@@ -153,10 +158,7 @@ class SignalMessage:
         :class:`~tidings.crypto.errors.InvalidKeyError` (bad ratchet key).
         """
         data = bytes(data)
-        if len(data) < MAC_LENGTH + 1:
-            raise InvalidMessageError("ciphertext message too short")
-        version = data[0] >> 4
-        _check_version(version)
+        version = _message_version(data, MAC_LENGTH + 1)
         fields = protobuf.decode(data[1:-MAC_LENGTH])
         ratchet_key = fields.required_bytes(1)
         counter = fields.optional_uint32(2)
@@ -252,10 +254,7 @@ class PreKeySignalMessage:
         A v4 message must carry a Kyber prekey id and ciphertext; both or neither may appear.
         """
         data = bytes(data)
-        if not data:
-            raise InvalidMessageError("ciphertext message too short")
-        version = data[0] >> 4
-        _check_version(version)
+        version = _message_version(data, 1)
         fields = protobuf.decode(data[1:])
         base_key = fields.required_bytes(2)
         identity_key = fields.required_bytes(3)

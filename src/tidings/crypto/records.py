@@ -7,7 +7,7 @@ Serialization (our own, stable format): a format byte (``0x01``) followed by a p
 
 from __future__ import annotations
 
-from typing import Final
+from typing import ClassVar, Final, Generic, Self, TypeVar
 
 from . import protobuf
 from .errors import InvalidKeyError, InvalidStateError, SignalProtocolError
@@ -18,6 +18,8 @@ __all__ = ["KyberPreKeyRecord", "PreKeyRecord", "SignedPreKeyRecord"]
 
 _FORMAT: Final = 0x01
 
+_Pair = TypeVar("_Pair", KeyPair, KyberKeyPair)
+
 
 def _decode(data: bytes, what: str) -> protobuf.Fields:
     if not data or data[0] != _FORMAT:
@@ -26,6 +28,13 @@ def _decode(data: bytes, what: str) -> protobuf.Fields:
         return protobuf.decode(data[1:])
     except SignalProtocolError as exc:
         raise InvalidStateError(f"corrupt {what} record") from exc
+
+
+def _curve_pair(fields: protobuf.Fields) -> KeyPair:
+    """The Curve25519 key pair of fields 3 (private) and 2 (public)."""
+    private = PrivateKey.deserialize(fields.required_bytes(3))
+    public = PublicKey.deserialize(fields.required_bytes(2))
+    return KeyPair(private, public)
 
 
 class PreKeyRecord:
@@ -66,33 +75,90 @@ class PreKeyRecord:
         """Parse :meth:`serialize`'s output; :class:`InvalidStateError` if corrupt."""
         fields = _decode(data, "prekey")
         try:
-            private = PrivateKey.deserialize(fields.required_bytes(3))
-            public = PublicKey.deserialize(fields.required_bytes(2))
-            return cls(fields.required_uint(1), KeyPair(private, public))
+            return cls(fields.required_uint(1), _curve_pair(fields))
         except SignalProtocolError as exc:
             raise InvalidStateError("corrupt prekey record") from exc
 
 
-class SignedPreKeyRecord:
-    """A signed prekey: id, creation time, Curve25519 key pair and the identity's signature."""
+class _SignedPreKey(Generic[_Pair]):
+    """What signed and Kyber prekeys share: id, creation time, a key pair whose public key the
+    identity signed, and the storage format. Subclasses say how to make, split and read their
+    kind of key pair."""
 
     __slots__ = ("_key_pair", "id", "signature", "timestamp")
 
-    def __init__(self, id: int, timestamp: int, key_pair: KeyPair, signature: bytes) -> None:
+    #: what the record is called in errors
+    _WHAT: ClassVar[str]
+
+    def __init__(self, id: int, timestamp: int, key_pair: _Pair, signature: bytes) -> None:
         self.id = id
         self.timestamp = timestamp
-        self._key_pair = key_pair
+        self._key_pair: _Pair = key_pair
         self.signature = signature
 
+    @staticmethod
+    def _new_pair() -> _Pair:
+        raise NotImplementedError
+
+    @staticmethod
+    def _secret_bytes(pair: _Pair) -> bytes:
+        raise NotImplementedError
+
+    @staticmethod
+    def _read_pair(fields: protobuf.Fields) -> _Pair:
+        """The key pair of fields 2 and 3; :class:`SignalProtocolError` if they are bad."""
+        raise NotImplementedError
+
     @classmethod
-    def generate(cls, id: int, identity: IdentityKeyPair, timestamp: int) -> SignedPreKeyRecord:
+    def generate(cls, id: int, identity: IdentityKeyPair, timestamp: int) -> Self:
         """A fresh prekey signed by ``identity``; ``timestamp`` in ms since the epoch."""
-        pair = KeyPair.generate()
+        pair = cls._new_pair()
         return cls(id, timestamp, pair, identity.calculate_signature(pair.public_key.serialize()))
 
-    def key_pair(self) -> KeyPair:
+    def key_pair(self) -> _Pair:
         """The key pair."""
         return self._key_pair
+
+    def serialize(self) -> bytes:
+        """Our stable storage format."""
+        pair = self._key_pair
+        return bytes((_FORMAT,)) + protobuf.encode(
+            (
+                (1, self.id),
+                (2, pair.public_key.serialize()),
+                (3, self._secret_bytes(pair)),
+                (4, self.signature),
+                (5, self.timestamp),
+            )
+        )
+
+    @classmethod
+    def deserialize(cls, data: bytes) -> Self:
+        """Parse :meth:`serialize`'s output; :class:`InvalidStateError` if corrupt."""
+        fields = _decode(data, cls._WHAT)
+        try:
+            return cls(
+                fields.required_uint(1),
+                fields.required_uint(5),
+                cls._read_pair(fields),
+                fields.required_bytes(4),
+            )
+        except SignalProtocolError as exc:
+            raise InvalidStateError(f"corrupt {cls._WHAT} record") from exc
+
+
+class SignedPreKeyRecord(_SignedPreKey[KeyPair]):
+    """A signed prekey: id, creation time, Curve25519 key pair and the identity's signature."""
+
+    __slots__ = ()
+    _WHAT = "signed prekey"
+
+    _new_pair = staticmethod(KeyPair.generate)
+    _read_pair = staticmethod(_curve_pair)
+
+    @staticmethod
+    def _secret_bytes(pair: KeyPair) -> bytes:
+        return pair.private_key.serialize()
 
     def public_key(self) -> PublicKey:
         """The public key."""
@@ -102,56 +168,28 @@ class SignedPreKeyRecord:
         """The private key."""
         return self._key_pair.private_key
 
-    def serialize(self) -> bytes:
-        """Our stable storage format."""
-        pair = self._key_pair
-        return bytes((_FORMAT,)) + protobuf.encode(
-            (
-                (1, self.id),
-                (2, pair.public_key.serialize()),
-                (3, pair.private_key.serialize()),
-                (4, self.signature),
-                (5, self.timestamp),
-            )
-        )
 
-    @classmethod
-    def deserialize(cls, data: bytes) -> SignedPreKeyRecord:
-        """Parse :meth:`serialize`'s output; :class:`InvalidStateError` if corrupt."""
-        fields = _decode(data, "signed prekey")
-        try:
-            private = PrivateKey.deserialize(fields.required_bytes(3))
-            public = PublicKey.deserialize(fields.required_bytes(2))
-            return cls(
-                fields.required_uint(1),
-                fields.required_uint(5),
-                KeyPair(private, public),
-                fields.required_bytes(4),
-            )
-        except SignalProtocolError as exc:
-            raise InvalidStateError("corrupt signed prekey record") from exc
+def _kyber_pair(fields: protobuf.Fields) -> KyberKeyPair:
+    """The Kyber key pair of fields 3 (secret key seed) and 2 (public), which must match."""
+    secret = KyberSecretKey.deserialize(fields.required_bytes(3))
+    public = KyberPublicKey.deserialize(fields.required_bytes(2))
+    if secret.public_key() != public:
+        raise InvalidKeyError("Kyber key pair halves do not match")
+    return KyberKeyPair(public, secret)
 
 
-class KyberPreKeyRecord:
+class KyberPreKeyRecord(_SignedPreKey[KyberKeyPair]):
     """A Kyber prekey: id, creation time, Kyber1024 key pair and the identity's signature."""
 
-    __slots__ = ("_key_pair", "id", "signature", "timestamp")
+    __slots__ = ()
+    _WHAT = "Kyber prekey"
 
-    def __init__(self, id: int, timestamp: int, key_pair: KyberKeyPair, signature: bytes) -> None:
-        self.id = id
-        self.timestamp = timestamp
-        self._key_pair = key_pair
-        self.signature = signature
+    _new_pair = staticmethod(KyberKeyPair.generate)
+    _read_pair = staticmethod(_kyber_pair)
 
-    @classmethod
-    def generate(cls, id: int, identity: IdentityKeyPair, timestamp: int) -> KyberPreKeyRecord:
-        """A fresh Kyber prekey signed by ``identity``; ``timestamp`` in ms since the epoch."""
-        pair = KyberKeyPair.generate()
-        return cls(id, timestamp, pair, identity.calculate_signature(pair.public_key.serialize()))
-
-    def key_pair(self) -> KyberKeyPair:
-        """The key pair."""
-        return self._key_pair
+    @staticmethod
+    def _secret_bytes(pair: KyberKeyPair) -> bytes:
+        return pair.secret_key.serialize()
 
     def public_key(self) -> KyberPublicKey:
         """The public key."""
@@ -160,34 +198,3 @@ class KyberPreKeyRecord:
     def secret_key(self) -> KyberSecretKey:
         """The secret key."""
         return self._key_pair.secret_key
-
-    def serialize(self) -> bytes:
-        """Our stable storage format."""
-        pair = self._key_pair
-        return bytes((_FORMAT,)) + protobuf.encode(
-            (
-                (1, self.id),
-                (2, pair.public_key.serialize()),
-                (3, pair.secret_key.serialize()),
-                (4, self.signature),
-                (5, self.timestamp),
-            )
-        )
-
-    @classmethod
-    def deserialize(cls, data: bytes) -> KyberPreKeyRecord:
-        """Parse :meth:`serialize`'s output; :class:`InvalidStateError` if corrupt."""
-        fields = _decode(data, "Kyber prekey")
-        try:
-            secret = KyberSecretKey.deserialize(fields.required_bytes(3))
-            public = KyberPublicKey.deserialize(fields.required_bytes(2))
-            if secret.public_key() != public:
-                raise InvalidKeyError("Kyber key pair halves do not match")
-            return cls(
-                fields.required_uint(1),
-                fields.required_uint(5),
-                KyberKeyPair(public, secret),
-                fields.required_bytes(4),
-            )
-        except SignalProtocolError as exc:
-            raise InvalidStateError("corrupt Kyber prekey record") from exc

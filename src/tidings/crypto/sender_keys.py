@@ -338,6 +338,63 @@ def _signing_keys(raw: bytes) -> _SigningCache:
     return public, private, _encode_signing(public, private)
 
 
+def _common_state_layout(data: bytes) -> tuple[int, int, bytes, bytes, int] | None:
+    """``(chain id, iteration, chain key, signing sub-message, version)`` of a serialized state
+    laid out the way :meth:`SenderKeyState._encode` and libsignal write one without skipped
+    message keys (fields 1?, 2, 3, 5? in that order, once each, with short lengths); ``None``
+    for anything else, which the general parser then handles. For the inputs it accepts, the
+    result is exactly what the general parser gives (a fast path for every message's load).
+    """
+    end = len(data)
+    try:
+        pos = 0
+        chain_id = 0
+        if end and data[0] == 0x08:
+            chain_id, pos = protobuf.decode_varint(data, 1)
+        if pos + 2 > end or data[pos] != 0x12 or data[pos + 1] >= 0x80:
+            return None
+        stop = pos + 2 + data[pos + 1]
+        if stop > end:
+            return None
+        chain = data[pos + 2 : stop]
+        pos = stop
+        if pos + 2 > end or data[pos] != 0x1A or data[pos + 1] >= 0x80:
+            return None
+        stop = pos + 2 + data[pos + 1]
+        if stop > end:
+            return None
+        signing = data[pos + 2 : stop]
+        pos = stop
+        version = 0
+        if pos < end:
+            if data[pos] != 0x28:
+                return None
+            version, pos = protobuf.decode_varint(data, pos + 1)
+        if pos != end:
+            return None
+        chain_end = len(chain)
+        pos = 0
+        iteration = 0
+        if chain_end and chain[0] == 0x08:
+            iteration, pos = protobuf.decode_varint(chain, 1)
+        chain_key = b""
+        if pos < chain_end:
+            if pos + 2 > chain_end or chain[pos] != 0x12 or chain[pos + 1] >= 0x80:
+                return None
+            if pos + 2 + chain[pos + 1] != chain_end:
+                return None
+            chain_key = chain[pos + 2 :]
+    except InvalidMessageError:
+        return None
+    return (
+        chain_id & _U32_MAX,
+        iteration & _U32_MAX,
+        chain_key,
+        signing,
+        version & _U32_MAX,
+    )
+
+
 class SenderKeyState:
     """One chain of a sender: chain id, current chain key, signing key, skipped message keys.
 
@@ -426,6 +483,24 @@ class SenderKeyState:
 
     @classmethod
     def _decode(cls, data: bytes) -> SenderKeyState:
+        fast = _common_state_layout(data)
+        if fast is None:
+            return cls._decode_fields(data)
+        chain_id, iteration, chain_key, signing_raw, version = fast
+        signing = _signing_keys(signing_raw)
+        state = cls(
+            version or SENDERKEY_MESSAGE_CURRENT_VERSION,
+            chain_id,
+            iteration,
+            chain_key,
+            signing[0],
+            signing[1],
+        )
+        state._signing_cache = signing
+        return state
+
+    @classmethod
+    def _decode_fields(cls, data: bytes) -> SenderKeyState:
         fields = protobuf.decode(data)
         version = fields.optional_uint32(5) or SENDERKEY_MESSAGE_CURRENT_VERSION
         chain_id = fields.optional_uint32(1) or 0

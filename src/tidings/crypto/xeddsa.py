@@ -33,9 +33,17 @@ from nacl.bindings import (
 from nacl.exceptions import BadSignatureError
 from nacl.exceptions import RuntimeError as SodiumError
 
-__all__ = ["edwards_public_key", "montgomery_to_edwards_y", "sign", "verify"]
+__all__ = [
+    "edwards_public_key",
+    "montgomery_to_edwards_y",
+    "sign",
+    "sign_with_scalar",
+    "signing_scalar",
+    "verify",
+]
 
 _P = (1 << 255) - 19
+_L = (1 << 252) + 27742317777372353535851937790883648493
 _HASH1_PREFIX = b"\xfe" + b"\xff" * 31
 _ZERO32 = bytes(32)
 _IDENTITY = b"\x01" + bytes(31)  # the encoding of the neutral element 0·B
@@ -56,6 +64,11 @@ def _base_mult(scalar: bytes) -> bytes:
         return _IDENTITY
 
 
+def signing_scalar(private_key: bytes) -> bytes:
+    """``a mod L`` (32 bytes) for a 32-byte private key; secret, like the key."""
+    return _reduce(private_key)
+
+
 def edwards_public_key(private_key: bytes) -> bytes:
     """The compressed Ed25519 point ``a·B`` of a (clamped) 32-byte Curve25519 private key."""
     return _base_mult(_reduce(private_key))
@@ -69,14 +82,28 @@ def sign(
     ``edwards_public`` is :func:`edwards_public_key` of the same key (callers cache it).
     ``random`` (64 bytes) is only passed by known-answer tests.
     """
+    return sign_with_scalar(private_key, _reduce(private_key), edwards_public, message, random)
+
+
+def sign_with_scalar(
+    private_key: bytes,
+    scalar: bytes,
+    edwards_public: bytes,
+    message: bytes,
+    random: bytes | None = None,
+) -> bytes:
+    """:func:`sign` with ``scalar = signing_scalar(private_key)`` cached by the caller."""
     if random is None:
         random = os.urandom(64)
+    # The nonce and s are secret: libsodium's constant-time scalar arithmetic. h is public.
     r = crypto_core_ed25519_scalar_reduce(
         hashlib.sha512(_HASH1_PREFIX + private_key + message + random).digest()
     )
     cap_r = _base_mult(r)
-    h = crypto_core_ed25519_scalar_reduce(hashlib.sha512(cap_r + edwards_public + message).digest())
-    s = crypto_core_ed25519_scalar_add(r, crypto_core_ed25519_scalar_mul(h, _reduce(private_key)))
+    h = int.from_bytes(hashlib.sha512(cap_r + edwards_public + message).digest(), "little")
+    s = crypto_core_ed25519_scalar_add(
+        r, crypto_core_ed25519_scalar_mul((h % _L).to_bytes(32, "little"), scalar)
+    )
     return cap_r + s[:31] + bytes((s[31] | (edwards_public[31] & 0x80),))
 
 

@@ -109,19 +109,18 @@ class Services:
     provisioning: Provisioner
 
 
-def json_response(body: object, status: int = HTTP_200_OK) -> Response[bytes]:
-    return Response(msgspec.json.encode(body), status_code=status, media_type=_JSON)
+def json_response(
+    body: object, status: int = HTTP_200_OK, headers: dict[str, str] | None = None
+) -> Response[bytes]:
+    return Response(
+        msgspec.json.encode(body), status_code=status, media_type=_JSON, headers=headers
+    )
 
 
 def error_response(code: ErrorCode, message: str, status: int | None = None) -> Response[bytes]:
     status = status if status is not None else STATUS.get(code, 400)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return Response(
-        msgspec.json.encode(ApiError(code=code, message=message)),
-        status_code=status,
-        media_type=_JSON,
-        headers=headers,
-    )
+    return json_response(ApiError(code=code, message=message), status, headers)
 
 
 def on_refused(_: HttpRequest, exc: Refused) -> Response[bytes]:

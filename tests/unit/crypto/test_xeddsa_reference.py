@@ -24,6 +24,9 @@ def test_sign_matches_reference(seed: bytes, message: bytes, random: bytes) -> N
     assert edwards == ref.edwards_public_key(private)
     signature = xeddsa.sign(private, edwards, message, random)
     assert signature == ref.sign(private, message, random)
+    scalar = xeddsa.signing_scalar(private)
+    assert scalar == (int.from_bytes(private, "little") % ref.L).to_bytes(32, "little")
+    assert xeddsa.sign_with_scalar(private, scalar, edwards, message, random) == signature
     public = PrivateKey(seed).public_key()
     assert public.verify_signature(message, signature)
 

@@ -235,6 +235,7 @@ async def test_undecryptable_then_reset_then_messages_flow(directory: Directory)
     result = alice.e2ee.open_device_envelope(device_envelopes(bob, reset)["alice:1"])
     assert not result.undecryptable
     after = await alice.e2ee.encrypt_direct(CONV, b"three", {"alice", "bob"})
+    assert after["bob:1"][0] == TYPE_PREKEY  # alice archived her session: a new one
     assert _open(bob, alice, after) == b"three"
     # the original good message still decrypts (an archived state keeps its keys)
     assert _open(bob, alice, good) == b"two"
@@ -301,3 +302,24 @@ async def test_identity_change_of_a_verified_contact_stops_sending(directory: Di
 
 def test_addresses_parse() -> None:
     assert parse_address("a:b:3") == ProtocolAddress("a:b", 3)
+
+
+async def test_group_replays_and_forgeries_change_nothing(directory: Directory) -> None:
+    directory.conversations[GROUP] = {"alice", "bob"}
+    alice, bob = Device(directory, "alice", 1), Device(directory, "bob", 1)
+    await _distribute(alice, [bob], {"alice", "bob"})
+    first, _ = await alice.e2ee.encrypt_group(GROUP, b"one")
+    second, _ = await alice.e2ee.encrypt_group(GROUP, b"two")
+    assert bob.e2ee.open_envelope(group_envelope(alice, GROUP, first)) == Opened(b"one")
+    before = bob.keys.db.execute("SELECT record FROM e2ee_sender_keys").fetchall()
+    replay = bob.e2ee.open_envelope(group_envelope(alice, GROUP, first, 2))
+    assert replay == Failed("duplicate")
+    forged = bytearray(second)
+    forged[-70] ^= 0x01  # inside the ciphertext, under the signature
+    assert isinstance(bob.e2ee.open_envelope(group_envelope(alice, GROUP, bytes(forged))), Failed)
+    assert bob.e2ee.open_envelope(group_envelope(alice, GROUP, b"\x07junk")) == Failed(
+        "bad_group_message"
+    )
+    assert bob.keys.db.execute("SELECT record FROM e2ee_sender_keys").fetchall() == before
+    assert bob.e2ee.take_resets() == []
+    assert bob.e2ee.open_envelope(group_envelope(alice, GROUP, second, 3)) == Opened(b"two")

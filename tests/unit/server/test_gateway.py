@@ -49,6 +49,11 @@ class FakeSocket:
         self.closed = (code, reason)
         self.incoming.put_nowait(None)
 
+    async def hello(self):
+        """Say Hello and wait until the replay is over."""
+        self.incoming.put_nowait(encode(Hello()))
+        await self.wait_for(Synced)
+
     async def wait_for(self, kind, count: int = 1):
         async with asyncio.timeout(5):
             while sum(isinstance(f, kind) for f in self.sent) < count:
@@ -80,8 +85,7 @@ async def test_live_copy_of_a_replayed_envelope_is_not_sent_twice(world, pair):
     socket, task = await start(world, bob)
     # Connected but not synced yet: this envelope is both pending and delivered live.
     await world.send(alice, conv, b"early")
-    socket.incoming.put_nowait(encode(Hello()))
-    await socket.wait_for(Synced)
+    await socket.hello()
     await world.send(alice, conv, b"later")
     await socket.wait_for(Envelope)
     kinds = [type(f) for f in socket.sent]
@@ -95,8 +99,7 @@ async def test_live_copy_of_a_replayed_envelope_is_not_sent_twice(world, pair):
 async def test_bad_and_oversized_frames_keep_the_connection(world, pair):
     _, bob, _ = pair
     socket, task = await start(world, bob)
-    socket.incoming.put_nowait(encode(Hello()))
-    await socket.wait_for(Synced)
+    await socket.hello()
     for junk in (b"\xc1", "text", b"\x00" * (MAX_FRAME_BYTES + 1)):
         socket.incoming.put_nowait(junk)
     socket.incoming.put_nowait(encode(Ping(n=3)))
@@ -111,8 +114,7 @@ async def test_bad_and_oversized_frames_keep_the_connection(world, pair):
 async def test_slow_consumer_is_closed(world, pair):
     alice, bob, conv = pair
     socket, task = await start(world, bob, queue=16)
-    socket.incoming.put_nowait(encode(Hello()))
-    await socket.wait_for(Synced)
+    await socket.hello()
     socket.open.clear()  # bob stops reading
     for _ in range(40):
         await world.send(alice, conv)
@@ -127,8 +129,7 @@ async def test_slow_consumer_is_closed(world, pair):
 async def test_peer_that_never_reads_is_dropped(world, pair):
     alice, bob, conv = pair
     socket, task = await start(world, bob, queue=16)
-    socket.incoming.put_nowait(encode(Hello()))
-    await socket.wait_for(Synced)
+    await socket.hello()
     socket.open.clear()  # bob never reads again: even the close frame cannot go out
     for _ in range(40):
         await world.send(alice, conv)
@@ -164,8 +165,7 @@ async def test_sends_before_hello_are_refused(world, pair):
     socket.incoming.put_nowait(encode(Send(id=uuid.uuid4(), conv=conv, payload=b"")))
     (error,) = await socket.wait_for(Error)
     assert error.code == "bad_frame" and error.ref == "send"
-    socket.incoming.put_nowait(encode(Hello()))
-    await socket.wait_for(Synced)
+    await socket.hello()
     socket.incoming.put_nowait(encode(Send(id=uuid.uuid4(), conv=conv, payload=b"")))
     await socket.wait_for(Accepted)
     socket.incoming.put_nowait(None)

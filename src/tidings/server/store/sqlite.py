@@ -847,11 +847,14 @@ def _insert_member(
 
 
 def _next_seq(conn: sqlite3.Connection, conv_id: str) -> int:
-    (seq,) = conn.execute(
+    """Take the conversation's next seq. Raises NOT_FOUND if there is no such conversation."""
+    row = conn.execute(
         "UPDATE conversations SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq",
         (conv_id,),
     ).fetchone()
-    return int(seq)
+    if row is None:
+        raise Refused(ErrorCode.NOT_FOUND, "no such conversation")
+    return int(row[0])
 
 
 def _store_envelope(
@@ -922,13 +925,7 @@ def _append(conn: sqlite3.Connection, m: NewMessage) -> Appended:
         ).fetchone():
             _refuse_non_member(conn, m.conv)
         _check_devices(conn, m)
-    row = conn.execute(
-        "UPDATE conversations SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq",
-        (m.conv,),
-    ).fetchone()
-    if row is None:
-        raise Refused(ErrorCode.NOT_FOUND, "no such conversation")
-    (seq,) = row
+    seq = _next_seq(conn, m.conv)
     # Checks membership too; the caller's savepoint undoes the seq taken above if it fails.
     if not conn.execute(
         "UPDATE members SET last_sent = ? WHERE conv_id = ? AND account_id = ?",
@@ -1252,10 +1249,15 @@ def _queue_to_devices(
     for address, (account, device), payload in messages:
         if account not in reachable:
             reachable[account] = _may_reach(conn, sender_account, account)
-        has_keys = (account, device) != sender and conn.execute(
-            "SELECT 1 FROM device_keys WHERE account_id = ? AND device_id = ?", (account, device)
-        ).fetchone()
-        if not (reachable[account] and has_keys):
+        # Only a reachable device other than the sender's is looked up.
+        if not (
+            reachable[account]
+            and (account, device) != sender
+            and conn.execute(
+                "SELECT 1 FROM device_keys WHERE account_id = ? AND device_id = ?",
+                (account, device),
+            ).fetchone()
+        ):
             refused.append(address)
             continue
         (dseq,) = conn.execute(
