@@ -75,13 +75,12 @@ class ServerConfig:
         """
         environ = os.environ if env is None else env
         cli = {k: v for k, v in (cli_overrides or {}).items() if v is not None}
-        fields = {f.name: f for f in dataclasses.fields(cls)}
         for name in cli:
-            if name not in fields:
+            if name not in _FIELD_TYPES:
                 raise ConfigError(f"unknown setting {name!r}")
 
         from_env: dict[str, object] = {}
-        for name in fields:
+        for name in _FIELD_TYPES:
             for var in _ENV_ALIASES.get(name, (f"TIDINGS_{name.upper()}",)):
                 if var in environ:
                     from_env[name] = _convert(name, environ[var], f"environment {var}")
@@ -102,7 +101,7 @@ class ServerConfig:
                 raise ConfigError(f"{toml_path}: [server] must be a table")
             for key, value in section.items():
                 name = "data_dir" if key == "data" else key
-                if name not in fields:
+                if name not in _FIELD_TYPES:
                     raise ConfigError(f"{toml_path}: unknown setting {key!r}")
                 from_toml[name] = _convert(name, value, str(toml_path))
 
@@ -141,6 +140,10 @@ class ServerConfig:
             raise ConfigError(f"log_level must be one of {', '.join(_LOG_LEVELS)}")
 
 
+#: Each setting's type, as written in the class (a string: annotations are not evaluated).
+_FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(ServerConfig)}
+
+
 def _keep_path(kind: type, value: object) -> object:
     if kind is Path and isinstance(value, Path):
         return value
@@ -154,7 +157,7 @@ _FALSE = {"0", "false", "no", "off"}
 def _convert(name: str, value: object, source: str) -> object:
     """Coerce a raw setting (a string from the environment, a TOML value, a CLI value) to the
     type of field ``name``."""
-    kind = {f.name: f.type for f in dataclasses.fields(ServerConfig)}[name]
+    kind = _FIELD_TYPES[name]
     try:
         if kind == "bool":
             if isinstance(value, bool):

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Generic, NoReturn, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
 
@@ -66,6 +66,8 @@ MIGRATIONS = ("sqlite_v1.sql", "sqlite_v2.sql", "sqlite_v3.sql")
 MAX_GROUP = 1000
 
 _ENVELOPE_COLUMNS = "conv_id, seq, id, sender, sender_device, ts, kind, payload, mentions"
+#: the same, of the envelopes table aliased ``e``
+_E_ENVELOPE_COLUMNS = ", ".join(f"e.{c}" for c in _ENVELOPE_COLUMNS.split(", "))
 _mentions_decoder = msgspec.json.Decoder(list[str])
 _DEVICE_ENVELOPE_COLUMNS = "dseq, id, sender, sender_device, ts, payload"
 #: one_time_keys.kind
@@ -507,12 +509,11 @@ class SqliteStore:
     async def envelopes(
         self, conv_id: str, after: int, limit: int, device: tuple[str, int] | None = None
     ) -> list[Envelope]:
-        columns = ", ".join(f"e.{c}" for c in _ENVELOPE_COLUMNS.split(", "))
         account_id, device_id = device if device is not None else ("", 0)
 
         def q(conn: sqlite3.Connection) -> list[Envelope]:
             rows = conn.execute(
-                f"SELECT {columns}, p.payload FROM envelopes e"  # noqa: S608  # constant column list
+                f"SELECT {_E_ENVELOPE_COLUMNS}, p.payload FROM envelopes e"  # noqa: S608  # constant column list
                 " LEFT JOIN pending p ON p.account_id = ? AND p.device_id = ?"
                 " AND p.conv_id = e.conv_id AND p.seq = e.seq"
                 " WHERE e.conv_id = ? AND e.seq > ? ORDER BY e.seq LIMIT ?",
@@ -525,11 +526,9 @@ class SqliteStore:
     async def pending(
         self, account_id: str, device_id: int, after: tuple[str, int], limit: int
     ) -> list[Envelope]:
-        columns = ", ".join(f"e.{c}" for c in _ENVELOPE_COLUMNS.split(", "))
-
         def q(conn: sqlite3.Connection) -> list[Envelope]:
             rows = conn.execute(
-                f"SELECT {columns}, p.payload FROM pending p"  # noqa: S608  # constant column list
+                f"SELECT {_E_ENVELOPE_COLUMNS}, p.payload FROM pending p"  # noqa: S608  # constant column list
                 " JOIN envelopes e ON e.conv_id = p.conv_id AND e.seq = p.seq"
                 " WHERE p.account_id = ? AND p.device_id = ? AND (p.conv_id, p.seq) > (?, ?)"
                 " ORDER BY p.conv_id, p.seq LIMIT ?",
@@ -574,11 +573,7 @@ class SqliteStore:
         self, account_id: str, conv_id: str, seq: int, now: int
     ) -> WatermarkMove | None:
         def tx(conn: sqlite3.Connection) -> WatermarkMove | None:
-            exists = conn.execute(
-                "SELECT 1 FROM members WHERE conv_id = ? AND account_id = ?", (conv_id, account_id)
-            ).fetchone()
-            if exists is None:
-                _refuse_non_member(conn, conv_id)
+            _require_member(conn, conv_id, account_id)
             return _raise_watermarks(conn, conv_id, account_id, delivered=seq, read=seq, now=now)
 
         return await self._write(tx)
@@ -810,8 +805,13 @@ def _member_ids(record: ConversationRecord) -> tuple[str, ...]:
     return tuple(m.account_id for m in record.members)
 
 
-def _refuse_non_member(conn: sqlite3.Connection, conv_id: str) -> NoReturn:
-    """Raise NOT_MEMBER for an existing conversation, NOT_FOUND otherwise."""
+def _require_member(conn: sqlite3.Connection, conv_id: str, account: str) -> None:
+    """Raise unless ``account`` is a member: NOT_MEMBER for an existing conversation,
+    NOT_FOUND otherwise."""
+    if conn.execute(
+        "SELECT 1 FROM members WHERE conv_id = ? AND account_id = ?", (conv_id, account)
+    ).fetchone():
+        return
     if conn.execute("SELECT 1 FROM conversations WHERE id = ?", (conv_id,)).fetchone() is None:
         raise Refused(ErrorCode.NOT_FOUND, "no such conversation")
     raise Refused(ErrorCode.NOT_MEMBER, "not a member of this conversation")
@@ -920,10 +920,7 @@ def _append(conn: sqlite3.Connection, m: NewMessage) -> Appended:
         return Appended(_envelope_at(conn, *original), (), duplicate=True)
     if m.device_payloads or m.devices_digest:
         # Membership first: a non-member must not learn anyone's devices from StaleDevices.
-        if not conn.execute(
-            "SELECT 1 FROM members WHERE conv_id = ? AND account_id = ?", (m.conv, m.sender)
-        ).fetchone():
-            _refuse_non_member(conn, m.conv)
+        _require_member(conn, m.conv, m.sender)
         _check_devices(conn, m)
     seq = _next_seq(conn, m.conv)
     # Checks membership too; the caller's savepoint undoes the seq taken above if it fails.
