@@ -17,7 +17,7 @@ from tidings.server.store import DeviceRecord, Store
 
 _KEY_BYTES = 12
 _SECRET_BYTES = 32
-#: Cached device rows (they hold only the hash); cleared whole when full.
+#: Cached devices (with only the hash of their token); cleared whole when full.
 _CACHE_SIZE = 50_000
 
 
@@ -51,7 +51,8 @@ def bearer_token(authorization: str | None) -> str | None:
 class Authenticator:
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._records: dict[str, DeviceRecord] = {}
+        #: token key -> (hash of the token's secret, the device it proves)
+        self._devices: dict[str, tuple[bytes, Device]] = {}
 
     async def device(self, authorization: str | None) -> Device | None:
         """The device an Authorization header value proves to be, or ``None``."""
@@ -61,19 +62,25 @@ class Authenticator:
         key, dot, secret = token.partition(".")
         if not dot or not key or not secret or not secret.isascii():
             return None
-        record = self._records.get(key)
-        if record is None:
+        cached = self._devices.get(key)
+        if cached is None:
             record = await self._store.device_by_token_key(key)
             if record is None:
                 return None
-            if len(self._records) >= _CACHE_SIZE:
-                self._records.clear()
-            self._records[key] = record
-        if not hmac.compare_digest(record.token_hash, secret_hash(secret)):
+            cached = (record.token_hash, _device(record))
+            if len(self._devices) >= _CACHE_SIZE:
+                self._devices.clear()
+            self._devices[key] = cached
+        token_hash, device = cached
+        if not hmac.compare_digest(token_hash, secret_hash(secret)):
             return None
-        return Device(
-            account_id=record.account_id,
-            device_id=record.device_id,
-            username=record.username,
-            device_name=record.device_name,
-        )
+        return device
+
+
+def _device(record: DeviceRecord) -> Device:
+    return Device(
+        account_id=record.account_id,
+        device_id=record.device_id,
+        username=record.username,
+        device_name=record.device_name,
+    )
