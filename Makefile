@@ -13,7 +13,7 @@ export KIVY_NO_CONSOLELOG := 1
 export KIVY_LOG_MODE := PYTHON
 export KIVY_HOME := $(CURDIR)/.kivy
 
-.PHONY: run test lint typecheck app screenshots bench bench-quick ui-deps interop-deps clean
+.PHONY: run test lint typecheck app screenshots bench bench-quick bench-deps ui-deps interop-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -54,10 +54,13 @@ app: $(STAMP)
 screenshots: $(STAMP) ui-deps
 	xvfb-run -a -s "-screen 0 1280x1024x24" $(PY) -m tidings.app.screenshots docs/screenshots
 
-bench: $(STAMP)
+bench-deps: $(STAMP)
+	$(PIP) install --quiet -e '.[test,app,bench]'
+
+bench: bench-deps
 	$(PY) -m bench.run
 
-bench-quick: $(STAMP)
+bench-quick: bench-deps
 	$(PY) -m bench.run --quick
 
 clean:

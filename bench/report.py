@@ -191,7 +191,7 @@ def figures(results: Json) -> list[Figure]:
         vs = f" vs relay {relay_cost:.0f} µs ({cost / relay_cost:.1f}x)" if relay_cost else ""
         rows.append(
             Figure(
-                "Server CPU per 1:1 message (contention-proof)",
+                "Server CPU per 1:1 message (any CPU share)",
                 f"{cost:.0f} µs{vs}",
                 "≤ 50 µs (20k/s on one core)",
                 cost <= 50,
@@ -426,12 +426,12 @@ def _describe(name: str, data: Json) -> list[str]:
     out: list[str] = []
     if name == "relay":
         rows = [_load_row("relay", data)]
-        rows += [_load_row(f"probe: {p['processes']} load procs", p) for p in data.get("probe", [])]
+        rows += [_load_row(f"run: {p['processes']} load procs", p) for p in data.get("probe", [])]
         out += _table(_LOAD_HEADER, rows)
     elif name == "tidings_1to1":
         rows = [_load_row(k, data[k]) for k in ("load", "sequential") if k in data]
         probes = data.get("load", {}).get("probe", [])
-        rows += [_load_row(f"probe: {p['processes']} load procs", p) for p in probes]
+        rows += [_load_row(f"run: {p['processes']} load procs", p) for p in probes]
         out += _table(_LOAD_HEADER, rows)
         if data.get("note"):
             out += ["", str(data["note"])]
