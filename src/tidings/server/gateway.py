@@ -1,10 +1,13 @@
 """One WebSocket connection of one authenticated device (the protocol flow is in
 :mod:`tidings.protocol.frames`).
 
-A connection runs two loops: the reader decodes client frames and starts a task per request
-(so many Sends of one device share a group commit), and the pump writes the bounded outbox to
-the socket. Live frames from the bus never wait: if the outbox is full the device is too slow
-and is disconnected; it catches up from its pending queue when it comes back.
+A connection runs two loops: the reader (in the task that called :meth:`Connection.run`)
+decodes client frames and starts a task per request (so many Sends of one device share a group
+commit), and the pump task writes the bounded outbox to the socket. Live frames from the bus
+never wait: if the outbox is full the device is too slow and is disconnected; it catches up
+from its pending queue when it comes back. An idle connection holds no other task, no timer
+of its own (one :class:`_IdleWatch` per event loop keeps every idle deadline) and an empty
+outbox.
 
 Close codes the server uses (besides the WebSocket standard ones):
 
@@ -20,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import heapq
+import itertools
 import logging
 from collections.abc import Coroutine
 from typing import Protocol
@@ -66,6 +71,128 @@ class CloseCode(enum.IntEnum):
     UNSUPPORTED_VERSION = 4426
 
 
+class _Outbox:
+    """The bounded frame queue of one connection, for one consumer (the pump). Lighter than
+    :class:`asyncio.Queue` (three deques of some 760 bytes each): an idle connection holds an
+    empty list and nothing else."""
+
+    __slots__ = ("_getter", "_items", "_limit", "_putters")
+
+    def __init__(self, limit: int) -> None:
+        self._items: list[bytes | None] = []
+        self._limit = limit
+        self._getter: asyncio.Future[None] | None = None
+        self._putters: list[asyncio.Future[None]] | None = None
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def full(self) -> bool:
+        return len(self._items) >= self._limit
+
+    def put_nowait(self, item: bytes | None) -> None:
+        if len(self._items) >= self._limit:
+            raise asyncio.QueueFull
+        self._items.append(item)
+        getter = self._getter
+        if getter is not None and not getter.done():
+            getter.set_result(None)
+
+    async def put(self, item: bytes | None) -> None:
+        while len(self._items) >= self._limit:
+            putter = asyncio.get_running_loop().create_future()
+            if self._putters is None:
+                self._putters = []
+            self._putters.append(putter)
+            try:
+                await putter
+            finally:
+                if putter in self._putters:
+                    self._putters.remove(putter)
+        self.put_nowait(item)
+
+    def get_nowait(self) -> bytes | None:
+        if not self._items:
+            raise asyncio.QueueEmpty
+        item = self._items.pop(0)
+        putters = self._putters
+        if putters:
+            putter = putters.pop(0)
+            if not putter.done():
+                putter.set_result(None)
+        return item
+
+    def clear(self) -> None:
+        self._items = []
+        putters, self._putters = self._putters, None
+        for putter in putters or ():
+            if not putter.done():
+                putter.set_result(None)
+
+    async def get(self) -> bytes | None:
+        while not self._items:
+            self._getter = getter = asyncio.get_running_loop().create_future()
+            try:
+                await getter
+            finally:
+                self._getter = None
+        return self.get_nowait()
+
+
+class _IdleWatch:
+    """The idle deadlines of every connection of one event loop under a single timer: a heap
+    of (deadline, n, cell) instead of a timer per connection, the cell holding the connection
+    until it ends. A connection is looked at when its deadline passes and pushed back with a
+    later one if it was heard from since."""
+
+    __slots__ = ("_at", "_count", "_heap", "_loop", "_timer")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._heap: list[tuple[float, int, list[Connection | None]]] = []
+        self._count = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
+        self._at = float("inf")
+
+    def watch(self, deadline: float, cell: list[Connection | None]) -> None:
+        heapq.heappush(self._heap, (deadline, next(self._count), cell))
+        if deadline < self._at:
+            self._arm(deadline)
+
+    def _arm(self, at: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._at = at
+        self._timer = self._loop.call_at(at, self._fire)
+
+    def _fire(self) -> None:
+        self._timer, self._at = None, float("inf")
+        heap, now = self._heap, self._loop.time()
+        while heap and heap[0][0] <= now:
+            connection = heapq.heappop(heap)[2][0]
+            if connection is not None:
+                connection._check_idle()  # may push it back with its next deadline
+        if heap:
+            self._arm(heap[0][0])
+        elif _idle_watches.get(self._loop) is self:
+            del _idle_watches[self._loop]
+
+
+#: One watch per running event loop (dropped when it has nothing left to watch).
+_idle_watches: dict[asyncio.AbstractEventLoop, _IdleWatch] = {}
+
+
+def _watch_idle(deadline: float, cell: list[Connection | None]) -> None:
+    loop = asyncio.get_running_loop()
+    watch = _idle_watches.get(loop)
+    if watch is None:
+        watch = _idle_watches[loop] = _IdleWatch(loop)
+    watch.watch(deadline, cell)
+
+
 class Socket(Protocol):
     """The transport under a connection: an accepted WebSocket."""
 
@@ -100,7 +227,7 @@ class Connection:
         # None in the outbox tells the pump to close the socket. Bus frames may fill it up to
         # queue_frames; the headroom above is for answers to requests in flight, which arrive
         # in bursts when a group commit completes many Sends at once.
-        self._outbox: asyncio.Queue[bytes | None] = asyncio.Queue(queue_frames + MAX_IN_FLIGHT)
+        self._outbox = _Outbox(queue_frames + MAX_IN_FLIGHT)
         self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._tasks: set[asyncio.Task[None]] = set()
         self._hello_done = False
@@ -113,8 +240,11 @@ class Connection:
         self._close_code: CloseCode | None = None
         self._close_reason = ""
         self._last_heard = 0.0
-        self._idle_timer: asyncio.TimerHandle | None = None
-        self._reader: asyncio.Task[None] | None = None
+        #: what the idle watch holds of this connection while run() goes on
+        self._idle_cell: list[Connection | None] = [None]
+        self._reader: asyncio.Task[object] | None = None
+        self._reading = False
+        self._stop_reading = False
         self._pump_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ Subscriber
@@ -153,8 +283,7 @@ class Connection:
         self._close_code = code
         self._close_reason = reason
         if not flush or self._outbox.full():
-            while not self._outbox.empty():
-                self._outbox.get_nowait()
+            self._outbox.clear()
         self._outbox.put_nowait(None)
         # A peer that does not read can keep the pump stuck in a send forever: give up on it.
         asyncio.get_running_loop().call_later(2 * CLOSE_GRACE, self._abort)
@@ -172,31 +301,49 @@ class Connection:
             self._pump_task.cancel()
 
     async def run(self) -> None:
+        # The calling task reads; the pump is the only other task of an idle connection.
         loop = asyncio.get_running_loop()
         self._last_heard = loop.time()
-        self._idle_timer = loop.call_at(self._last_heard + self._idle_timeout, self._check_idle)
+        self._idle_cell[0] = self
+        _watch_idle(self._last_heard + self._idle_timeout, self._idle_cell)
         await self._bus.attach(self)
+        self._reader = reader = asyncio.current_task()
         self._pump_task = pump = asyncio.create_task(self._pump())
-        self._reader = asyncio.create_task(self._read_loop())
+        pump.add_done_callback(self._pump_done)
+        self._reading = True
         try:
-            await asyncio.wait({pump, self._reader}, return_when=asyncio.FIRST_COMPLETED)
+            await self._read_loop()
+        except asyncio.CancelledError:
+            # Cancelled by _pump_done (the pump finished: the socket is closed or dropped), and
+            # not from outside as well: that is the end of this connection, not an error.
+            if not self._stop_reading or reader is None or reader.uncancel() > 0:
+                raise
+        except Exception:
+            log.exception("reading from %s/%d failed", self.account_id, self.device_id)
         finally:
-            if self._idle_timer is not None:
-                self._idle_timer.cancel()
+            self._reading = False
+            self._idle_cell[0] = None
             await self._bus.detach(self)
             self._close_code = self._close_code or CloseCode.NORMAL
-            for task in (self._reader, pump, *self._tasks):
+            for task in (pump, *self._tasks):
                 task.cancel()
-            await asyncio.gather(self._reader, pump, *self._tasks, return_exceptions=True)
+            await asyncio.gather(pump, *self._tasks, return_exceptions=True)
+
+    def _pump_done(self, _: asyncio.Task[None]) -> None:
+        if self._reading and self._reader is not None:
+            self._stop_reading = True
+            self._reader.cancel()
 
     def _check_idle(self) -> None:
-        # One timer per connection, moved only when it fires: no per-frame timer work.
-        loop = asyncio.get_running_loop()
+        # Called by the idle watch when the deadline set at the last check passed: the deadline
+        # moves only then, so there is no per-frame timer work.
+        if self._close_code is not None:
+            return
         deadline = self._last_heard + self._idle_timeout
-        if loop.time() >= deadline:
+        if asyncio.get_running_loop().time() >= deadline:
             self.close(CloseCode.IDLE, "idle timeout")
-        elif self._close_code is None:
-            self._idle_timer = loop.call_at(deadline, self._check_idle)
+        else:
+            _watch_idle(deadline, self._idle_cell)
 
     async def _pump(self) -> None:
         outbox, socket = self._outbox, self._socket

@@ -40,3 +40,26 @@ async def test_concurrent_appends_share_transactions(world):
     # Far fewer transactions than messages: the writer grouped them.
     assert world.store.transactions - before < 100
     del bob
+
+
+async def test_an_operation_failing_after_it_wrote_leaves_nothing_and_spares_its_group(world):
+    alice, bob = await world.account("alice"), await world.account("bob")
+    record, _ = await world.engine.create_direct(alice, "bob")
+
+    def half_then_fail(conn: sqlite3.Connection) -> None:
+        conn.execute("UPDATE conversations SET title = 'half' WHERE id = ?", (record.id,))
+        raise RuntimeError("refused after writing")
+
+    messages = [
+        NewMessage(uuid.uuid4(), record.id, alice.account_id, 1, b"x", (), 0) for _ in range(20)
+    ]
+    writes = [world.store.append(m) for m in messages]
+    writes.insert(10, world.store._write(half_then_fail))
+    results = await asyncio.gather(*writes, return_exceptions=True)
+    failed = [r for r in results if isinstance(r, BaseException)]
+    assert len(failed) == 1 and str(failed[0]) == "refused after writing"
+    appended = [r for r in results if not isinstance(r, BaseException)]
+    assert sorted(a.envelope.seq for a in appended) == list(range(2, 22))
+    after = await world.store.conversation(record.id)
+    assert after is not None and after.title == "" and after.last_seq == 21
+    del bob

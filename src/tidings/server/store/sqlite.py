@@ -2,9 +2,10 @@
 
 Writes never run on the event loop. They go to one writer thread that does **group commit**:
 it takes every operation queued while the previous transaction ran and runs them together in
-one transaction, each inside its own savepoint so a refused operation changes nothing and does
-not disturb its neighbours. Reads run on a small pool of threads with their own connections
-(WAL lets them read while the writer writes).
+one transaction. A refused operation changes nothing and does not disturb its neighbours: most
+are refused before they write anything; when one fails after writing, the transaction is rolled
+back and the group runs again with each operation inside its own savepoint. Reads run on a
+small pool of threads with their own connections (WAL lets them read while the writer writes).
 
 ``synchronous=NORMAL``: a committed transaction survives the process being killed; a power cut
 may lose the last ones.
@@ -188,26 +189,16 @@ class _Writer(threading.Thread):
             conn.close()
 
     def _commit(self, conn: sqlite3.Connection, group: list[_Work]) -> None:
-        alone = len(group) == 1
         self.transactions += 1
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for job in group:
-                if alone:
-                    try:
-                        job.run(conn)
-                    except Exception as exc:
-                        job.fail(exc)
-                        conn.execute("ROLLBACK")
-                        break
-                    continue
-                conn.execute("SAVEPOINT op")
-                try:
-                    job.run(conn)
-                except Exception as exc:
-                    job.fail(exc)
-                    conn.execute("ROLLBACK TO op")
-                conn.execute("RELEASE op")
+            if not _run_plain(conn, group):
+                # An operation failed after it had written something: undo the whole group
+                # and run it again with a savepoint around each operation.
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                conn.execute("BEGIN IMMEDIATE")
+                _run_guarded(conn, group)
             if conn.in_transaction:
                 conn.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -216,7 +207,46 @@ class _Writer(threading.Thread):
                 conn.execute("ROLLBACK")
             for job in group:
                 job.fail(exc)
+        # One wake-up of the event loop per transaction, whatever the number of operations.
         self._loop.call_soon_threadsafe(_settle_all, group)
+
+
+def _run_plain(conn: sqlite3.Connection, group: list[_Work]) -> bool:
+    """Run the operations one after the other without savepoints (two statements fewer per
+    operation). An operation refused before it changed a row is simply failed: SQLite undoes a
+    failed statement by itself, so nothing of it remains. Returns False, leaving the
+    transaction to be rolled back, as soon as an operation fails after changing rows (or the
+    failure ended the transaction)."""
+    for job in group:
+        before = conn.total_changes
+        try:
+            job.run(conn)
+        except Exception as exc:
+            if conn.total_changes != before or not conn.in_transaction:
+                return False
+            job.fail(exc)
+    return True
+
+
+def _run_guarded(conn: sqlite3.Connection, group: list[_Work]) -> None:
+    """Run the operations each inside its own savepoint, so a refused one changes nothing and
+    does not disturb its neighbours."""
+    if len(group) == 1:
+        (job,) = group
+        try:
+            job.run(conn)
+        except Exception as exc:
+            job.fail(exc)
+            conn.execute("ROLLBACK")
+        return
+    for job in group:
+        conn.execute("SAVEPOINT op")
+        try:
+            job.run(conn)
+        except Exception as exc:
+            job.fail(exc)
+            conn.execute("ROLLBACK TO op")
+        conn.execute("RELEASE op")
 
 
 # --------------------------------------------------------------------------- the store
@@ -922,13 +952,15 @@ def _append(conn: sqlite3.Connection, m: NewMessage) -> Appended:
         # Membership first: a non-member must not learn anyone's devices from StaleDevices.
         _require_member(conn, m.conv, m.sender)
         _check_devices(conn, m)
-    seq = _next_seq(conn, m.conv)
-    # Checks membership too; the caller's savepoint undoes the seq taken above if it fails.
+    # Membership first, and without a trace if it fails: a refused Send writes nothing, so the
+    # writer never has to roll back and rerun its group for one (the usual refusal).
     if not conn.execute(
-        "UPDATE members SET last_sent = ? WHERE conv_id = ? AND account_id = ?",
-        (seq, m.conv, m.sender),
+        "UPDATE members SET last_sent = (SELECT last_seq + 1 FROM conversations WHERE id = ?)"
+        " WHERE conv_id = ? AND account_id = ?",
+        (m.conv, m.conv, m.sender),
     ).rowcount:
-        raise Refused(ErrorCode.NOT_MEMBER, "not a member of this conversation")
+        _require_member(conn, m.conv, m.sender)  # raises NOT_FOUND or NOT_MEMBER
+    seq = _next_seq(conn, m.conv)  # the seq last_sent was just set to
     envelope = Envelope(
         conv=m.conv,
         seq=seq,
