@@ -60,6 +60,9 @@ _ENVELOPE_OVERHEAD = 256
 _BATCH_BUDGET = MAX_FRAME_BYTES - 1024
 #: Most watermarks put into a Welcome (about 100 bytes each); the rest follow as Receipts.
 MAX_WELCOME_WATERMARKS = 1000
+#: Most heads in one Welcome (~45 bytes each): it must stay well below MAX_FRAME_BYTES even
+#: for an account that others have put into thousands of groups.
+MAX_WELCOME_HEADS = 2000
 
 
 def now_ms() -> int:
@@ -233,12 +236,29 @@ class DeliveryEngine:
 
     # ------------------------------------------------------------------ connecting
 
-    async def welcome(self, device: Device) -> tuple[Welcome, list[Receipt]]:
+    async def welcome(
+        self, device: Device, cursors: Mapping[str, int] | None = None
+    ) -> tuple[Welcome, list[Receipt]]:
         """The Welcome for a device that just said Hello, and the Receipt frames to send
         after it for the watermarks that did not fit into it (Welcome must stay well below
-        MAX_FRAME_BYTES, and an account posting in several big groups has many)."""
+        MAX_FRAME_BYTES, and an account posting in several big groups has many).
+
+        Heads are given only where the device's cursor is behind, and at most
+        MAX_WELCOME_HEADS of them: they are a hint for catching up, while the pending queue
+        replayed after the Welcome carries every envelope the device has not acked."""
         now = self.clock()
-        heads = await self.store.heads(device.account_id)
+        known = cursors or {}
+        heads = {
+            conv: head
+            for conv, head in (await self.store.heads(device.account_id)).items()
+            if head > known.get(conv, 0)
+        }
+        if len(heads) > MAX_WELCOME_HEADS:
+            heads = dict(
+                sorted(heads.items(), key=lambda item: item[1] - known.get(item[0], 0))[
+                    -MAX_WELCOME_HEADS:
+                ]
+            )
         marks = await self.store.welcome_watermarks(device.account_id, device.device_id, now)
         welcome = Welcome(
             version=PROTOCOL_VERSION,

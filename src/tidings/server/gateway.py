@@ -457,7 +457,7 @@ class Connection:
         cursors = {conv: seq for conv, seq in hello.cursors.items() if seq > 0}
         if cursors:
             await engine.ack(device, cursors)
-        welcome, receipts = await engine.welcome(device)
+        welcome, receipts = await engine.welcome(device, hello.cursors)
         await self._outbox.put(encode(welcome))
         for receipt in receipts:
             await self._outbox.put(encode(receipt))

@@ -66,13 +66,20 @@ async def test_resend_after_restart(world, tmp_path):
     await world.store.open()  # the fixture closes it
 
 
-async def test_same_client_id_from_another_sender_is_another_message(world):
-    alice, bob = await world.account("alice"), await world.account("bob")
+async def test_another_senders_message_id_is_refused_and_stores_nothing(world):
+    """Clients key messages by id: a member reusing someone else's id (even in another
+    conversation) could make a recipient drop the real message as a duplicate."""
+    alice, bob, mallory = [await world.account(n) for n in ("alice", "bob", "mallory")]
     conv = await direct(world, alice, bob)
+    other = await direct(world, mallory, bob)
     msg_id = uuid.uuid4()
     first = await world.send(alice, conv, b"a", msg_id)
-    second = await world.send(bob, conv, b"b", msg_id)
-    assert (first.seq, second.seq) == (2, 3)
+    before = await world.count("envelopes")
+    for target in (conv, other):
+        refused = await world.send(mallory if target == other else bob, target, b"b", msg_id)
+        assert isinstance(refused, Rejected) and refused.code == ErrorCode.CONFLICT
+    assert await world.count("envelopes") == before
+    assert await world.send(alice, conv, b"a", msg_id) == first  # the owner's resend still works
 
 
 # --------------------------------------------------------------------------- sequencing
@@ -232,6 +239,18 @@ async def test_welcome_has_heads_and_the_senders_open_watermarks(world):
         Watermark(ac, carol.account_id, 0, 0),
     }
     assert (await world.engine.welcome(bob))[0].watermarks == []
+
+
+async def test_welcome_heads_only_where_the_device_is_behind(world, monkeypatch):
+    alice, bob, carol = [await world.account(n) for n in ("alice", "bob", "carol")]
+    ab, ac = await direct(world, alice, bob), await direct(world, alice, carol)
+    await world.send(alice, ab)
+    welcome, _ = await world.engine.welcome(alice, {ab: 2, ac: 0})
+    assert welcome.heads == {ac: 1}  # up to date in ab: nothing to say about it
+    # Thousands of conversations (others can add anyone to groups) must not overflow the frame.
+    monkeypatch.setattr("tidings.server.delivery.MAX_WELCOME_HEADS", 1)
+    welcome, _ = await world.engine.welcome(alice, {})
+    assert welcome.heads == {ab: 2}  # the one furthest behind
 
 
 async def test_welcome_reports_marks_that_moved_while_the_sender_was_away(world):

@@ -62,7 +62,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 #: Schema scripts in order; script i brings the database to user_version i + 1.
-MIGRATIONS = ("sqlite_v1.sql", "sqlite_v2.sql", "sqlite_v3.sql")
+MIGRATIONS = ("sqlite_v1.sql", "sqlite_v2.sql", "sqlite_v3.sql", "sqlite_v4.sql")
 #: Most operations committed by one transaction.
 MAX_GROUP = 1000
 
@@ -944,10 +944,13 @@ def _append_system(
 
 def _append(conn: sqlite3.Connection, m: NewMessage) -> Appended:
     original = conn.execute(
-        "SELECT conv_id, seq FROM envelopes WHERE sender = ? AND id = ?", (m.sender, m.id.bytes)
+        "SELECT sender, conv_id, seq FROM envelopes WHERE id = ?", (m.id.bytes,)
     ).fetchone()
     if original is not None:
-        return Appended(_envelope_at(conn, *original), (), duplicate=True)
+        if original[0] != m.sender:
+            # Someone else's id: accepting it would let a member shadow another's message.
+            raise Refused(ErrorCode.CONFLICT, "this message id is already taken")
+        return Appended(_envelope_at(conn, original[1], original[2]), (), duplicate=True)
     if m.device_payloads or m.devices_digest:
         # Membership first: a non-member must not learn anyone's devices from StaleDevices.
         _require_member(conn, m.conv, m.sender)
