@@ -3,6 +3,8 @@ provisioning flow), and a device linked in the middle of a conversation."""
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +13,9 @@ import msgspec
 import pytest
 from e2ee_kit import body_of, link, wait_for_body, wait_until
 
-from tidings.client import Client
+from tidings.client import Client, ClientError, ProfileNotFound
 from tidings.client.types import MessageStatus
+from tidings.crypto import IdentityKeyPair
 from tidings.protocol.keys import KeyCounts
 
 
@@ -131,3 +134,42 @@ async def test_one_time_prekeys_are_refilled(server: Any, tmp_path: Path) -> Non
     finally:
         await alice.close()
         await bob.close()
+
+
+@pytest.mark.timeout(120)
+async def test_a_link_with_a_foreign_identity_key_fails(
+    server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = await _account(server, tmp_path, "alice")
+    try:
+        # the approving side hands over an identity key that is not the account's
+        monkeypatch.setattr(alice._store.keys, "get_identity_key_pair", IdentityKeyPair.generate)
+        with pytest.raises(ClientError) as caught:
+            await link(alice, tmp_path / "second", server.url)
+        assert caught.value.code == "bad_link"
+        # no half-made profile that would run without keys
+        assert not (tmp_path / "second" / "token").exists()
+        with pytest.raises(ProfileNotFound):
+            await Client.open(tmp_path / "second")
+    finally:
+        monkeypatch.undo()
+        await alice.close()
+
+
+@pytest.mark.timeout(120)
+async def test_profiles_are_private_whatever_the_umask(server: Any, tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    made: list[Client] = []
+    try:
+        alice = await _account(server, tmp_path, "alice")
+        made.append(alice)
+        made.append(await link(alice, tmp_path / "alice2", server.url))
+        for client in made:
+            assert stat.S_IMODE(os.stat(client.profile).st_mode) == 0o700
+            for name in ("token", "tidings.db", "tidings.db-wal", "tidings.db-shm"):
+                mode = stat.S_IMODE(os.stat(client.profile / name).st_mode)
+                assert mode == 0o600, (client.profile, name, oct(mode))
+    finally:
+        os.umask(old)
+        for client in made:
+            await client.close()

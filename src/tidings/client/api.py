@@ -22,7 +22,7 @@ import httpx
 import msgspec
 
 from tidings.crypto import IdentityKeyPair, PrivateKey
-from tidings.protocol import MAX_PAYLOAD_BYTES, Watermark
+from tidings.protocol import MAX_PAYLOAD_BYTES, ErrorCode, Watermark
 from tidings.protocol import keys as wire
 from tidings.protocol import rest as api
 from tidings.protocol.content import MAX_TEXT_CHARS, Reaction, Text
@@ -35,7 +35,7 @@ from .keyclient import HttpKeyDirectory, approve_link, poll_link, request_link
 from .payload import seal
 from .runtime import Runtime
 from .sealer import Sealer
-from .store import Changes, Store
+from .store import Changes, Store, private_dir
 from .types import (
     Account,
     ClientEvent,
@@ -159,7 +159,7 @@ class Client:
         except httpx.HTTPError as exc:
             raise NotConnected(f"cannot reach {server_url}: {type(exc).__name__}") from exc
         created = _decode(response, api.AccountCreated)
-        profile.mkdir(parents=True, exist_ok=True)
+        private_dir(profile)
         account = Account(created.account_id, created.username, created.device_id, server_url)
         token_path = profile / TOKEN_NAME
         fd = os.open(token_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -208,7 +208,7 @@ class Client:
             raise ClientError("bad_link", str(exc)) from None
         if message.account_id != result.account_id:
             raise ClientError("bad_link", "the provisioning message is for another account")
-        profile.mkdir(parents=True, exist_ok=True)
+        private_dir(profile)
         account = Account(result.account_id, result.username, result.device_id, server_url)
         token_path = profile / TOKEN_NAME
         fd = os.open(token_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -219,7 +219,18 @@ class Client:
         store.set_account(account)
         store.keys.set_identity(IdentityKeyPair.deserialize(message.identity))
         client = cls(profile, store, account, result.token)
-        await client._upload_keys()
+        try:
+            await client._upload_keys(first_link=True)
+        except ServerRefused as exc:
+            # The identity key we were given is not the account's: this device could never
+            # publish keys (nobody could write to it). Fail the link and leave no profile.
+            await client.close()
+            _remove_profile_files(profile)
+            raise ClientError(
+                "bad_link",
+                "the identity key from the approving device is not the account's"
+                f" (the server refused the key upload: {exc.code})",
+            ) from None
         return client
 
     async def approve_device(self, code: str, device_name: str = "linked") -> int:
@@ -241,9 +252,12 @@ class Client:
         approved = await approve_link(self._http, provisioning_id, body)
         return approved.device_id
 
-    async def _upload_keys(self) -> None:
+    async def _upload_keys(self, first_link: bool = False) -> None:
         """Publish this device's keys if the server has none, refill one-time prekeys and
-        rotate the signed prekey when due (after account creation and every sync)."""
+        rotate the signed prekey when due (after account creation and every sync). A failure
+        is logged and tried again after the next sync, except the first upload of a linked
+        device (``first_link``) refused as a ``conflict`` (its identity key differs from the
+        account's): that :class:`ServerRefused` is raised."""
         keys = self._store.keys
         try:
             async with self._key_upload:
@@ -254,6 +268,8 @@ class Client:
                 if upload is not None:
                     await self._directory.upload(upload)
         except ClientError as exc:
+            if first_link and isinstance(exc, ServerRefused) and exc.code == ErrorCode.CONFLICT:
+                raise
             log.info("uploading keys failed (%s); trying again after the next sync", exc.code)
 
     @classmethod
@@ -418,10 +434,11 @@ class Client:
         await self._send(conv_id, Reaction(target=target, emoji=emoji, remove=remove))
 
     async def _send(self, conv_id: str, content: Text | Reaction) -> uuid.UUID:
-        payload = seal(content)
+        message_id = uuid.uuid4()
+        payload = seal(content, conv_id, message_id)
         if len(payload) > MAX_PAYLOAD_BYTES:
             raise ClientError("payload_too_large", "the message is too large")
-        item = fx.OutboxItem(uuid.uuid4(), conv_id, payload)
+        item = fx.OutboxItem(message_id, conv_id, payload)
         self._engine.send(item, content, _now_ms(), self._runtime.now())
         await self._runtime.flush()
         self._runtime.wake()
@@ -433,7 +450,9 @@ class Client:
         message = self._store.message(message_id)
         if message is None or not message.is_own or message.status != MessageStatus.FAILED:
             raise ClientError("not_failed", "only a failed own message can be retried")
-        payload = seal(Text(body=message.body, reply_to=message.reply_to))
+        payload = seal(
+            Text(body=message.body, reply_to=message.reply_to), message.conv_id, message_id
+        )
         self._engine.retry(fx.OutboxItem(message_id, message.conv_id, payload), self._runtime.now())
         await self._runtime.flush()
         self._runtime.wake()
@@ -609,6 +628,12 @@ class Client:
     def _emit(self, event: ClientEvent) -> None:
         for subscription in list(self._subscribers):
             subscription.queue.put_nowait(event)
+
+
+def _remove_profile_files(profile: Path) -> None:
+    """Take back the token and the database a failed link wrote (the directory stays)."""
+    for name in (TOKEN_NAME, DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm"):
+        (profile / name).unlink(missing_ok=True)
 
 
 def _check(response: httpx.Response) -> None:

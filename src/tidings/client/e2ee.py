@@ -296,28 +296,54 @@ class EndToEnd:
     def _start_sessions(
         self, answers: list[wire.PreKeyBundles], wanted: Mapping[str, list[int]]
     ) -> set[ProtocolAddress]:
-        """Process the claimed bundles of the ``wanted`` devices into sessions (signatures
-        checked); the addresses that got one."""
+        """Process the claimed bundles of the ``wanted`` devices into sessions; the addresses
+        that got one.
+
+        A bundle's signatures are checked before anything is learnt from it: an account's
+        identity key is recorded only when at least one of its bundles verifies, so a bundle
+        that does not (garbage from the server) changes nothing. A changed key of a verified
+        contact is recorded and committed (the change, ``blocked``) before
+        :class:`IdentityBlocked` is raised, so a later ``set_verified`` lets sending resume."""
         got: set[ProtocolAddress] = set()
+        blocked: str | None = None
         with self.keys.transaction():
             for bundles in answers:
-                identity = IdentityKey.deserialize(bundles.identity_key)
-                self.keys.observe_identity(bundles.account_id, identity)
+                try:
+                    identity = IdentityKey.deserialize(bundles.identity_key)
+                except (SignalProtocolError, ValueError):
+                    log.warning("the identity key of %s does not parse", bundles.account_id)
+                    continue
+                checked: list[tuple[ProtocolAddress, PreKeyBundle]] = []
                 for device in bundles.devices:
                     address = ProtocolAddress(bundles.account_id, device.device_id)
                     if address == self.me or device.device_id not in wanted.get(address.name, []):
                         continue
+                    bundle = _verified_bundle(device, identity)
+                    if bundle is None:
+                        log.warning("a prekey bundle of %s does not verify", address)
+                        continue
+                    checked.append((address, bundle))
+                if not checked:
+                    continue
+                self.keys.observe_identity(bundles.account_id, identity)
+                known = self.keys.known_identity(bundles.account_id)
+                if known is not None and known.blocked:
+                    blocked = blocked or bundles.account_id
+                    continue
+                for address, bundle in checked:
                     try:
-                        process_prekey_bundle(
-                            _bundle(device, identity), address, self.keys, self.keys
-                        )
+                        process_prekey_bundle(bundle, address, self.keys, self.keys)
                     except UntrustedIdentityError:
-                        raise IdentityBlocked(address.name) from None
+                        blocked = blocked or address.name
+                        break
                     except SignalProtocolError:
                         log.warning("a prekey bundle of %s does not verify", address)
                         continue
                     self.keys.forget_shared_device(address.name, address.device_id)
                     got.add(address)
+        if blocked is not None:
+            # after the commit: the change stays recorded, sending stops until verified again
+            raise IdentityBlocked(blocked)
         return got
 
     def _encrypt_to(self, address: ProtocolAddress, plaintext: bytes) -> bytes:
@@ -467,7 +493,7 @@ class EndToEnd:
                 return Opened(group_decrypt(env.payload[1:], self.keys, sender))
         except NoSenderKeyStateError:
             self.keys.keep_pending(
-                env.id, env.sender, env.sender_device, _envelope_encoder.encode(env)
+                env.conv, env.id, env.sender, env.sender_device, _envelope_encoder.encode(env)
             )
             return Waiting()
         except DuplicateMessageError:
@@ -539,16 +565,16 @@ class EndToEnd:
                 process_sender_key_distribution_message(sender, skdm, self.keys)
         except SignalProtocolError:
             return
-        for message_id, raw in self.keys.pending_from(sender.name, sender.device_id):
+        for _, raw in self.keys.pending_from(sender.name, sender.device_id):
             env = _envelope_decoder.decode(raw)
             try:
                 with self.keys.transaction():
                     plaintext = group_decrypt(env.payload[1:], self.keys, sender)
-                    self.keys.drop_pending(message_id)
+                    self.keys.drop_pending(env.conv, env.sender, env.id)
             except NoSenderKeyStateError:
                 continue  # a key of another distribution: keep waiting
             except SignalProtocolError:
-                self.keys.drop_pending(message_id)
+                self.keys.drop_pending(env.conv, env.sender, env.id)
                 continue
             result.released.append((env, plaintext))
 
@@ -605,6 +631,25 @@ class EndToEnd:
         with self.keys.transaction():
             self._set_devices(account_id, found)
             self._start_sessions(answers, {account_id: found})
+
+
+def _verified_bundle(device: wire.DeviceBundle, identity: IdentityKey) -> PreKeyBundle | None:
+    """The bundle of ``device`` if it parses and both prekey signatures verify with
+    ``identity``; None otherwise."""
+    try:
+        bundle = _bundle(device, identity)
+    except (SignalProtocolError, ValueError):
+        return None
+    kyber = bundle.kyber_pre_key_public
+    if not identity.verify_signature(
+        bundle.signed_pre_key_public.serialize(), bundle.signed_pre_key_signature
+    ):
+        return None
+    if kyber is not None and not identity.verify_signature(
+        kyber.serialize(), bundle.kyber_pre_key_signature or b""
+    ):
+        return None
+    return bundle
 
 
 def _bundle(device: wire.DeviceBundle, identity: IdentityKey) -> PreKeyBundle:

@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import msgspec
+
 from tidings.crypto import (
     IdentityKey,
     IdentityKeyPair,
@@ -38,6 +40,7 @@ from tidings.crypto import (
 )
 from tidings.crypto.sender_keys import AddressLike
 from tidings.crypto.stores import Direction
+from tidings.protocol import Envelope
 from tidings.protocol import keys as wire
 
 #: one-time prekeys (of each kind) generated at account creation and per refill
@@ -141,7 +144,27 @@ SCHEMA: tuple[str, ...] = (
     CREATE TABLE IF NOT EXISTS e2ee_schema (version INTEGER NOT NULL);
     INSERT INTO e2ee_schema SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM e2ee_schema);
     """,
+    # 2: messages awaiting a sender key are keyed by (conversation, sender, message id): an
+    # envelope with the same id from someone else or in another conversation cannot push the
+    # real one out (the kept rows move over in _move_pending_v1)
+    """
+    ALTER TABLE e2ee_pending RENAME TO e2ee_pending_v1;
+    DROP INDEX IF EXISTS e2ee_pending_sender;
+    CREATE TABLE e2ee_pending (
+        conv_id TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        sender_device INTEGER NOT NULL,
+        message_id TEXT NOT NULL,
+        envelope BLOB NOT NULL,                 -- the Envelope frame, as received
+        received_at INTEGER NOT NULL,
+        PRIMARY KEY (conv_id, sender, message_id)
+    );
+    CREATE INDEX e2ee_pending_sender ON e2ee_pending (sender, sender_device);
+    """,
 )
+
+
+_envelope_decoder = msgspec.msgpack.Decoder(Envelope)
 
 
 def now_ms() -> int:
@@ -195,8 +218,27 @@ class KeyStore:
             with self.transaction():
                 for statement in _statements(SCHEMA[index]):
                     self.db.execute(statement)
+                if index == 1:
+                    self._move_pending_v1()
                 self.db.execute("DELETE FROM e2ee_schema")
                 self.db.execute("INSERT INTO e2ee_schema VALUES (?)", (index + 1,))
+
+    def _move_pending_v1(self) -> None:
+        """Migration 2: the kept envelopes get their conversation (from the frame itself)."""
+        rows = self.db.execute(
+            "SELECT message_id, sender, sender_device, envelope, received_at"
+            " FROM e2ee_pending_v1 ORDER BY received_at, rowid"
+        ).fetchall()
+        for message_id, sender, device, raw, at in rows:
+            try:
+                conv = _envelope_decoder.decode(bytes(raw)).conv
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                continue  # unreadable: it could never have been released anyway
+            self.db.execute(
+                "INSERT OR IGNORE INTO e2ee_pending VALUES (?, ?, ?, ?, ?, ?)",
+                (conv, sender, device, message_id, raw, at),
+            )
+        self.db.execute("DROP TABLE e2ee_pending_v1")
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -205,11 +247,14 @@ class KeyStore:
             yield
             return
         self.db.execute("BEGIN IMMEDIATE")
+        recorded = len(self._changes)
         try:
             yield
         except BaseException:
             self.db.execute("ROLLBACK")
             self.forget_cached()
+            # identity changes recorded inside the transaction did not happen
+            del self._changes[recorded:]
             raise
         self.db.execute("COMMIT")
 
@@ -596,15 +641,18 @@ class KeyStore:
     # ------------------------------------------------------------------ messages awaiting keys
 
     def keep_pending(
-        self, message_id: uuid.UUID, sender: str, device: int, envelope: bytes
+        self, conv_id: str, message_id: uuid.UUID, sender: str, device: int, envelope: bytes
     ) -> None:
+        """Keep a group envelope until its sender key arrives; keyed by (conversation, sender,
+        message id), so nobody else's envelope with the same id can take its place."""
         with self.transaction():
             self.db.execute(
-                "INSERT OR IGNORE INTO e2ee_pending VALUES (?, ?, ?, ?, ?)",
-                (message_id.hex, sender, device, envelope, now_ms()),
+                "INSERT OR IGNORE INTO e2ee_pending VALUES (?, ?, ?, ?, ?, ?)",
+                (conv_id, sender, device, message_id.hex, envelope, now_ms()),
             )
 
     def pending_from(self, sender: str, device: int) -> list[tuple[uuid.UUID, bytes]]:
+        """(message id, envelope) kept for ``sender``'s ``device``, oldest first."""
         return [
             (uuid.UUID(r[0]), bytes(r[1]))
             for r in self.db.execute(
@@ -614,9 +662,12 @@ class KeyStore:
             )
         ]
 
-    def drop_pending(self, message_id: uuid.UUID) -> None:
+    def drop_pending(self, conv_id: str, sender: str, message_id: uuid.UUID) -> None:
         with self.transaction():
-            self.db.execute("DELETE FROM e2ee_pending WHERE message_id = ?", (message_id.hex,))
+            self.db.execute(
+                "DELETE FROM e2ee_pending WHERE conv_id = ? AND sender = ? AND message_id = ?",
+                (conv_id, sender, message_id.hex),
+            )
 
     # ------------------------------------------------------------------ key generation
 

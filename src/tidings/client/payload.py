@@ -8,6 +8,8 @@ device's :class:`~tidings.client.e2ee.EndToEnd` and decodes the content.
 
 from __future__ import annotations
 
+import uuid
+
 import msgspec
 
 from tidings.protocol import Envelope
@@ -15,10 +17,16 @@ from tidings.protocol.content import Content, decode_content, encode_content
 
 from .e2ee import EndToEnd, Failed, Opened
 
+#: :class:`Failed` reason of content that decrypted but names another conversation or message
+#: id than the envelope that carried it (the server moved or relabelled a ciphertext)
+MISBOUND = "misbound"
 
-def seal(content: Content) -> bytes:
-    """Turn content into the (not yet encrypted) payload of a ``Send`` frame."""
-    return encode_content(content)
+
+def seal(content: Content, conv: str, message_id: uuid.UUID) -> bytes:
+    """Turn content into the (not yet encrypted) payload of a ``Send`` frame with id
+    ``message_id`` in conversation ``conv``. Both are written into the content, so they end up
+    inside the ciphertext: :func:`open_bound` checks them against the envelope."""
+    return encode_content(msgspec.structs.replace(content, conv=conv, id=message_id))
 
 
 def open_payload(payload: bytes) -> Content | None:
@@ -30,13 +38,26 @@ def open_payload(payload: bytes) -> Content | None:
         return None
 
 
+def open_bound(env: Envelope, plaintext: bytes) -> Content | Failed | None:
+    """The content of the decrypted ``plaintext`` that came in ``env``: :class:`Failed`
+    (:data:`MISBOUND`) unless it names the envelope's conversation and message id; None when
+    it is not content this client understands."""
+    content = open_payload(plaintext)
+    if content is None:
+        return None
+    if content.conv != env.conv or content.id != env.id:
+        return Failed(MISBOUND)
+    return content
+
+
 def open_envelope(env: Envelope, e2ee: EndToEnd) -> Content | Failed | None:
     """The content of a conversation envelope; :class:`Failed` when its ciphertext
-    does not decrypt; None when there is nothing to show (content this client does not
-    understand, a group message waiting for its sender key, a ciphertext already purged)."""
+    does not decrypt or is bound to another conversation or message id; None when there is
+    nothing to show (content this client does not understand, a group message waiting for its
+    sender key, a ciphertext already purged)."""
     opened = e2ee.open_envelope(env)
     if isinstance(opened, Opened):
-        return open_payload(opened.plaintext)
+        return open_bound(env, opened.plaintext)
     if isinstance(opened, Failed):
         return opened
     return None

@@ -11,6 +11,8 @@ Message order: ``ord`` is the seq once the server assigned one, and for messages
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 import uuid
 from collections.abc import Sequence
@@ -28,7 +30,7 @@ from . import engine as fx
 from .e2ee import EndToEnd, Failed
 from .keystore import SCHEMA as KEYSTORE_SCHEMA
 from .keystore import KeyStore
-from .payload import open_envelope, open_payload
+from .payload import open_bound, open_envelope, open_payload
 from .types import Account, Conversation, Member, Message, MessageStatus, Page, SearchHit
 
 #: ``ord`` of unsent messages starts here (far above any seq)
@@ -194,10 +196,38 @@ class Changes:
     undecryptable: list[tuple[str, str, uuid.UUID]] = field(default_factory=list)
 
 
+def private_dir(path: Path) -> None:
+    """Create the profile directory ``path`` readable by its owner only (0700), whatever the
+    umask; an existing one is tightened to 0700 as well (it holds the token and the keys)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+
+
+def _private_file(path: Path | str) -> None:
+    """Create the database file 0600 before SQLite opens it, so the ``-wal`` and ``-shm``
+    files SQLite makes next to it get the same mode (an existing one is tightened too)."""
+    name = os.fspath(path)
+    if name == ":memory:" or name.startswith("file:"):
+        return
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_CREAT, 0o600)
+    except OSError:
+        return  # no such directory, no permission: SQLite reports it
+    try:
+        with contextlib.suppress(PermissionError):  # not ours: leave it
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm", "-journal"):
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            os.chmod(name + suffix, 0o600)
+
+
 class Store:
     """The profile's database. Not thread-safe: one asyncio loop uses it."""
 
     def __init__(self, path: Path | str) -> None:
+        _private_file(path)
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
@@ -375,20 +405,25 @@ class Store:
             elif self.e2ee is None:
                 inserted = self._content(env, open_payload(env.payload), changes)
             else:
-                opened = open_envelope(env, self.e2ee)
-                if isinstance(opened, Failed):
-                    inserted = self._insert(
-                        env, "system", UNDECRYPTABLE_BODY, None, None, status, is_own
-                    )
-                    if inserted:
-                        changes.undecryptable.append((env.sender, env.conv, env.id))
-                else:
-                    inserted = self._content(env, opened, changes)
+                inserted = self._opened(env, open_envelope(env, self.e2ee), changes)
             if inserted:
                 changes.added.append(env.id)
         if envelopes:
             self._touch(conv, newest)
             changes.conversations.add(conv)
+
+    def _opened(self, env: Envelope, opened: Content | Failed | None, changes: Changes) -> bool:
+        """Store what decrypting ``env`` gave: content, or a placeholder (and an event) when
+        it did not decrypt or was bound to another conversation or id. True if a new message
+        row was inserted."""
+        if isinstance(opened, Failed):
+            is_own = env.sender == self.account_id
+            status = "sent" if is_own else "delivered"
+            inserted = self._insert(env, "system", UNDECRYPTABLE_BODY, None, None, status, is_own)
+            if inserted:
+                changes.undecryptable.append((env.sender, env.conv, env.id))
+            return inserted
+        return self._content(env, opened, changes)
 
     def _content(self, env: Envelope, content: Content | None, changes: Changes) -> bool:
         """Store decrypted content; True if a new message row was inserted."""
@@ -408,7 +443,7 @@ class Store:
             return
         result = self.e2ee.open_device_envelope(effect.envelope)
         for env, plaintext in result.released:
-            if self._content(env, open_payload(plaintext), changes):
+            if self._opened(env, open_bound(env, plaintext), changes):
                 changes.added.append(env.id)
                 self._touch(env.conv, env.ts)
                 changes.conversations.add(env.conv)

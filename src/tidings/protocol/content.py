@@ -17,6 +17,11 @@ MAX_TEXT_CHARS = 64_000
 
 class _Content(msgspec.Struct, tag_field="t", omit_defaults=True):
     v: int = CONTENT_VERSION
+    #: the conversation and the message id this content was sent as: inside the ciphertext,
+    #: so a receiver refuses a ciphertext the server moved to another conversation or id
+    #: (filled by the client's payload codec, ``tidings.client.payload.seal``)
+    conv: str = ""
+    id: uuid.UUID | None = None
 
 
 class Text(_Content, tag="text"):

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 import uuid
 from pathlib import Path
 
 import pytest
 
 from tidings.client import engine as fx
-from tidings.client.store import MIGRATIONS, Store
+from tidings.client.store import MIGRATIONS, Store, private_dir
 from tidings.client.types import Account, Message, MessageStatus
 from tidings.protocol import Envelope, SystemEvent, encode
 from tidings.protocol import rest as api
@@ -292,3 +294,26 @@ def test_migrates_a_version_1_database(tmp_path: Path) -> None:
     assert s.version == len(MIGRATIONS) >= 2
     names = {r[0] for r in s.db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert "messages_own_open" in names
+
+
+def test_the_profile_is_private_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        profile = tmp_path / "deep" / "profile"
+        private_dir(profile)
+        s = Store(profile / "tidings.db")
+        s.set_account(Account("acc-1", "alice", 1, "http://x"))
+        s.db.execute("PRAGMA wal_checkpoint")
+        assert stat.S_IMODE(os.stat(profile).st_mode) == 0o700
+        for name in ("tidings.db", "tidings.db-wal", "tidings.db-shm"):
+            assert stat.S_IMODE(os.stat(profile / name).st_mode) == 0o600, name
+        s.close()
+        # an existing, too open directory and database are tightened
+        os.chmod(profile, 0o755)
+        os.chmod(profile / "tidings.db", 0o644)
+        private_dir(profile)
+        Store(profile / "tidings.db").close()
+        assert stat.S_IMODE(os.stat(profile).st_mode) == 0o700
+        assert stat.S_IMODE(os.stat(profile / "tidings.db").st_mode) == 0o600
+    finally:
+        os.umask(old)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 
+import msgspec
 import pytest
 
 from tidings.client.e2ee import (
@@ -13,6 +14,7 @@ from tidings.client.e2ee import (
     TYPE_WHISPER,
     Failed,
     IdentityBlocked,
+    NoDevices,
     NotDistributed,
     Opened,
     Waiting,
@@ -323,3 +325,80 @@ async def test_group_replays_and_forgeries_change_nothing(directory: Directory) 
     assert bob.keys.db.execute("SELECT record FROM e2ee_sender_keys").fetchall() == before
     assert bob.e2ee.take_resets() == []
     assert bob.e2ee.open_envelope(group_envelope(alice, GROUP, second, 3)) == Opened(b"two")
+
+
+async def test_a_changed_key_in_a_bundle_of_a_verified_contact_is_recorded_and_blocks(
+    directory: Directory,
+) -> None:
+    alice, bob = Device(directory, "alice", 1), Device(directory, "bob", 1)
+    _open(bob, alice, await alice.e2ee.encrypt_direct(CONV, b"x", {"alice", "bob"}))
+    alice.keys.set_verified("bob", True)
+    directory.identity.pop("bob")
+    del directory.published[("bob", 1)]
+    bob = Device(directory, "bob", 1)
+    # alice learns the new key from a claimed bundle (no session any more)
+    alice.keys.delete_session(ProtocolAddress("bob", 1))
+    with pytest.raises(IdentityBlocked):
+        await alice.e2ee.encrypt_direct(CONV, b"stop", {"alice", "bob"})
+    # the change is committed, not rolled back: the new key, blocked, in the history
+    [change] = alice.keys.take_changes()
+    assert change.account_id == "bob" and change.was_verified
+    assert [c.was_verified for c in alice.keys.identity_changes("bob")] == [True]
+    known = alice.keys.known_identity("bob")
+    assert known is not None and known.blocked and not known.verified
+    assert known.identity_key == bob.keys.get_identity_key_pair().identity_key
+    with pytest.raises(IdentityBlocked):
+        await alice.e2ee.encrypt_direct(CONV, b"still stopped", {"alice", "bob"})
+    await bob.e2ee.learn_identity("alice")
+    assert alice.e2ee.safety_number("bob") == bob.e2ee.safety_number("alice")
+    alice.keys.set_verified("bob", True)
+    payloads = await alice.e2ee.encrypt_direct(CONV, b"go", {"alice", "bob"})
+    assert _open(bob, alice, payloads) == b"go"
+
+
+async def test_a_bundle_whose_signatures_fail_teaches_no_identity(directory: Directory) -> None:
+    alice, bob = Device(directory, "alice", 1), Device(directory, "bob", 1)
+    _open(bob, alice, await alice.e2ee.encrypt_direct(CONV, b"x", {"alice", "bob"}))
+    alice.keys.set_verified("bob", True)
+    before = alice.keys.known_identity("bob")
+    # the server swaps in its own identity key for bob, keeping bob's signed prekeys
+    fake = IdentityKeyPair.generate().identity_key.serialize()
+    directory.identity["bob"] = fake
+    alice.keys.delete_session(ProtocolAddress("bob", 1))
+    with pytest.raises(NoDevices):
+        await alice.e2ee.encrypt_direct(CONV, b"y", {"alice", "bob"})
+    assert alice.keys.known_identity("bob") == before
+    assert alice.keys.take_changes() == []
+    assert alice.keys.identity_changes("bob") == []
+    # nor for an account seen for the first time
+    carol = Device(directory, "carol", 1)
+    directory.identity["carol"] = fake
+    await alice.e2ee.learn_identity("carol")
+    assert alice.keys.known_identity("carol") is None
+    assert alice.keys.take_changes() == []
+    assert carol.keys.has_identity()
+
+
+async def test_a_waiting_group_message_cannot_be_displaced_by_one_with_the_same_id(
+    directory: Directory,
+) -> None:
+    directory.conversations[GROUP] = {"alice", "bob", "carol"}
+    directory.conversations["group-2"] = {"bob", "carol"}
+    alice, bob = Device(directory, "alice", 1), Device(directory, "bob", 1)
+    carol = Device(directory, "carol", 1)
+    distribution = await alice.e2ee.group_distribution(GROUP, {"alice", "bob"})
+    alice.e2ee.distributed(distribution)
+    payload, _ = await alice.e2ee.encrypt_group(GROUP, b"the real one")
+    env = group_envelope(alice, GROUP, payload)
+    # first an envelope with the same id from someone else, in another conversation
+    other_dist = await carol.e2ee.group_distribution("group-2", {"bob", "carol"})
+    carol.e2ee.distributed(other_dist)
+    other, _ = await carol.e2ee.encrypt_group("group-2", b"same id")
+    decoy = msgspec.structs.replace(group_envelope(carol, "group-2", other), id=env.id)
+    assert bob.e2ee.open_envelope(decoy) == Waiting()
+    assert bob.e2ee.open_envelope(env) == Waiting()
+    result = bob.e2ee.open_device_envelope(device_envelopes(alice, distribution.messages)["bob:1"])
+    assert [(e.conv, e.id, p) for e, p in result.released] == [(GROUP, env.id, b"the real one")]
+    assert bob.keys.pending_from("alice", 1) == []
+    result = bob.e2ee.open_device_envelope(device_envelopes(carol, other_dist.messages)["bob:1"])
+    assert [(e.conv, p) for e, p in result.released] == [("group-2", b"same id")]

@@ -7,8 +7,10 @@ import sqlite3
 import uuid
 from pathlib import Path
 
+import msgspec
 import pytest
 
+from tidings.client import keystore
 from tidings.client.keystore import (
     PREKEY_BATCH,
     SIGNED_PREKEY_KEEP_MS,
@@ -36,6 +38,7 @@ from tidings.crypto import (
     SessionRecord,
     create_sender_key_distribution_message,
 )
+from tidings.protocol import Envelope
 from tidings.protocol.keys import KeyCounts
 
 DAY = 24 * 3600 * 1000
@@ -226,3 +229,35 @@ def test_provisioning_seal_opens_only_for_the_new_device() -> None:
     for bad in ("nodot", ".AAAA", "id.AAAA"):
         with pytest.raises(LinkCodeError):
             parse_link_code(bad)
+
+
+def test_pending_envelopes_move_to_the_conversation_keyed_table() -> None:
+    db = sqlite3.connect(":memory:", isolation_level=None)
+    for statement in keystore._statements(keystore.SCHEMA[0]):
+        db.execute(statement)
+    env = Envelope(
+        conv="g1", seq=3, id=uuid.uuid4(), sender="alice", sender_device=2, ts=1, payload=b"\x07x"
+    )
+    raw = msgspec.msgpack.encode(env)
+    db.execute("INSERT INTO e2ee_pending VALUES (?, ?, ?, ?, ?)", (env.id.hex, "alice", 2, raw, 5))
+    db.execute("INSERT INTO e2ee_pending VALUES (?, ?, ?, ?, ?)", ("ff" * 16, "eve", 1, b"?", 6))
+    keys = KeyStore(db)
+    assert db.execute("SELECT version FROM e2ee_schema").fetchone()[0] == len(keystore.SCHEMA)
+    assert keys.pending_from("alice", 2) == [(env.id, raw)]
+    assert keys.pending_from("eve", 1) == []  # unreadable: dropped
+    keys.keep_pending("g2", env.id, "alice", 2, raw)  # same id elsewhere: kept as well
+    assert len(keys.pending_from("alice", 2)) == 2
+    keys.drop_pending("g1", "alice", env.id)
+    assert keys.pending_from("alice", 2) == [(env.id, raw)]
+
+
+def test_an_identity_change_rolled_back_is_not_reported() -> None:
+    keys = KeyStore(sqlite3.connect(":memory:", isolation_level=None))
+    keys.observe_identity("bob", IdentityKeyPair.generate().identity_key)
+    first = keys.known_identity("bob")
+    with pytest.raises(RuntimeError), keys.transaction():
+        assert keys.observe_identity("bob", IdentityKeyPair.generate().identity_key)
+        raise RuntimeError("later step failed")
+    assert keys.take_changes() == []
+    assert keys.identity_changes("bob") == []
+    assert keys.known_identity("bob") == first

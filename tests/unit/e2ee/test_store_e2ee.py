@@ -11,6 +11,7 @@ import pytest
 
 from tidings.client import engine as fx
 from tidings.client.e2ee import EndToEnd
+from tidings.client.payload import seal
 from tidings.client.store import UNDECRYPTABLE_BODY, Store
 from tidings.client.types import Account
 from tidings.crypto import IdentityKeyPair, ProtocolAddress
@@ -31,11 +32,17 @@ def _bob_store(tmp_path: Path, directory: Directory) -> Store:
     return store
 
 
-def _envelope(seq: int, device_payload: bytes = b"", payload: bytes = b"") -> Envelope:
+def _envelope(
+    seq: int,
+    device_payload: bytes = b"",
+    payload: bytes = b"",
+    msg_id: uuid.UUID | None = None,
+    conv: str = CONV,
+) -> Envelope:
     return Envelope(
-        conv=CONV,
+        conv=conv,
         seq=seq,
-        id=uuid.uuid4(),
+        id=msg_id or uuid.uuid4(),
         sender="alice",
         sender_device=1,
         ts=seq,
@@ -51,8 +58,9 @@ async def test_message_and_session_commit_together(
     directory.conversations[CONV] = {"alice", "bob"}
     alice = Device(directory, "alice", 1)
     store = _bob_store(tmp_path, directory)
-    payloads = await alice.e2ee.encrypt_direct(CONV, encode_content(Text(body="hello")))
-    env = _envelope(1, payloads["bob:1"])
+    msg_id = uuid.uuid4()
+    payloads = await alice.e2ee.encrypt_direct(CONV, seal(Text(body="hello"), CONV, msg_id))
+    env = _envelope(1, payloads["bob:1"], msg_id=msg_id)
     effects: list[fx.Effect] = [fx.StoreIncoming(CONV, (env,)), fx.AdvanceCursor(CONV, 1)]
     prekeys = store.keys.pre_key_count()
 
@@ -91,8 +99,10 @@ async def test_undecryptable_is_a_placeholder_and_group_messages_wait(tmp_path: 
 
     distribution = await alice.e2ee.group_distribution(CONV)
     alice.e2ee.distributed(distribution)
-    payload, _ = await alice.e2ee.encrypt_group(CONV, encode_content(Text(body="to the group")))
-    early = _envelope(2, payload=payload)
+    msg_id = uuid.uuid4()
+    content = seal(Text(body="to the group"), CONV, msg_id)
+    payload, _ = await alice.e2ee.encrypt_group(CONV, content)
+    early = _envelope(2, payload=payload, msg_id=msg_id)
     changes = store.apply([fx.StoreIncoming(CONV, (early,))])
     assert changes.added == [] and store.message(early.id) is None
     share = DeviceEnvelope(
@@ -107,3 +117,69 @@ async def test_undecryptable_is_a_placeholder_and_group_messages_wait(tmp_path: 
     assert changes.added == [early.id]
     message = store.message(early.id)
     assert message is not None and message.body == "to the group"
+
+
+async def test_a_ciphertext_moved_or_relabelled_by_the_server_is_refused(tmp_path: Path) -> None:
+    directory = Directory()
+    directory.conversations[CONV] = {"alice", "bob"}
+    directory.conversations["d2"] = {"alice", "bob"}
+    alice = Device(directory, "alice", 1)
+    store = _bob_store(tmp_path, directory)
+    assert store.e2ee is not None
+
+    # a valid ciphertext of CONV, delivered by the server in conversation d2
+    first = uuid.uuid4()
+    payloads = await alice.e2ee.encrypt_direct(CONV, seal(Text(body="for d1"), CONV, first))
+    moved = _envelope(1, payloads["bob:1"], msg_id=first, conv="d2")
+    changes = store.apply([fx.StoreIncoming("d2", (moved,))])
+    assert changes.undecryptable == [("alice", "d2", first)]
+    shown = store.message(first)
+    assert shown is not None and shown.kind == "system" and shown.body == UNDECRYPTABLE_BODY
+    # the session is fine: no reset request for it
+    assert store.e2ee.take_resets() == []
+
+    # a valid ciphertext under a rewritten envelope id
+    second = uuid.uuid4()
+    payloads = await alice.e2ee.encrypt_direct(CONV, seal(Text(body="real id"), CONV, second))
+    relabelled = _envelope(2, payloads["bob:1"], msg_id=uuid.uuid4())
+    changes = store.apply([fx.StoreIncoming(CONV, (relabelled,))])
+    assert changes.undecryptable == [("alice", CONV, relabelled.id)]
+    assert store.message(second) is None
+    shown = store.message(relabelled.id)
+    assert shown is not None and shown.body == UNDECRYPTABLE_BODY
+    assert store.e2ee.take_resets() == []
+
+    # content without any binding (an old client, or a server-made plaintext) is refused too
+    payloads = await alice.e2ee.encrypt_direct(CONV, encode_content(Text(body="unbound")))
+    unbound = _envelope(3, payloads["bob:1"])
+    assert store.apply([fx.StoreIncoming(CONV, (unbound,))]).undecryptable
+
+    # a group message released later by its sender key is checked as well
+    distribution = await alice.e2ee.group_distribution(CONV)
+    alice.e2ee.distributed(distribution)
+    third = uuid.uuid4()
+    payload, _ = await alice.e2ee.encrypt_group(CONV, seal(Text(body="g"), CONV, third))
+    early = _envelope(4, payload=payload, msg_id=third, conv="d2")
+    assert store.apply([fx.StoreIncoming("d2", (early,))]).added == []
+    share = DeviceEnvelope(
+        dseq=1,
+        id=uuid.uuid4(),
+        sender="alice",
+        sender_device=1,
+        ts=5,
+        payload=distribution.messages["bob:1"],
+    )
+    changes = store.apply([fx.StoreDeviceEnvelope(share)])
+    assert changes.undecryptable == [("alice", "d2", third)]
+    shown = store.message(third)
+    assert shown is not None and shown.body == UNDECRYPTABLE_BODY
+
+    # and the right conversation and id go through
+    fourth = uuid.uuid4()
+    payloads = await alice.e2ee.encrypt_direct(CONV, seal(Text(body="fine"), CONV, fourth))
+    changes = store.apply(
+        [fx.StoreIncoming(CONV, (_envelope(6, payloads["bob:1"], msg_id=fourth),))]
+    )
+    assert changes.added == [fourth] and changes.undecryptable == []
+    message = store.message(fourth)
+    assert message is not None and message.body == "fine"
