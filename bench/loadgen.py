@@ -243,6 +243,7 @@ def tidings_server(data_dir: Path, port: int) -> ServerProcess:
     env = dict(os.environ, TIDINGS_LOG_LEVEL="warning")
     # The raw-protocol loads send content in clear; the real client encrypts either way.
     env.setdefault("TIDINGS_REQUIRE_E2EE", "false")
+    env.setdefault("TIDINGS_ACCOUNTS_PER_MINUTE", "10000000")
     argv = [sys.executable, "-m", "tidings.server", "--host", LOOPBACK, "--port", str(port)]
     argv += ["--data", str(data_dir)]
     return ServerProcess("tidings", argv, data_dir / "server.log", env=env)

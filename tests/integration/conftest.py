@@ -109,6 +109,8 @@ class ServerProcess:
             raise RuntimeError("server already running")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
+        # Tests create many accounts from 127.0.0.1; a test may still set its own limit.
+        env["TIDINGS_ACCOUNTS_PER_MINUTE"] = "1000000"
         env.update(self.env)
         env["PYTHONUNBUFFERED"] = "1"
         cmd = [

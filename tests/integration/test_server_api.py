@@ -236,6 +236,21 @@ async def test_registration_can_be_closed(server_factory, server_kit):
     assert r.status_code == 403 and r.json()["code"] == "registration_closed"
 
 
+async def test_account_creation_is_rate_limited_per_address(server_factory, server_kit):
+    server = server_factory(env={"TIDINGS_ACCOUNTS_PER_MINUTE": "2"})
+    kit = server_kit(server)
+    tokens = []
+    for name in ("ann", "ben"):
+        r = await kit.http.post("/v1/accounts", json={"username": name})
+        assert r.status_code == 201
+        tokens.append(r.json()["token"])
+    r = await kit.http.post("/v1/accounts", json={"username": "cid"})
+    assert r.status_code == 429 and r.json()["code"] == "rate_limited"
+    headers = {"Authorization": f"Bearer {tokens[0]}"}
+    assert (await kit.http.get("/v1/users/cid", headers=headers)).status_code == 404
+    assert (await kit.http.get("/v1/users/ben", headers=headers)).status_code == 200
+
+
 async def test_data_survives_sigkill(server, server_kit):
     kit = server_kit(server)
     alice = await kit.account("alice")

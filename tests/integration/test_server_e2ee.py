@@ -12,6 +12,8 @@ import uuid
 from typing import Any
 
 import msgspec
+import pytest
+import websockets
 
 from tidings.protocol import (
     Accepted,
@@ -294,3 +296,78 @@ async def test_require_e2ee_refuses_plaintext_and_rest_errors(server_factory, se
     assert r.json()["code"] == "rate_limited"
     r = await kit.http.get(f"/v1/keys/{bob.account_id}?device=5", headers=bob.headers)
     assert r.status_code == 404
+
+
+async def closed_code(peer: Any) -> int | None:
+    """Read until the server closes the connection; its close code."""
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        while True:
+            await asyncio.wait_for(peer.recv(), 10)
+    return closed.value.rcvd.code if closed.value.rcvd is not None else None
+
+
+async def test_replacing_the_identity_removes_the_other_devices(server, server_kit):
+    kit = server_kit(server)
+    alice, bob, identity = await keyed_pair(kit)
+    laptop = await link_device(kit, alice)
+    await upload_keys(kit, laptop, identity)
+    assert (await kit.http.get("/v1/me", headers=laptop.headers)).status_code == 200
+    peer = await kit.connect(laptop)
+    await peer.hello()
+
+    r = await kit.http.put(
+        "/v1/keys",
+        content=msgspec.json.encode(
+            {**msgspec.json.decode(key_upload(curve())), "replace_identity": True}
+        ),
+        headers=alice.headers,
+    )
+    assert r.status_code == 200, r.text
+    assert await closed_code(peer) == 4401
+    assert (await kit.http.get("/v1/me", headers=laptop.headers)).status_code == 401
+    assert (await kit.http.get("/v1/me", headers=alice.headers)).status_code == 200
+    devices = rows(server, f"SELECT device_id FROM devices WHERE account_id = '{alice.account_id}'")
+    assert devices == [(1,)]
+    conv = await kit.direct(bob, alice)
+    r = await kit.http.get(f"/v1/conversations/{conv['id']}/devices", headers=bob.headers)
+    assert r.json()["devices"][alice.account_id] == [1]
+
+
+async def test_a_device_removes_another_device_of_its_account(server, server_kit):
+    kit = server_kit(server)
+    alice, bob, identity = await keyed_pair(kit)
+    laptop = await link_device(kit, alice)
+    await upload_keys(kit, laptop, identity)
+    conv = await kit.direct(bob, alice)
+    path = f"/v1/conversations/{conv['id']}/devices"
+    assert (await kit.http.get(path, headers=bob.headers)).json()["devices"][alice.account_id] == [
+        1,
+        2,
+    ]
+    peer = await kit.connect(laptop)
+    await peer.hello()
+
+    # Another account cannot name alice's device; a device cannot remove itself.
+    r = await kit.http.delete(f"/v1/devices/{laptop.device_id}", headers=bob.headers)
+    assert r.status_code == 404 and r.json()["code"] == "not_found"
+    r = await kit.http.delete(f"/v1/devices/{alice.device_id}", headers=alice.headers)
+    assert r.status_code == 403 and r.json()["code"] == "forbidden"
+    assert (await kit.http.delete("/v1/devices/2")).status_code == 401
+    assert (await kit.http.get("/v1/me", headers=laptop.headers)).status_code == 200
+
+    r = await kit.http.delete(f"/v1/devices/{laptop.device_id}", headers=alice.headers)
+    assert r.status_code == 204, r.text
+    assert await closed_code(peer) == 4401
+    assert (await kit.http.get("/v1/me", headers=laptop.headers)).status_code == 401
+    assert (await kit.http.get(path, headers=bob.headers)).json()["devices"][alice.account_id] == [
+        1
+    ]
+    r = await kit.http.delete(f"/v1/devices/{laptop.device_id}", headers=alice.headers)
+    assert r.status_code == 404
+    for table in ("devices", "device_keys", "one_time_keys", "pending", "device_queue"):
+        left = rows(
+            server,
+            f"SELECT count(*) FROM {table} WHERE account_id = '{alice.account_id}'"
+            f" AND device_id = {laptop.device_id}",
+        )
+        assert left == [(0,)], table

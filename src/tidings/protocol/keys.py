@@ -12,6 +12,10 @@ Routes (all with ``Authorization: Bearer <device token>`` unless noted):
   one-time Kyber prekey per device, atomically; rate-limited per requester)
 - POST /v1/keys/claim  ClaimKeys -> list[PreKeyBundles]  (several accounts at once, for groups)
 - GET  /v1/conversations/{conv}/devices -> DeviceMap
+- DELETE /v1/devices/{device_id} -> 204  (a device removes another device of its own account:
+  its token stops working (401), its WebSocket is closed with 4401, its queues and keys are
+  deleted; 403 ``forbidden`` for the calling device itself, 404 for a device the account does
+  not have). A KeyUpload with ``replace_identity`` removes all other devices the same way.
 - POST /v1/provisioning  NewProvisioning (no auth) -> Provisioning (201)
 - GET  /v1/provisioning/{id}  with ``Authorization: Bearer <provisioning secret>`` ->
   ProvisionedDevice once approved (200, then gone), 202 ApiError ``pending`` before, 404 after
@@ -60,8 +64,9 @@ class OneTimePreKey(msgspec.Struct):
 
 class KeyUpload(msgspec.Struct, forbid_unknown_fields=True):
     """The identity key is per account: every device uploads the same one. A different key is
-    refused with ``conflict`` unless ``replace_identity`` is set, which also drops the key
-    material of the account's other devices (they must be linked again)."""
+    refused with ``conflict`` unless ``replace_identity`` is set, which also removes the
+    account's other devices entirely, as DELETE /v1/devices/{id} does (they must be linked
+    again)."""
 
     identity_key: CurvePublicKey
     registration_id: RegistrationId

@@ -51,6 +51,7 @@ from tidings.server.auth import Authenticator, new_token
 from tidings.server.config import ServerConfig
 from tidings.server.delivery import DeliveryEngine, Device, new_id
 from tidings.server.directory import KeyDirectory, Provisioner
+from tidings.server.ratelimit import RateLimiter
 from tidings.server.store import ConversationRecord, Refused, Store
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,8 @@ class Services:
     auth: Authenticator
     keys: KeyDirectory
     provisioning: Provisioner
+    #: POST /v1/accounts per client IP address
+    account_limiter: RateLimiter
 
 
 def json_response(
@@ -189,6 +192,9 @@ def routes(services: Services) -> list[HTTPRouteHandler]:
         body = await decode_body(request, CreateAccount)
         if not config.registration_open:
             raise Refused(ErrorCode.REGISTRATION_CLOSED, "registration is closed")
+        client = request.client.host if request.client is not None else "unknown"
+        if not services.account_limiter.allow(client):
+            raise Refused(ErrorCode.RATE_LIMITED, "too many accounts created from this address")
         token = new_token()
         account_id = new_id("a")
         await store.create_account(
@@ -294,6 +300,11 @@ def routes(services: Services) -> list[HTTPRouteHandler]:
         body = await decode_body(request, KeyUpload)
         return json_response(await keys.upload(device, body))
 
+    @delete("/v1/devices/{device_id:int}", status_code=HTTP_204_NO_CONTENT)
+    async def remove_device(request: HttpRequest, device_id: FromPath[int]) -> None:
+        device = await device_of(request)
+        await keys.remove_device(device, device_id)
+
     @get("/v1/keys/counts")
     async def key_counts(request: HttpRequest) -> Response[bytes]:
         device = await device_of(request)
@@ -356,6 +367,7 @@ def routes(services: Services) -> list[HTTPRouteHandler]:
         remove_member,
         leave,
         upload_keys,
+        remove_device,
         key_counts,
         bundles,
         claim_keys,

@@ -22,6 +22,7 @@ from tidings.server.config import ServerConfig
 from tidings.server.delivery import DeliveryEngine
 from tidings.server.directory import KeyDirectory, Provisioner
 from tidings.server.gateway import CloseCode, Connection
+from tidings.server.ratelimit import RateLimiter
 from tidings.server.store import Refused, SqliteStore
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,15 @@ def create_app(config: ServerConfig) -> Litestar:
     )
     auth = Authenticator(store)
     keys = KeyDirectory(store, claims_per_minute=config.key_claims_per_minute)
+
+    async def removed(account_id: str, device_ids: list[int]) -> None:
+        # The rows are gone: forget the cached tokens, then close the live connections.
+        for device_id in device_ids:
+            auth.forget(account_id, device_id)
+            await bus.revoke(account_id, device_id)
+        log.info("account %s: devices %s removed", account_id, device_ids)
+
+    keys.on_removed = removed
     provisioning = Provisioner(
         store,
         per_minute=config.provisioning_per_minute,
@@ -81,6 +91,7 @@ def create_app(config: ServerConfig) -> Litestar:
         auth=auth,
         keys=keys,
         provisioning=provisioning,
+        account_limiter=RateLimiter(config.accounts_per_minute),
     )
 
     @websocket("/v1/ws")

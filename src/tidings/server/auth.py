@@ -53,6 +53,19 @@ class Authenticator:
         self._store = store
         #: token key -> (hash of the token's secret, the device it proves)
         self._devices: dict[str, tuple[bytes, Device]] = {}
+        #: bumped by :meth:`forget`, so a lookup that raced with a removal is not cached
+        self._generation = 0
+
+    def forget(self, account_id: str, device_id: int) -> None:
+        """Drop a removed device from the cache: its token is refused from now on."""
+        self._generation += 1
+        stale = [
+            key
+            for key, (_, device) in self._devices.items()
+            if device.device_id == device_id and device.account_id == account_id
+        ]
+        for key in stale:
+            del self._devices[key]
 
     async def device(self, authorization: str | None) -> Device | None:
         """The device an Authorization header value proves to be, or ``None``."""
@@ -64,13 +77,19 @@ class Authenticator:
             return None
         cached = self._devices.get(key)
         if cached is None:
+            generation = self._generation
             record = await self._store.device_by_token_key(key)
             if record is None:
                 return None
             cached = (record.token_hash, _device(record))
-            if len(self._devices) >= _CACHE_SIZE:
-                self._devices.clear()
-            self._devices[key] = cached
+            if generation != self._generation:
+                # A device was removed meanwhile, perhaps this one: ask the store again.
+                if await self._store.device_by_token_key(key) is None:
+                    return None
+            else:
+                if len(self._devices) >= _CACHE_SIZE:
+                    self._devices.clear()
+                self._devices[key] = cached
         token_hash, device = cached
         if not hmac.compare_digest(token_hash, secret_hash(secret)):
             return None

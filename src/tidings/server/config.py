@@ -49,6 +49,8 @@ class ServerConfig:
     key_claims_per_minute: int = 6000
     #: provisioning requests (POST /v1/provisioning) per client IP address per minute
     provisioning_per_minute: int = 10
+    #: accounts created (POST /v1/accounts) per client IP address per minute
+    accounts_per_minute: int = 30
     #: seconds a provisioning request (device link) stays valid
     provisioning_ttl_seconds: int = 600
     #: most devices an account may have (linking refuses more)
@@ -132,6 +134,8 @@ class ServerConfig:
             raise ConfigError("key_claims_per_minute must be at least 1")
         if self.provisioning_per_minute < 1:
             raise ConfigError("provisioning_per_minute must be at least 1")
+        if self.accounts_per_minute < 1:
+            raise ConfigError("accounts_per_minute must be at least 1")
         if self.provisioning_ttl_seconds < 10:
             raise ConfigError("provisioning_ttl_seconds must be at least 10")
         if self.max_devices_per_account < 1:

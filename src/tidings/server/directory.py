@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from tidings.protocol import ErrorCode
 from tidings.protocol.keys import (
@@ -68,12 +68,30 @@ class KeyDirectory:
         self._store = store
         self._clock = clock
         self.limiter = RateLimiter(claims_per_minute, clock=limiter_clock)
+        #: called with (account id, device ids) after devices were removed
+        self.on_removed: Callable[[str, list[int]], Awaitable[None]] | None = None
 
     async def upload(self, device: Device, upload: KeyUpload) -> KeyCounts:
+        """Store the upload; a replaced identity removes the account's other devices, which
+        are then handed to ``on_removed`` (to forget their tokens and close connections)."""
         check_upload(upload)
-        return await self._store.upload_keys(
-            device.account_id, device.device_id, upload, self._clock()
+        dropped: list[int] = []
+        counts = await self._store.upload_keys(
+            device.account_id, device.device_id, upload, self._clock(), dropped=dropped
         )
+        if dropped and self.on_removed is not None:
+            await self.on_removed(device.account_id, dropped)
+        return counts
+
+    async def remove_device(self, device: Device, device_id: int) -> None:
+        """DELETE /v1/devices/{device_id}: ``device`` removes another device of its account.
+        Raises FORBIDDEN for itself, NOT_FOUND for a device its account does not have."""
+        if device_id == device.device_id:
+            raise Refused(ErrorCode.FORBIDDEN, "a device cannot remove itself")
+        if not await self._store.remove_device(device.account_id, device_id):
+            raise Refused(ErrorCode.NOT_FOUND, "no such device")
+        if self.on_removed is not None:
+            await self.on_removed(device.account_id, [device_id])
 
     async def counts(self, device: Device) -> KeyCounts:
         return await self._store.key_counts(device.account_id, device.device_id)

@@ -13,7 +13,8 @@ Close codes the server uses (besides the WebSocket standard ones):
 
 - 1011 internal error: the replay after Hello failed; reconnect
 - 1013 try again later: the device could not keep up with its frames
-- 4401 unauthorized (only when the handshake could not be refused with HTTP 401)
+- 4401 unauthorized: the handshake could not be refused with HTTP 401, or the device was
+  removed (DELETE /v1/devices/{id}, or another device replaced the account's identity key)
 - 4408 idle: nothing received for ``idle_timeout`` seconds
 - 4409 replaced: a newer connection of the same device took over
 - 4426 unsupported protocol version
@@ -272,6 +273,9 @@ class Connection:
 
     def replaced(self) -> None:
         self.close(CloseCode.REPLACED, "replaced by a newer connection")
+
+    def revoked(self) -> None:
+        self.close(CloseCode.UNAUTHORIZED, "the device was removed")
 
     # ------------------------------------------------------------------ lifecycle
 

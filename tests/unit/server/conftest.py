@@ -23,12 +23,16 @@ class Recorder:
     device_id: int
     frames: list[ServerFrame] = dataclasses.field(default_factory=list)
     was_replaced: bool = False
+    was_revoked: bool = False
 
     def deliver(self, delivery: Delivery) -> None:
         self.frames.append(decode_server_frame(delivery.data))
 
     def replaced(self) -> None:
         self.was_replaced = True
+
+    def revoked(self) -> None:
+        self.was_revoked = True
 
     def take(self) -> list[ServerFrame]:
         frames, self.frames = self.frames, []

@@ -161,8 +161,22 @@ async def test_identity_key_is_per_account_and_replacing_drops_other_devices(wor
         await keys.upload(second, upload(curve(), prekeys=range(3)))
     assert refused.value.code == ErrorCode.CONFLICT
 
+    removed: list[tuple[str, list[int]]] = []
+
+    async def on_removed(account_id: str, device_ids: list[int]) -> None:
+        removed.append((account_id, device_ids))
+
+    keys.on_removed = on_removed
     new_identity = curve()
     await keys.upload(second, upload(new_identity, prekeys=range(3), replace=True))
+    assert removed == [(alice.account_id, [1])]
+    # The old device is gone entirely: no row (so no token), no queues.
+    left = await world.store._read(
+        lambda conn: conn.execute(
+            "SELECT device_id FROM devices WHERE account_id = ?", (alice.account_id,)
+        ).fetchall()
+    )
+    assert left == [(2,)]
     assert (await keys.counts(alice)).prekeys == 0
     assert (await keys.counts(alice)).signed_prekey_id is None
     assert await world.engine.device_map(bob, conv) == {
@@ -172,6 +186,39 @@ async def test_identity_key_is_per_account_and_replacing_drops_other_devices(wor
     (bundle,) = await keys.claim(bob, {alice.account_id: []})
     assert bundle.identity_key == new_identity
     assert [d.device_id for d in bundle.devices] == [2]
+
+
+async def test_remove_device_deletes_it_and_reports_it(world, keys):
+    alice, identity = await keyed(world, keys, "alice")
+    second = await add_device(world, alice, 2)
+    await keys.upload(second, upload(identity, prekeys=range(100, 103)))
+    bob, _ = await keyed(world, keys, "bob")
+    conv = await direct(world, alice, bob)
+    removed: list[tuple[str, list[int]]] = []
+
+    async def on_removed(account_id: str, device_ids: list[int]) -> None:
+        removed.append((account_id, device_ids))
+
+    keys.on_removed = on_removed
+    for asker, device_id, code in (
+        (alice, 1, ErrorCode.FORBIDDEN),  # not itself
+        (bob, 2, ErrorCode.NOT_FOUND),  # bob has no device 2; alice's is not his
+        (alice, 9, ErrorCode.NOT_FOUND),
+    ):
+        with pytest.raises(Refused) as refused:
+            await keys.remove_device(asker, device_id)
+        assert refused.value.code == code
+    assert removed == []
+
+    await keys.remove_device(alice, 2)
+    assert removed == [(alice.account_id, [2])]
+    assert await world.engine.device_map(bob, conv) == {
+        alice.account_id: [1],
+        bob.account_id: [1],
+    }
+    assert (await keys.counts(second)).prekeys == 0
+    with pytest.raises(Refused):
+        await keys.remove_device(alice, 2)
 
 
 async def test_at_most_max_stored_prekeys_are_kept_newest_first(world, keys):

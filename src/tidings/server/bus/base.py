@@ -40,6 +40,9 @@ class Subscriber(Protocol):
     def replaced(self) -> None:
         """A newer connection of the same device took over; this one must close."""
 
+    def revoked(self) -> None:
+        """The device was removed (its token is dead); this connection must close."""
+
 
 class Bus(Protocol):
     async def attach(self, subscriber: Subscriber) -> None:
@@ -63,6 +66,9 @@ class Bus(Protocol):
 
     async def to_device(self, account_id: str, device_id: int, delivery: Delivery) -> None:
         """Deliver to one device if it is connected."""
+
+    async def revoke(self, account_id: str, device_id: int) -> None:
+        """Close the connection of a removed device, if it has one (close code 4401)."""
 
     def online(self, account_id: str) -> int:
         """How many devices of the account are connected to this node."""

@@ -55,5 +55,13 @@ class LocalBus:
         if subscriber is not None:
             subscriber.deliver(delivery)
 
+    async def revoke(self, account_id: str, device_id: int) -> None:
+        devices = self._routes.get(account_id)
+        subscriber = devices.pop(device_id, None) if devices is not None else None
+        if devices is not None and not devices:
+            del self._routes[account_id]
+        if subscriber is not None:
+            subscriber.revoked()
+
     def online(self, account_id: str) -> int:
         return len(self._routes.get(account_id, ()))

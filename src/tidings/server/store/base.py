@@ -294,12 +294,24 @@ class Store(Protocol):
     # ------------------------------------------------------------------ end-to-end encryption
 
     async def upload_keys(
-        self, account_id: str, device_id: int, upload: KeyUpload, now: int
+        self,
+        account_id: str,
+        device_id: int,
+        upload: KeyUpload,
+        now: int,
+        *,
+        dropped: list[int] | None = None,
     ) -> KeyCounts:
         """Store the device's public key material (sizes and type bytes already checked).
         Raises ``Refused(CONFLICT)`` for an identity key that differs from the account's
         without ``replace_identity``, ``Refused(BAD_FRAME)`` for a device's first upload
-        without a signed prekey and a last-resort Kyber prekey."""
+        without a signed prekey and a last-resort Kyber prekey. A replaced identity removes
+        the account's other devices in the same transaction, as :meth:`remove_device` does;
+        their ids are appended to ``dropped``."""
+
+    async def remove_device(self, account_id: str, device_id: int) -> bool:
+        """Delete a device: its row (so its token stops working), pending rows, to-device
+        queue, key material and any unfetched link. ``False`` if it does not exist."""
 
     async def key_counts(self, account_id: str, device_id: int) -> KeyCounts: ...
 

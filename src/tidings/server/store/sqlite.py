@@ -651,11 +651,31 @@ class SqliteStore:
     # ------------------------------------------------------------------ end-to-end encryption
 
     async def upload_keys(
-        self, account_id: str, device_id: int, upload: KeyUpload, now: int
+        self,
+        account_id: str,
+        device_id: int,
+        upload: KeyUpload,
+        now: int,
+        *,
+        dropped: list[int] | None = None,
     ) -> KeyCounts:
         def tx(conn: sqlite3.Connection) -> KeyCounts:
-            _upload_keys(conn, account_id, device_id, upload, now)
+            removed = _upload_keys(conn, account_id, device_id, upload, now)
+            if dropped is not None:
+                dropped.extend(removed)
             return _key_counts(conn, account_id, device_id)
+
+        return await self._write(tx)
+
+    async def remove_device(self, account_id: str, device_id: int) -> bool:
+        def tx(conn: sqlite3.Connection) -> bool:
+            if not conn.execute(
+                "SELECT 1 FROM devices WHERE account_id = ? AND device_id = ?",
+                (account_id, device_id),
+            ).fetchone():
+                return False
+            _drop_device(conn, account_id, device_id)
+            return True
 
         return await self._write(tx)
 
@@ -1070,16 +1090,28 @@ def _raise_watermarks(
 
 def _upload_keys(
     conn: sqlite3.Connection, account_id: str, device_id: int, upload: KeyUpload, now: int
-) -> None:
+) -> list[int]:
+    """Store the upload; returns the ids of the other devices a new identity removed."""
     row = conn.execute("SELECT identity_key FROM accounts WHERE id = ?", (account_id,)).fetchone()
     if row is None:
         raise Refused(ErrorCode.NOT_FOUND, "no such account")
     current: bytes | None = row[0]
+    removed: list[int] = []
     if current != upload.identity_key:
         if current is not None and not upload.replace_identity:
             raise Refused(ErrorCode.CONFLICT, "the identity key differs from the account's")
         if current is not None:
-            # A new identity: key material signed by the old one is worthless, on every device.
+            # A new identity: key material signed by the old one is worthless, on every device,
+            # and the other devices (which hold the old identity) are removed entirely.
+            removed = [
+                other
+                for (other,) in conn.execute(
+                    "SELECT device_id FROM devices WHERE account_id = ? AND device_id != ?",
+                    (account_id, device_id),
+                )
+            ]
+            for other in removed:
+                _drop_device(conn, account_id, other)
             conn.execute("DELETE FROM one_time_keys WHERE account_id = ?", (account_id,))
             conn.execute("DELETE FROM device_keys WHERE account_id = ?", (account_id,))
         conn.execute(
@@ -1147,6 +1179,7 @@ def _upload_keys(
                 " LIMIT -1 OFFSET ?)",
                 (*key, kind, MAX_STORED_PREKEYS),
             )
+    return removed
 
 
 def _key_counts(conn: sqlite3.Connection, account_id: str, device_id: int) -> KeyCounts:
@@ -1329,6 +1362,8 @@ def _drop_device(conn: sqlite3.Connection, account_id: str, device_id: int) -> N
     key = (account_id, device_id)
     for table in ("pending", "device_queue", "one_time_keys", "device_keys", "devices"):
         conn.execute(f"DELETE FROM {table} WHERE account_id = ? AND device_id = ?", key)  # noqa: S608  # constant table names
+    # An approved link not fetched yet must not hand out a token for the removed device.
+    conn.execute("DELETE FROM provisioning WHERE account_id = ? AND device_id = ?", key)
 
 
 def _approve(conn: sqlite3.Connection, link: NewDeviceLink) -> int:
