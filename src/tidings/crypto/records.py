@@ -7,6 +7,7 @@ Serialization (our own, stable format): a format byte (``0x01``) followed by a p
 
 from __future__ import annotations
 
+import abc
 from typing import ClassVar, Final, Generic, Self, TypeVar
 
 from . import protobuf
@@ -80,7 +81,7 @@ class PreKeyRecord:
             raise InvalidStateError("corrupt prekey record") from exc
 
 
-class _SignedPreKey(Generic[_Pair]):
+class _SignedPreKey(abc.ABC, Generic[_Pair]):
     """What signed and Kyber prekeys share: id, creation time, a key pair whose public key the
     identity signed, and the storage format. Subclasses say how to make, split and read their
     kind of key pair."""
@@ -97,17 +98,19 @@ class _SignedPreKey(Generic[_Pair]):
         self.signature = signature
 
     @staticmethod
+    @abc.abstractmethod
     def _new_pair() -> _Pair:
-        raise NotImplementedError
+        """A fresh key pair of this record's kind."""
 
     @staticmethod
+    @abc.abstractmethod
     def _secret_bytes(pair: _Pair) -> bytes:
-        raise NotImplementedError
+        """The secret half as stored in field 3."""
 
     @staticmethod
+    @abc.abstractmethod
     def _read_pair(fields: protobuf.Fields) -> _Pair:
         """The key pair of fields 2 and 3; :class:`SignalProtocolError` if they are bad."""
-        raise NotImplementedError
 
     @classmethod
     def generate(cls, id: int, identity: IdentityKeyPair, timestamp: int) -> Self:
