@@ -267,19 +267,25 @@ async def _all_left_sending(client: Client, ids: set[uuid.UUID]) -> bool:
 # --------------------------------------------------------------------------- commands
 
 
+def _account_summary(client: Client, profile: str) -> dict[str, object]:
+    """What `account create` and `device link` print about the device they set up."""
+    account = client.account
+    return {
+        "account_id": account.account_id,
+        "username": account.username,
+        "device_id": account.device_id,
+        "server_url": account.server_url,
+        "profile": profile,
+    }
+
+
 async def cmd_account_create(args: argparse.Namespace) -> Outcome:
     client = await Client.create_account(
         Path(args.profile), args.server, args.username, device_name=args.device_name
     )
     try:
         account = client.account
-        data = {
-            "account_id": account.account_id,
-            "username": account.username,
-            "device_id": account.device_id,
-            "server_url": account.server_url,
-            "profile": args.profile,
-        }
+        data = _account_summary(client, args.profile)
     finally:
         await client.close()
     return Outcome(data, f"created @{account.username} (device {account.device_id})")
@@ -302,13 +308,7 @@ async def cmd_device_link(args: argparse.Namespace) -> Outcome:
     )
     try:
         account = client.account
-        data = {
-            "account_id": account.account_id,
-            "username": account.username,
-            "device_id": account.device_id,
-            "server_url": account.server_url,
-            "profile": args.profile,
-        }
+        data = _account_summary(client, args.profile)
     finally:
         await client.close()
     return Outcome(data, f"linked to @{account.username} as device {account.device_id}")

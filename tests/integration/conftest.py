@@ -440,7 +440,7 @@ class EventRecorder:
             self.status[event.message.id] = event.message.status
 
 
-async def _wait_until(
+async def poll_until(
     check: Callable[[], Awaitable[bool]], within: float, what: str, every: float = 0.1
 ) -> None:
     """Poll ``check`` every ``every`` seconds; fail after ``within`` seconds, naming ``what``."""
@@ -472,7 +472,7 @@ def recorder() -> type[EventRecorder]:
 @pytest.fixture
 def wait_until() -> Callable[..., Awaitable[None]]:
     """``await wait_until(check, within, what, every=0.1)``."""
-    return _wait_until
+    return poll_until
 
 
 @pytest.fixture
