@@ -1,0 +1,134 @@
+"""The REST route table: every call a client can make under ``/v1``, in one place.
+
+Each :class:`Route` names its method, its path template, the JSON body it takes and the body it
+answers with. The server registers exactly these routes (a test compares its handlers with this
+table) and the client builds every URL from them, so the two cannot drift apart.
+
+Path templates use typed placeholders, ``{name:str}`` or ``{name:int}``. Every call except
+account creation, provisioning and health carries ``Authorization: Bearer <device token>``;
+errors answer :class:`~tidings.protocol.rest.ApiError` with a 4xx/5xx status. Query parameters
+(``messages``: ``after``, ``limit``; ``bundles``: ``device``) are listed with the route.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import urllib.parse
+from typing import Any, Literal
+
+from tidings.protocol import keys, rest
+from tidings.protocol.frames import Watermark
+
+Method = Literal["GET", "POST", "PUT", "DELETE"]
+#: Who may call: a device with its token, anybody, or the holder of a provisioning secret.
+Auth = Literal["device", "none", "provisioning"]
+
+_PLACEHOLDER = re.compile(r"\{(\w+):(str|int)\}")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Route:
+    name: str
+    method: Method
+    #: path template with typed placeholders, e.g. ``/v1/conversations/{conv:str}``
+    path: str
+    #: JSON body the call takes, if any
+    request: Any = None
+    #: JSON body of the answer; None for 204 No Content
+    response: Any = None
+    #: status of a successful answer (``create_direct`` answers 200 for an existing one)
+    status: int = 200
+    auth: Auth = "device"
+    #: query parameters the call understands
+    query: tuple[str, ...] = ()
+
+    @property
+    def params(self) -> tuple[str, ...]:
+        """Names of the path placeholders, in order."""
+        return tuple(m.group(1) for m in _PLACEHOLDER.finditer(self.path))
+
+    def url(self, **params: str | int) -> str:
+        """The path with every placeholder filled in (each value percent-encoded)."""
+        missing = set(self.params) - params.keys()
+        extra = params.keys() - set(self.params)
+        if missing or extra:
+            raise TypeError(f"{self.name}: missing {sorted(missing)}, unexpected {sorted(extra)}")
+
+        def fill(match: re.Match[str]) -> str:
+            return urllib.parse.quote(str(params[match.group(1)]), safe="")
+
+        return _PLACEHOLDER.sub(fill, self.path)
+
+
+HEALTH = Route("health", "GET", "/v1/health", response=rest.Health, auth="none")
+CREATE_ACCOUNT = Route(
+    "create_account", "POST", "/v1/accounts", rest.CreateAccount, rest.AccountCreated,
+    status=201, auth="none",
+)  # fmt: skip
+ME = Route("me", "GET", "/v1/me", response=rest.Me)
+USER = Route("user", "GET", "/v1/users/{username:str}", response=rest.User)
+CONVERSATIONS = Route("conversations", "GET", "/v1/conversations", response=list[rest.Conversation])
+CREATE_DIRECT = Route(
+    "create_direct", "POST", "/v1/conversations/direct", rest.CreateDirect, rest.Conversation,
+    status=201,
+)  # fmt: skip
+CONVERSATION = Route(
+    "conversation", "GET", "/v1/conversations/{conv:str}", response=rest.Conversation
+)
+MESSAGES = Route(
+    "messages", "GET", "/v1/conversations/{conv:str}/messages", response=rest.MessagePage,
+    query=("after", "limit"),
+)  # fmt: skip
+RECEIPTS = Route(
+    "receipts", "GET", "/v1/conversations/{conv:str}/receipts", response=list[Watermark]
+)
+CONVERSATION_DEVICES = Route(
+    "conversation_devices", "GET", "/v1/conversations/{conv:str}/devices",
+    response=keys.DeviceMap,
+)  # fmt: skip
+CREATE_GROUP = Route(
+    "create_group", "POST", "/v1/groups", rest.CreateGroup, rest.Conversation, status=201
+)
+ADD_MEMBERS = Route(
+    "add_members", "POST", "/v1/groups/{conv:str}/members", rest.AddMembers, rest.Conversation
+)
+REMOVE_MEMBER = Route(
+    "remove_member", "DELETE", "/v1/groups/{conv:str}/members/{username:str}",
+    response=rest.Conversation,
+)  # fmt: skip
+LEAVE_GROUP = Route("leave_group", "POST", "/v1/groups/{conv:str}/leave", status=204)
+UPLOAD_KEYS = Route("upload_keys", "PUT", "/v1/keys", keys.KeyUpload, keys.KeyCounts)
+KEY_COUNTS = Route("key_counts", "GET", "/v1/keys/counts", response=keys.KeyCounts)
+BUNDLES = Route(
+    "bundles", "GET", "/v1/keys/{account_id:str}", response=keys.PreKeyBundles,
+    query=("device",),
+)  # fmt: skip
+CLAIM_KEYS = Route("claim_keys", "POST", "/v1/keys/claim", keys.ClaimKeys, list[keys.PreKeyBundles])
+REMOVE_DEVICE = Route("remove_device", "DELETE", "/v1/devices/{device_id:int}", status=204)
+NEW_PROVISIONING = Route(
+    "new_provisioning", "POST", "/v1/provisioning", keys.NewProvisioning, keys.Provisioning,
+    status=201, auth="none",
+)  # fmt: skip
+FETCH_PROVISIONING = Route(
+    "fetch_provisioning", "GET", "/v1/provisioning/{provisioning_id:str}",
+    response=keys.ProvisionedDevice, auth="provisioning",
+)  # fmt: skip
+APPROVE_PROVISIONING = Route(
+    "approve_provisioning", "POST", "/v1/provisioning/{provisioning_id:str}/approve",
+    keys.ApproveDevice, keys.ApprovedDevice,
+)  # fmt: skip
+
+#: Every REST route, in the order the docs list them.
+ROUTES: tuple[Route, ...] = (
+    HEALTH, CREATE_ACCOUNT, ME, USER, CONVERSATIONS, CREATE_DIRECT, CONVERSATION, MESSAGES,
+    RECEIPTS, CONVERSATION_DEVICES, CREATE_GROUP, ADD_MEMBERS, REMOVE_MEMBER, LEAVE_GROUP,
+    UPLOAD_KEYS, KEY_COUNTS, BUNDLES, CLAIM_KEYS, REMOVE_DEVICE, NEW_PROVISIONING,
+    FETCH_PROVISIONING, APPROVE_PROVISIONING,
+)  # fmt: skip
+
+#: The WebSocket endpoint (frames in :mod:`tidings.protocol.frames`).
+WEBSOCKET_PATH = "/v1/ws"
+
+#: Routes by name.
+BY_NAME: dict[str, Route] = {r.name: r for r in ROUTES}
