@@ -3,7 +3,7 @@
 Every frame is a msgspec ``Struct`` tagged by the field ``t``. Client and server decode with
 the unions :data:`ClientFrame` and :data:`ServerFrame`; nothing else goes over ``/v1/ws``.
 
-Conversation flow, as the server sees one device (see DESIGN.md §2):
+Conversation flow, as the server sees one device (docs/architecture.md has the invariants):
 
 1. The device connects with ``Authorization: Bearer <token>`` and sends :class:`Hello` with its
    per-conversation cursors (highest contiguous ``seq`` it has stored).

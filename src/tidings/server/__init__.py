@@ -1,1 +1,1 @@
-"""The Tidings server: REST and WebSocket API over a store and a bus (DESIGN.md §1, §2)."""
+"""The Tidings server: REST and WebSocket API over a store and a bus (docs/architecture.md)."""
