@@ -39,11 +39,20 @@ MAX_BATCH = 500
 
 ConvId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 AccountId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-Seq = Annotated[int, msgspec.Meta(ge=0)]
+#: Largest integer any store holds (SQLite and PostgreSQL BIGINT are signed 64-bit): every
+#: seq, time and counter on the wire is bounded by it, so no value can overflow a column.
+MAX_INT64 = 2**63 - 1
+#: Most conversations a Hello or an Ack may name, and most entries of any other list or map in
+#: a client frame: far above what one device has, far below what would hurt the server.
+MAX_ITEMS = 10_000
+
+Seq = Annotated[int, msgspec.Meta(ge=0, le=MAX_INT64)]
 #: one device of one account, written "<account id>:<device id>"
 DeviceAddress = Annotated[str, msgspec.Meta(pattern=r"^[^:]{1,64}:[1-9][0-9]{0,9}$")]
 DeviceId = Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]
-Millis = Annotated[int, msgspec.Meta(ge=0)]
+Millis = Annotated[int, msgspec.Meta(ge=0, le=MAX_INT64)]
+#: a small counter or version number
+SmallInt = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
 
 EnvelopeKind = Literal["msg", "system"]
 
@@ -58,9 +67,9 @@ class _Frame(msgspec.Struct, tag_field="t", forbid_unknown_fields=False, omit_de
 class Hello(_Frame, tag="hello"):
     """First frame after connecting."""
 
-    version: int = PROTOCOL_VERSION
+    version: SmallInt = PROTOCOL_VERSION
     #: conversation id → highest contiguous seq this device has stored
-    cursors: dict[ConvId, Seq] = {}
+    cursors: Annotated[dict[ConvId, Seq], msgspec.Meta(max_length=MAX_ITEMS)] = {}
 
 
 class Send(_Frame, tag="send"):
@@ -71,11 +80,11 @@ class Send(_Frame, tag="send"):
     #: opaque to the server: content in clear until E2EE, then ciphertext
     payload: bytes
     #: account ids the sender wants notified loudly (mentions); visible to the server
-    mentions: list[AccountId] = []
+    mentions: Annotated[list[AccountId], msgspec.Meta(max_length=MAX_ITEMS)] = []
     #: End-to-end encryption (docs/e2ee.md): ciphertext per recipient device. In a direct
     #: conversation it must name exactly every device of both members except the sending one;
     #: in a group it is empty (the shared ``payload`` is the Sender Key message).
-    device_payloads: dict[DeviceAddress, bytes] = {}
+    device_payloads: Annotated[dict[DeviceAddress, bytes], msgspec.Meta(max_length=MAX_ITEMS)] = {}
     #: Groups: SHA-256 of the sorted, newline-joined addresses of every device of every member
     #: except the sending one, as the sender knows them. A mismatch is answered StaleDevices.
     devices_digest: bytes = b""
@@ -86,13 +95,13 @@ class DeviceSend(_Frame, tag="dsend"):
     reset requests). Each value is already encrypted to its device. Answered DeviceAccepted."""
 
     id: uuid.UUID
-    messages: dict[DeviceAddress, bytes]
+    messages: Annotated[dict[DeviceAddress, bytes], msgspec.Meta(max_length=MAX_ITEMS)]
 
 
 class Ack(_Frame, tag="ack"):
     """This device has durably stored every envelope up to and including ``upto[conv]``."""
 
-    upto: dict[ConvId, Seq] = {}
+    upto: Annotated[dict[ConvId, Seq], msgspec.Meta(max_length=MAX_ITEMS)] = {}
     #: highest ``dseq`` of DeviceEnvelopes this device has stored
     device_upto: Seq = 0
 
@@ -113,7 +122,7 @@ class Fetch(_Frame, tag="fetch"):
 
 
 class Ping(_Frame, tag="ping"):
-    n: int = 0
+    n: SmallInt = 0
 
 
 ClientFrame = Hello | Send | DeviceSend | Ack | Read | Fetch | Ping
@@ -132,7 +141,7 @@ class Watermark(msgspec.Struct, frozen=True):
 
 
 class Welcome(_Frame, tag="welcome"):
-    version: int
+    version: SmallInt
     account_id: AccountId
     device_id: DeviceId
     server_ts: Millis
@@ -168,7 +177,7 @@ class Envelope(_Frame, tag="msg"):
     seq: Seq
     id: uuid.UUID
     sender: AccountId
-    sender_device: int
+    sender_device: SmallInt
     ts: Millis
     payload: bytes
     kind: EnvelopeKind = "msg"
@@ -207,7 +216,7 @@ class DeviceEnvelope(_Frame, tag="dmsg"):
     dseq: Seq
     id: uuid.UUID
     sender: AccountId
-    sender_device: int
+    sender_device: SmallInt
     ts: Millis
     payload: bytes
 
@@ -245,7 +254,7 @@ class Error(_Frame, tag="error"):
 
 
 class Pong(_Frame, tag="pong"):
-    n: int = 0
+    n: SmallInt = 0
 
 
 ServerFrame = (
