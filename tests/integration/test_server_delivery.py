@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import uuid
 
 import msgspec
 import pytest
 import websockets
+from store_inspection import inspector
 
 from tidings.protocol import (
     MAX_FRAME_BYTES,
@@ -34,9 +34,7 @@ SERVER_ENV = {"TIDINGS_REQUIRE_E2EE": "false"}
 
 
 def count_rows(server, table: str) -> int:
-    with sqlite3.connect(server.data_dir / "tidings.sqlite3") as db:
-        (n,) = db.execute(f"SELECT count(*) FROM {table}").fetchone()
-    return n
+    return inspector(server).count(table)
 
 
 async def test_send_is_accepted_and_delivered_live(server, server_kit):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sqlite3
 import time
 import uuid
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import msgspec
 import pytest
 import websockets
+from store_inspection import inspector
 
 from tidings.protocol import (
     Accepted,
@@ -87,11 +87,6 @@ async def keyed_pair(kit) -> tuple[Any, Any, bytes]:
 
 def addr(account: Any) -> str:
     return f"{account.account_id}:{account.device_id}"
-
-
-def rows(server, sql: str) -> list[tuple]:
-    with sqlite3.connect(server.data_dir / "tidings.sqlite3") as db:
-        return db.execute(sql).fetchall()
 
 
 async def link_device(kit, account: Any, name: str = "laptop") -> Any:
@@ -193,7 +188,7 @@ async def test_stale_devices_then_per_device_payloads(server, server_kit):
     stale = await a.expect(StaleDevices)
     assert stale.id == msg_id and stale.missing == [addr(laptop)] and stale.extra == []
     assert stale.devices == {alice.account_id: [1, 2], bob.account_id: [1]}
-    assert rows(server, "SELECT count(*) FROM envelopes") == [(1,)]
+    assert inspector(server).count("envelopes") == 1
 
     payloads = {addr(bob): b"ciphertext for bob", addr(laptop): b"ciphertext for laptop"}
     await a.send(Send(id=msg_id, conv=conv, payload=b"", device_payloads=payloads))
@@ -217,7 +212,7 @@ async def test_stale_devices_then_per_device_payloads(server, server_kit):
     await lap.send(Fetch(conv=conv, after=1))
     batch, _ = await lap.until(Batch)
     assert [e.device_payload for e in batch.envelopes] == [payloads[addr(laptop)]]
-    stored = rows(server, "SELECT account_id, device_id, payload FROM pending WHERE seq = 2")
+    stored = inspector(server).rows("pending", "account_id, device_id, payload", seq=2)
     assert (bob.account_id, 1, payloads[addr(bob)]) not in stored
     assert (alice.account_id, 2, payloads[addr(laptop)]) in stored
 
@@ -266,7 +261,7 @@ async def test_device_messages_come_before_batches_and_go_after_ack(server, serv
     b = await kit.connect(bob)
     _, _, others = await b.hello()
     assert not any(isinstance(f, DeviceEnvelope) for f in others)
-    assert rows(server, "SELECT count(*) FROM device_queue") == [(0,)]
+    assert inspector(server).count("device_queue") == 0
 
 
 async def test_require_e2ee_refuses_plaintext_and_rest_errors(server_factory, server_kit):
@@ -326,7 +321,7 @@ async def test_replacing_the_identity_removes_the_other_devices(server, server_k
     assert await closed_code(peer) == 4401
     assert (await kit.http.get("/v1/me", headers=laptop.headers)).status_code == 401
     assert (await kit.http.get("/v1/me", headers=alice.headers)).status_code == 200
-    devices = rows(server, f"SELECT device_id FROM devices WHERE account_id = '{alice.account_id}'")
+    devices = inspector(server).rows("devices", "device_id", account_id=alice.account_id)
     assert devices == [(1,)]
     conv = await kit.direct(bob, alice)
     r = await kit.http.get(f"/v1/conversations/{conv['id']}/devices", headers=bob.headers)
@@ -365,9 +360,7 @@ async def test_a_device_removes_another_device_of_its_account(server, server_kit
     r = await kit.http.delete(f"/v1/devices/{laptop.device_id}", headers=alice.headers)
     assert r.status_code == 404
     for table in ("devices", "device_keys", "one_time_keys", "pending", "device_queue"):
-        left = rows(
-            server,
-            f"SELECT count(*) FROM {table} WHERE account_id = '{alice.account_id}'"
-            f" AND device_id = {laptop.device_id}",
+        left = inspector(server).count(
+            table, account_id=alice.account_id, device_id=laptop.device_id
         )
-        assert left == [(0,)], table
+        assert left == 0, table

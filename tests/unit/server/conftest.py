@@ -1,4 +1,5 @@
-"""The delivery engine on a real SQLite store in a temporary directory, with a recording bus."""
+"""The delivery engine on a real store (each back end of ``backends.BACKENDS``, in a temporary
+directory), with a recording bus."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from tidings.protocol import Envelope, Receipt, Send, ServerFrame, decode_server
 from tidings.server.auth import new_token
 from tidings.server.bus import Delivery, LocalBus
 from tidings.server.delivery import DeliveryEngine, Device, new_id
-from tidings.server.store import SqliteStore
+from tidings.server.store import NewDeviceLink, Store
+
+from .backends import BACKENDS, Backend, Inspector, backend
 
 
 @dataclasses.dataclass
@@ -48,8 +51,11 @@ class Recorder:
 class World:
     """An engine plus helpers to make accounts, devices and messages."""
 
-    def __init__(self, store: SqliteStore, engine: DeliveryEngine, bus: LocalBus) -> None:
+    def __init__(
+        self, store: Store, inspector: Inspector, engine: DeliveryEngine, bus: LocalBus
+    ) -> None:
         self.store = store
+        self.inspector = inspector
         self.engine = engine
         self.bus = bus
         self.clock = 1_000_000
@@ -70,18 +76,33 @@ class World:
         )
         return Device(account_id, 1, username, "primary")
 
+    async def add_device(self, device: Device, name: str = "extra") -> Device:
+        """Link the account's next device the way provisioning does (through the store)."""
+        token, placeholder, provisioning_id = new_token(), new_token(), new_id("p")
+        secret = new_token().secret_hash
+        await self.store.create_provisioning(provisioning_id, secret, b"eph", self.clock, 60_000)
+        link = NewDeviceLink(
+            provisioning_id=provisioning_id,
+            account_id=device.account_id,
+            device_name=name,
+            ephemeral_key=b"eph",
+            sealed=b"",
+            placeholder_key=placeholder.key,
+            placeholder_hash=placeholder.secret_hash,
+            max_devices=1000,
+            now=self.clock,
+        )
+        device_id = await self.store.approve_provisioning(link)
+        await self.store.fetch_provisioning(
+            provisioning_id, secret, token.key, token.secret_hash, self.clock
+        )
+        return Device(device.account_id, device_id, device.username, name)
+
     async def second_device(self, device: Device) -> Device:
-        """Add device 2 to an account (no API does this yet; linking comes later)."""
-
-        def tx(conn) -> None:
-            conn.execute(
-                "INSERT INTO devices (account_id, device_id, name, token_key, token_hash,"
-                " created_at) VALUES (?, 2, 'second', ?, x'00', 0)",
-                (device.account_id, new_id("k")),
-            )
-
-        await self.store._write(tx)
-        return Device(device.account_id, 2, device.username, "second")
+        """Add device 2 to an account."""
+        second = await self.add_device(device, "second")
+        assert second.device_id == 2
+        return second
 
     async def online(self, device: Device) -> Recorder:
         recorder = Recorder(device.account_id, device.device_id)
@@ -97,22 +118,38 @@ class World:
         envelopes = await self.store.pending(device.account_id, device.device_id, ("", 0), 10_000)
         return [(e.conv, e.seq) for e in envelopes]
 
-    async def count(self, table: str) -> int:
-        def q(conn) -> int:
-            return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    async def count(self, table: str, **where: object) -> int:
+        """Rows of a table of the store (see ``backends.Inspector``)."""
+        return self.inspector.count(table, **where)
 
-        return await self.store._read(q)
+
+@pytest.fixture(params=BACKENDS)
+def backend_kind(request: pytest.FixtureRequest) -> str:
+    """The name of the store back end the test runs on."""
+    return str(request.param)
 
 
 @pytest.fixture
-async def world(tmp_path) -> AsyncIterator[World]:
-    store = SqliteStore(tmp_path / "tidings.sqlite3")
-    await store.open()
+def store_backend(backend_kind: str, tmp_path) -> Backend:
+    """The back end, with its data in the test's temporary directory."""
+    return backend(backend_kind, tmp_path)
+
+
+@pytest.fixture
+async def store(store_backend: Backend) -> AsyncIterator[Store]:
+    """An open, empty store; closed after the test."""
+    opened = store_backend.store()
+    await opened.open()
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+@pytest.fixture
+async def world(store: Store, store_backend: Backend) -> World:
     bus = LocalBus()
     holder: list[World] = []
     engine = DeliveryEngine(store, bus, member_cap=5, clock=lambda: holder[0].now())
-    holder.append(World(store, engine, bus))
-    try:
-        yield holder[0]
-    finally:
-        await store.close()
+    holder.append(World(store, store_backend.inspector(), engine, bus))
+    return holder[0]

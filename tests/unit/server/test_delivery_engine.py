@@ -1,4 +1,4 @@
-"""The delivery engine against the real SQLite store (DESIGN.md §2 invariants)."""
+"""The delivery engine against a real store (the invariants of docs/architecture.md)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from tidings.protocol import (
 )
 from tidings.server.bus import LocalBus
 from tidings.server.delivery import DeliveryEngine
-from tidings.server.store import Refused, SqliteStore
+from tidings.server.store import Refused
 
 
 async def direct(world, a, b) -> str:
@@ -48,14 +48,14 @@ async def test_resend_returns_original_seq_and_stores_nothing(world):
     assert await world.pending(bob) == [(conv, 1), (conv, 2)]
 
 
-async def test_resend_after_restart(world, tmp_path):
+async def test_resend_after_restart(world, store_backend):
     alice, bob = await world.account("alice"), await world.account("bob")
     conv = await direct(world, alice, bob)
     msg_id = uuid.uuid4()
     first = await world.send(alice, conv, b"one", msg_id)
     await world.store.close()
 
-    store = SqliteStore(tmp_path / "tidings.sqlite3")
+    store = store_backend.store()
     await store.open()
     try:
         engine = DeliveryEngine(store, LocalBus())

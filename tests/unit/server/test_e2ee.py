@@ -1,4 +1,4 @@
-"""Server side of end-to-end encryption (docs/e2ee.md) on the real SQLite store: the key
+"""Server side of end-to-end encryption (docs/e2ee.md) on a real store: the key
 directory, device-list validation, per-device payloads, to-device messages, provisioning and
 rate limits."""
 
@@ -31,7 +31,7 @@ from tidings.protocol.keys import (
     OneTimePreKey,
     SignedPreKey,
 )
-from tidings.server.auth import Authenticator, new_token
+from tidings.server.auth import Authenticator
 from tidings.server.delivery import Device
 from tidings.server.directory import KeyDirectory, Provisioner
 from tidings.server.ratelimit import RateLimiter
@@ -74,17 +74,9 @@ def address(device: Device) -> str:
 
 
 async def add_device(world, device: Device, device_id: int) -> Device:
-    token = new_token()
-
-    def tx(conn) -> None:
-        conn.execute(
-            "INSERT INTO devices (account_id, device_id, name, token_key, token_hash,"
-            " created_at) VALUES (?, ?, 'extra', ?, ?, 0)",
-            (device.account_id, device_id, token.key, token.secret_hash),
-        )
-
-    await world.store._write(tx)
-    return Device(device.account_id, device_id, device.username, "extra")
+    added = await world.add_device(device)
+    assert added.device_id == device_id
+    return added
 
 
 @pytest.fixture
@@ -171,11 +163,7 @@ async def test_identity_key_is_per_account_and_replacing_drops_other_devices(wor
     await keys.upload(second, upload(new_identity, prekeys=range(3), replace=True))
     assert removed == [(alice.account_id, [1])]
     # The old device is gone entirely: no row (so no token), no queues.
-    left = await world.store._read(
-        lambda conn: conn.execute(
-            "SELECT device_id FROM devices WHERE account_id = ?", (alice.account_id,)
-        ).fetchall()
-    )
+    left = world.inspector.rows("devices", "device_id", account_id=alice.account_id)
     assert left == [(2,)]
     assert (await keys.counts(alice)).prekeys == 0
     assert (await keys.counts(alice)).signed_prekey_id is None

@@ -3,29 +3,72 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.resources
 import sqlite3
 import uuid
 
+import pytest
+
 from tidings.server.store import NewMessage, SqliteStore
-from tidings.server.store.sqlite import MIGRATIONS
+from tidings.server.store.sqlite import migrations
 
 
-async def test_a_version_1_database_is_migrated(tmp_path):
+@pytest.fixture(autouse=True)
+def _sqlite_only(backend_kind: str) -> None:
+    if backend_kind != "sqlite":
+        pytest.skip("SQLite specifics")
+
+
+def test_the_migration_steps_are_the_packaged_scripts():
+    steps = migrations.steps()
+    assert len(steps) == len(migrations.SCRIPTS) == 4
+    assert all(step.strip() for step in steps)
+
+
+@pytest.mark.parametrize("version", [1, 2, 3, 4])
+async def test_an_older_database_is_migrated(tmp_path, version):
     path = tmp_path / "old.sqlite3"
-    v1 = importlib.resources.files("tidings.server.store").joinpath("sqlite_v1.sql")
-    with sqlite3.connect(path) as db:
-        db.executescript(v1.read_text() + "\nPRAGMA user_version = 1;")
-        db.execute("INSERT INTO accounts VALUES ('a1', 'alice', 0)")
+    scripts = importlib.resources.files("tidings.server.store.sqlite.migrations")
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        for name in migrations.SCRIPTS[:version]:
+            db.executescript(scripts.joinpath(name).read_text())
+        db.execute(f"PRAGMA user_version = {version}")
+        db.execute("INSERT INTO accounts (id, username, created_at) VALUES ('a1', 'alice', 0)")
+        db.commit()
     store = SqliteStore(path)
     await store.open()
-    await store.close()
-    with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    try:
+        assert (await store.accounts_by_username(["alice"]))["alice"].account_id == "a1"
+    finally:
+        await store.close()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == len(migrations.SCRIPTS)
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         columns = {row[1] for row in db.execute("PRAGMA table_info(members)")}
         assert "marks_at" in columns
+        indexes = {row[1] for row in db.execute("PRAGMA index_list(envelopes)")}
+        assert "envelopes_by_id" in indexes
         assert db.execute("SELECT username FROM accounts").fetchall() == [("alice",)]
+
+
+async def test_a_new_database_is_at_the_newest_version(tmp_path):
+    store = SqliteStore(tmp_path / "new.sqlite3")
+    await store.open()
+    await store.close()
+    await store.open()  # and opens again without migrating anything
+    await store.close()
+    with contextlib.closing(sqlite3.connect(tmp_path / "new.sqlite3")) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == len(migrations.SCRIPTS)
+
+
+async def test_a_database_from_a_newer_version_is_refused(tmp_path):
+    path = tmp_path / "newer.sqlite3"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute(f"PRAGMA user_version = {len(migrations.SCRIPTS) + 1}")
+    store = SqliteStore(path)
+    with pytest.raises(RuntimeError, match="newer"):
+        await store.open()
 
 
 async def test_concurrent_appends_share_transactions(world):

@@ -1,0 +1,19 @@
+"""The embedded :class:`~tidings.server.store.base.Store`: one SQLite file in WAL mode."""
+
+from __future__ import annotations
+
+from tidings.server.store.sqlite.accounts import Accounts
+from tidings.server.store.sqlite.conversations import Conversations
+from tidings.server.store.sqlite.envelopes import Envelopes
+from tidings.server.store.sqlite.keys import Keys
+from tidings.server.store.sqlite.provisioning import Provisioning
+from tidings.server.store.sqlite.receipts import Receipts
+
+
+class SqliteStore(Accounts, Conversations, Envelopes, Receipts, Keys, Provisioning):
+    """:class:`~tidings.server.store.base.Store` on one SQLite database file.
+
+    Each part of the state is a module of this package with its SQL and the methods that run
+    it; all of them share one :class:`~tidings.server.store.sqlite.writer.Database` (the
+    writer thread and the readers). The rules they apply are :mod:`tidings.server.domain`'s.
+    """

@@ -1,0 +1,253 @@
+"""Connections to the store's SQLite file: one writer thread doing **group commit**, and a pool
+of reader threads.
+
+Writes never run on the event loop. They go to one writer thread that takes every operation
+queued while the previous transaction ran and runs them together in one transaction. A refused
+operation changes nothing and does not disturb its neighbours: most are refused before they
+write anything; when one fails after writing, the transaction is rolled back and the group runs
+again with each operation inside its own savepoint. Reads run on a small pool of threads with
+their own connections (WAL lets them read while the writer writes).
+
+``synchronous=NORMAL``: a committed transaction survives the process being killed; a power cut
+may lose the last ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Generic, Protocol, TypeVar
+
+from tidings import migrations
+from tidings.server.store.sqlite.migrations import steps
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Most operations committed by one transaction.
+MAX_GROUP = 1000
+
+
+def _connect(path: Path, *, read_only: bool) -> sqlite3.Connection:
+    # isolation_level=None: no implicit transactions; every transaction is an explicit BEGIN.
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    conn.execute("PRAGMA busy_timeout = 30000")
+    if read_only:
+        conn.execute("PRAGMA query_only = ON")
+    else:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    return conn
+
+
+class _Work(Protocol):
+    def run(self, conn: sqlite3.Connection) -> None: ...
+    def fail(self, exc: BaseException) -> None: ...
+    def settle(self) -> None: ...
+
+
+class _Job(Generic[T]):
+    """One write operation and the future its caller awaits."""
+
+    __slots__ = ("_fn", "_future", "_outcome")
+
+    def __init__(self, fn: Callable[[sqlite3.Connection], T], future: asyncio.Future[T]) -> None:
+        self._fn = fn
+        self._future = future
+        self._outcome: tuple[T] | BaseException | None = None
+
+    def run(self, conn: sqlite3.Connection) -> None:
+        self._outcome = (self._fn(conn),)
+
+    def fail(self, exc: BaseException) -> None:
+        self._outcome = exc
+
+    def settle(self) -> None:
+        """Hand the outcome to the awaiting coroutine (runs on the event loop)."""
+        if self._future.done():  # the caller gave up waiting; the write happened anyway
+            return
+        if isinstance(self._outcome, tuple):
+            self._future.set_result(self._outcome[0])
+        elif self._outcome is not None:
+            self._future.set_exception(self._outcome)
+
+
+def _settle_all(jobs: Iterable[_Work]) -> None:
+    for job in jobs:
+        job.settle()
+
+
+class _Writer(threading.Thread):
+    def __init__(self, path: Path, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(name="tidings-sqlite-writer", daemon=True)
+        self._path = path
+        self._loop = loop
+        self.jobs: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
+        self.ready = threading.Event()
+        self.open_error: BaseException | None = None
+        #: write transactions run so far (each carries one or more operations)
+        self.transactions = 0
+
+    def run(self) -> None:
+        try:
+            conn = _connect(self._path, read_only=False)
+            migrations.migrate(conn, steps())
+        except BaseException as exc:  # reported to open() through open_error
+            self.open_error = exc
+            self.ready.set()
+            return
+        self.ready.set()
+        try:
+            stopping = False
+            while not stopping:
+                first = self.jobs.get()
+                if first is None:
+                    break
+                group = [first]
+                while len(group) < MAX_GROUP:
+                    try:
+                        job = self.jobs.get_nowait()
+                    except queue.Empty:
+                        break
+                    if job is None:
+                        stopping = True
+                        break
+                    group.append(job)
+                self._commit(conn, group)
+        finally:
+            conn.close()
+
+    def _commit(self, conn: sqlite3.Connection, group: list[_Work]) -> None:
+        self.transactions += 1
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            if not _run_plain(conn, group):
+                # An operation failed after it had written something: undo the whole group
+                # and run it again with a savepoint around each operation.
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                conn.execute("BEGIN IMMEDIATE")
+                _run_guarded(conn, group)
+            if conn.in_transaction:
+                conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            log.exception("write transaction failed")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            for job in group:
+                job.fail(exc)
+        # One wake-up of the event loop per transaction, whatever the number of operations.
+        self._loop.call_soon_threadsafe(_settle_all, group)
+
+
+def _run_plain(conn: sqlite3.Connection, group: list[_Work]) -> bool:
+    """Run the operations one after the other without savepoints (two statements fewer per
+    operation). An operation refused before it changed a row is simply failed: SQLite undoes a
+    failed statement by itself, so nothing of it remains. Returns False, leaving the
+    transaction to be rolled back, as soon as an operation fails after changing rows (or the
+    failure ended the transaction)."""
+    for job in group:
+        before = conn.total_changes
+        try:
+            job.run(conn)
+        except Exception as exc:
+            if conn.total_changes != before or not conn.in_transaction:
+                return False
+            job.fail(exc)
+    return True
+
+
+def _run_guarded(conn: sqlite3.Connection, group: list[_Work]) -> None:
+    """Run the operations each inside its own savepoint, so a refused one changes nothing and
+    does not disturb its neighbours."""
+    if len(group) == 1:
+        (job,) = group
+        try:
+            job.run(conn)
+        except Exception as exc:
+            job.fail(exc)
+            conn.execute("ROLLBACK")
+        return
+    for job in group:
+        conn.execute("SAVEPOINT op")
+        try:
+            job.run(conn)
+        except Exception as exc:
+            job.fail(exc)
+            conn.execute("ROLLBACK TO op")
+        conn.execute("RELEASE op")
+
+
+class Database:
+    """The writer and the readers of one SQLite file: what every part of
+    :class:`~tidings.server.store.sqlite.SqliteStore` runs its transactions on."""
+
+    def __init__(self, path: Path, *, readers: int = 2) -> None:
+        self.path = path
+        self._reader_count = readers
+        self._writer: _Writer | None = None
+        self._readers: ThreadPoolExecutor | None = None
+        self._local = threading.local()
+        self._read_conns: list[sqlite3.Connection] = []
+        self._read_conns_lock = threading.Lock()
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        writer = _Writer(self.path, asyncio.get_running_loop())
+        writer.start()
+        await asyncio.to_thread(writer.ready.wait)
+        if writer.open_error is not None:
+            raise writer.open_error
+        self._writer = writer
+        self._readers = ThreadPoolExecutor(self._reader_count, thread_name_prefix="tidings-read")
+
+    async def close(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.jobs.put(None)
+            await asyncio.to_thread(writer.join)
+        readers, self._readers = self._readers, None
+        if readers is not None:
+            readers.shutdown(wait=True)
+        with self._read_conns_lock:
+            for conn in self._read_conns:
+                conn.close()
+            self._read_conns.clear()
+
+    @property
+    def transactions(self) -> int:
+        """Write transactions run so far; compare with operations to see group commit work."""
+        return self._writer.transactions if self._writer is not None else 0
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._writer is None:
+            raise RuntimeError("store is not open")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._writer.jobs.put(_Job(fn, future))
+        return await future
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._readers is None:
+            raise RuntimeError("store is not open")
+        return await asyncio.get_running_loop().run_in_executor(self._readers, self._in_read, fn)
+
+    def _in_read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = _connect(self.path, read_only=True)
+            self._local.conn = conn
+            with self._read_conns_lock:
+                self._read_conns.append(conn)
+        conn.execute("BEGIN")  # one snapshot for all the statements of fn
+        try:
+            return fn(conn)
+        finally:
+            conn.execute("COMMIT")
