@@ -15,8 +15,8 @@ DIGEST_BYTES = 32
 
 
 def device_address(account_id: str, device_id: int) -> str:
-    """One device as the digest names it: ``account.device``."""
-    return f"{account_id}.{device_id}"
+    """One device as the wire names it: ``account:device`` (``DeviceAddress`` in frames)."""
+    return f"{account_id}:{device_id}"
 
 
 def devices_digest(addresses: Iterable[str]) -> bytes:

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from tidings.protocol import ErrorCode
+from tidings.protocol.digest import device_address as address
 from tidings.protocol.keys import KeyUpload, KyberPreKey, SignedPreKey
 from tidings.server.domain import (
     ConversationRecord,
@@ -19,7 +20,7 @@ from tidings.server.domain import (
     StaleDeviceList,
 )
 from tidings.server.domain import conversations as conv_rules
-from tidings.server.domain.devices import address, check_device_list, may_reach, plan_device_send
+from tidings.server.domain.devices import check_device_list, may_reach, plan_device_send
 from tidings.server.domain.keys import (
     IdentityChange,
     first_upload_keys,

@@ -11,17 +11,11 @@ import hmac
 from collections.abc import Collection, Mapping, Sequence
 
 from tidings.protocol import ErrorCode
-from tidings.protocol.digest import devices_digest
+from tidings.protocol.digest import device_address, devices_digest
 from tidings.server.domain.records import ConversationKind, NewMessage, Refused, StaleDeviceList
 
 #: (account, device)
 DeviceKey = tuple[str, int]
-
-
-def address(account_id: str, device_id: int) -> str:
-    """A device as Sends, ``StaleDevices`` and the devices digest name it: ``account:device``
-    (docs/e2ee.md)."""
-    return f"{account_id}:{device_id}"
 
 
 def check_device_list(
@@ -35,13 +29,13 @@ def check_device_list(
     digest of the sender's view; a mismatch raises it with ``devices`` only. Payloads of the
     wrong shape for the kind are ``Refused(BAD_FRAME)``.
     """
-    me = address(message.sender, message.sender_device)
-    current = {address(a, d) for a, ids in devices.items() for d in ids} - {me}
+    me = device_address(message.sender, message.sender_device)
+    current = {device_address(a, d) for a, ids in devices.items() for d in ids} - {me}
     stale = {account: list(ids) for account, ids in devices.items()}
     if kind == "direct":
         if not message.device_payloads:
             raise Refused(ErrorCode.BAD_FRAME, "a direct conversation takes device_payloads")
-        given = {address(a, d) for (a, d), _ in message.device_payloads}
+        given = {device_address(a, d) for (a, d), _ in message.device_payloads}
         if given != current:
             raise StaleDeviceList(sorted(current - given), sorted(given - current), stale)
         return
