@@ -1,27 +1,23 @@
-"""REST bodies of the key directory and device provisioning (docs/e2ee.md).
+"""REST bodies of the key directory and device provisioning (docs/e2ee.md); the routes are in
+:mod:`tidings.protocol.routes`.
 
 Keys travel in libsignal's serialization: Curve25519 public keys ``0x05 ‖ 32 bytes`` (33),
 Kyber1024 public keys ``0x08 ‖ 1568 bytes`` (1569), XEdDSA signatures 64 bytes. The server checks
 sizes and type bytes only: it never imports the crypto library, so clients verify signatures.
 
-Routes (all with ``Authorization: Bearer <device token>`` unless noted):
+What the routes do beyond their bodies:
 
-- PUT  /v1/keys  KeyUpload -> KeyCounts
-- GET  /v1/keys/counts -> KeyCounts
-- GET  /v1/keys/{account_id}[?device=N] -> PreKeyBundles  (claims one one-time prekey and one
-  one-time Kyber prekey per device, atomically; rate-limited per requester)
-- POST /v1/keys/claim  ClaimKeys -> list[PreKeyBundles]  (several accounts at once, for groups)
-- GET  /v1/conversations/{conv}/devices -> DeviceMap
-- DELETE /v1/devices/{device_id} -> 204  (a device removes another device of its own account:
-  its token stops working (401), its WebSocket is closed with 4401, its queues and keys are
-  deleted; 403 ``forbidden`` for the calling device itself, 404 for a device the account does
-  not have). A KeyUpload with ``replace_identity`` removes all other devices the same way.
-- POST /v1/provisioning  NewProvisioning (no auth) -> Provisioning (201)
-- GET  /v1/provisioning/{id}  with ``Authorization: Bearer <provisioning secret>`` ->
-  ProvisionedDevice once approved (200, then gone), 202 ApiError ``pending`` before, 404 after
-  expiry or once fetched
-- POST /v1/provisioning/{id}/approve  ApproveDevice -> ApprovedDevice (an existing device of the
-  account approves; a provisioning id can be approved once)
+- ``bundles`` claims one one-time prekey and one one-time Kyber prekey per device, atomically;
+  it and ``claim_keys`` (several accounts at once, for groups) are rate-limited per requester.
+- ``remove_device``: a device removes another device of its own account: its token stops
+  working (401), its WebSocket is closed with 4401, its queues and keys are deleted; 403
+  ``forbidden`` for the calling device itself, 404 for a device the account does not have. A
+  KeyUpload with ``replace_identity`` removes all other devices the same way.
+- ``new_provisioning`` needs no token. ``fetch_provisioning`` takes ``Authorization: Bearer
+  <provisioning secret>`` and answers ProvisionedDevice once approved (200, then gone), 202
+  ApiError ``pending`` before, 404 after expiry or once fetched.
+- ``approve_provisioning``: an existing device of the account approves; a provisioning id can be
+  approved once.
 """
 
 from __future__ import annotations

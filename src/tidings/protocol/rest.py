@@ -1,23 +1,11 @@
-"""REST bodies (JSON) under ``/v1``. Every call except account creation carries
-``Authorization: Bearer <device token>``. Errors are :class:`ApiError` with a 4xx/5xx status.
+"""REST bodies (JSON) under ``/v1``. The routes that carry them (method, path, body, answer,
+status, who may call) are the table :mod:`tidings.protocol.routes`. Every call except account
+creation, provisioning and health carries ``Authorization: Bearer <device token>``. Errors are
+:class:`ApiError` with a 4xx/5xx status.
 
-Routes (method, path, request body -> answer):
-
-- POST   /v1/accounts  CreateAccount -> AccountCreated (201)
-- GET    /v1/me -> Me
-- GET    /v1/users/{username} -> User
-- GET    /v1/conversations -> list[Conversation]
-- POST   /v1/conversations/direct  CreateDirect -> Conversation (existing one if any)
-- GET    /v1/conversations/{conv} -> Conversation
-- GET    /v1/conversations/{conv}/messages?after=SEQ&limit=N -> MessagePage
-- GET    /v1/conversations/{conv}/receipts -> list[Watermark] (every member's watermarks)
-- POST   /v1/groups  CreateGroup -> Conversation (201)
-- POST   /v1/groups/{conv}/members  AddMembers -> Conversation (admins only)
-- DELETE /v1/groups/{conv}/members/{username} -> Conversation (admins only)
-- POST   /v1/groups/{conv}/leave -> 204
-- GET    /v1/health -> Health (no auth)
-
-A non-member asking for a conversation gets 403 ``not_member``; an unknown one 404.
+``POST /v1/conversations/direct`` answers the existing conversation (200) if there is one;
+adding and removing group members is for admins only. A non-member asking for a conversation
+gets 403 ``not_member``; an unknown one 404.
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
-"""The ASGI application: REST routes, the WebSocket gateway at ``/v1/ws``, and the lifespan
-that opens the store and purges expired pending entries."""
+"""The composition root: the one place that picks the concrete store and bus, wires the
+services together and builds the ASGI application from the REST routes
+(:mod:`tidings.server.http`), the WebSocket endpoint (:mod:`tidings.server.ws`) and the
+lifespan that opens the store and purges expired pending entries."""
 
 from __future__ import annotations
 
@@ -8,63 +10,28 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-import msgspec
-from litestar import Litestar, WebSocket, websocket
-from litestar.datastructures import State
-from litestar.exceptions import HTTPException, WebSocketDisconnect
+from litestar import Litestar
 
-from tidings.protocol import MAX_FRAME_BYTES, ErrorCode
-from tidings.protocol.rest import ApiError
-from tidings.server.api import Services, on_http_error, on_refused, on_unexpected, routes
+from tidings.protocol import MAX_FRAME_BYTES
+from tidings.server import http, ws
 from tidings.server.auth import Authenticator
 from tidings.server.bus import LocalBus
 from tidings.server.config import ServerConfig
-from tidings.server.delivery import DeliveryEngine
+from tidings.server.delivery import DeliveryService
 from tidings.server.directory import KeyDirectory, Provisioner
-from tidings.server.gateway import CloseCode, Connection
 from tidings.server.ratelimit import RateLimiter
-from tidings.server.store import Refused, SqliteStore
+from tidings.server.store import SqliteStore
 
 log = logging.getLogger(__name__)
-
-WsConnection = WebSocket[object, object, State]
 
 #: How often expired pending entries and provisioning requests are purged (seconds).
 PURGE_INTERVAL = 300.0
 
 
-class LitestarSocket:
-    """:class:`~tidings.server.gateway.Socket` over an accepted Litestar WebSocket."""
-
-    def __init__(self, socket: WsConnection) -> None:
-        self._socket = socket
-
-    async def receive_frame(self) -> bytes | str | None:
-        while True:
-            try:
-                message = await self._socket.receive()
-            except WebSocketDisconnect:
-                return None
-            if message["type"] == "websocket.disconnect":
-                return None
-            if message["type"] == "websocket.receive":
-                data = message.get("bytes")
-                if data is not None:
-                    return data
-                return message.get("text") or ""
-
-    async def send_frame(self, data: bytes) -> None:
-        await self._socket.send({"type": "websocket.send", "bytes": data, "text": None})
-
-    async def close(self, code: int, reason: str) -> None:
-        with contextlib.suppress(WebSocketDisconnect, OSError):
-            await self._socket.close(code, reason)
-
-
 def create_app(config: ServerConfig) -> Litestar:
     store = SqliteStore(config.database_path)
     bus = LocalBus()
-    engine = DeliveryEngine(
+    delivery = DeliveryService(
         store, bus, member_cap=config.member_cap, require_e2ee=config.require_e2ee
     )
     auth = Authenticator(store)
@@ -84,37 +51,27 @@ def create_app(config: ServerConfig) -> Litestar:
         ttl_seconds=config.provisioning_ttl_seconds,
         max_devices=config.max_devices_per_account,
     )
-    services = Services(
+    services = http.Services(
         config=config,
         store=store,
-        engine=engine,
+        delivery=delivery,
         auth=auth,
         keys=keys,
         provisioning=provisioning,
         account_limiter=RateLimiter(config.accounts_per_minute),
     )
-
-    @websocket("/v1/ws")
-    async def gateway(socket: WsConnection) -> None:
-        device = await auth.device(_authorization(socket))
-        if device is None:
-            await _refuse_handshake(socket)
-            return
-        await socket.accept()
-        connection = Connection(
-            LitestarSocket(socket),
-            device,
-            engine,
-            bus,
-            idle_timeout=config.idle_timeout,
-            queue_frames=config.send_queue_frames,
-        )
-        await connection.run()
+    gateway = ws.endpoint(
+        auth,
+        delivery,
+        bus,
+        idle_timeout=config.idle_timeout,
+        queue_frames=config.send_queue_frames,
+    )
 
     async def purge_forever() -> None:
         while True:
             try:
-                purged = await engine.purge_expired(config.pending_ttl_days)
+                purged = await delivery.purge_expired(config.pending_ttl_days)
             except Exception:
                 log.exception("purging expired pending entries failed")
             else:
@@ -136,50 +93,11 @@ def create_app(config: ServerConfig) -> Litestar:
             await store.close()
 
     return Litestar(
-        route_handlers=[*routes(services), gateway],
+        route_handlers=[http.router(services), gateway],
         lifespan=[lifespan],
-        exception_handlers={
-            Refused: on_refused,
-            HTTPException: on_http_error,
-            Exception: on_unexpected,
-        },
+        exception_handlers=http.EXCEPTION_HANDLERS,
         request_max_body_size=MAX_FRAME_BYTES,
         openapi_config=None,
         logging_config=None,
         debug=False,
     )
-
-
-def _authorization(socket: WsConnection) -> str | None:
-    """The Authorization header, straight from the scope: ``socket.headers`` would build a
-    Headers object that stays in the scope (some 1.5 KiB for every open connection)."""
-    for name, value in socket.scope["headers"]:
-        if name.lower() == b"authorization":
-            return value.decode("latin-1")
-    return None
-
-
-async def _refuse_handshake(socket: WsConnection) -> None:
-    """Answer the upgrade request with HTTP 401 (a client sees the status and our error body),
-    or, on an ASGI server without the response extension, accept and close with 4401."""
-    extensions = socket.scope.get("extensions") or {}
-    if "websocket.http.response" not in extensions:
-        await socket.accept()
-        await socket.close(CloseCode.UNAUTHORIZED, "missing or invalid device token")
-        return
-    await socket.receive()  # websocket.connect
-    body = msgspec.json.encode(
-        ApiError(code=ErrorCode.UNAUTHORIZED, message="missing or invalid device token")
-    )
-    await socket.send(
-        {
-            "type": "websocket.http.response.start",
-            "status": 401,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"www-authenticate", b"Bearer"),
-            ],
-        }
-    )
-    await socket.send({"type": "websocket.http.response.body", "body": body, "more_body": False})

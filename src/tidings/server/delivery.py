@@ -1,9 +1,9 @@
-"""The delivery engine: persist, sequence, fan out, receipts (DESIGN.md §2).
+"""The delivery service: persist, sequence, fan out, receipts (docs/architecture.md).
 
 Every operation goes to the :class:`~tidings.server.store.base.Store` first and only then to the
 :class:`~tidings.server.bus.base.Bus`: a frame reaches a live connection only once what it
 announces is durable, and a device that misses the live copy finds it in its pending queue.
-The engine does no I/O of its own and keeps no state between calls.
+The service does no I/O of its own and keeps no state between calls.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ class Device:
         return (self.account_id, self.device_id)
 
 
-class DeliveryEngine:
+class DeliveryService:
     def __init__(
         self,
         store: Store,

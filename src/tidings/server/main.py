@@ -10,11 +10,11 @@ import uvicorn
 from tidings.protocol import MAX_FRAME_BYTES
 from tidings.server.app import create_app
 from tidings.server.config import ServerConfig
-from tidings.server.wsprotocol import LeanWebSocketProtocol
+from tidings.server.ws.uvicorn_protocol import LeanWebSocketProtocol
 
 #: Largest WebSocket message uvicorn passes on. Above the protocol's MAX_FRAME_BYTES on purpose:
-#: our gateway answers an oversized frame with a typed error instead of uvicorn closing; bigger
-#: ones close the connection (1009), which bounds what one peer can make us buffer.
+#: a device connection answers an oversized frame with a typed error instead of uvicorn closing;
+#: bigger ones close the connection (1009), which bounds what one peer can make us buffer.
 WS_MAX_SIZE = 2 * MAX_FRAME_BYTES
 
 log = logging.getLogger(__name__)

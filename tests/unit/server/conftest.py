@@ -12,7 +12,8 @@ import pytest
 from tidings.protocol import Envelope, Receipt, Send, ServerFrame, decode_server_frame
 from tidings.server.auth import new_token
 from tidings.server.bus import Delivery, LocalBus
-from tidings.server.delivery import DeliveryEngine, Device, new_id
+from tidings.server.delivery import DeliveryService as DeliveryEngine
+from tidings.server.delivery import Device, new_id
 from tidings.server.store import NewDeviceLink, Store
 
 from .backends import BACKENDS, Backend, Inspector, backend

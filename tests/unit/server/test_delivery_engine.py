@@ -19,7 +19,7 @@ from tidings.protocol import (
     encode,
 )
 from tidings.server.bus import LocalBus
-from tidings.server.delivery import DeliveryEngine
+from tidings.server.delivery import DeliveryService
 from tidings.server.store import Refused
 
 
@@ -58,7 +58,7 @@ async def test_resend_after_restart(world, store_backend):
     store = store_backend.store()
     await store.open()
     try:
-        engine = DeliveryEngine(store, LocalBus())
+        engine = DeliveryService(store, LocalBus())
         again = await engine.send(alice, Send(id=msg_id, conv=conv, payload=b"one"))
         assert again == first
     finally:

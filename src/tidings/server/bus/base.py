@@ -1,7 +1,7 @@
-"""The bus: how the delivery engine reaches the devices that are connected right now.
+"""The bus: how the delivery service reaches the devices that are connected right now.
 
-The engine never waits on a device: it hands each frame to the bus, which passes it to the
-subscribers (connections) of the addressed accounts without blocking. Durability is the
+The delivery service never waits on a device: it hands each frame to the bus, which passes it
+to the subscribers (connections) of the addressed accounts without blocking. Durability is the
 store's job: a device that misses a frame (offline, too slow, on another node that died) gets
 it from its pending queue on the next connect.
 """

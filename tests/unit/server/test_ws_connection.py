@@ -1,4 +1,4 @@
-"""One connection of the gateway over a fake socket, against the real engine and store."""
+"""One device connection over a fake socket, against the real delivery service and store."""
 
 from __future__ import annotations
 
@@ -22,7 +22,10 @@ from tidings.protocol import (
     decode_server_frame,
     encode,
 )
-from tidings.server.gateway import CloseCode, Connection
+from tidings.protocol.close import CloseCode
+from tidings.server.ws import DeviceConnection, Phase
+from tidings.server.ws.handlers import HANDLERS, FrameHandler
+from tidings.server.ws.phase import OPEN
 
 
 class FakeSocket:
@@ -64,7 +67,7 @@ class FakeSocket:
 
 async def start(world, device, *, idle: float = 30.0, queue: int = 64):
     socket = FakeSocket()
-    connection = Connection(
+    connection = DeviceConnection(
         socket, device, world.engine, world.bus, idle_timeout=idle, queue_frames=queue
     )
     task = asyncio.create_task(connection.run())
@@ -148,7 +151,9 @@ async def test_newer_connection_replaces_older(world, pair):
     _, bob, _ = pair
     first, first_task = await start(world, bob)
     second = FakeSocket()
-    connection = Connection(second, bob, world.engine, world.bus, idle_timeout=30, queue_frames=64)
+    connection = DeviceConnection(
+        second, bob, world.engine, world.bus, idle_timeout=30, queue_frames=64
+    )
     second_task = asyncio.create_task(connection.run())
     await asyncio.wait_for(first_task, 5)
     assert first.closed is not None and first.closed[0] == CloseCode.REPLACED
@@ -168,5 +173,51 @@ async def test_sends_before_hello_are_refused(world, pair):
     await socket.hello()
     socket.incoming.put_nowait(encode(Send(id=uuid.uuid4(), conv=conv, payload=b"")))
     await socket.wait_for(Accepted)
+    socket.incoming.put_nowait(None)
+    await task
+
+
+async def test_second_hello_is_refused_and_the_connection_stays(world, pair):
+    _, bob, _ = pair
+    socket, task = await start(world, bob)
+    await socket.hello()
+    socket.incoming.put_nowait(encode(Hello()))
+    (error,) = await socket.wait_for(Error)
+    assert (error.code, error.message, error.ref) == (
+        "bad_frame",
+        "hello already received",
+        "hello",
+    )
+    assert socket.closed is None
+    socket.incoming.put_nowait(None)
+    await task
+
+
+async def test_hello_of_another_version_is_answered_then_closed(world, pair):
+    _, bob, _ = pair
+    socket, task = await start(world, bob)
+    socket.incoming.put_nowait(encode(Hello(version=99)))
+    await asyncio.wait_for(task, 5)
+    (error,) = [f for f in socket.sent if isinstance(f, Error)]
+    assert error.code == "unsupported_version" and error.ref == "hello"
+    assert socket.closed == (CloseCode.UNSUPPORTED_VERSION, "unsupported version")
+
+
+async def test_an_unlisted_transition_asked_by_a_frame_is_a_protocol_error(
+    world, pair, monkeypatch
+):
+    _, bob, _ = pair
+
+    async def rehello(connection, frame) -> None:
+        connection._advance(Phase.SYNCING)  # LIVE -> SYNCING is not in the table
+
+    monkeypatch.setitem(HANDLERS, Ping, FrameHandler(rehello, OPEN))
+    socket, task = await start(world, bob)
+    await socket.hello()
+    socket.incoming.put_nowait(encode(Ping()))
+    (error,) = await socket.wait_for(Error)
+    assert error.code == "bad_frame" and error.ref == "ping"
+    assert "cannot go from live to syncing" in error.message
+    assert socket.closed is None
     socket.incoming.put_nowait(None)
     await task

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from tidings.server.wsprotocol import _Flag, _Inbox
+from tidings.server.ws.uvicorn_protocol import _Flag, _Inbox
 
 
 async def test_inbox_is_first_in_first_out_and_wakes_a_waiting_getter():

@@ -1,0 +1,26 @@
+"""The REST API under ``/v1``: one controller module per area, every route declared from
+:mod:`tidings.protocol.routes` (a test checks the server registers exactly that table)."""
+
+from __future__ import annotations
+
+from litestar import Router
+
+from tidings.server.http import accounts, conversations, groups, keys, provisioning
+from tidings.server.http.common import EXCEPTION_HANDLERS, Services, dependencies
+
+__all__ = ["EXCEPTION_HANDLERS", "Services", "router"]
+
+
+def router(services: Services) -> Router:
+    """Every REST handler, with ``services`` and the ``caller`` dependency provided."""
+    return Router(
+        path="/",
+        route_handlers=[
+            *accounts.HANDLERS,
+            *conversations.HANDLERS,
+            *groups.HANDLERS,
+            *keys.HANDLERS,
+            *provisioning.HANDLERS,
+        ],
+        dependencies=dependencies(services),
+    )

@@ -1,0 +1,85 @@
+"""Accounts: health, account creation, who am I, users by name."""
+
+from __future__ import annotations
+
+import logging
+
+from litestar.handlers import HTTPRouteHandler
+from litestar.params import FromPath
+
+import tidings
+from tidings.protocol import ErrorCode, routes
+from tidings.protocol.rest import AccountCreated, CreateAccount, Health, Me, User
+from tidings.server.auth import new_token
+from tidings.server.config import ServerConfig
+from tidings.server.delivery import DeliveryService, Device, new_id
+from tidings.server.http.common import (
+    HttpRequest,
+    Injected,
+    client_address,
+    decode_body,
+    endpoint,
+    to_json,
+)
+from tidings.server.ratelimit import RateLimiter
+from tidings.server.store import Refused, Store
+
+log = logging.getLogger(__name__)
+
+
+@endpoint(routes.HEALTH)
+async def health() -> bytes:
+    return to_json(Health(ok=True, version=tidings.__version__))
+
+
+@endpoint(routes.CREATE_ACCOUNT)
+async def create_account(
+    request: HttpRequest,
+    config: Injected[ServerConfig],
+    store: Injected[Store],
+    delivery: Injected[DeliveryService],
+    account_limiter: Injected[RateLimiter],
+) -> bytes:
+    body = await decode_body(request, CreateAccount)
+    if not config.registration_open:
+        raise Refused(ErrorCode.REGISTRATION_CLOSED, "registration is closed")
+    if not account_limiter.allow(client_address(request)):
+        raise Refused(ErrorCode.RATE_LIMITED, "too many accounts created from this address")
+    token = new_token()
+    account_id = new_id("a")
+    await store.create_account(
+        account_id=account_id,
+        username=body.username,
+        device_name=body.device_name,
+        token_key=token.key,
+        token_hash=token.secret_hash,
+        now=delivery.clock(),
+    )
+    log.info("account %s created", account_id)
+    created = AccountCreated(
+        account_id=account_id, username=body.username, device_id=1, token=token.token
+    )
+    return to_json(created)
+
+
+@endpoint(routes.ME)
+async def me(caller: Injected[Device]) -> bytes:
+    return to_json(
+        Me(
+            account_id=caller.account_id,
+            username=caller.username,
+            device_id=caller.device_id,
+            device_name=caller.device_name,
+        )
+    )
+
+
+@endpoint(routes.USER)
+async def user(caller: Injected[Device], store: Injected[Store], username: FromPath[str]) -> bytes:
+    found = (await store.accounts_by_username([username])).get(username)
+    if found is None:
+        raise Refused(ErrorCode.NOT_FOUND, "no such user")
+    return to_json(User(account_id=found.account_id, username=found.username))
+
+
+HANDLERS: list[HTTPRouteHandler] = [health, create_account, me, user]

@@ -1,0 +1,353 @@
+"""One WebSocket connection of one authenticated device (the protocol flow is in
+:mod:`tidings.protocol.frames`, the close codes in :mod:`tidings.protocol.close`).
+
+A connection runs two loops: the reader (in the task that called :meth:`DeviceConnection.run`)
+decodes client frames and dispatches them through :data:`~tidings.server.ws.handlers.HANDLERS`,
+which start a task per request (so many Sends of one device share a group commit), and the pump
+task writes the bounded outbox to the socket. Live frames from the bus never wait: if the outbox
+is full the device is too slow and is disconnected; it catches up from its pending queue when it
+comes back. An idle connection holds no other task, no timer of its own (one
+:class:`~tidings.server.ws.idle.IdleWatch` per event loop keeps every idle deadline) and an
+empty outbox. Where a connection stands is its :class:`~tidings.server.ws.phase.Phase`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Protocol
+
+import msgspec
+
+from tidings.protocol import (
+    MAX_FRAME_BYTES,
+    PROTOCOL_VERSION,
+    ClientFrame,
+    Error,
+    ErrorCode,
+    Hello,
+    Synced,
+    decode_client_frame,
+    encode,
+)
+from tidings.protocol.close import CloseCode
+from tidings.server.bus import Bus, Delivery
+from tidings.server.delivery import DeliveryService, Device
+from tidings.server.ws.handlers import HANDLERS, frame_tag
+from tidings.server.ws.idle import Cell, watch_idle
+from tidings.server.ws.outbox import Outbox
+from tidings.server.ws.phase import OPEN, Phase, PhaseError, check_transition
+
+log = logging.getLogger(__name__)
+
+#: Requests of one connection being worked on at once; the reader waits beyond that.
+MAX_IN_FLIGHT = 256
+#: Seconds allowed for a close frame to go out before the socket is just dropped.
+CLOSE_GRACE = 1.0
+
+
+class Socket(Protocol):
+    """The transport under a connection: an accepted WebSocket."""
+
+    async def receive_frame(self) -> bytes | str | None:
+        """The next message (``str`` for a text frame); ``None`` once the peer is gone."""
+
+    async def send_frame(self, data: bytes) -> None: ...
+
+    async def close(self, code: int, reason: str) -> None: ...
+
+
+class DeviceConnection:
+    """Serves one device over one socket until either side closes. Implements the bus's
+    :class:`~tidings.server.bus.base.Subscriber`."""
+
+    def __init__(
+        self,
+        socket: Socket,
+        device: Device,
+        service: DeliveryService,
+        bus: Bus,
+        *,
+        idle_timeout: float,
+        queue_frames: int,
+    ) -> None:
+        self._socket = socket
+        self.device = device
+        self.service = service
+        self._bus = bus
+        self._idle_timeout = idle_timeout
+        self._queue_frames = queue_frames
+        self._phase = Phase.NEW
+        # None in the outbox tells the pump to close the socket. Bus frames may fill it up to
+        # queue_frames; the headroom above is for answers to requests in flight, which arrive
+        # in bursts when a group commit completes many Sends at once.
+        self._outbox = Outbox(queue_frames + MAX_IN_FLIGHT)
+        self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self._tasks: set[asyncio.Task[None]] = set()
+        # Until the replay after Hello is complete (phase LIVE), live frames wait here, then go
+        # out minus the envelopes the replay already carried.
+        self._held: list[Delivery] = []
+        self._replayed: dict[str, int] = {}
+        self._replayed_dseq = 0
+        self._close_code = CloseCode.NORMAL
+        self._close_reason = ""
+        self._last_heard = 0.0
+        #: what the idle watch holds of this connection while run() goes on
+        self._idle_cell: Cell = [None]
+        self._reader: asyncio.Task[object] | None = None
+        #: set when the pump's end cancelled the reader (not a cancellation from outside)
+        self._pump_stopped_reader = False
+        self._pump_task: asyncio.Task[None] | None = None
+
+    @property
+    def phase(self) -> Phase:
+        return self._phase
+
+    def _advance(self, to: Phase) -> None:
+        """Move to phase ``to``; :class:`PhaseError` if the transition table does not list it."""
+        check_transition(self._phase, to)
+        self._phase = to
+
+    # ------------------------------------------------------------------ Subscriber
+
+    @property
+    def account_id(self) -> str:
+        return self.device.account_id
+
+    @property
+    def device_id(self) -> int:
+        return self.device.device_id
+
+    def deliver(self, delivery: Delivery) -> None:
+        phase = self._phase
+        if phase is Phase.LIVE:
+            if self._outbox.qsize() >= self._queue_frames:
+                self.close(CloseCode.TRY_AGAIN_LATER, "too slow")
+                return
+            self._outbox.put_nowait(delivery.data)
+        elif phase in OPEN:
+            self._held.append(delivery)
+            if len(self._held) > self._queue_frames:
+                self.close(CloseCode.TRY_AGAIN_LATER, "too slow")
+
+    def replaced(self) -> None:
+        self.close(CloseCode.REPLACED, "replaced by a newer connection")
+
+    def revoked(self) -> None:
+        self.close(CloseCode.UNAUTHORIZED, "the device was removed")
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self, code: CloseCode, reason: str, *, flush: bool = False) -> None:
+        """Close soon: send a close frame, after what is queued if ``flush`` (and there is
+        room), else dropping it (the pending queue still has every envelope)."""
+        if self._phase not in OPEN:
+            return
+        self._advance(Phase.CLOSING)
+        self._close_code = code
+        self._close_reason = reason
+        if not flush or self._outbox.full():
+            self._outbox.clear()
+        self._outbox.put_nowait(None)
+        # A peer that does not read can keep the pump stuck in a send forever: give up on it.
+        asyncio.get_running_loop().call_later(2 * CLOSE_GRACE, self._abort)
+        log.info(
+            "closing connection of %s/%d: %d %s",
+            self.account_id,
+            self.device_id,
+            int(code),
+            reason,
+        )
+
+    def _abort(self) -> None:
+        if self._pump_task is not None and not self._pump_task.done():
+            log.info("dropping connection of %s/%d", self.account_id, self.device_id)
+            self._pump_task.cancel()
+
+    async def run(self) -> None:
+        # The calling task reads; the pump is the only other task of an idle connection.
+        self._advance(Phase.AWAITING_HELLO)
+        loop = asyncio.get_running_loop()
+        self._last_heard = loop.time()
+        self._idle_cell[0] = self
+        watch_idle(self._last_heard + self._idle_timeout, self._idle_cell)
+        await self._bus.attach(self)
+        self._reader = reader = asyncio.current_task()
+        self._pump_task = pump = asyncio.create_task(self._pump())
+        pump.add_done_callback(self._pump_done)
+        try:
+            await self._read_loop()
+        except asyncio.CancelledError:
+            # Cancelled by _pump_done (the pump finished: the socket is closed or dropped), and
+            # not from outside as well: that is the end of this connection, not an error.
+            if not self._pump_stopped_reader or reader is None or reader.uncancel() > 0:
+                raise
+        except Exception:
+            log.exception("reading from %s/%d failed", self.account_id, self.device_id)
+        finally:
+            self._advance(Phase.CLOSED)
+            self._idle_cell[0] = None
+            await self._bus.detach(self)
+            for task in (pump, *self._tasks):
+                task.cancel()
+            await asyncio.gather(pump, *self._tasks, return_exceptions=True)
+
+    def _pump_done(self, _: asyncio.Task[None]) -> None:
+        if self._phase is not Phase.CLOSED and self._reader is not None:
+            self._pump_stopped_reader = True
+            self._reader.cancel()
+
+    def check_idle(self) -> None:
+        # Called by the idle watch when the deadline set at the last check passed: the deadline
+        # moves only then, so there is no per-frame timer work.
+        if self._phase not in OPEN:
+            return
+        deadline = self._last_heard + self._idle_timeout
+        if asyncio.get_running_loop().time() >= deadline:
+            self.close(CloseCode.IDLE, "idle timeout")
+        else:
+            watch_idle(deadline, self._idle_cell)
+
+    async def _pump(self) -> None:
+        outbox, socket = self._outbox, self._socket
+        while True:
+            data = await outbox.get()
+            if data is None:
+                break
+            await socket.send_frame(data)
+        try:
+            async with asyncio.timeout(CLOSE_GRACE):
+                await socket.close(int(self._close_code), self._close_reason)
+        except TimeoutError:
+            pass  # the peer is not reading; returning drops the socket
+
+    # ------------------------------------------------------------------ for the handlers
+
+    def reply(self, frame: msgspec.Struct) -> None:
+        """Queue a direct answer; unlike bus frames it is not held back during the replay.
+        Answers count against the outbox like everything else."""
+        if self._phase not in OPEN:
+            return
+        try:
+            self._outbox.put_nowait(encode(frame))
+        except asyncio.QueueFull:
+            self.close(CloseCode.TRY_AGAIN_LATER, "too slow")
+
+    def error(self, code: ErrorCode, message: str, ref: str | None = None) -> None:
+        self.reply(Error(code=code, message=message, ref=ref))
+
+    async def start(self, work: Coroutine[None, None, None]) -> None:
+        """Run a request as its own task, at most MAX_IN_FLIGHT at once."""
+        await self._in_flight.acquire()
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._in_flight.release()
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("request of %s/%d failed", self.account_id, self.device_id, exc_info=exc)
+            self.error(ErrorCode.INTERNAL, "internal error")
+
+    async def hello(self, hello: Hello) -> None:
+        """Start the replay that answers Hello, or refuse another protocol version."""
+        if hello.version != PROTOCOL_VERSION:
+            self.error(
+                ErrorCode.UNSUPPORTED_VERSION,
+                f"this server speaks version {PROTOCOL_VERSION}",
+                "hello",
+            )
+            self.close(CloseCode.UNSUPPORTED_VERSION, "unsupported version", flush=True)
+            return
+        self._advance(Phase.SYNCING)
+        await self.start(self._replay(hello))
+
+    # ------------------------------------------------------------------ reading
+
+    async def _read_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            data = await self._socket.receive_frame()
+            if data is None:
+                return
+            self._last_heard = loop.time()
+            if self._phase not in OPEN:
+                continue
+            frame = self._decode(data)
+            if frame is not None:
+                await self._dispatch(frame)
+
+    def _decode(self, data: bytes | str) -> ClientFrame | None:
+        """The frame in ``data``, or None after answering why there is none."""
+        if isinstance(data, str):
+            self.error(ErrorCode.BAD_FRAME, "frames are binary MessagePack")
+            return None
+        if len(data) > MAX_FRAME_BYTES:
+            self.error(
+                ErrorCode.FRAME_TOO_LARGE, f"frame of {len(data)} bytes over {MAX_FRAME_BYTES}"
+            )
+            return None
+        try:
+            return decode_client_frame(data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            self.error(ErrorCode.BAD_FRAME, str(exc))
+            return None
+
+    async def _dispatch(self, frame: ClientFrame) -> None:
+        handler = HANDLERS[type(frame)]
+        if self._phase not in handler.phases:
+            self.error(ErrorCode.BAD_FRAME, handler.refusal, frame_tag(frame))
+            return
+        try:
+            await handler.serve(self, frame)
+        except PhaseError as exc:
+            self.error(ErrorCode.BAD_FRAME, str(exc), frame_tag(frame))
+
+    # ------------------------------------------------------------------ the replay
+
+    async def _replay(self, hello: Hello) -> None:
+        try:
+            await self._sync(hello)
+        except Exception:
+            # Without Synced the device would wait forever: let it reconnect instead.
+            log.exception("sync of %s/%d failed", self.account_id, self.device_id)
+            self.close(CloseCode.INTERNAL_ERROR, "sync failed")
+
+    async def _sync(self, hello: Hello) -> None:
+        device, service = self.device, self.service
+        # A cursor says the device already stored everything up to it: the same as an Ack.
+        cursors = {conv: seq for conv, seq in hello.cursors.items() if seq > 0}
+        if cursors:
+            await service.ack(device, cursors)
+        welcome, receipts = await service.welcome(device, hello.cursors)
+        await self._outbox.put(encode(welcome))
+        for receipt in receipts:
+            await self._outbox.put(encode(receipt))
+        # To-device messages first: a Sender Key distribution must arrive before the group
+        # messages that need it.
+        async for device_envelope in service.replay_devices(device):
+            if self._phase is not Phase.SYNCING:
+                return
+            self._replayed_dseq = device_envelope.dseq
+            await self._outbox.put(encode(device_envelope))
+        async for batch in service.replay(device, welcome.heads):
+            if self._phase is not Phase.SYNCING:
+                return
+            self._replayed[batch.conv] = batch.envelopes[-1].seq
+            await self._outbox.put(encode(batch))
+        await self._outbox.put(encode(Synced()))
+        if self._phase is not Phase.SYNCING:
+            return
+        self._advance(Phase.LIVE)
+        held, self._held = self._held, []
+        for delivery in held:
+            if delivery.conv is not None and delivery.seq <= self._replayed.get(delivery.conv, 0):
+                continue
+            if delivery.dseq and delivery.dseq <= self._replayed_dseq:
+                continue
+            self.deliver(delivery)

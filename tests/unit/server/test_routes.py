@@ -1,0 +1,69 @@
+"""The server registers exactly the REST route table of :mod:`tidings.protocol.routes`: a route
+in the table without a handler, or a handler that is not in the table, fails here."""
+
+from __future__ import annotations
+
+import pytest
+from litestar import Litestar
+from litestar.routes import HTTPRoute, WebSocketRoute
+from litestar.testing import TestClient
+
+from tidings.protocol import routes
+from tidings.server.app import create_app
+from tidings.server.config import ServerConfig
+
+
+@pytest.fixture
+def app(tmp_path) -> Litestar:
+    return create_app(ServerConfig(data_dir=tmp_path))
+
+
+def registered(app: Litestar) -> dict[tuple[str, str], tuple[str | None, int]]:
+    """(method, path) -> (handler name, status) of every REST handler the app serves, without
+    the OPTIONS handlers the framework adds by itself."""
+    found: dict[tuple[str, str], tuple[str | None, int]] = {}
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute):
+            continue
+        for handler in route.route_handlers:
+            for method in handler.http_methods:
+                if method == "OPTIONS" and handler.name is None:
+                    continue
+                assert (method, route.path) not in found, f"{method} {route.path} twice"
+                found[(method, route.path)] = (handler.name, handler.status_code)
+    return found
+
+
+def test_rest_handlers_are_exactly_the_route_table(app):
+    served = registered(app)
+    table = {(r.method, r.path): r for r in routes.ROUTES}
+    assert set(served) - set(table) == set(), "handlers that are not in protocol.routes"
+    assert set(table) - set(served) == set(), "routes of protocol.routes without a handler"
+    for key, route in table.items():
+        assert served[key] == (route.name, route.status), route.name
+
+
+def test_the_websocket_is_the_only_other_route(app):
+    websockets = [r.path for r in app.routes if isinstance(r, WebSocketRoute)]
+    assert websockets == [routes.WEBSOCKET_PATH]
+    others = [r for r in app.routes if not isinstance(r, HTTPRoute | WebSocketRoute)]
+    assert others == []
+
+
+def _example_url(route: routes.Route) -> str:
+    return route.url(
+        **{name: 1 if f"{{{name}:int}}" in route.path else "x" for name in route.params}
+    )
+
+
+@pytest.mark.parametrize("route", routes.ROUTES, ids=lambda r: r.name)
+def test_device_routes_and_only_those_want_a_device_token(app, route):
+    with TestClient(app) as client:
+        answer = client.request(route.method, _example_url(route))
+    wants_token = answer.status_code == 401 and answer.json() == {
+        "code": "unauthorized",
+        "message": "missing or invalid device token",
+    }
+    assert wants_token == (route.auth == "device")
+    if wants_token:
+        assert answer.headers["www-authenticate"] == "Bearer"
