@@ -96,3 +96,31 @@ class InvalidStateError(SignalProtocolError):
 
 class InvalidSenderKeySessionError(SignalProtocolError):
     """No sender key state exists for the distribution id (used by Sender Keys)."""
+
+
+class VaultError(SignalProtocolError):
+    """Base class of the history vault's errors (:mod:`tidings.crypto.vault`)."""
+
+
+class WrongPassphrase(VaultError):
+    """The passphrase does not unwrap the vault key (or the wrapped key was altered)."""
+
+
+class WeakPassphrase(VaultError, ValueError):
+    """A passphrase is refused before any key is derived: empty, too short or too long."""
+
+
+class VaultFormatError(VaultError):
+    """A wrapped key or KDF params are malformed, of an unknown version, or out of limits."""
+
+
+class TamperedPage(VaultError):
+    """A sealed page does not authenticate under its account, page id and vault key."""
+
+
+class StalePage(TamperedPage):
+    """An authentic page older than the latest generation the client knows (a rollback)."""
+
+
+class TamperedExport(VaultError):
+    """An export file is truncated, reordered, spliced or otherwise not as it was written."""
