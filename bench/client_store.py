@@ -1,7 +1,7 @@
 """The client's local store (``tidings.client.store``) with one big conversation.
 
 Grows one conversation to 10k, 100k and 1M messages (``--quick``: 10k, 100k) through the same
-path the runtime uses for a replayed Batch (``Store.apply`` of ``StoreIncoming`` with 500
+path the runtime uses for a replayed Batch (``LocalStore.apply`` of ``StoreOpened`` with 500
 envelopes per transaction) and, at each size, times:
 
 - insert rate (messages/s over the growth to that size, FTS5 triggers included);
@@ -28,8 +28,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tidings.client import engine as fx
-from tidings.client.store import Store
+from tidings.client.core.opening import OpenedEnvelope, StoreOpened
+from tidings.client.core.payload import open_payload
+from tidings.client.store import LocalStore
 from tidings.client.types import Account
 from tidings.protocol import frames as fr
 from tidings.protocol.content import Text, encode_content
@@ -80,7 +81,7 @@ def _percentiles(samples: list[float]) -> tuple[float, float]:
 def measure(quick: bool, work_dir: Path, sizes: tuple[int, ...] | None = None) -> Json:
     sizes = sizes or (QUICK_SIZES if quick else FULL_SIZES)
     db_dir = Path(tempfile.mkdtemp(prefix="client-store-", dir=work_dir))
-    store = Store(db_dir / "profile.sqlite3")
+    store = LocalStore(db_dir / "profile.sqlite3")
     store.set_account(Account("me", "me", 1, "http://127.0.0.1"))
     conv = "bench-conv"
     bodies = iter(_Bodies())
@@ -110,7 +111,8 @@ def measure(quick: bool, work_dir: Path, sizes: tuple[int, ...] | None = None) -
                             payload=payload,
                         )
                     )
-                store.apply([fx.StoreIncoming(conv, tuple(envelopes))])
+                opened = tuple(OpenedEnvelope(e, open_payload(e.payload)) for e in envelopes)
+                store.apply([StoreOpened(conv, opened)])
             insert_s = time.perf_counter() - t0
 
             pages: list[float] = []

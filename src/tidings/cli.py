@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from tidings.client import Client
-from tidings.client.errors import ClientError, NotConnected
+from tidings.client.errors import ClientError, ConnectionEnded, NotConnected
 from tidings.client.types import (
+    ConnectionState,
     Conversation,
     Member,
     Message,
@@ -217,6 +218,15 @@ async def _connect(client: Client, within: float) -> None:
         ) from exc
 
 
+def _check_ended(client: Client) -> None:
+    """Fail (exit 1) when the connection ended for good: the device was removed or its token
+    is invalid, another connection took over, or Tidings must be updated."""
+    connection = client.connection
+    if connection.state is ConnectionState.CLOSED:
+        reason = connection.last_error or "the connection ended"
+        raise ConnectionEnded(connection.close_code or 0, reason)
+
+
 def _parse_message_id(text: str) -> uuid.UUID:
     try:
         return uuid.UUID(text)
@@ -388,6 +398,7 @@ async def cmd_sync(args: argparse.Namespace) -> Outcome:
         await client.start()
         if args.for_seconds is not None:
             await asyncio.sleep(args.for_seconds)
+            _check_ended(client)
             synced = watch.synced
         else:
             try:

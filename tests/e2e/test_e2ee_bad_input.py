@@ -91,7 +91,7 @@ async def test_garbage_replays_and_forgeries_never_corrupt_a_session(
         assert {e.message_id for e in events.of(Undecryptable)} == {f.id for f in bad}
         for frame in bad:
             shown = await bob.message(frame.id)
-            assert shown is not None and shown.kind == "system"
+            assert shown is not None and shown.kind == "undecryptable"
             assert shown.body == "This message could not be decrypted"
 
         alice = await Client.open(tmp_path / "alice")

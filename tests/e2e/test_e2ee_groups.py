@@ -15,18 +15,10 @@ import pytest
 from e2ee_kit import body_of, wait_for_body, wait_until
 
 from tidings.client import Client
-from tidings.client.e2ee import EndToEnd, Opened
+from tidings.client.core.sealing import EndToEnd, Opened
 from tidings.client.keystore import KeyStore
 from tidings.protocol import Envelope
 from tidings.protocol import rest as api
-
-
-class _NoDirectory:
-    async def claim(self, devices: Any) -> Any:
-        raise AssertionError("no network here")
-
-    async def conversation_devices(self, conv: str) -> Any:
-        raise AssertionError("no network here")
 
 
 async def _fetch(server: Any, profile: Path, conv: str) -> list[Envelope]:
@@ -47,7 +39,7 @@ def _opens(profile: Path, client_account: Any, env: Envelope) -> bool:
     db = sqlite3.connect(profile / "tidings.db", isolation_level=None)
     try:
         keys = KeyStore(db)
-        e2ee = EndToEnd(keys, client_account.account_id, client_account.device_id, _NoDirectory())
+        e2ee = EndToEnd(keys, client_account.account_id, client_account.device_id)
         db.execute("BEGIN")
         try:
             return isinstance(e2ee.open_envelope(env), Opened)

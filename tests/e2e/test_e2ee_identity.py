@@ -15,6 +15,8 @@ from e2ee_kit import Events, wait_for_body, wait_until
 from tidings.client import Client
 from tidings.client.types import IdentityChanged, MessageStatus
 from tidings.crypto import IdentityKeyPair
+from tidings.protocol import keys as wire
+from tidings.protocol import routes
 
 
 async def _account(server: Any, tmp_path: Path, name: str) -> Client:
@@ -31,7 +33,7 @@ async def _reinstall(client: Client) -> None:
     keys.set_identity(IdentityKeyPair.generate())
     keys.db.execute("DELETE FROM e2ee_sessions")
     upload = msgspec.structs.replace(keys.initial_upload(), replace_identity=True)
-    await client._directory.upload(upload)
+    await client._rest.call(routes.UPLOAD_KEYS, wire.KeyCounts, upload)
 
 
 @pytest.mark.timeout(180)
@@ -64,7 +66,7 @@ async def test_identity_change(server: Any, tmp_path: Path, verified: bool) -> N
         assert change.username == "bob" and change.conv_id == conv.id
         assert change.was_verified is verified
         history = await alice.history(conv.id)
-        lines = [m.body for m in history.messages if m.kind == "system"]
+        lines = [m.body for m in history.messages if m.kind == "identity_changed"]
         assert "Your safety number with bob changed" in lines
         new_number = await alice.safety_number("bob")
         assert new_number != old_number and new_number == await bob.safety_number("alice")

@@ -12,17 +12,16 @@ from typing import Any
 import pytest
 
 from tidings.client import Client
-from tidings.client import engine as fx
-from tidings.client.types import ConnectionChanged, ConnectionState
+from tidings.client.api import ClientConfig
+from tidings.client.types import ConnectionChanged, ConnectionState, EngineSettings
 
 
 @pytest.mark.timeout(60)
 async def test_pings_keep_a_quiet_connection_and_silence_kills_it(
     server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(fx, "PING_INTERVAL", 0.2)
-    monkeypatch.setattr(fx, "DEAD_AFTER", 1.5)
-    client = await Client.create_account(tmp_path / "alice", server.url, "alice")
+    config = ClientConfig(engine=EngineSettings(ping_interval=0.2, dead_after=1.5))
+    client = await Client.create_account(tmp_path / "alice", server.url, "alice", config=config)
     states: list[ConnectionState] = []
 
     async def watch() -> None:

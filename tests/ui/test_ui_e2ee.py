@@ -292,7 +292,7 @@ async def test_an_undecryptable_message_shows_a_muted_placeholder(
     await open_chat_when(driver, conv.id, "readable")
     [readable] = rows_with(driver, "readable")
     sent = readable.message
-    # the core stores such a message as a system line with this body (docs/client-api.md)
+    # the core stores such a message with kind "undecryptable" and this body (docs/client-api.md)
     placeholder = Message(
         id=uuid.uuid4(),
         conv_id=conv.id,
@@ -300,7 +300,7 @@ async def test_an_undecryptable_message_shows_a_muted_placeholder(
         sender_id=bob.account.account_id,
         sender_name="bob",
         is_own=False,
-        kind="system",
+        kind="undecryptable",
         body=UNDECRYPTABLE_TEXT,
         reply_to=None,
         reply_preview=None,

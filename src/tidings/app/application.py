@@ -97,6 +97,7 @@ class TidingsApp(App):  # type: ignore[misc]
         self._stack: list[str] = []
         self._pump: asyncio.Task[None] | None = None
         self._retry_deadline: float | None = None
+        self._closed_reason = ""
         self._kv_loaded = False
         self._ticker: Any = None
         #: contacts whose identity key changed in this session (username -> had been verified),
@@ -258,6 +259,7 @@ class TidingsApp(App):  # type: ignore[misc]
 
     def _set_connection(self, connection: Connection) -> None:
         self.connection_state = connection.state.value
+        self._closed_reason = connection.last_error or "the connection ended"
         if connection.state is ConnectionState.OFFLINE and connection.retry_in is not None:
             self._retry_deadline = time.monotonic() + connection.retry_in
         else:
@@ -274,6 +276,10 @@ class TidingsApp(App):  # type: ignore[misc]
             self.connection_text = "Online"
         elif state == ConnectionState.CONNECTING.value:
             self.connection_text = "Connecting\u2026"
+        elif state == ConnectionState.CLOSED.value:
+            # ended for good: the device was removed, another connection took over, or an
+            # update is needed (the core's reason says which); no retry countdown
+            self.connection_text = f"Disconnected \u2014 {self._closed_reason}"
         elif self._retry_deadline is not None:
             left = round(self._retry_deadline - time.monotonic())
             self.connection_text = (

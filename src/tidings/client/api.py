@@ -15,27 +15,32 @@ import time
 import uuid
 import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-import httpx
-import msgspec
-
 from tidings.crypto import IdentityKeyPair, PrivateKey
-from tidings.protocol import MAX_PAYLOAD_BYTES, ErrorCode, Watermark
+from tidings.protocol import MAX_PAYLOAD_BYTES, ErrorCode, Watermark, rest, routes
 from tidings.protocol import keys as wire
-from tidings.protocol import rest as api
+from tidings.protocol.close import CloseCode
 from tidings.protocol.content import MAX_TEXT_CHARS, Reaction, Text
 
-from . import engine as fx
 from . import provisioning
-from .e2ee import EndToEnd
-from .errors import ClientError, NotConnected, ProfileNotFound, ServerRefused
-from .keyclient import HttpKeyDirectory, approve_link, poll_link, request_link
-from .payload import seal
+from .core import engine
+from .core.payload import encode_bound
+from .core.sealing import EndToEnd
+from .core.types import EngineSettings
+from .errors import (
+    ClientError,
+    ConnectionEnded,
+    DeviceRemoved,
+    NotConnected,
+    ProfileNotFound,
+    ServerRefused,
+)
+from .rest import HTTP_TIMEOUT, Rest, approve_link, poll_link, request_link
 from .runtime import Runtime
-from .sealer import Sealer
-from .store import Changes, Store, private_dir
+from .store import Changes, LocalStore, private_dir
 from .types import (
     Account,
     ClientEvent,
@@ -63,19 +68,28 @@ TOKEN_NAME = "token"  # noqa: S105 - the file name, not a secret
 LINK_TIMEOUT = 600.0
 #: one-time prekeys used by new sessions after which the server's count is checked (refill)
 PREKEY_CHECK_EVERY = 10
-#: seconds for one REST call
-HTTP_TIMEOUT = 30.0
 
 _T = TypeVar("_T")
 
 _STATES = {
-    fx.Phase.IDLE: ConnectionState.OFFLINE,
-    fx.Phase.OFFLINE: ConnectionState.OFFLINE,
-    fx.Phase.CONNECTING: ConnectionState.CONNECTING,
-    fx.Phase.HANDSHAKE: ConnectionState.CONNECTING,
-    fx.Phase.REPLAY: ConnectionState.ONLINE,
-    fx.Phase.LIVE: ConnectionState.ONLINE,
+    engine.Phase.IDLE: ConnectionState.OFFLINE,
+    engine.Phase.OFFLINE: ConnectionState.OFFLINE,
+    engine.Phase.CONNECTING: ConnectionState.CONNECTING,
+    engine.Phase.HANDSHAKE: ConnectionState.CONNECTING,
+    engine.Phase.REPLAY: ConnectionState.ONLINE,
+    engine.Phase.LIVE: ConnectionState.ONLINE,
+    engine.Phase.CLOSED_FATAL: ConnectionState.CLOSED,
 }
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """Tunables of a :class:`Client`; the defaults suit a desktop or a phone in the foreground
+    (a push-woken phone wants other engine timings)."""
+
+    engine: EngineSettings = field(default_factory=EngineSettings)
+    #: seconds for one REST call
+    http_timeout: float = HTTP_TIMEOUT
 
 
 def _now_ms() -> int:
@@ -85,9 +99,9 @@ def _now_ms() -> int:
 def _ws_url(server_url: str) -> str:
     base = server_url.rstrip("/")
     if base.startswith("https://"):
-        return "wss://" + base[len("https://") :] + "/v1/ws"
+        return "wss://" + base[len("https://") :] + routes.WEBSOCKET_PATH
     if base.startswith("http://"):
-        return "ws://" + base[len("http://") :] + "/v1/ws"
+        return "ws://" + base[len("http://") :] + routes.WEBSOCKET_PATH
     raise ClientError("bad_url", "the server URL must start with http:// or https://")
 
 
@@ -107,29 +121,37 @@ class _Subscription:
 class Client:
     """One account on one device, backed by a profile directory."""
 
-    def __init__(self, profile: Path, store: Store, account: Account, token: str) -> None:
+    def __init__(
+        self,
+        profile: Path,
+        store: LocalStore,
+        account: Account,
+        token: str,
+        config: ClientConfig | None = None,
+    ) -> None:
         self.profile = profile
         self.account = account
+        self.config = config or ClientConfig()
         self.connection = Connection(ConnectionState.OFFLINE, None, None)
         self._store = store
-        self._http = httpx.AsyncClient(
-            base_url=account.server_url.rstrip("/"),
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=HTTP_TIMEOUT,
+        self._rest = Rest(
+            account.server_url, token, self.config.http_timeout, self._on_unauthorized
         )
-        self._engine = fx.Engine(account.account_id, random.Random(), store.restored())
+        self._engine = engine.Engine(
+            account.account_id, random.Random(), store.restored(), self.config.engine
+        )
+        self._e2ee = EndToEnd(store.keys, account.account_id, account.device_id)
         self._runtime = Runtime(
             self._engine,
             store,
+            self._e2ee,
+            self._rest,
             _ws_url(account.server_url),
             token,
             self._on_applied,
             self._refresh,
+            self._members_of,
         )
-        self._directory = HttpKeyDirectory(self._http)
-        self._e2ee = EndToEnd(store.keys, account.account_id, account.device_id, self._directory)
-        store.e2ee = self._e2ee
-        self._runtime.sealer = Sealer(self._e2ee, self._members_of, self._runtime.transmit)
         self._key_upload = asyncio.Lock()
         # Weak: a subscriber that stopped iterating (its task was cancelled) just goes away.
         self._subscribers: weakref.WeakSet[_Subscription] = weakref.WeakSet()
@@ -141,24 +163,26 @@ class Client:
 
     @classmethod
     async def create_account(
-        cls, profile: Path, server_url: str, username: str, device_name: str = "primary"
+        cls,
+        profile: Path,
+        server_url: str,
+        username: str,
+        device_name: str = "primary",
+        config: ClientConfig | None = None,
     ) -> Client:
         """Register ``username`` on the server and write a new profile at ``profile``."""
         profile = Path(profile)
         if (profile / TOKEN_NAME).exists():
             raise ClientError("profile_exists", f"{profile} already holds an account")
         _ws_url(server_url)
-        body = msgspec.json.encode(api.CreateAccount(username=username, device_name=device_name))
+        body = rest.CreateAccount(username=username, device_name=device_name)
+        anonymous = Rest(server_url, timeout=(config or ClientConfig()).http_timeout)
         try:
-            async with httpx.AsyncClient(timeout=HTTP_TIMEOUT) as http:
-                response = await http.post(
-                    server_url.rstrip("/") + "/v1/accounts",
-                    content=body,
-                    headers={"Content-Type": "application/json"},
-                )
-        except httpx.HTTPError as exc:
-            raise NotConnected(f"cannot reach {server_url}: {type(exc).__name__}") from exc
-        created = _decode(response, api.AccountCreated)
+            created = await anonymous.call(routes.CREATE_ACCOUNT, rest.AccountCreated, body)
+        except NotConnected as exc:
+            raise NotConnected(f"cannot reach {server_url}: {exc.message}") from exc
+        finally:
+            await anonymous.aclose()
         private_dir(profile)
         account = Account(created.account_id, created.username, created.device_id, server_url)
         token_path = profile / TOKEN_NAME
@@ -166,10 +190,10 @@ class Client:
         with os.fdopen(fd, "w") as token_file:
             token_file.write(created.token)
         os.chmod(token_path, 0o600)
-        store = Store(profile / DB_NAME)
+        store = LocalStore(profile / DB_NAME)
         store.set_account(account)
         store.keys.set_identity(IdentityKeyPair.generate())
-        client = cls(profile, store, account, created.token)
+        client = cls(profile, store, account, created.token, config)
         await client._upload_keys()
         return client
 
@@ -181,6 +205,7 @@ class Client:
         device_name: str = "linked",
         on_code: Callable[[str], None] | None = None,
         patience: float = LINK_TIMEOUT,
+        config: ClientConfig | None = None,
     ) -> Client:
         """Link a new device to an existing account (docs/e2ee.md): ``on_code`` gets the link
         code to approve on a device of the account (:meth:`approve_device`); returns the new
@@ -192,7 +217,8 @@ class Client:
         _ws_url(server_url)
         ephemeral = PrivateKey.generate()
         public = ephemeral.public_key().serialize()
-        async with httpx.AsyncClient(base_url=server_url.rstrip("/"), timeout=HTTP_TIMEOUT) as http:
+        http = Rest(server_url, timeout=(config or ClientConfig()).http_timeout)
+        try:
             request = await request_link(http, public)
             if on_code is not None:
                 on_code(provisioning.link_code(request.id, public))
@@ -202,6 +228,8 @@ class Client:
                 raise ClientError(
                     "link_timeout", "the link code was not approved in time"
                 ) from None
+        finally:
+            await http.aclose()
         try:
             message = provisioning.open_sealed(result.sealed, ephemeral)
         except provisioning.LinkCodeError as exc:
@@ -215,10 +243,10 @@ class Client:
         with os.fdopen(fd, "w") as token_file:
             token_file.write(result.token)
         os.chmod(token_path, 0o600)
-        store = Store(profile / DB_NAME)
+        store = LocalStore(profile / DB_NAME)
         store.set_account(account)
         store.keys.set_identity(IdentityKeyPair.deserialize(message.identity))
-        client = cls(profile, store, account, result.token)
+        client = cls(profile, store, account, result.token, config)
         try:
             await client._upload_keys(first_link=True)
         except ServerRefused as exc:
@@ -249,7 +277,7 @@ class Client:
         except provisioning.LinkCodeError as exc:
             raise ClientError("bad_link", str(exc)) from None
         body = wire.ApproveDevice(device_name=device_name, ephemeral_key=ephemeral, sealed=sealed)
-        approved = await approve_link(self._http, provisioning_id, body)
+        approved = await approve_link(self._rest, provisioning_id, body)
         return approved.device_id
 
     async def _upload_keys(self, first_link: bool = False) -> None:
@@ -261,32 +289,34 @@ class Client:
         keys = self._store.keys
         try:
             async with self._key_upload:
-                counts = await self._directory.counts()
+                counts = await self._rest.call(routes.KEY_COUNTS, wire.KeyCounts)
                 if counts.signed_prekey_id is None:
-                    counts = await self._directory.upload(keys.initial_upload())
+                    counts = await self._rest.call(
+                        routes.UPLOAD_KEYS, wire.KeyCounts, keys.initial_upload()
+                    )
                 upload = keys.maintenance_upload(counts)
                 if upload is not None:
-                    await self._directory.upload(upload)
+                    await self._rest.call(routes.UPLOAD_KEYS, wire.KeyCounts, upload)
         except ClientError as exc:
             if first_link and isinstance(exc, ServerRefused) and exc.code == ErrorCode.CONFLICT:
                 raise
             log.info("uploading keys failed (%s); trying again after the next sync", exc.code)
 
     @classmethod
-    async def open(cls, profile: Path) -> Client:
+    async def open(cls, profile: Path, config: ClientConfig | None = None) -> Client:
         """Open an existing profile. Raises :class:`ProfileNotFound` if it holds no account."""
         profile = Path(profile)
         token_path = profile / TOKEN_NAME
         if not (profile / DB_NAME).exists() or not token_path.exists():
             raise ProfileNotFound(f"no account in {profile}")
-        store = Store(profile / DB_NAME)
+        store = LocalStore(profile / DB_NAME)
         account = store.account()
         if account is None:
             store.close()
             raise ProfileNotFound(f"no account in {profile}")
         if not store.keys.has_identity():  # a profile from before end-to-end encryption
             store.keys.set_identity(IdentityKeyPair.generate())
-        return cls(profile, store, account, token_path.read_text().strip())
+        return cls(profile, store, account, token_path.read_text().strip(), config)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -296,12 +326,30 @@ class Client:
         await self._runtime.start()
 
     async def wait_synced(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 - the documented API
-        """Wait until the replay after the current connection is complete."""
+        """Wait until the replay after the current connection is complete. Raises
+        :class:`ConnectionEnded` (:class:`DeviceRemoved` for 4401/HTTP 401) at once when the
+        connection ended for good: it will never sync."""
         try:
             async with asyncio.timeout(timeout):
                 await self._synced.wait()
         except TimeoutError:
             raise NotConnected(f"not synced within {timeout:g} s") from None
+        self._raise_if_ended()
+
+    def _raise_if_ended(self) -> None:
+        connection = self.connection
+        if connection.state is ConnectionState.CLOSED and connection.close_code is not None:
+            reason = connection.last_error or "the connection ended"
+            if connection.close_code == CloseCode.UNAUTHORIZED:
+                raise DeviceRemoved(reason)
+            raise ConnectionEnded(connection.close_code, reason)
+
+    @property
+    def connection_state(self) -> ConnectionState:
+        """``self.connection.state``: CLOSED (with ``connection.last_error`` saying why) when
+        the device was removed, its token is invalid, another connection took over or the app
+        must be updated."""
+        return self.connection.state
 
     async def background(self) -> None:
         """Close the connection (the app went to the background); :meth:`foreground` resumes."""
@@ -319,7 +367,7 @@ class Client:
         for task in list(self._background):
             task.cancel()
         await self._runtime.close()
-        await self._http.aclose()
+        await self._rest.aclose()
         self._store.close()
 
     def events(self) -> AsyncIterator[ClientEvent]:
@@ -337,7 +385,8 @@ class Client:
     async def conversation(self, conv_id: str) -> Conversation:
         found = self._store.conversation(conv_id)
         if found is None:
-            self._save(await self._call("GET", f"/v1/conversations/{conv_id}", api.Conversation))
+            conv = await self._rest.call(routes.CONVERSATION, rest.Conversation, conv=conv_id)
+            self._save(conv)
             found = self._store.conversation(conv_id)
         if found is None:
             raise ClientError("not_found", "no such conversation")
@@ -345,34 +394,40 @@ class Client:
 
     async def open_direct(self, username: str) -> Conversation:
         """The direct conversation with ``username``, created on the server if needed."""
-        body = api.CreateDirect(username=username)
-        conv = await self._call("POST", "/v1/conversations/direct", api.Conversation, body)
+        self._check_open()
+        body = rest.CreateDirect(username=username)
+        conv = await self._rest.call(routes.CREATE_DIRECT, rest.Conversation, body)
         return self._save(conv)
 
     async def create_group(self, title: str, usernames: Sequence[str]) -> Conversation:
-        body = api.CreateGroup(title=title, members=list(usernames))
-        return self._save(await self._call("POST", "/v1/groups", api.Conversation, body))
+        self._check_open()
+        body = rest.CreateGroup(title=title, members=list(usernames))
+        return self._save(await self._rest.call(routes.CREATE_GROUP, rest.Conversation, body))
 
     async def add_members(self, conv_id: str, usernames: Sequence[str]) -> Conversation:
-        body = api.AddMembers(usernames=list(usernames))
-        path = f"/v1/groups/{conv_id}/members"
-        return self._save(await self._call("POST", path, api.Conversation, body))
+        self._check_open()
+        body = rest.AddMembers(usernames=list(usernames))
+        conv = await self._rest.call(routes.ADD_MEMBERS, rest.Conversation, body, conv=conv_id)
+        return self._save(conv)
 
     async def remove_member(self, conv_id: str, username: str) -> Conversation:
-        path = f"/v1/groups/{conv_id}/members/{username}"
-        conv = await self._call("DELETE", path, api.Conversation)
+        self._check_open()
+        conv = await self._rest.call(
+            routes.REMOVE_MEMBER, rest.Conversation, conv=conv_id, username=username
+        )
         self._e2ee.rotate(conv_id)  # the removed member must not read what follows
         return self._save(conv)
 
     async def leave_group(self, conv_id: str) -> None:
-        await self._request("POST", f"/v1/groups/{conv_id}/leave")
+        self._check_open()
+        await self._rest.send(routes.LEAVE_GROUP, conv=conv_id)
         self._e2ee.rotate(conv_id)
         self._store.left_conversation(conv_id)
         self._engine.members_changed(conv_id, frozenset())
         await self._runtime.flush()
         self._emit_conversation(conv_id)
 
-    def _save(self, conv: api.Conversation) -> Conversation:
+    def _save(self, conv: rest.Conversation) -> Conversation:
         members = self._store.save_conversation(conv)
         self._engine.members_changed(conv.id, members)
         self._e2ee.set_members(conv.id, members)
@@ -386,7 +441,10 @@ class Client:
         """Reload one conversation's info and members from the server (for the engine's
         RefreshConversation; failures are reported to the engine, never raised)."""
         try:
-            conv = await self._call("GET", f"/v1/conversations/{conv_id}", api.Conversation)
+            self._check_open()
+            conv = await self._rest.call(routes.CONVERSATION, rest.Conversation, conv=conv_id)
+        except ConnectionEnded:
+            return  # the engine knows: nothing will be refreshed any more
         except ServerRefused as exc:
             if exc.status in (403, 404):  # removed, or it never was ours
                 self._store.left_conversation(conv_id)
@@ -402,7 +460,8 @@ class Client:
 
     async def refresh_all(self) -> None:
         """Reload every conversation's info and members from the server (one request)."""
-        for conv in await self._call("GET", "/v1/conversations", list[api.Conversation]):
+        self._check_open()
+        for conv in await self._rest.call(routes.CONVERSATIONS, list[rest.Conversation]):
             self._save(conv)
 
     # ------------------------------------------------------------------ messages
@@ -435,10 +494,10 @@ class Client:
 
     async def _send(self, conv_id: str, content: Text | Reaction) -> uuid.UUID:
         message_id = uuid.uuid4()
-        payload = seal(content, conv_id, message_id)
+        payload = encode_bound(content, conv_id, message_id)
         if len(payload) > MAX_PAYLOAD_BYTES:
             raise ClientError("payload_too_large", "the message is too large")
-        item = fx.OutboxItem(message_id, conv_id, payload)
+        item = engine.OutboxItem(message_id, conv_id, payload)
         self._engine.send(item, content, _now_ms(), self._runtime.now())
         await self._runtime.flush()
         self._runtime.wake()
@@ -450,10 +509,11 @@ class Client:
         message = self._store.message(message_id)
         if message is None or not message.is_own or message.status != MessageStatus.FAILED:
             raise ClientError("not_failed", "only a failed own message can be retried")
-        payload = seal(
+        payload = encode_bound(
             Text(body=message.body, reply_to=message.reply_to), message.conv_id, message_id
         )
-        self._engine.retry(fx.OutboxItem(message_id, message.conv_id, payload), self._runtime.now())
+        item = engine.OutboxItem(message_id, message.conv_id, payload)
+        self._engine.retry(item, self._runtime.now())
         await self._runtime.flush()
         self._runtime.wake()
 
@@ -488,14 +548,14 @@ class Client:
         """The 60-digit safety number shared with ``username`` (the same on both sides and on
         every device of either account; libsignal's numeric fingerprint, 5200 iterations)."""
         account_id = await self._account_id(username)
-        await self._e2ee.learn_identity(account_id)
+        await self._runtime.drive(self._e2ee.learn_identity(account_id))
         return self._e2ee.safety_number(account_id)
 
     async def verify(self, username: str) -> None:
         """Mark ``username``'s current identity key as verified (safety numbers compared).
         Should it change later, sending to them stops until they are verified again."""
         account_id = await self._account_id(username)
-        await self._e2ee.learn_identity(account_id)
+        await self._runtime.drive(self._e2ee.learn_identity(account_id))
         self._store.keys.set_verified(account_id, True)
 
     async def unverify(self, username: str) -> None:
@@ -511,7 +571,7 @@ class Client:
         username = username.removeprefix("@")
         if username == self.account.username:
             raise ClientError("not_available", "a safety number is shared with someone else")
-        user = await self._call("GET", f"/v1/users/{username}", api.User)
+        user = await self._rest.call(routes.USER, rest.User, username=username)
         return user.account_id
 
     async def _members_of(self, conv_id: str) -> tuple[str, frozenset[str]]:
@@ -530,35 +590,27 @@ class Client:
         if self._closed:
             raise ClientError("closed", "the client is closed")
 
-    async def _call(
-        self, method: str, path: str, answer: type[_T], body: msgspec.Struct | None = None
-    ) -> _T:
-        return _decode(await self._request(method, path, body), answer)
+    def _on_unauthorized(self) -> None:
+        """A REST call was answered 401: the device was removed or its token is invalid. The
+        engine stops reconnecting (CLOSED) and says why."""
+        self._engine.unauthorized()
+        if not self._closed:
+            self._in_background(self._runtime.flush())
 
-    async def _request(
-        self, method: str, path: str, body: msgspec.Struct | None = None
-    ) -> httpx.Response:
-        self._check_open()
-        content = None if body is None else msgspec.json.encode(body)
-        headers = {} if body is None else {"Content-Type": "application/json"}
-        try:
-            response = await self._http.request(method, path, content=content, headers=headers)
-        except httpx.HTTPError as exc:
-            raise NotConnected(f"cannot reach the server: {type(exc).__name__}") from exc
-        _check(response)
-        return response
-
-    def _on_applied(self, effects: list[fx.Effect], changes: Changes) -> None:
+    def _on_applied(self, effects: list[engine.Effect], changes: Changes) -> None:
         """Turn an applied batch of engine effects into client state and events."""
         for effect in effects:
-            if isinstance(effect, fx.ConnectionNotice):
-                self.connection = Connection(_STATES[effect.phase], effect.retry_in, effect.error)
-                if self.connection.state is not ConnectionState.ONLINE:
+            if isinstance(effect, engine.ConnectionNotice):
+                state = _STATES[effect.phase]
+                self.connection = Connection(state, effect.retry_in, effect.error, effect.code)
+                if state is ConnectionState.CLOSED:
+                    self._synced.set()  # wait_synced wakes up and raises ConnectionEnded
+                elif state is not ConnectionState.ONLINE:
                     self._synced.clear()
-                elif effect.phase is fx.Phase.REPLAY:
+                elif effect.phase is engine.Phase.REPLAY:
                     self._in_background(self.refresh_all())
                 self._emit(ConnectionChanged(self.connection))
-            elif isinstance(effect, fx.SyncedNotice):
+            elif isinstance(effect, engine.SyncedNotice):
                 self._synced.set()
                 self._in_background(self._catch_up_receipts())
                 self._in_background(self._upload_keys())
@@ -611,9 +663,9 @@ class Client:
         """Receipts relayed while this device was offline are lost; ask for the watermarks of
         every conversation where own messages still wait for them."""
         for conv_id in self._store.awaiting_receipts():
-            path = f"/v1/conversations/{conv_id}/receipts"
             try:
-                marks = await self._call("GET", path, list[Watermark])
+                self._check_open()
+                marks = await self._rest.call(routes.RECEIPTS, list[Watermark], conv=conv_id)
             except ServerRefused:
                 continue
             self._engine.watermarks(marks)
@@ -634,25 +686,3 @@ def _remove_profile_files(profile: Path) -> None:
     """Take back the token and the database a failed link wrote (the directory stays)."""
     for name in (TOKEN_NAME, DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm"):
         (profile / name).unlink(missing_ok=True)
-
-
-def _check(response: httpx.Response) -> None:
-    """Raise ServerRefused (4xx) or ClientError (5xx) for an unsuccessful answer."""
-    if response.status_code >= 400:
-        try:
-            error = msgspec.json.decode(response.content, type=api.ApiError)
-            code, message = error.code, error.message
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            code, message = f"http_{response.status_code}", ""
-        if response.status_code >= 500:
-            raise ClientError(code, message)
-        raise ServerRefused(code, message, response.status_code)
-
-
-def _decode(response: httpx.Response, answer: type[_T]) -> _T:
-    """The body of a successful answer as ``answer``; ServerRefused/ClientError otherwise."""
-    _check(response)
-    try:
-        return msgspec.json.decode(response.content, type=answer)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise ClientError("bad_answer", f"unexpected answer from the server: {exc}") from exc

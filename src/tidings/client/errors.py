@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tidings.protocol.close import FATAL_REASONS, CloseCode
+
 
 class ClientError(Exception):
     """Base of every client error: a stable machine-readable ``code`` and a human ``message``."""
@@ -32,3 +34,51 @@ class ServerRefused(ClientError):
     def __init__(self, code: str, message: str = "", status: int = 400) -> None:
         super().__init__(code, message)
         self.status = status
+
+
+class Forbidden(ServerRefused):
+    """403: not allowed (not a member of the conversation, not its admin)."""
+
+
+class NotFound(ServerRefused):
+    """404: no such user, conversation, device or provisioning request."""
+
+
+class Conflict(ServerRefused):
+    """409: the request contradicts the server's state (a name taken, another identity key)."""
+
+
+class RateLimited(ServerRefused):
+    """429: too many requests; try again later."""
+
+
+class ConnectionEnded(ClientError):
+    """The connection ended for good and the client does not reconnect (a fatal WebSocket
+    close code, see :mod:`tidings.protocol.close`): ``close_code`` says why."""
+
+    def __init__(self, close_code: int, message: str) -> None:
+        super().__init__(_ENDED_CODES.get(close_code, "connection_ended"), message)
+        self.close_code = close_code
+
+
+class DeviceRemoved(ConnectionEnded):
+    """This device was removed from the account, or its token is invalid (HTTP 401, close
+    code 4401). Nothing this profile does will work again: link it anew."""
+
+    def __init__(self, message: str = FATAL_REASONS[CloseCode.UNAUTHORIZED]) -> None:
+        super().__init__(CloseCode.UNAUTHORIZED, message)
+
+
+_ENDED_CODES: dict[int, str] = {
+    CloseCode.UNAUTHORIZED: "device_removed",
+    CloseCode.REPLACED: "replaced",
+    CloseCode.UNSUPPORTED_VERSION: "update_required",
+}
+
+#: HTTP status → the ServerRefused subclass raised for it
+REFUSALS: dict[int, type[ServerRefused]] = {
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    429: RateLimited,
+}

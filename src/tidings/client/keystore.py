@@ -2,7 +2,7 @@
 
 :class:`KeyStore` implements every store protocol of :mod:`tidings.crypto` (identity, one-time
 prekeys, signed prekeys, Kyber prekeys, sessions, sender keys) on the connection of the client's
-:class:`~tidings.client.store.Store`, so a decrypted message and the session state it advanced
+:class:`~tidings.client.store.LocalStore`, so a decrypted message and the session state it advanced
 are committed in one transaction: a write made while a transaction is open joins it; otherwise
 the write is its own transaction.
 
@@ -40,6 +40,7 @@ from tidings.crypto import (
 )
 from tidings.crypto.sender_keys import AddressLike
 from tidings.crypto.stores import Direction
+from tidings.migrations import Step, migrate, statements, version
 from tidings.protocol import Envelope
 from tidings.protocol import keys as wire
 
@@ -54,8 +55,11 @@ SIGNED_PREKEY_KEEP_MS = 30 * 24 * 3600 * 1000
 #: key ids are 24-bit on the wire
 _MAX_KEY_ID = 2**24 - 1
 
-#: The key store's migrations. The client store runs the first one as its own migration 3
-#: (so a new profile gets every table in one place); the statements are idempotent, and
+#: the key store's row in ``schema_versions`` (:mod:`tidings.migrations`)
+COMPONENT = "keystore"
+
+#: The key store's migrations (SQL). The client store runs the first one as its own migration 3
+#: (so a new profile gets every table in one place); its statements are idempotent, and
 #: :class:`KeyStore` runs whatever is missing on any connection (also without a client store).
 SCHEMA: tuple[str, ...] = (
     # 1: everything the device needs for end-to-end encryption
@@ -141,8 +145,6 @@ SCHEMA: tuple[str, ...] = (
         received_at INTEGER NOT NULL
     );
     CREATE INDEX IF NOT EXISTS e2ee_pending_sender ON e2ee_pending (sender, sender_device);
-    CREATE TABLE IF NOT EXISTS e2ee_schema (version INTEGER NOT NULL);
-    INSERT INTO e2ee_schema SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM e2ee_schema);
     """,
     # 2: messages awaiting a sender key are keyed by (conversation, sender, message id): an
     # envelope with the same id from someone else or in another conversation cannot push the
@@ -211,34 +213,8 @@ class KeyStore:
     # ------------------------------------------------------------------ plumbing
 
     def _migrate(self) -> None:
-        self.db.execute("CREATE TABLE IF NOT EXISTS e2ee_schema (version INTEGER NOT NULL)")
-        row = self.db.execute("SELECT version FROM e2ee_schema").fetchone()
-        version = 0 if row is None else int(row[0])
-        for index in range(version, len(SCHEMA)):
-            with self.transaction():
-                for statement in _statements(SCHEMA[index]):
-                    self.db.execute(statement)
-                if index == 1:
-                    self._move_pending_v1()
-                self.db.execute("DELETE FROM e2ee_schema")
-                self.db.execute("INSERT INTO e2ee_schema VALUES (?)", (index + 1,))
-
-    def _move_pending_v1(self) -> None:
-        """Migration 2: the kept envelopes get their conversation (from the frame itself)."""
-        rows = self.db.execute(
-            "SELECT message_id, sender, sender_device, envelope, received_at"
-            " FROM e2ee_pending_v1 ORDER BY received_at, rowid"
-        ).fetchall()
-        for message_id, sender, device, raw, at in rows:
-            try:
-                conv = _envelope_decoder.decode(bytes(raw)).conv
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                continue  # unreadable: it could never have been released anyway
-            self.db.execute(
-                "INSERT OR IGNORE INTO e2ee_pending VALUES (?, ?, ?, ?, ?, ?)",
-                (conv, sender, device, message_id, raw, at),
-            )
-        self.db.execute("DROP TABLE e2ee_pending_v1")
+        _carry_legacy_version(self.db)
+        migrate(self.db, STEPS, component=COMPONENT)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -772,12 +748,48 @@ def _kyber_wire(record: KyberPreKeyRecord) -> wire.KyberPreKey:
     )
 
 
-def _statements(script: str) -> list[str]:
-    statements: list[str] = []
-    current = ""
-    for line in script.splitlines(keepends=True):
-        current += line
-        if sqlite3.complete_statement(current):
-            statements.append(current.strip())
-            current = ""
-    return [s for s in statements if s]
+def _move_pending_v1(db: sqlite3.Connection) -> None:
+    """Migration 2: the kept envelopes get their conversation (from the frame itself)."""
+    for statement in statements(SCHEMA[1]):
+        db.execute(statement)
+    rows = db.execute(
+        "SELECT message_id, sender, sender_device, envelope, received_at"
+        " FROM e2ee_pending_v1 ORDER BY received_at, rowid"
+    ).fetchall()
+    for message_id, sender, device, raw, at in rows:
+        try:
+            conv_id = _envelope_decoder.decode(bytes(raw)).conv
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            continue  # unreadable: it could never have been released anyway
+        db.execute(
+            "INSERT OR IGNORE INTO e2ee_pending VALUES (?, ?, ?, ?, ?, ?)",
+            (conv_id, sender, device, message_id, raw, at),
+        )
+    db.execute("DROP TABLE e2ee_pending_v1")
+
+
+#: The key store's migration steps (:func:`tidings.migrations.migrate`, component ``keystore``).
+STEPS: tuple[Step, ...] = (SCHEMA[0], _move_pending_v1)
+
+
+def _carry_legacy_version(db: sqlite3.Connection) -> None:
+    """Profiles written before the one migration runner kept the key store's version in a
+    table of its own, ``e2ee_schema``: carry it into ``schema_versions`` once, then drop it."""
+    legacy = db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'e2ee_schema'"
+    ).fetchone()
+    if legacy is None:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        row = db.execute("SELECT MAX(version) FROM e2ee_schema").fetchone()
+        if row is not None and row[0] is not None and version(db, COMPONENT) == 0:
+            db.execute(
+                "INSERT INTO schema_versions (component, version) VALUES (?, ?)",
+                (COMPONENT, int(row[0])),
+            )
+        db.execute("DROP TABLE e2ee_schema")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")

@@ -1,11 +1,17 @@
-"""The asyncio driver of the engine: one WebSocket connection, timers, and effect application.
+"""The asyncio driver of the client core: one WebSocket connection, timers, and the effects.
 
-Everything the engine decides is applied here, in order, by :meth:`Runtime.flush`: the store
-effects of a batch are committed in one transaction first, the client is told what changed,
-then the frames go out (so an ``Ack`` never precedes its write, and a ``Send`` never precedes
-its ``sending`` row). One task (:meth:`Runtime._run`) feeds the engine: frames and
-connection events from the socket tasks arrive on a queue and are taken in bursts, so a burst
-of envelopes costs one transaction and one ``Ack``.
+The runtime decides nothing; it runs what the core asks for. Everything the engine decides is
+applied here, in order, by :meth:`Runtime.flush`: the store effects of a batch are opened
+(decrypted, :class:`~tidings.client.core.opening.Opener`) and committed in one transaction
+first, the client is told what changed, then the frames go out (so an ``Ack`` never precedes
+its write, and a ``Send`` never precedes its ``sending`` row). One task (:meth:`Runtime._run`)
+feeds the engine: frames and connection events from the socket tasks arrive on a queue and are
+taken in bursts, so a burst of envelopes costs one transaction and one ``Ack``.
+
+Outgoing messages are sealed by :class:`~tidings.client.core.sealing.Sealer`, one at a time
+(so a conversation's order holds): :meth:`Runtime.drive` performs the requests it yields
+(claims and device lists through the one REST caller, ``DeviceSend`` frames on the socket) and
+sends the answers back in.
 """
 
 from __future__ import annotations
@@ -14,8 +20,10 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar, cast
 
 import msgspec
 import websockets
@@ -31,13 +39,30 @@ from tidings.protocol import (
     StaleDevices,
     decode_server_frame,
     encode,
+    routes,
 )
+from tidings.protocol import keys as wire
+from tidings.protocol.close import CloseCode
 
-from . import engine as fx
-from .e2ee import IdentityBlocked
-from .errors import ServerRefused
-from .sealer import Sealer
-from .store import Changes, Store
+from .core import engine
+from .core.opening import Opener, writes
+from .core.sealing import (
+    ClaimKeys,
+    EndToEnd,
+    FetchDevices,
+    Later,
+    LookupConversation,
+    Refused,
+    Request,
+    RequestFailed,
+    Sealed,
+    Sealer,
+    SendToDevices,
+    Steps,
+)
+from .errors import ClientError, ConnectionEnded, ServerRefused
+from .rest import Rest
+from .store import Changes, LocalStore
 
 log = logging.getLogger("tidings.client")
 
@@ -47,6 +72,12 @@ OPEN_TIMEOUT = 10.0
 CLOSE_TIMEOUT = 2.0
 #: queue items taken in one go before their effects are applied
 BURST = 1024
+#: seconds to wait for DeviceAccepted before the message waits for its next resend
+DEVICE_SEND_TIMEOUT = 10.0
+#: HTTP statuses refusing the WebSocket upgrade → the close code they amount to
+_FATAL_STATUSES = {401: CloseCode.UNAUTHORIZED, 426: CloseCode.UNSUPPORTED_VERSION}
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,12 +90,16 @@ class _Opened:
 class _Failed:
     generation: int
     error: str
+    #: the close code a refused upgrade amounts to (HTTP 401: 4401), if it is fatal
+    code: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class _Closed:
     generation: int
     error: str
+    #: the close code the server sent, if any
+    code: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,26 +119,37 @@ class _Local:
 _Inbound = _Opened | _Failed | _Closed | _Frame | _Local | None  # None: just wake up
 
 #: called with each applied batch: its effects and what the store changed
-Listener = Callable[[list[fx.Effect], Changes], None]
+Listener = Callable[[list[engine.Effect], Changes], None]
 #: called for a RefreshConversation effect (runs as its own task)
 Refresher = Callable[[str], Awaitable[None]]
+#: conversation id → (kind "direct" | "group", member account ids), for sealing
+Lookup = Callable[[str], Awaitable[tuple[str, frozenset[str]]]]
 
 
 class Runtime:
-    """Runs one :class:`~tidings.client.engine.Engine` against the server at ``ws_url``."""
+    """Runs one :class:`~tidings.client.core.engine.Engine` against the server at ``ws_url``,
+    with the device's :class:`~tidings.client.core.sealing.EndToEnd` sealing what goes out and
+    opening what comes in."""
 
     def __init__(
         self,
-        engine: fx.Engine,
-        store: Store,
+        engine: engine.Engine,
+        store: LocalStore,
+        e2ee: EndToEnd,
+        rest: Rest,
         ws_url: str,
         token: str,
         listener: Listener,
         refresher: Refresher,
-        sealer: Sealer | None = None,
+        lookup: Lookup,
     ) -> None:
         self.engine = engine
         self.store = store
+        self.e2ee = e2ee
+        self.rest = rest
+        self.opener = Opener(e2ee)
+        self.sealer = Sealer(e2ee)
+        self._lookup = lookup
         self.ws_url = ws_url
         self._token = token
         self._listener = listener
@@ -115,10 +161,11 @@ class Runtime:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing: set[asyncio.Task[None]] = set()
         self._main: asyncio.Task[None] | None = None
-        #: encrypts Sends before they leave (one task, so a conversation's order holds)
-        self.sealer = sealer
+        #: Sends to seal, taken by one task (so a conversation's order holds)
         self._sends: asyncio.Queue[tuple[int, Send]] = asyncio.Queue()
         self._sending: asyncio.Task[None] | None = None
+        #: DeviceSends waiting for their DeviceAccepted
+        self._waiting: dict[uuid.UUID, asyncio.Future[DeviceAccepted]] = {}
 
     @staticmethod
     def now() -> float:
@@ -129,7 +176,7 @@ class Runtime:
     async def start(self) -> None:
         if self._main is None:
             self._main = asyncio.create_task(self._run(), name="tidings-client")
-        if self.sealer is not None and self._sending is None:
+        if self._sending is None:
             self._sending = asyncio.create_task(self._seal_loop(), name="tidings-sealer")
         self.engine.start(self.now())
         await self.flush()
@@ -168,36 +215,105 @@ class Runtime:
             while effects := self.engine.take_effects():
                 await self._apply(effects)
 
-    async def _apply(self, effects: list[fx.Effect]) -> None:
-        changes = self.store.apply(effects)
+    async def _apply(self, effects: list[engine.Effect]) -> None:
+        changes = self._write(effects)
         # Events are queued before the first await: no other task sees the new rows in the
         # store before subscribers have the events about them.
         try:
             self._listener(effects, changes)
         except Exception:  # a broken event must not cost us the frames and connects below
             log.exception("the client failed to report changes")
-        if changes.undecryptable and self.sealer is not None:
-            self._spawn(self.sealer.send_resets())
+        if changes.undecryptable:
+            self._spawn(self.drive(self.sealer.send_resets()))
         for effect in effects:
             match effect:
-                case fx.Transmit(frame=Send() as send) if self.sealer is not None:
+                case engine.Transmit(frame=Send() as send):
                     self._sends.put_nowait((self._generation, send))
-                case fx.Transmit():
+                case engine.Transmit():
                     await self._transmit(effect.frame)
-                case fx.Connect():
+                case engine.Connect():
                     self._generation += 1
                     self._spawn(self._connect(self._generation))
-                case fx.Disconnect():
+                case engine.Disconnect():
                     self._generation += 1  # events of the old socket are ignored from now on
                     await self._close_socket()
-                case fx.RefreshConversation():
-                    self._spawn(self._refresher(effect.conv))
+                case engine.RefreshConversation():
+                    self._spawn(self._refresher(effect.conv_id))
+                case engine.ProtocolViolation():
+                    log.warning(
+                        "ignored a protocol error of the server: %s in %s",
+                        effect.event,
+                        effect.phase.value,
+                    )
+                case engine.FatalNotice():
+                    log.warning(
+                        "the connection ended for good (%d): %s", effect.code, effect.reason
+                    )
                 case _:
                     pass  # store effects (applied above) and notices (for the listener)
 
-    async def transmit(self, frame: ClientFrame) -> bool:
-        """Put a frame on the wire now (the sealer's DeviceSends); False without a socket."""
-        return await self._transmit(frame)
+    def _write(self, effects: list[engine.Effect]) -> Changes:
+        """Open the batch's envelopes and store it, in one transaction: a decrypted message
+        and the session state it advanced commit together, or neither does."""
+        if not writes(effects):
+            return Changes()
+        with self.store.transaction():
+            return self.store.apply(self.opener.open(effects))
+
+    # ------------------------------------------------------------------ the core's requests
+
+    async def drive(self, steps: Steps[_T]) -> _T:
+        """Run ``steps`` of the sealing core to the end, performing each request it yields
+        and sending the answer back in; a request that fails is thrown in as
+        :class:`RequestFailed`. :class:`ConnectionEnded` (401) ends it."""
+        answer: object = None
+        failed: RequestFailed | None = None
+        try:
+            while True:
+                try:
+                    request = steps.send(answer) if failed is None else steps.throw(failed)
+                except StopIteration as done:
+                    return cast("_T", done.value)
+                answer, failed = None, None
+                try:
+                    answer = await self._perform(request)
+                except ConnectionEnded:
+                    raise
+                except ServerRefused as refused:
+                    failed = RequestFailed(refused.code, refused.status)
+                except ClientError as error:
+                    failed = RequestFailed(error.code)
+                except TimeoutError:
+                    failed = RequestFailed("timeout")
+        finally:
+            steps.close()
+
+    async def _perform(self, request: Request) -> object:
+        match request:
+            case ClaimKeys():
+                body = wire.ClaimKeys(devices={a: list(d) for a, d in request.devices.items()})
+                return await self.rest.call(routes.CLAIM_KEYS, list[wire.PreKeyBundles], body)
+            case FetchDevices():
+                found = await self.rest.call(
+                    routes.CONVERSATION_DEVICES, wire.DeviceMap, conv=request.conv_id
+                )
+                return found.devices
+            case LookupConversation():
+                return await self._lookup(request.conv_id)
+            case SendToDevices():
+                return await self._device_send(request)
+
+    async def _device_send(self, request: SendToDevices) -> DeviceAccepted:
+        """Send to single devices and wait until the server queued them."""
+        frame = request.frame
+        future: asyncio.Future[DeviceAccepted] = asyncio.get_running_loop().create_future()
+        self._waiting[frame.id] = future
+        try:
+            if not await self._transmit(frame):
+                raise TimeoutError("no connection")
+            return await asyncio.wait_for(future, DEVICE_SEND_TIMEOUT)
+        finally:
+            self._waiting.pop(frame.id, None)
 
     async def _transmit(self, frame: ClientFrame) -> bool:
         socket = self._socket
@@ -210,47 +326,40 @@ class Runtime:
         return True
 
     async def _seal_loop(self) -> None:
-        """Encrypt and send the engine's Sends, one at a time. A Send that cannot be sealed
-        now (no connection, the server is busy) waits for the engine's resend; one to a
-        contact whose verified identity changed fails with ``identity_changed``."""
-        assert self.sealer is not None
+        """Seal and send the engine's Sends, one at a time. What the sealer cannot seal now
+        waits for the engine's resend; what it refuses for good fails like a ``Rejected``."""
         while True:
             generation, send = await self._sends.get()
-            if generation != self._generation or send.id not in self.engine.outbox:
+            if generation != self._generation or self.engine.unsent(send.id) is None:
                 continue  # from an old connection (the engine resends after Welcome) or done
             try:
-                sealed = await self.sealer.seal(send)
-            except IdentityBlocked as blocked:
-                refusal = Rejected(id=send.id, conv=send.conv, code=blocked.code)
-                self._inbound.put_nowait(_Local(generation, refusal))
-                continue
-            except ServerRefused as refused:
-                if refused.status in (403, 404):  # not a member (any more): for good
-                    refusal = Rejected(id=send.id, conv=send.conv, code=refused.code)
-                    self._inbound.put_nowait(_Local(generation, refusal))
-                else:
-                    log.info("a message could not be encrypted yet: %s", refused.code)
-                continue
-            except Exception as exc:  # ClientError, TimeoutError, crypto trouble
-                log.info("a message could not be encrypted yet: %s", type(exc).__name__)
+                outcome = await self.drive(self.sealer.seal(send))
+            except Exception as exc:  # 401 (the engine already knows), crypto trouble
+                log.info("a message could not be encrypted: %s", type(exc).__name__)
                 continue
             finally:
                 self._listener([], Changes())  # identity keys learnt while sealing
-            if generation == self._generation:
-                await self._transmit(sealed)
+            match outcome:
+                case Sealed():
+                    if generation == self._generation:
+                        await self._transmit(outcome.send)
+                case Refused():
+                    refusal = Rejected(id=send.id, conv=send.conv, code=outcome.code)
+                    self._inbound.put_nowait(_Local(generation, refusal))
+                case Later():
+                    log.info("a message could not be encrypted yet: %s", outcome.reason)
 
     def _sealer_frame(self, frame: ServerFrame) -> None:
         """Frames about encryption: resend a stale Send at once, settle a DeviceSend."""
-        if self.sealer is None:
-            return
         if isinstance(frame, StaleDevices):
-            self.sealer.e2ee.apply_stale(frame)
-            item = self.engine.outbox.get(frame.id)
-            if item is not None:
-                resend = Send(id=item.id, conv=item.conv, payload=item.payload)
+            self.e2ee.apply_stale(frame)
+            resend = self.engine.unsent(frame.id)
+            if resend is not None:
                 self._sends.put_nowait((self._generation, resend))
         elif isinstance(frame, DeviceAccepted):
-            self.sealer.device_accepted(frame)
+            future = self._waiting.get(frame.id)
+            if future is not None and not future.done():
+                future.set_result(frame)
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         async def run() -> None:
@@ -278,11 +387,16 @@ class Runtime:
                 open_timeout=OPEN_TIMEOUT,
                 close_timeout=CLOSE_TIMEOUT,
             )
+        except websockets.InvalidStatus as exc:
+            fatal = _FATAL_STATUSES.get(exc.response.status_code)
+            self._inbound.put_nowait(_Failed(generation, _describe(exc), fatal))
+            return
         except (OSError, TimeoutError, websockets.WebSocketException) as exc:
             self._inbound.put_nowait(_Failed(generation, _describe(exc)))
             return
         self._inbound.put_nowait(_Opened(generation, socket))
         error = "closed"
+        received: int | None = None
         try:
             async for data in socket:
                 if isinstance(data, bytes):
@@ -290,7 +404,9 @@ class Runtime:
         except websockets.ConnectionClosed as exc:
             error = _describe(exc)
         finally:
-            self._inbound.put_nowait(_Closed(generation, error))
+            if socket.protocol.close_rcvd is not None:
+                received = int(socket.protocol.close_rcvd.code)
+            self._inbound.put_nowait(_Closed(generation, error, received))
 
     async def _close_socket(self) -> None:
         socket, self._socket = self._socket, None
@@ -346,10 +462,10 @@ class Runtime:
                 self.engine.connected(now)
             case _Failed():
                 log.info("connecting failed: %s", item.error)
-                self.engine.connect_failed(now, item.error)
+                self.engine.connect_failed(now, item.error, item.code)
             case _Closed():
                 self._socket = None
-                self.engine.disconnected(now, item.error)
+                self.engine.disconnected(now, item.error, item.code)
 
 
 def _describe(exc: BaseException) -> str:

@@ -2,8 +2,11 @@
 
 Holds the account, conversations and members, messages (FTS5 over bodies, kept in sync by
 triggers), reactions, attachments (schema only for now), the outbox, cursors and watermarks.
-The engine's store effects are applied by :meth:`Store.apply`, all of one batch in one
-transaction; the query methods build the public value types.
+The engine's store effects are applied by :meth:`LocalStore.apply`, all of one batch in one
+transaction; the query methods build the public value types. The store only stores: envelopes
+arrive opened (:class:`~tidings.client.core.opening.StoreOpened`; the runtime decrypts them
+inside :meth:`LocalStore.transaction`, so a decrypted message and the session state it advanced
+commit together), and an effect still holding ciphertext is refused.
 
 Message order: ``ord`` is the seq once the server assigned one, and for messages still sending
 (or failed) a number above every seq, so they sort last. Pages are reverse cursors over ``ord``.
@@ -15,23 +18,32 @@ import contextlib
 import os
 import sqlite3
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import get_args
 
 import msgspec
 
-from tidings.protocol import Envelope, decode_system_event
-from tidings.protocol import rest as api
+from tidings.migrations import migrate
+from tidings.migrations import version as schema_version
+from tidings.protocol import Envelope, decode_system_event, rest
 from tidings.protocol.content import Content, Reaction, Text
 
-from . import engine as fx
-from .e2ee import EndToEnd, Failed
+from .core import engine
+from .core.opening import WRITE_EFFECTS, OpenedEnvelope, StoreOpened
 from .keystore import SCHEMA as KEYSTORE_SCHEMA
 from .keystore import KeyStore
-from .payload import open_bound, open_envelope, open_payload
-from .types import Account, Conversation, Member, Message, MessageStatus, Page, SearchHit
+from .types import (
+    MESSAGE_KINDS,
+    Account,
+    Conversation,
+    Member,
+    Message,
+    MessageKind,
+    MessageStatus,
+    Page,
+    SearchHit,
+)
 
 #: ``ord`` of unsent messages starts here (far above any seq)
 UNSENT_ORD = 1 << 50
@@ -79,7 +91,7 @@ MIGRATIONS: tuple[str, ...] = (
         sender_id TEXT NOT NULL,
         sender_device INTEGER NOT NULL DEFAULT 0,
         is_own INTEGER NOT NULL,
-        kind TEXT NOT NULL,                       -- 'text' | 'system'
+        kind TEXT NOT NULL,                       -- 'text' | 'system' (types.MessageKind)
         body TEXT NOT NULL DEFAULT '',
         meta BLOB,                                -- the SystemEvent of a system message
         reply_to TEXT,
@@ -152,6 +164,14 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 3: end-to-end encryption: keys, sessions, sender keys, identities (keystore.py)
     KEYSTORE_SCHEMA[0],
+    # 4: the lines the client writes itself get kinds of their own (they were 'system' lines
+    # told apart by their English sentence)
+    """
+    UPDATE messages SET kind = 'undecryptable'
+        WHERE kind = 'system' AND meta IS NULL AND body = 'This message could not be decrypted';
+    UPDATE messages SET kind = 'identity_changed'
+        WHERE kind = 'system' AND meta IS NULL AND body LIKE 'Your safety number with % changed';
+    """,
 )
 
 _SELECT_MESSAGE = """
@@ -182,12 +202,9 @@ _PROMOTIONS = (
 )
 
 
-_STORE_EFFECTS: tuple[type, ...] = get_args(fx.StoreEffect)
-
-
 @dataclass(slots=True)
 class Changes:
-    """What one :meth:`Store.apply` changed, for the client's events."""
+    """What one :meth:`LocalStore.apply` changed, for the client's events."""
 
     added: list[uuid.UUID] = field(default_factory=list)
     updated: list[uuid.UUID] = field(default_factory=list)
@@ -223,7 +240,7 @@ def _private_file(path: Path | str) -> None:
             os.chmod(name + suffix, 0o600)
 
 
-class Store:
+class LocalStore:
     """The profile's database. Not thread-safe: one asyncio loop uses it."""
 
     def __init__(self, path: Path | str) -> None:
@@ -238,8 +255,6 @@ class Store:
         #: the device's keys, in this database (a decrypted message and the session state it
         #: advanced commit together)
         self.keys = KeyStore(self.db)
-        #: the encryption layer; without it payloads are taken as content in clear (tests)
-        self.e2ee: EndToEnd | None = None
         self.account_id = ""
         account = self.account()
         if account is not None:
@@ -250,21 +265,27 @@ class Store:
 
     @property
     def version(self) -> int:
-        row = self.db.execute("PRAGMA user_version").fetchone()
-        return int(row[0])
+        return schema_version(self.db)
 
     def migrate(self) -> None:
         """Bring the schema to the newest version, one migration per transaction."""
-        for version in range(self.version, len(MIGRATIONS)):
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in _statements(MIGRATIONS[version]):
-                    self.db.execute(statement)
-                self.db.execute(f"PRAGMA user_version = {version + 1}")
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
-            self.db.execute("COMMIT")
+        migrate(self.db, MIGRATIONS)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Join the open transaction, or run one around the block (ROLLBACK on error, and the
+        key store's read caches are dropped: they may have seen rolled-back writes)."""
+        if self.db.in_transaction:
+            yield
+            return
+        self.db.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            self.keys.forget_cached()
+            raise
+        self.db.execute("COMMIT")
 
     # ------------------------------------------------------------------ account
 
@@ -275,7 +296,7 @@ class Store:
         return None if row is None else Account(row[0], row[1], row[2], row[3])
 
     def set_account(self, account: Account) -> None:
-        with self._tx():
+        with self.transaction():
             self.db.execute(
                 "INSERT OR REPLACE INTO account VALUES (1, ?, ?, ?, ?)",
                 (account.account_id, account.username, account.device_id, account.server_url),
@@ -287,143 +308,128 @@ class Store:
 
     # ------------------------------------------------------------------ engine state
 
-    def restored(self) -> fx.Restored:
+    def restored(self) -> engine.Restored:
         """The engine's state as persisted."""
         cursors = dict(self.db.execute("SELECT conv_id, seq FROM cursors"))
         outbox = [
-            fx.OutboxItem(uuid.UUID(row[0]), row[1], row[2])
+            engine.OutboxItem(uuid.UUID(row[0]), row[1], row[2])
             for row in self.db.execute(
                 "SELECT id, conv_id, payload FROM outbox ORDER BY created_at, rowid"
             )
         ]
         members: dict[str, set[str]] = {}
-        for conv, account in self.db.execute(
+        for conv_id, account in self.db.execute(
             "SELECT m.conv_id, m.account_id FROM members m JOIN conversations c"
             " ON c.id = m.conv_id WHERE c.known = 1"
         ):
-            members.setdefault(conv, set()).add(account)
-        for (conv,) in self.db.execute("SELECT id FROM conversations WHERE known = 1"):
-            members.setdefault(conv, set())
+            members.setdefault(conv_id, set()).add(account)
+        for (conv_id,) in self.db.execute("SELECT id FROM conversations WHERE known = 1"):
+            members.setdefault(conv_id, set())
         marks: dict[str, dict[str, tuple[int, int]]] = {}
-        for conv, account, delivered, read in self.db.execute("SELECT * FROM watermarks"):
-            marks.setdefault(conv, {})[account] = (delivered, read)
-        return fx.Restored(
+        for conv_id, account, delivered, read in self.db.execute("SELECT * FROM watermarks"):
+            marks.setdefault(conv_id, {})[account] = (delivered, read)
+        return engine.Restored(
             cursors=cursors,
             outbox=outbox,
-            members={conv: frozenset(ids) for conv, ids in members.items()},
+            members={conv_id: frozenset(ids) for conv_id, ids in members.items()},
             watermarks=marks,
         )
 
-    def apply(self, effects: Sequence[fx.Effect]) -> Changes:
-        """Apply the store effects among ``effects`` in one transaction, in order."""
+    def apply(self, effects: Sequence[engine.Effect | StoreOpened]) -> Changes:
+        """Apply the store effects among ``effects`` in one transaction (or the one open), in
+        order. Envelopes must be opened first (:class:`~tidings.client.core.opening.Opener`)."""
         changes = Changes()
-        if not any(isinstance(effect, _STORE_EFFECTS) for effect in effects):
+        if not any(isinstance(effect, WRITE_EFFECTS) for effect in effects):
             return changes  # pings, connection notices …: no empty transaction
-        try:
+        with self.transaction():
             self._apply(effects, changes)
-        except BaseException:
-            self.keys.forget_cached()  # its reads may have seen rolled-back writes
-            raise
         return changes
 
-    def _apply(self, effects: Sequence[fx.Effect], changes: Changes) -> None:
-        with self._tx():
-            for effect in effects:
-                match effect:
-                    case fx.StoreIncoming():
-                        self._incoming(effect.conv, effect.envelopes, changes)
-                    case fx.StoreDeviceEnvelope():
-                        self._device_envelope(effect, changes)
-                    case fx.AdvanceCursor():
-                        self.db.execute(
-                            "INSERT INTO cursors VALUES (?, ?) ON CONFLICT (conv_id)"
-                            " DO UPDATE SET seq = max(seq, excluded.seq)",
-                            (effect.conv, effect.seq),
-                        )
-                    case fx.StoreOutgoing():
-                        self._outgoing(effect, changes)
-                    case fx.MarkSent():
-                        self._sent(effect, changes)
-                    case fx.MarkFailed():
-                        self.db.execute("DELETE FROM outbox WHERE id = ?", (effect.id.hex,))
-                        self._set_status(
-                            "UPDATE messages SET status = 'failed', fail_reason = ?"
-                            " WHERE id = ? AND status = 'sending'",
-                            (effect.code, effect.id.hex),
-                            effect.id,
-                            changes,
-                        )
-                    case fx.StoreRetry():
-                        self.db.execute(
-                            "INSERT OR REPLACE INTO outbox VALUES (?, ?, ?, ?)",
-                            (effect.id.hex, effect.conv, effect.payload, 0),
-                        )
-                        self._set_status(
-                            "UPDATE messages SET status = 'sending', fail_reason = NULL"
-                            " WHERE id = ? AND status = 'failed'",
-                            (effect.id.hex,),
-                            effect.id,
-                            changes,
-                        )
-                    case fx.Promote():
-                        self._promote(effect, changes)
-                    case fx.StoreWatermark():
-                        self.db.execute(
-                            "INSERT OR REPLACE INTO watermarks VALUES (?, ?, ?, ?)",
-                            (effect.conv, effect.account, effect.delivered, effect.read),
-                        )
-                    case fx.StoreReadMark():
-                        cur = self.db.execute(
-                            "UPDATE conversations SET read_upto = ? WHERE id = ? AND read_upto < ?",
-                            (effect.seq, effect.conv, effect.seq),
-                        )
-                        if cur.rowcount:
-                            changes.conversations.add(effect.conv)
-                    case _:
-                        pass  # not a store effect
+    def _apply(self, effects: Sequence[engine.Effect | StoreOpened], changes: Changes) -> None:
+        for effect in effects:
+            match effect:
+                case StoreOpened():
+                    self._opened(effect.conv_id, effect.messages, changes)
+                case engine.StoreIncoming() | engine.StoreDeviceEnvelope():
+                    raise TypeError("envelopes are opened before they are stored")
+                case engine.AdvanceCursor():
+                    self.db.execute(
+                        "INSERT INTO cursors VALUES (?, ?) ON CONFLICT (conv_id)"
+                        " DO UPDATE SET seq = max(seq, excluded.seq)",
+                        (effect.conv_id, effect.seq),
+                    )
+                case engine.StoreOutgoing():
+                    self._outgoing(effect, changes)
+                case engine.MarkSent():
+                    self._sent(effect, changes)
+                case engine.MarkFailed():
+                    self.db.execute("DELETE FROM outbox WHERE id = ?", (effect.id.hex,))
+                    self._set_status(
+                        "UPDATE messages SET status = 'failed', fail_reason = ?"
+                        " WHERE id = ? AND status = 'sending'",
+                        (effect.code, effect.id.hex),
+                        effect.id,
+                        changes,
+                    )
+                case engine.StoreRetry():
+                    self.db.execute(
+                        "INSERT OR REPLACE INTO outbox VALUES (?, ?, ?, ?)",
+                        (effect.id.hex, effect.conv_id, effect.payload, 0),
+                    )
+                    self._set_status(
+                        "UPDATE messages SET status = 'sending', fail_reason = NULL"
+                        " WHERE id = ? AND status = 'failed'",
+                        (effect.id.hex,),
+                        effect.id,
+                        changes,
+                    )
+                case engine.Promote():
+                    self._promote(effect, changes)
+                case engine.StoreWatermark():
+                    self.db.execute(
+                        "INSERT OR REPLACE INTO watermarks VALUES (?, ?, ?, ?)",
+                        (effect.conv_id, effect.account, effect.delivered, effect.read),
+                    )
+                case engine.StoreReadMark():
+                    cur = self.db.execute(
+                        "UPDATE conversations SET read_upto = ? WHERE id = ? AND read_upto < ?",
+                        (effect.seq, effect.conv_id, effect.seq),
+                    )
+                    if cur.rowcount:
+                        changes.conversations.add(effect.conv_id)
+                case _:
+                    pass  # not a store effect
 
-    def _tx(self) -> _Transaction:
-        return _Transaction(self.db)
-
-    def _touch(self, conv: str, at: int) -> None:
-        self.db.execute("INSERT OR IGNORE INTO conversations (id) VALUES (?)", (conv,))
+    def _touch(self, conv_id: str, at: int) -> None:
+        self.db.execute("INSERT OR IGNORE INTO conversations (id) VALUES (?)", (conv_id,))
         self.db.execute(
             "UPDATE conversations SET last_activity = ? WHERE id = ? AND last_activity < ?",
-            (at, conv, at),
+            (at, conv_id, at),
         )
 
-    def _incoming(self, conv: str, envelopes: Sequence[Envelope], changes: Changes) -> None:
+    def _opened(self, conv_id: str, messages: Sequence[OpenedEnvelope], changes: Changes) -> None:
+        """Store opened envelopes: system lines, texts, reactions, and a placeholder (and an
+        event) for each one that did not decrypt."""
         newest = 0
-        for env in envelopes:
+        for opened in messages:
+            env = opened.envelope
             newest = max(newest, env.ts)
             is_own = env.sender == self.account_id
             status = "sent" if is_own else "delivered"
             if env.kind == "system":
-                if self.e2ee is not None:
-                    self.e2ee.on_system(env.conv, env.payload)
                 inserted = self._insert(env, "system", "", env.payload, None, status, is_own)
-            elif self.e2ee is None:
-                inserted = self._content(env, open_payload(env.payload), changes)
+            elif opened.undecryptable:
+                body = UNDECRYPTABLE_BODY
+                inserted = self._insert(env, "undecryptable", body, None, None, status, is_own)
+                if inserted:
+                    changes.undecryptable.append((env.sender, env.conv, env.id))
             else:
-                inserted = self._opened(env, open_envelope(env, self.e2ee), changes)
+                inserted = self._content(env, opened.content, changes)
             if inserted:
                 changes.added.append(env.id)
-        if envelopes:
-            self._touch(conv, newest)
-            changes.conversations.add(conv)
-
-    def _opened(self, env: Envelope, opened: Content | Failed | None, changes: Changes) -> bool:
-        """Store what decrypting ``env`` gave: content, or a placeholder (and an event) when
-        it did not decrypt or was bound to another conversation or id. True if a new message
-        row was inserted."""
-        if isinstance(opened, Failed):
-            is_own = env.sender == self.account_id
-            status = "sent" if is_own else "delivered"
-            inserted = self._insert(env, "system", UNDECRYPTABLE_BODY, None, None, status, is_own)
-            if inserted:
-                changes.undecryptable.append((env.sender, env.conv, env.id))
-            return inserted
-        return self._content(env, opened, changes)
+        if messages:
+            self._touch(conv_id, newest)
+            changes.conversations.add(conv_id)
 
     def _content(self, env: Envelope, content: Content | None, changes: Changes) -> bool:
         """Store decrypted content; True if a new message row was inserted."""
@@ -436,18 +442,6 @@ class Store:
             self._react(content, env.sender, env.ts, changes)
         return False  # a reaction, or content this client does not understand: not shown
 
-    def _device_envelope(self, effect: fx.StoreDeviceEnvelope, changes: Changes) -> None:
-        """A message to this device: a sender key (group messages that waited for it are
-        stored now) or a session reset request."""
-        if self.e2ee is None:
-            return
-        result = self.e2ee.open_device_envelope(effect.envelope)
-        for env, plaintext in result.released:
-            if self._opened(env, open_bound(env, plaintext), changes):
-                changes.added.append(env.id)
-                self._touch(env.conv, env.ts)
-                changes.conversations.add(env.conv)
-
     def identity_line(self, account_id: str, at: int) -> tuple[str, uuid.UUID] | None:
         """Note in the direct conversation with ``account_id`` that its safety number changed
         (a local system line); (conversation, message id), or None without such a chat."""
@@ -458,25 +452,26 @@ class Store:
         ).fetchone()
         if row is None:
             return None
-        conv = str(row[0])
+        conv_id = str(row[0])
         message_id = uuid.uuid4()
         body = f"Your safety number with {self._name(account_id)} changed"
-        with self._tx():
+        with self.transaction():
             last = self.db.execute(
                 "SELECT COALESCE(MAX(ord), 0) FROM messages WHERE conv_id = ? AND ord < ?",
-                (conv, UNSENT_ORD),
+                (conv_id, UNSENT_ORD),
             ).fetchone()
             self.db.execute(
                 "INSERT INTO messages (id, conv_id, seq, ord, sender_id, is_own, kind, body,"
-                " status, created_at) VALUES (?, ?, NULL, ?, ?, 0, 'system', ?, 'delivered', ?)",
-                (message_id.hex, conv, last[0], account_id, body, at),
+                " status, created_at)"
+                " VALUES (?, ?, NULL, ?, ?, 0, 'identity_changed', ?, 'delivered', ?)",
+                (message_id.hex, conv_id, last[0], account_id, body, at),
             )
-        return conv, message_id
+        return conv_id, message_id
 
     def _insert(
         self,
         env: Envelope,
-        kind: str,
+        kind: MessageKind,
         body: str,
         meta: bytes | None,
         reply_to: str | None,
@@ -519,10 +514,10 @@ class Store:
             )
         changes.updated.append(content.target)
 
-    def _outgoing(self, effect: fx.StoreOutgoing, changes: Changes) -> None:
+    def _outgoing(self, effect: engine.StoreOutgoing, changes: Changes) -> None:
         self.db.execute(
             "INSERT OR IGNORE INTO outbox VALUES (?, ?, ?, ?)",
-            (effect.id.hex, effect.conv, effect.payload, effect.created_at),
+            (effect.id.hex, effect.conv_id, effect.payload, effect.created_at),
         )
         content = effect.content
         if isinstance(content, Reaction):
@@ -531,7 +526,7 @@ class Store:
             return
         row = self.db.execute(
             "SELECT COALESCE(MAX(ord), ?) + 1 FROM messages WHERE conv_id = ? AND ord > ?",
-            (UNSENT_ORD, effect.conv, UNSENT_ORD),
+            (UNSENT_ORD, effect.conv_id, UNSENT_ORD),
         ).fetchone()
         cur = self.db.execute(
             "INSERT OR IGNORE INTO messages (id, conv_id, seq, ord, sender_id, is_own, kind,"
@@ -539,7 +534,7 @@ class Store:
             " 'sending', ?)",
             (
                 effect.id.hex,
-                effect.conv,
+                effect.conv_id,
                 row[0],
                 self.account_id,
                 content.body,
@@ -549,10 +544,10 @@ class Store:
         )
         if cur.rowcount:
             changes.added.append(effect.id)
-            self._touch(effect.conv, effect.created_at)
-            changes.conversations.add(effect.conv)
+            self._touch(effect.conv_id, effect.created_at)
+            changes.conversations.add(effect.conv_id)
 
-    def _sent(self, effect: fx.MarkSent, changes: Changes) -> None:
+    def _sent(self, effect: engine.MarkSent, changes: Changes) -> None:
         self.db.execute("DELETE FROM outbox WHERE id = ?", (effect.id.hex,))
         cur = self.db.execute(
             "UPDATE messages SET seq = ?, ord = ?, status = ?, fail_reason = NULL"
@@ -561,7 +556,7 @@ class Store:
         )
         if cur.rowcount:
             changes.updated.append(effect.id)
-            changes.conversations.add(effect.conv)
+            changes.conversations.add(effect.conv_id)
 
     def _set_status(
         self, sql: str, params: tuple[object, ...], msg_id: uuid.UUID, changes: Changes
@@ -569,10 +564,10 @@ class Store:
         if self.db.execute(sql, params).rowcount:
             changes.updated.append(msg_id)
 
-    def _promote(self, effect: fx.Promote, changes: Changes) -> None:
+    def _promote(self, effect: engine.Promote, changes: Changes) -> None:
         # Only raise: read first (from sent or delivered), then delivered (from sent).
         for status, select, update in _PROMOTIONS:
-            params = (effect.conv, effect.read if status == "read" else effect.delivered)
+            params = (effect.conv_id, effect.read if status == "read" else effect.delivered)
             ids = [uuid.UUID(r[0]) for r in self.db.execute(select, params)]
             if ids:
                 self.db.execute(update, params)
@@ -580,9 +575,9 @@ class Store:
 
     # ------------------------------------------------------------------ conversations
 
-    def save_conversation(self, conv: api.Conversation) -> frozenset[str]:
+    def save_conversation(self, conv: rest.Conversation) -> frozenset[str]:
         """Store what the server says about a conversation; returns its member ids."""
-        with self._tx():
+        with self.transaction():
             self.db.execute(
                 "INSERT INTO conversations (id, kind, title, created_at, last_activity, known)"
                 " VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT (id) DO UPDATE SET kind = excluded.kind,"
@@ -602,25 +597,26 @@ class Store:
             )
         return frozenset(m.account_id for m in conv.members)
 
-    def left_conversation(self, conv: str) -> None:
-        """This account is no longer a member of ``conv`` (it left or was removed)."""
-        with self._tx():
-            self.db.execute("INSERT OR IGNORE INTO conversations (id) VALUES (?)", (conv,))
+    def left_conversation(self, conv_id: str) -> None:
+        """This account is no longer a member of ``conv_id`` (it left or was removed)."""
+        with self.transaction():
+            self.db.execute("INSERT OR IGNORE INTO conversations (id) VALUES (?)", (conv_id,))
             self.db.execute(
-                "UPDATE conversations SET is_member = 0, known = 1 WHERE id = ?", (conv,)
+                "UPDATE conversations SET is_member = 0, known = 1 WHERE id = ?", (conv_id,)
             )
             self.db.execute(
-                "DELETE FROM members WHERE conv_id = ? AND account_id = ?", (conv, self.account_id)
+                "DELETE FROM members WHERE conv_id = ? AND account_id = ?",
+                (conv_id, self.account_id),
             )
 
-    def has_conversation(self, conv: str) -> bool:
-        row = self.db.execute("SELECT 1 FROM conversations WHERE id = ?", (conv,)).fetchone()
+    def has_conversation(self, conv_id: str) -> bool:
+        row = self.db.execute("SELECT 1 FROM conversations WHERE id = ?", (conv_id,)).fetchone()
         return row is not None
 
-    def conversation(self, conv: str) -> Conversation | None:
+    def conversation(self, conv_id: str) -> Conversation | None:
         row = self.db.execute(
             "SELECT id, kind, title, last_activity, read_upto FROM conversations WHERE id = ?",
-            (conv,),
+            (conv_id,),
         ).fetchone()
         return None if row is None else self._conversation(row)
 
@@ -632,34 +628,34 @@ class Store:
         ).fetchall()
         return [self._conversation(row) for row in rows]
 
-    def members(self, conv: str) -> tuple[Member, ...]:
+    def members(self, conv_id: str) -> tuple[Member, ...]:
         return tuple(
             Member(account, name, role)
             for account, name, role in self.db.execute(
                 "SELECT m.account_id, COALESCE(u.username, m.account_id), m.role FROM members m"
                 " LEFT JOIN users u ON u.account_id = m.account_id WHERE m.conv_id = ?"
                 " ORDER BY m.role, u.username",
-                (conv,),
+                (conv_id,),
             )
         )
 
     def _conversation(self, row: tuple[str, str, str, int, int]) -> Conversation:
-        conv, kind, title, last_activity, read_upto = row
-        members = self.members(conv)
+        conv_id, kind, title, last_activity, read_upto = row
+        members = self.members(conv_id)
         if kind == "direct":
             peers = [m.username for m in members if m.account_id != self.account_id]
             title = peers[0] if peers else title
         last = self.db.execute(
-            _SELECT_MESSAGE + " WHERE m.conv_id = ? ORDER BY m.ord DESC LIMIT 1", (conv,)
+            _SELECT_MESSAGE + " WHERE m.conv_id = ? ORDER BY m.ord DESC LIMIT 1", (conv_id,)
         ).fetchall()
         (unread,) = self.db.execute(
             "SELECT count(*) FROM messages WHERE conv_id = ? AND seq > ? AND is_own = 0"
             " AND kind = 'text'",
-            (conv, read_upto),
+            (conv_id, read_upto),
         ).fetchone()
         me = [m for m in members if m.account_id == self.account_id]
         return Conversation(
-            id=conv,
+            id=conv_id,
             kind=kind,
             title=title,
             members=members,
@@ -677,10 +673,10 @@ class Store:
         )
         return [str(r[0]) for r in rows]
 
-    def read_upto(self, conv: str) -> int:
-        """My read watermark in ``conv``."""
+    def read_upto(self, conv_id: str) -> int:
+        """My read watermark in ``conv_id``."""
         row = self.db.execute(
-            "SELECT read_upto FROM conversations WHERE id = ?", (conv,)
+            "SELECT read_upto FROM conversations WHERE id = ?", (conv_id,)
         ).fetchone()
         return 0 if row is None else int(row[0])
 
@@ -706,30 +702,30 @@ class Store:
             found.update((m.id.hex, m) for m in self._messages(rows))
         return [found[i.hex] for i in ids if i.hex in found]
 
-    def history(self, conv: str, before: int | None, limit: int) -> Page:
+    def history(self, conv_id: str, before: int | None, limit: int) -> Page:
         """Up to ``limit`` messages older than cursor ``before`` (newest page if None)."""
         bound = before if before is not None else 1 << 62
         rows = self.db.execute(
             _SELECT_MESSAGE + " WHERE m.conv_id = ? AND m.ord < ? ORDER BY m.ord DESC LIMIT ?",
-            (conv, bound, limit + 1),
+            (conv_id, bound, limit + 1),
         ).fetchall()
         more = len(rows) > limit
         rows = rows[:limit]
         rows.reverse()
         return Page(tuple(self._messages(rows)), rows[0][14] if more and rows else None)
 
-    def page_around(self, conv: str, msg_id: uuid.UUID, limit: int) -> Page | None:
+    def page_around(self, conv_id: str, msg_id: uuid.UUID, limit: int) -> Page | None:
         """A page of about ``limit`` messages with ``msg_id`` in the middle."""
         row = self.db.execute(
-            "SELECT ord FROM messages WHERE id = ? AND conv_id = ?", (msg_id.hex, conv)
+            "SELECT ord FROM messages WHERE id = ? AND conv_id = ?", (msg_id.hex, conv_id)
         ).fetchone()
         if row is None:
             return None
         newer = self.db.execute(
             _SELECT_MESSAGE + " WHERE m.conv_id = ? AND m.ord > ? ORDER BY m.ord LIMIT ?",
-            (conv, row[0], max(0, (limit - 1) // 2)),
+            (conv_id, row[0], max(0, (limit - 1) // 2)),
         ).fetchall()
-        older = self.history(conv, row[0] + 1, max(1, limit - len(newer)))
+        older = self.history(conv_id, row[0] + 1, max(1, limit - len(newer)))
         return Page(older.messages + tuple(self._messages(newer)), older.before)
 
     def search(self, query: str, limit: int) -> list[SearchHit]:
@@ -777,7 +773,7 @@ class Store:
     def _message(
         self, r: tuple[object, ...], reacts: list[tuple[str, str]], replies: dict[str, str]
     ) -> Message:
-        (mid, conv, seq, sender, name, is_own, kind, body, meta, reply, status, fail) = r[:12]
+        (mid, conv_id, seq, sender, name, is_own, kind, body, meta, reply, status, fail) = r[:12]
         created_at, read_upto = r[12], r[13]
         assert isinstance(seq, int | None) and isinstance(created_at, int)
         assert isinstance(read_upto, int)
@@ -790,12 +786,12 @@ class Store:
             status = "read" if seq is not None and seq <= read_upto else "delivered"
         return Message(
             id=uuid.UUID(str(mid)),
-            conv_id=str(conv),
+            conv_id=str(conv_id),
             seq=seq,
             sender_id=str(sender),
             sender_name=str(name),
             is_own=bool(is_own),
-            kind=str(kind),
+            kind=_kind(kind),
             body=str(body),
             reply_to=uuid.UUID(str(reply)) if reply is not None else None,
             reply_preview=replies.get(str(reply)) if reply is not None else None,
@@ -831,27 +827,8 @@ class Store:
         return self.username(account_id) or account_id
 
 
-class _Transaction:
-    """``with`` block around BEGIN … COMMIT (ROLLBACK on error) on an autocommit connection."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-
-    def __enter__(self) -> None:
-        self.db.execute("BEGIN")
-
-    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
-        self.db.execute("ROLLBACK" if kind is not None else "COMMIT")
-
-
-def _statements(script: str) -> list[str]:
-    """Split a migration into statements (``sqlite3.complete_statement`` knows triggers)."""
-    statements: list[str] = []
-    current = ""
-    for line in script.splitlines(keepends=True):
-        current += line
-        if sqlite3.complete_statement(current):
-            statements.append(current.strip())
-            current = ""
-    statements.append(current.strip())  # an unfinished statement fails when executed
-    return [s for s in statements if s]
+def _kind(value: object) -> MessageKind:
+    for kind in MESSAGE_KINDS:
+        if value == kind:
+            return kind
+    return "system"  # a kind of a newer version: shown as a line of its own

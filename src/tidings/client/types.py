@@ -9,23 +9,27 @@ from __future__ import annotations
 import enum
 import uuid
 from dataclasses import dataclass
+from typing import Literal
 
-
-class MessageStatus(enum.StrEnum):
-    """Delivery status of a message. Own messages move forward only:
-    sending → sent → delivered → read, or sending → failed."""
-
-    SENDING = "sending"
-    SENT = "sent"
-    DELIVERED = "delivered"
-    READ = "read"
-    FAILED = "failed"
+from .core.types import EngineSettings as EngineSettings
+from .core.types import MessageStatus as MessageStatus
 
 
 class ConnectionState(enum.StrEnum):
     CONNECTING = "connecting"
     ONLINE = "online"
     OFFLINE = "offline"
+    #: ended for good: the device was removed or its token is invalid, another connection
+    #: took over, or the app must be updated (``Connection.last_error`` says which); the
+    #: client does not reconnect
+    CLOSED = "closed"
+
+
+#: What a message is: a text, or a line the client shows in the history: a conversation
+#: event ("alice added bob"), a message that could not be decrypted, a contact's changed
+#: safety number.
+MessageKind = Literal["text", "system", "undecryptable", "identity_changed"]
+MESSAGE_KINDS: tuple[MessageKind, ...] = ("text", "system", "undecryptable", "identity_changed")
 
 
 @dataclass(frozen=True)
@@ -52,9 +56,8 @@ class Message:
     sender_id: str
     sender_name: str
     is_own: bool
-    #: "text" | "system"
-    kind: str
-    #: the text, or a human sentence for system events ("alice added bob")
+    kind: MessageKind
+    #: the text, or a human sentence for the other kinds ("alice added bob")
     body: str
     reply_to: uuid.UUID | None
     #: "sender: body snippet" of the quoted message, if it is known locally
@@ -104,7 +107,10 @@ class Connection:
     state: ConnectionState
     #: seconds until the next connection attempt while offline
     retry_in: float | None
+    #: why the last connection failed; when CLOSED, the reason for the user
     last_error: str | None
+    #: when CLOSED: the WebSocket close code that ended it (HTTP 401 counts as 4401)
+    close_code: int | None = None
 
 
 # ----------------------------------------------------------------------------- events
@@ -159,7 +165,7 @@ class Undecryptable:
     sender's device was asked to start a new session."""
 
     sender: str
-    conv: str
+    conv_id: str
     message_id: uuid.UUID
 
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from tidings.client import engine as fx
-from tidings.client.types import MessageStatus
+from tidings.client.core import engine
+from tidings.client.core.types import EngineSettings, MessageStatus
 from tidings.protocol import (
     Accepted,
     Ack,
@@ -56,6 +56,8 @@ RANK = {
 
 DeviceKey = tuple[str, int]
 
+SETTINGS = EngineSettings()
+
 
 @dataclass
 class FakeConversation:
@@ -84,6 +86,8 @@ class FakeServer:
         self.conversations: dict[str, FakeConversation] = {}
         self.devices: dict[DeviceKey, set[tuple[str, int]]] = {}
         self.connections: dict[DeviceKey, FakeConnection] = {}
+        #: removed devices: their upgrade is refused with HTTP 401
+        self.removed: set[DeviceKey] = set()
         self.ts = 1_000
 
     # ------------------------------------------------------------------ setup
@@ -100,6 +104,10 @@ class FakeServer:
         c.members[account] = len(c.log) + 1
         payload = _system("member_added", actor, [account])
         self._append(conv, actor, 0, uuid.uuid4(), payload, "system")
+
+    def remove_device(self, device: DeviceKey) -> None:
+        """The device is removed: its connection closes with 4401, its upgrades get 401."""
+        self.removed.add(device)
 
     def device_accounts(self, account: str) -> list[DeviceKey]:
         return [key for key in self.devices if key[0] == account]
@@ -266,7 +274,7 @@ class FakeDevice:
         self.key: DeviceKey = (account, device)
         self.account = account
         self.messages: dict[uuid.UUID, StoredMessage] = {}
-        self.outbox: dict[uuid.UUID, fx.OutboxItem] = {}
+        self.outbox: dict[uuid.UUID, engine.OutboxItem] = {}
         self.cursors: dict[str, int] = {}
         self.marks: dict[str, dict[str, tuple[int, int]]] = {}
         self.read_marks: dict[str, int] = {}
@@ -275,21 +283,22 @@ class FakeDevice:
         self.stored_order: dict[str, list[int]] = defaultdict(list)
         self.conn: FakeConnection | None = None
         self.synced = 0
+        self.fatal: list[engine.FatalNotice] = []
         self.engine = self._new_engine()
 
-    def _new_engine(self) -> fx.Engine:
+    def _new_engine(self) -> engine.Engine:
         members = {
             cid: frozenset(c.members)
             for cid, c in self.harness.server.conversations.items()
             if self.account in c.members
         }
-        restored = fx.Restored(
+        restored = engine.Restored(
             cursors=dict(self.cursors),
-            outbox=[fx.OutboxItem(i.id, i.conv, i.payload) for i in self.outbox.values()],
+            outbox=[engine.OutboxItem(i.id, i.conv_id, i.payload) for i in self.outbox.values()],
             members=members,
             watermarks={conv: dict(m) for conv, m in self.marks.items()},
         )
-        return fx.Engine(self.account, random.Random(7), restored)
+        return engine.Engine(self.account, random.Random(7), restored)
 
     def crash(self) -> None:
         """Lose everything in memory; keep what was 'persisted'; start again."""
@@ -305,7 +314,7 @@ class FakeDevice:
 
     def send_text(self, conv: str, body: str) -> uuid.UUID:
         content = Text(body=body)
-        item = fx.OutboxItem(uuid.uuid4(), conv, encode_content(content))
+        item = engine.OutboxItem(uuid.uuid4(), conv, encode_content(content))
         self.engine.send(item, content, self.harness.server.ts, self.harness.now)
         self.run()
         return item.id
@@ -318,51 +327,57 @@ class FakeDevice:
             for effect in effects:
                 self._act(effect)
 
-    def _store(self, effect: fx.Effect) -> None:
+    def _store(self, effect: engine.Effect) -> None:
         match effect:
-            case fx.StoreOutgoing():
-                self.outbox[effect.id] = fx.OutboxItem(effect.id, effect.conv, effect.payload)
+            case engine.StoreOutgoing():
+                self.outbox[effect.id] = engine.OutboxItem(
+                    effect.id, effect.conv_id, effect.payload
+                )
                 s = MessageStatus.SENDING
-                self.messages[effect.id] = StoredMessage(effect.conv, None, self.account, s, [s])
-            case fx.StoreRetry():
-                self.outbox[effect.id] = fx.OutboxItem(effect.id, effect.conv, effect.payload)
+                self.messages[effect.id] = StoredMessage(effect.conv_id, None, self.account, s, [s])
+            case engine.StoreRetry():
+                self.outbox[effect.id] = engine.OutboxItem(
+                    effect.id, effect.conv_id, effect.payload
+                )
                 self._status(effect.id, MessageStatus.SENDING, force=True)
-            case fx.StoreIncoming():
+            case engine.StoreIncoming():
                 for env in effect.envelopes:
-                    assert env.seq > self.cursors.get(effect.conv, 0), "stored below the cursor"
-                    self.stored_order[effect.conv].append(env.seq)
+                    assert env.seq > self.cursors.get(effect.conv_id, 0), "stored below the cursor"
+                    self.stored_order[effect.conv_id].append(env.seq)
                     if env.id in self.messages:
                         continue  # the store ignores a known id
                     self.stored_count[env.id] += 1
                     own = env.sender == self.account
                     s = MessageStatus.SENT if own else MessageStatus.DELIVERED
                     self.messages[env.id] = StoredMessage(env.conv, env.seq, env.sender, s, [s])
-            case fx.AdvanceCursor():
-                self.cursors[effect.conv] = max(self.cursors.get(effect.conv, 0), effect.seq)
-            case fx.MarkSent():
+            case engine.AdvanceCursor():
+                self.cursors[effect.conv_id] = max(self.cursors.get(effect.conv_id, 0), effect.seq)
+            case engine.MarkSent():
                 self.outbox.pop(effect.id, None)
                 msg = self.messages[effect.id]
                 if msg.seq is None:
                     msg.seq = effect.seq
                     self._status(effect.id, effect.status, force=True)
-            case fx.MarkFailed():
+            case engine.MarkFailed():
                 self.outbox.pop(effect.id, None)
                 self._status(effect.id, MessageStatus.FAILED, force=True)
-            case fx.Promote():
+            case engine.Promote():
                 for msg_id, msg in self.messages.items():
-                    if msg.conv != effect.conv or msg.sender != self.account or msg.seq is None:
+                    if msg.conv != effect.conv_id or msg.sender != self.account or msg.seq is None:
                         continue
                     if msg.seq <= effect.read:
                         self._status(msg_id, MessageStatus.READ)
                     elif msg.seq <= effect.delivered:
                         self._status(msg_id, MessageStatus.DELIVERED)
-            case fx.StoreWatermark():
-                self.marks.setdefault(effect.conv, {})[effect.account] = (
+            case engine.StoreWatermark():
+                self.marks.setdefault(effect.conv_id, {})[effect.account] = (
                     effect.delivered,
                     effect.read,
                 )
-            case fx.StoreReadMark():
-                self.read_marks[effect.conv] = max(self.read_marks.get(effect.conv, 0), effect.seq)
+            case engine.StoreReadMark():
+                self.read_marks[effect.conv_id] = max(
+                    self.read_marks.get(effect.conv_id, 0), effect.seq
+                )
             case _:
                 pass
 
@@ -372,25 +387,29 @@ class FakeDevice:
             msg.status = status
             msg.history.append(status)
 
-    def _act(self, effect: fx.Effect) -> None:
+    def _act(self, effect: engine.Effect) -> None:
         server = self.harness.server
         match effect:
-            case fx.Transmit():
+            case engine.Transmit():
                 if self.conn is not None:
                     self.conn.incoming.append(effect.frame)
-            case fx.Connect():
-                if self.harness.server_up:
+            case engine.Connect():
+                if self.key in server.removed:
+                    self.engine.connect_failed(self.harness.now, "HTTP 401", 4401)
+                elif self.harness.server_up:
                     self.conn = server.connect(self.key)
                     self.engine.connected(self.harness.now)
                 else:
                     self.engine.connect_failed(self.harness.now, "refused")
-            case fx.Disconnect():
+            case engine.Disconnect():
                 self.drop_connection()
-            case fx.RefreshConversation():
-                c = server.conversations[effect.conv]
-                self.engine.members_changed(effect.conv, frozenset(c.members))
-            case fx.SyncedNotice():
+            case engine.RefreshConversation():
+                c = server.conversations[effect.conv_id]
+                self.engine.members_changed(effect.conv_id, frozenset(c.members))
+            case engine.SyncedNotice():
                 self.synced += 1
+            case engine.FatalNotice():
+                self.fatal.append(effect)
             case _:
                 pass
 
@@ -412,6 +431,13 @@ class FakeDevice:
         self.engine.receive(frame, self.harness.now)
         self.run()
         return True
+
+    def closed_by_server(self, code: int) -> None:
+        """The server closes this device's connection with close code ``code``."""
+        if self.conn is not None:
+            self.drop_connection()
+            self.engine.disconnected(self.harness.now, f"closed ({code})", code)
+            self.run()
 
     def break_connection(self) -> None:
         if self.conn is not None:
@@ -467,11 +493,11 @@ class Harness:
         for _ in range(200):
             self.pump()
             busy = any(
-                dev.engine.outbox or dev.engine.phase is not fx.Phase.LIVE
+                dev.engine.outbox or dev.engine.phase is not engine.Phase.LIVE
                 for dev in self.devices.values()
             )
             wakeups = [w for d in self.devices.values() if (w := d.engine.next_wakeup())]
-            if not busy and all(w - self.now >= fx.PING_INTERVAL - 1 for w in wakeups):
+            if not busy and all(w - self.now >= SETTINGS.ping_interval - 1 for w in wakeups):
                 return
             self.advance(max(0.05, min(wakeups, default=self.now + 1) - self.now))
         raise AssertionError("the system never settled")

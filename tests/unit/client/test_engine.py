@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 
-from tidings.client import engine as fx
-from tidings.client.engine import Engine, OutboxItem, Phase, Restored
-from tidings.client.types import MessageStatus
+from tidings.client.core import engine
+from tidings.client.core.engine import Engine, OutboxItem, Phase, Restored
+from tidings.client.core.types import EngineSettings, MessageStatus
 from tidings.protocol import (
     Accepted,
     Ack,
@@ -36,6 +36,8 @@ PEER = "peer"
 C = "c1"
 T0 = 1000.0
 
+SETTINGS = EngineSettings()
+
 
 def env(seq: int, conv: str = C, sender: str = PEER, kind: str = "msg") -> Envelope:
     return Envelope(
@@ -61,7 +63,7 @@ def welcome(heads: dict[str, int] | None = None, marks: list[Watermark] | None =
     )
 
 
-def engine(
+def new_engine(
     cursors: dict[str, int] | None = None,
     outbox: list[OutboxItem] | None = None,
     members: dict[str, frozenset[str]] | None = None,
@@ -85,11 +87,11 @@ def online(e: Engine, heads: dict[str, int] | None = None, synced: bool = True) 
     e.take_effects()
 
 
-def frames(effects: list[fx.Effect]) -> list[object]:
-    return [e.frame for e in effects if isinstance(e, fx.Transmit)]
+def frames(effects: list[engine.Effect]) -> list[object]:
+    return [e.frame for e in effects if isinstance(e, engine.Transmit)]
 
 
-def only(effects: list[fx.Effect], kind: type) -> list[object]:
+def only(effects: list[engine.Effect], kind: type) -> list[object]:
     return [e for e in effects if isinstance(e, kind)]
 
 
@@ -101,10 +103,10 @@ def item(n: int = 1, conv: str = C) -> OutboxItem:
 
 
 def test_start_connects_once_and_hello_carries_cursors() -> None:
-    e = engine(cursors={C: 7})
+    e = new_engine(cursors={C: 7})
     e.start(T0)
     effects = e.take_effects()
-    assert effects == [fx.Connect(), fx.ConnectionNotice(Phase.CONNECTING, None, None)]
+    assert effects == [engine.Connect(), engine.ConnectionNotice(Phase.CONNECTING, None, None)]
     e.start(T0)
     assert e.take_effects() == []
     e.connected(T0)
@@ -113,15 +115,15 @@ def test_start_connects_once_and_hello_carries_cursors() -> None:
 
 
 def test_reconnect_backoff_is_jittered_exponential_and_capped() -> None:
-    e = engine()
+    e = new_engine()
     e.start(T0)
     now = T0
     delays = []
     for _ in range(12):
         e.take_effects()
         e.connect_failed(now, "refused")
-        (notice,) = only(e.take_effects(), fx.ConnectionNotice)
-        assert isinstance(notice, fx.ConnectionNotice)
+        (notice,) = only(e.take_effects(), engine.ConnectionNotice)
+        assert isinstance(notice, engine.ConnectionNotice)
         assert notice.phase is Phase.OFFLINE and notice.error == "refused"
         assert notice.retry_in is not None
         delays.append(notice.retry_in)
@@ -131,22 +133,22 @@ def test_reconnect_backoff_is_jittered_exponential_and_capped() -> None:
         assert e.take_effects() == []
         now = wake
         e.tick(now)
-        assert e.take_effects()[0] == fx.Connect()
+        assert e.take_effects()[0] == engine.Connect()
     assert 0.25 <= delays[0] <= 0.5
     assert 0.5 <= delays[1] <= 1.0
     assert all(30 <= d <= 60 for d in delays[8:])
 
 
 def test_backoff_never_overflows() -> None:
-    assert fx.backoff(10_000, random.Random(1), 0.5, 60) <= 60
+    assert engine.backoff(10_000, random.Random(1), 0.5, 60) <= 60
 
 
 def test_disconnect_reports_once_and_welcome_resets_the_backoff() -> None:
-    e = engine()
+    e = new_engine()
     online(e)
     e.disconnected(T0 + 1, "closed")
-    (notice,) = only(e.take_effects(), fx.ConnectionNotice)
-    assert isinstance(notice, fx.ConnectionNotice) and notice.phase is Phase.OFFLINE
+    (notice,) = only(e.take_effects(), engine.ConnectionNotice)
+    assert isinstance(notice, engine.ConnectionNotice) and notice.phase is Phase.OFFLINE
     e.disconnected(T0 + 1, "closed again")  # not open any more: ignored
     assert e.take_effects() == []
     e.tick(T0 + 100)
@@ -154,13 +156,13 @@ def test_disconnect_reports_once_and_welcome_resets_the_backoff() -> None:
     e.receive(welcome(), T0 + 100)
     e.take_effects()
     e.disconnected(T0 + 101, "closed")
-    (notice,) = only(e.take_effects(), fx.ConnectionNotice)
-    assert isinstance(notice, fx.ConnectionNotice)
+    (notice,) = only(e.take_effects(), engine.ConnectionNotice)
+    assert isinstance(notice, engine.ConnectionNotice)
     assert notice.retry_in is not None and notice.retry_in <= 0.5
 
 
 def test_stop_acks_what_is_stored_then_closes() -> None:
-    e = engine()
+    e = new_engine()
     online(e)
     e.receive(env(1), T0)
     e.take_effects()
@@ -169,32 +171,32 @@ def test_stop_acks_what_is_stored_then_closes() -> None:
 
 
 def test_stop_while_connecting_abandons_the_attempt() -> None:
-    e = engine()
+    e = new_engine()
     e.start(T0)
     e.take_effects()
     e.stop()
-    assert e.take_effects()[0] == fx.Disconnect("stopped")
+    assert e.take_effects()[0] == engine.Disconnect("stopped")
 
 
 def test_stop_closes_and_stays_idle() -> None:
-    e = engine()
+    e = new_engine()
     online(e)
     e.stop()
     assert e.take_effects() == [
-        fx.Disconnect("stopped"),
-        fx.ConnectionNotice(Phase.IDLE, None, None),
+        engine.Disconnect("stopped"),
+        engine.ConnectionNotice(Phase.IDLE, None, None),
     ]
     assert e.next_wakeup() is None
     e.stop()  # not open: nothing to close
-    assert e.take_effects() == [fx.ConnectionNotice(Phase.IDLE, None, None)]
+    assert e.take_effects() == [engine.ConnectionNotice(Phase.IDLE, None, None)]
     e.start(T0)
-    assert e.take_effects()[0] == fx.Connect()
+    assert e.take_effects()[0] == engine.Connect()
 
 
 def test_ping_every_25_s_and_dead_after_60_s_of_silence() -> None:
-    e = engine()
+    e = new_engine()
     online(e)
-    assert e.next_wakeup() == T0 + fx.PING_INTERVAL
+    assert e.next_wakeup() == T0 + SETTINGS.ping_interval
     e.tick(T0 + 25)
     assert frames(e.take_effects()) == [Ping(n=1)]  # and no Ack: nothing stored yet
     e.receive(Pong(n=1), T0 + 26)
@@ -203,66 +205,66 @@ def test_ping_every_25_s_and_dead_after_60_s_of_silence() -> None:
     assert frames(e.take_effects()) == [Ping(n=2)]
     e.tick(T0 + 26 + 60)
     effects = e.take_effects()
-    assert effects[0] == fx.Disconnect("no frame from the server for 60 s")
+    assert effects[0] == engine.Disconnect("no frame from the server for 60 s")
     assert e.phase is Phase.OFFLINE
 
 
 def test_no_welcome_means_reconnect() -> None:
-    e = engine()
+    e = new_engine()
     e.start(T0)
     e.connected(T0)
     e.receive(Pong(n=0), T0 + 15)  # alive, but never welcomed
     e.take_effects()
-    assert e.next_wakeup() == T0 + fx.HANDSHAKE_TIMEOUT
-    e.tick(T0 + fx.HANDSHAKE_TIMEOUT)
-    assert e.take_effects()[0] == fx.Disconnect("no welcome from the server")
+    assert e.next_wakeup() == T0 + SETTINGS.handshake_timeout
+    e.tick(T0 + SETTINGS.handshake_timeout)
+    assert e.take_effects()[0] == engine.Disconnect("no welcome from the server")
     assert e.phase is Phase.OFFLINE
 
 
 def test_welcome_then_synced() -> None:
-    e = engine(members={})
+    e = new_engine(members={})
     e.start(T0)
     e.connected(T0)
     e.take_effects()
     e.receive(welcome(heads={C: 0}), T0)
     effects = e.take_effects()
     assert effects == [
-        fx.ConnectionNotice(Phase.REPLAY, None, None),
-        fx.RefreshConversation(C),
+        engine.ConnectionNotice(Phase.REPLAY, None, None),
+        engine.RefreshConversation(C),
     ]
     e.receive(Synced(), T0)
-    assert e.take_effects() == [fx.SyncedNotice()]
+    assert e.take_effects() == [engine.SyncedNotice()]
     assert e.phase is Phase.LIVE
 
 
 def test_synced_fetches_what_the_heads_say_is_missing() -> None:
-    e = engine(cursors={C: 3})
+    e = new_engine(cursors={C: 3})
     online(e, heads={C: 5}, synced=False)
     e.receive(Synced(), T0)
     assert frames(e.take_effects()) == [Fetch(conv=C, after=3, limit=2)]
     # The answer is empty: those seqs are not for us.
     e.receive(Batch(conv=C, envelopes=[], head=5), T0)
-    assert only(e.take_effects(), fx.AdvanceCursor) == [fx.AdvanceCursor(C, 5)]
+    assert only(e.take_effects(), engine.AdvanceCursor) == [engine.AdvanceCursor(C, 5)]
 
 
 # ----------------------------------------------------------------------------- outbox
 
 
 def test_send_is_stored_before_it_goes_out() -> None:
-    e = engine()
+    e = new_engine()
     online(e)
     content = Text(body="hi")
     e.send(item(), content, 123, T0)
     effects = e.take_effects()
-    assert effects[0] == fx.StoreOutgoing(item().id, C, b"payload", content, 123)
+    assert effects[0] == engine.StoreOutgoing(item().id, C, b"payload", content, 123)
     assert frames(effects) == [Send(id=item().id, conv=C, payload=b"payload")]
 
 
 def test_send_offline_waits_for_welcome_and_restored_outbox_is_resent() -> None:
-    e = engine(outbox=[item(1)])
+    e = new_engine(outbox=[item(1)])
     e.send(item(2), Text(body="later"), 1, T0)
     effects = e.take_effects()
-    assert [type(x) for x in effects] == [fx.StoreOutgoing]
+    assert [type(x) for x in effects] == [engine.StoreOutgoing]
     e.start(T0)
     e.connected(T0)
     e.receive(welcome(), T0)
@@ -274,34 +276,37 @@ def test_send_offline_waits_for_welcome_and_restored_outbox_is_resent() -> None:
 
 
 def test_unanswered_send_is_resent_with_the_same_id() -> None:
-    e = engine()
+    e = new_engine()
     online(e)
     e.send(item(), Text(body="hi"), 1, T0)
     e.take_effects()
-    assert e.next_wakeup() == T0 + fx.SEND_TIMEOUT
-    e.tick(T0 + fx.SEND_TIMEOUT)
+    assert e.next_wakeup() == T0 + SETTINGS.send_timeout
+    e.tick(T0 + SETTINGS.send_timeout)
     assert frames(e.take_effects()) == [Send(id=item().id, conv=C, payload=b"payload")]
     # answered now: the pending timer is stale and neither fires nor wakes us
     e.receive(Accepted(id=item().id, conv=C, seq=1, ts=5), T0 + 11)
     e.take_effects()
-    assert e.next_wakeup() == T0 + 11 + fx.ACK_DELAY or e.next_wakeup() == T0 + fx.PING_INTERVAL
+    assert (
+        e.next_wakeup() == T0 + 11 + engine.ACK_DELAY
+        or e.next_wakeup() == T0 + SETTINGS.ping_interval
+    )
     e.tick(T0 + 24)
     assert frames(e.take_effects()) == []
 
 
 def test_stale_timer_skipped_while_another_is_due() -> None:
-    e = engine()
+    e = new_engine()
     online(e)
     e.send(item(1), Text(body="a"), 1, T0)
     e.send(item(2), Text(body="b"), 1, T0 + 1)
     e.receive(Accepted(id=item(1).id, conv=C, seq=1, ts=5), T0 + 2)
     e.take_effects()
-    e.tick(T0 + 2 + fx.SEND_TIMEOUT)
+    e.tick(T0 + 2 + SETTINGS.send_timeout)
     assert frames(e.take_effects()) == [Send(id=item(2).id, conv=C, payload=b"payload")]
 
 
 def test_accepted_status_follows_known_watermarks() -> None:
-    e = engine(marks={C: {PEER: (5, 3)}})
+    e = new_engine(marks={C: {PEER: (5, 3)}})
     online(e)
     for n, seq, status in [
         (1, 3, MessageStatus.READ),
@@ -310,44 +315,44 @@ def test_accepted_status_follows_known_watermarks() -> None:
     ]:
         e.send(item(n), Text(body="x"), 1, T0)
         e.receive(Accepted(id=item(n).id, conv=C, seq=seq, ts=9), T0)
-        sent = only(e.take_effects(), fx.MarkSent)
-        assert sent == [fx.MarkSent(item(n).id, C, seq, 9, status)]
+        sent = only(e.take_effects(), engine.MarkSent)
+        assert sent == [engine.MarkSent(item(n).id, C, seq, 9, status)]
 
 
 def test_accepted_twice_or_unknown_changes_nothing_more() -> None:
-    e = engine(cursors={C: 4})
+    e = new_engine(cursors={C: 4})
     online(e)
     e.receive(Accepted(id=item(9).id, conv=C, seq=3, ts=1), T0)
     assert e.take_effects() == []
 
 
 def test_own_seq_fills_the_cursor() -> None:
-    e = engine()
+    e = new_engine()
     online(e)
     e.send(item(), Text(body="x"), 1, T0)
     e.receive(Accepted(id=item().id, conv=C, seq=2, ts=1), T0)
     effects = e.take_effects()
-    assert only(effects, fx.AdvanceCursor) == []  # seq 1 is still missing
+    assert only(effects, engine.AdvanceCursor) == []  # seq 1 is still missing
     e.receive(env(1), T0)
     effects = e.take_effects()
-    assert only(effects, fx.StoreIncoming) == [fx.StoreIncoming(C, (env(1),))]
-    assert only(effects, fx.AdvanceCursor) == [fx.AdvanceCursor(C, 2)]
+    assert only(effects, engine.StoreIncoming) == [engine.StoreIncoming(C, (env(1),))]
+    assert only(effects, engine.AdvanceCursor) == [engine.AdvanceCursor(C, 2)]
 
 
 def test_rejected_fails_only_a_known_message() -> None:
-    e = engine()
+    e = new_engine()
     online(e)
     e.send(item(), Text(body="x"), 1, T0)
     e.take_effects()
     e.receive(Rejected(id=item().id, conv=C, code="not_member"), T0)
-    assert e.take_effects() == [fx.MarkFailed(item().id, "not_member")]
+    assert e.take_effects() == [engine.MarkFailed(item().id, "not_member")]
     e.receive(Rejected(id=item().id, conv=C, code="not_member"), T0)
     assert e.take_effects() == []
     assert not e.outbox
 
 
 def test_transient_error_retries_with_backoff() -> None:
-    e = engine()
+    e = new_engine()
     online(e)
     e.send(item(), Text(body="x"), 1, T0)
     e.take_effects()
@@ -364,11 +369,11 @@ def test_transient_error_retries_with_backoff() -> None:
 
 
 def test_retry_stores_then_sends() -> None:
-    e = engine()
+    e = new_engine()
     online(e)
     e.retry(item(), T0)
     effects = e.take_effects()
-    assert effects[0] == fx.StoreRetry(item().id, C, b"payload")
+    assert effects[0] == engine.StoreRetry(item().id, C, b"payload")
     assert frames(effects) == [Send(id=item().id, conv=C, payload=b"payload")]
 
 
@@ -376,23 +381,23 @@ def test_retry_stores_then_sends() -> None:
 
 
 def test_in_order_envelopes_are_stored_then_acked_in_one_frame() -> None:
-    e = engine()
+    e = new_engine()
     online(e)
     e.receive(env(1), T0)
     e.receive(env(2), T0 + 0.01)
     effects = e.take_effects()
-    assert only(effects, fx.StoreIncoming) == [
-        fx.StoreIncoming(C, (env(1),)),
-        fx.StoreIncoming(C, (env(2),)),
+    assert only(effects, engine.StoreIncoming) == [
+        engine.StoreIncoming(C, (env(1),)),
+        engine.StoreIncoming(C, (env(2),)),
     ]
     assert frames(effects) == []
-    assert e.next_wakeup() == T0 + fx.ACK_DELAY
-    e.tick(T0 + fx.ACK_DELAY)
+    assert e.next_wakeup() == T0 + engine.ACK_DELAY
+    e.tick(T0 + engine.ACK_DELAY)
     assert frames(e.take_effects()) == [Ack(upto={C: 2})]
 
 
 def test_duplicates_are_dropped_but_acked_again() -> None:
-    e = engine(cursors={C: 2})
+    e = new_engine(cursors={C: 2})
     online(e)
     e.receive(Batch(conv=C, envelopes=[env(1), env(2)], head=2), T0)
     assert e.take_effects() == []
@@ -401,17 +406,17 @@ def test_duplicates_are_dropped_but_acked_again() -> None:
 
 
 def test_many_envelopes_ack_at_once() -> None:
-    e = engine()
+    e = new_engine()
     online(e)
-    batch = [env(s) for s in range(1, fx.ACK_EVERY + 1)]
-    e.receive(Batch(conv=C, envelopes=batch, head=fx.ACK_EVERY), T0)
+    batch = [env(s) for s in range(1, engine.ACK_EVERY + 1)]
+    e.receive(Batch(conv=C, envelopes=batch, head=engine.ACK_EVERY), T0)
     effects = e.take_effects()
-    assert frames(effects) == [Ack(upto={C: fx.ACK_EVERY})]
-    assert effects.index(fx.AdvanceCursor(C, fx.ACK_EVERY)) < len(effects) - 1
+    assert frames(effects) == [Ack(upto={C: engine.ACK_EVERY})]
+    assert effects.index(engine.AdvanceCursor(C, engine.ACK_EVERY)) < len(effects) - 1
 
 
 def test_acks_wait_for_welcome() -> None:
-    e = engine()
+    e = new_engine()
     e.start(T0)
     e.connected(T0)
     e.receive(env(1), T0)
@@ -424,131 +429,134 @@ def test_acks_wait_for_welcome() -> None:
 
 
 def test_gap_is_fetched_and_filled_in_order() -> None:
-    e = engine(cursors={C: 1})
+    e = new_engine(cursors={C: 1})
     online(e)
     e.receive(env(4), T0)
     effects = e.take_effects()
-    assert only(effects, fx.StoreIncoming) == []
+    assert only(effects, engine.StoreIncoming) == []
     assert frames(effects) == [Fetch(conv=C, after=1, limit=2)]
     e.receive(env(5), T0)  # still held, no second Fetch
     assert frames(e.take_effects()) == []
     e.receive(Batch(conv=C, envelopes=[env(2), env(3), env(4), env(5)], head=5), T0)
     effects = e.take_effects()
-    assert only(effects, fx.StoreIncoming) == [
-        fx.StoreIncoming(C, (env(2), env(3), env(4), env(5)))
+    assert only(effects, engine.StoreIncoming) == [
+        engine.StoreIncoming(C, (env(2), env(3), env(4), env(5)))
     ]
-    assert only(effects, fx.AdvanceCursor) == [fx.AdvanceCursor(C, 5)]
+    assert only(effects, engine.AdvanceCursor) == [engine.AdvanceCursor(C, 5)]
 
 
 def test_gap_filled_by_live_envelopes_before_the_answer() -> None:
-    e = engine()
+    e = new_engine()
     online(e)
     e.receive(env(2), T0)
     e.receive(env(1), T0)
     effects = e.take_effects()
-    assert only(effects, fx.StoreIncoming) == [fx.StoreIncoming(C, (env(1), env(2)))]
+    assert only(effects, engine.StoreIncoming) == [engine.StoreIncoming(C, (env(1), env(2)))]
     e.receive(Batch(conv=C, envelopes=[env(1)], head=2), T0)  # the late answer: duplicates
-    assert only(e.take_effects(), fx.StoreIncoming) == []
+    assert only(e.take_effects(), engine.StoreIncoming) == []
 
 
 def test_answer_that_starts_later_skips_what_is_not_for_us() -> None:
-    e = engine()
+    e = new_engine()
     online(e)
     e.receive(env(10, kind="system"), T0)
     assert frames(e.take_effects()) == [Fetch(conv=C, after=0, limit=9)]
     e.receive(Batch(conv=C, envelopes=[env(10, kind="system"), env(11)], head=11), T0)
     effects = e.take_effects()
-    assert only(effects, fx.AdvanceCursor) == [fx.AdvanceCursor(C, 9), fx.AdvanceCursor(C, 11)]
-    assert only(effects, fx.RefreshConversation) == [fx.RefreshConversation(C)]
+    assert only(effects, engine.AdvanceCursor) == [
+        engine.AdvanceCursor(C, 9),
+        engine.AdvanceCursor(C, 11),
+    ]
+    assert only(effects, engine.RefreshConversation) == [engine.RefreshConversation(C)]
 
 
 def test_replay_batch_above_held_is_not_the_answer() -> None:
-    e = engine()
+    e = new_engine()
     online(e, synced=False)
     e.receive(Batch(conv=C, envelopes=[env(3)], head=9), T0)
     assert frames(e.take_effects()) == [Fetch(conv=C, after=0, limit=2)]
     e.receive(Batch(conv=C, envelopes=[env(5)], head=9), T0)
-    assert only(e.take_effects(), fx.AdvanceCursor) == []
+    assert only(e.take_effects(), engine.AdvanceCursor) == []
 
 
 def test_empty_answer_never_skips_a_held_envelope() -> None:
-    e = engine()
+    e = new_engine()
     online(e)
     e.receive(env(5), T0)
     e.receive(env(3), T0)
     e.take_effects()
     e.receive(Batch(conv=C, envelopes=[], head=5), T0)
     effects = e.take_effects()
-    assert only(effects, fx.StoreIncoming) == [fx.StoreIncoming(C, (env(3),))]
+    assert only(effects, engine.StoreIncoming) == [engine.StoreIncoming(C, (env(3),))]
     assert frames(effects) == [Fetch(conv=C, after=3, limit=1)]
 
 
 def test_partial_answer_keeps_fetching_up_to_the_head() -> None:
-    e = engine()
+    e = new_engine()
     online(e, heads={C: 1200}, synced=False)
     e.receive(Synced(), T0)
     assert frames(e.take_effects()) == [Fetch(conv=C, after=0, limit=500)]
     e.receive(Batch(conv=C, envelopes=[env(s) for s in range(1, 501)], head=1200), T0)
     assert Fetch(conv=C, after=500, limit=500) in frames(e.take_effects())
     e.receive(Batch(conv=C, envelopes=[], head=1200), T0)
-    assert only(e.take_effects(), fx.AdvanceCursor) == [fx.AdvanceCursor(C, 1200)]
+    assert only(e.take_effects(), engine.AdvanceCursor) == [engine.AdvanceCursor(C, 1200)]
 
 
 def test_unanswered_fetch_is_repeated_then_given_up() -> None:
-    e = engine()
+    e = new_engine()
     online(e)
     e.receive(env(3), T0)
     assert frames(e.take_effects()) == [Fetch(conv=C, after=0, limit=2)]
     now = T0
-    for tries in range(1, fx.FETCH_TRIES):
-        now += fx.FETCH_TIMEOUT * tries
+    for tries in range(1, engine.FETCH_TRIES):
+        now += SETTINGS.fetch_timeout * tries
         e.receive(Pong(n=0), now)  # still alive
         e.tick(now)
         assert Fetch(conv=C, after=0, limit=2) in frames(e.take_effects())
-    now += fx.FETCH_TIMEOUT * fx.FETCH_TRIES
+    now += SETTINGS.fetch_timeout * engine.FETCH_TRIES
     e.receive(Pong(n=0), now)
     e.tick(now)
     effects = e.take_effects()
-    assert only(effects, fx.StoreIncoming) == [fx.StoreIncoming(C, (env(3),))]
+    assert only(effects, engine.StoreIncoming) == [engine.StoreIncoming(C, (env(3),))]
 
 
 def test_fetch_refused_counts_the_gap_as_unavailable() -> None:
-    e = engine()
+    e = new_engine()
     online(e)
     e.receive(env(3), T0)
     e.take_effects()
     e.receive(Error(code="not_member", ref=C), T0)
-    assert only(e.take_effects(), fx.StoreIncoming) == [fx.StoreIncoming(C, (env(3),))]
+    assert only(e.take_effects(), engine.StoreIncoming) == [engine.StoreIncoming(C, (env(3),))]
 
 
 def test_own_message_echoed_before_accepted() -> None:
-    e = engine()
+    e = new_engine()
     online(e)
     mine = env(1, sender=ME)
     e.send(OutboxItem(mine.id, C, b"x"), Text(body="x"), 1, T0)
     e.take_effects()
     e.receive(mine, T0)
     effects = e.take_effects()
-    assert only(effects, fx.MarkSent) == [fx.MarkSent(mine.id, C, 1, 1, MessageStatus.SENT)]
+    assert only(effects, engine.MarkSent) == [engine.MarkSent(mine.id, C, 1, 1, MessageStatus.SENT)]
     assert not e.outbox
 
 
 def test_unknown_conversation_is_refreshed_once() -> None:
-    e = engine(members={})
+    e = new_engine(members={})
     online(e)
     e.receive(env(1), T0)
     e.receive(env(2), T0)
-    assert only(e.take_effects(), fx.RefreshConversation) == [fx.RefreshConversation(C)]
+    assert only(e.take_effects(), engine.RefreshConversation) == [engine.RefreshConversation(C)]
     e.members_changed(C, frozenset({ME, PEER}))
     e.receive(env(3, kind="system"), T0)
-    assert only(e.take_effects(), fx.RefreshConversation) == [fx.RefreshConversation(C)]
+    assert only(e.take_effects(), engine.RefreshConversation) == [engine.RefreshConversation(C)]
     e.refresh_failed(C)  # the REST call failed: the next system envelope asks again
     e.receive(env(4, kind="system"), T0)
-    assert only(e.take_effects(), fx.RefreshConversation) == [fx.RefreshConversation(C)]
+    assert only(e.take_effects(), engine.RefreshConversation) == [engine.RefreshConversation(C)]
 
 
 def test_disconnect_forgets_held_envelopes() -> None:
-    e = engine()
+    e = new_engine()
     online(e)
     e.receive(env(2), T0)
     e.disconnected(T0, "closed")
@@ -558,16 +566,16 @@ def test_disconnect_forgets_held_envelopes() -> None:
     e.receive(welcome(), T0 + 1)
     e.receive(Batch(conv=C, envelopes=[env(1)], head=2), T0 + 1)
     effects = e.take_effects()
-    assert only(effects, fx.StoreIncoming) == [fx.StoreIncoming(C, (env(1),))]
+    assert only(effects, engine.StoreIncoming) == [engine.StoreIncoming(C, (env(1),))]
 
 
 # ----------------------------------------------------------------------------- receipts
 
 
 def test_read_is_stored_sent_and_resent_after_every_welcome() -> None:
-    e = engine()
+    e = new_engine()
     e.read(C, 3)
-    assert e.take_effects() == [fx.StoreReadMark(C, 3)]
+    assert e.take_effects() == [engine.StoreReadMark(C, 3)]
     online(e)
     e.read(C, 4)
     assert frames(e.take_effects()) == [Read(conv=C, seq=4)]
@@ -579,66 +587,68 @@ def test_read_is_stored_sent_and_resent_after_every_welcome() -> None:
 
 
 def test_direct_statuses_follow_the_peer_receipts() -> None:
-    e = engine()
+    e = new_engine()
     online(e)
     e.receive(Receipt(conv=C, account=PEER, delivered=4, read=2), T0)
     assert e.take_effects() == [
-        fx.StoreWatermark(C, PEER, 4, 2),
-        fx.Promote(C, 4, 2),
+        engine.StoreWatermark(C, PEER, 4, 2),
+        engine.Promote(C, 4, 2),
     ]
     e.receive(Receipt(conv=C, account=PEER, delivered=3, read=1), T0)  # older: no change
     assert e.take_effects() == []
     e.receive(Receipt(conv=C, account=PEER, delivered=4, read=6), T0)  # read implies delivered
-    assert e.take_effects() == [fx.StoreWatermark(C, PEER, 6, 6), fx.Promote(C, 6, 6)]
+    assert e.take_effects() == [engine.StoreWatermark(C, PEER, 6, 6), engine.Promote(C, 6, 6)]
 
 
 def test_own_other_device_receipt_is_my_read_mark() -> None:
-    e = engine()
+    e = new_engine()
     online(e)
     e.receive(Receipt(conv=C, account=ME, delivered=9, read=8), T0)
-    assert e.take_effects() == [fx.StoreReadMark(C, 8)]
+    assert e.take_effects() == [engine.StoreReadMark(C, 8)]
 
 
 def test_group_status_needs_every_other_member() -> None:
     group = frozenset({ME, "a", "b"})
-    e = engine(members={C: group})
+    e = new_engine(members={C: group})
     online(e)
     e.receive(Receipt(conv=C, account="a", delivered=5, read=5), T0)
-    assert only(e.take_effects(), fx.Promote) == []
+    assert only(e.take_effects(), engine.Promote) == []
     e.receive(Receipt(conv=C, account="b", delivered=3, read=0), T0)
-    assert only(e.take_effects(), fx.Promote) == [fx.Promote(C, 3, 0)]
+    assert only(e.take_effects(), engine.Promote) == [engine.Promote(C, 3, 0)]
     # a new member lowers the minimum, but statuses never go back
     e.members_changed(C, group | {"c"})
     assert e.take_effects() == []
 
 
 def test_statuses_wait_for_the_member_list() -> None:
-    e = engine(members={})
-    online(e)
+    e = new_engine(members={})
+    e.start(T0)
+    e.connected(T0)
+    e.take_effects()
     e.receive(welcome(marks=[Watermark(C, PEER, 2, 1)]), T0)
     effects = e.take_effects()
-    assert fx.StoreWatermark(C, PEER, 2, 1) in effects
-    assert only(effects, fx.Promote) == []
+    assert engine.StoreWatermark(C, PEER, 2, 1) in effects
+    assert only(effects, engine.Promote) == []
     e.members_changed(C, frozenset({ME, PEER}))
-    assert e.take_effects() == [fx.Promote(C, 2, 1)]
+    assert e.take_effects() == [engine.Promote(C, 2, 1)]
 
 
 def test_alone_in_a_group_nothing_is_delivered() -> None:
-    e = engine(members={C: frozenset({ME})})
+    e = new_engine(members={C: frozenset({ME})})
     online(e)
     e.receive(Receipt(conv=C, account="gone", delivered=5, read=5), T0)
-    assert only(e.take_effects(), fx.Promote) == []
+    assert only(e.take_effects(), engine.Promote) == []
 
 
 def test_refused_catch_up_fetch_skips_to_the_head() -> None:
-    e = engine(cursors={C: 3})
+    e = new_engine(cursors={C: 3})
     online(e, heads={C: 5})
     e.receive(Error(code="not_member", ref=C), T0)
-    assert e.take_effects() == [fx.AdvanceCursor(C, 5)]
+    assert e.take_effects() == [engine.AdvanceCursor(C, 5)]
 
 
 def test_a_gap_is_not_refetched_before_its_deadline() -> None:
-    e = engine()
+    e = new_engine()
     online(e)
     e.receive(env(3), T0 + 20)
     assert frames(e.take_effects()) == [Fetch(conv=C, after=0, limit=2)]
@@ -647,13 +657,13 @@ def test_a_gap_is_not_refetched_before_its_deadline() -> None:
 
 
 def test_own_messages_from_another_device_get_the_known_status() -> None:
-    e = engine(marks={C: {PEER: (3, 2)}})
+    e = new_engine(marks={C: {PEER: (3, 2)}})
     online(e)
     e.receive(env(1, sender=ME), T0)
     effects = e.take_effects()
-    assert effects[:2] == [fx.StoreIncoming(C, (env(1, sender=ME),)), fx.Promote(C, 3, 2)]
+    assert effects[:2] == [engine.StoreIncoming(C, (env(1, sender=ME),)), engine.Promote(C, 3, 2)]
     e.receive(env(2), T0)  # not own: no promotion needed
-    assert only(e.take_effects(), fx.Promote) == []
+    assert only(e.take_effects(), engine.Promote) == []
 
 
 # ----------------------------------------------------------------------------- to-device messages
@@ -666,28 +676,28 @@ def dmsg(dseq: int) -> DeviceEnvelope:
 
 
 def test_device_envelopes_are_stored_then_acked_with_device_upto() -> None:
-    e = engine()
+    e = new_engine()
     online(e)
     e.receive(dmsg(1), T0)
     e.receive(dmsg(2), T0)
     e.receive(env(1), T0)
     effects = e.take_effects()
-    assert only(effects, fx.StoreDeviceEnvelope) == [
-        fx.StoreDeviceEnvelope(dmsg(1)),
-        fx.StoreDeviceEnvelope(dmsg(2)),
+    assert only(effects, engine.StoreDeviceEnvelope) == [
+        engine.StoreDeviceEnvelope(dmsg(1)),
+        engine.StoreDeviceEnvelope(dmsg(2)),
     ]
     assert frames(effects) == []
-    e.tick(T0 + fx.ACK_DELAY)
+    e.tick(T0 + engine.ACK_DELAY)
     assert frames(e.take_effects()) == [Ack(upto={C: 1}, device_upto=2)]
     e.tick(T0 + 1)
     assert frames(e.take_effects()) == []  # nothing new: no empty Ack
 
 
 def test_device_envelope_replayed_after_a_reconnect_is_acked_again() -> None:
-    e = engine()
+    e = new_engine()
     online(e)
     e.receive(dmsg(3), T0)
-    e.tick(T0 + fx.ACK_DELAY)
+    e.tick(T0 + engine.ACK_DELAY)
     assert frames(e.take_effects()) == [Ack(device_upto=3)]
     e.disconnected(T0 + 1, "gone")  # that Ack may have been lost with the connection
     e.take_effects()
@@ -695,14 +705,170 @@ def test_device_envelope_replayed_after_a_reconnect_is_acked_again() -> None:
     e.connected(T0 + 100)
     e.receive(welcome(), T0 + 100)
     e.receive(dmsg(3), T0 + 100)
-    assert only(e.take_effects(), fx.StoreDeviceEnvelope) == [fx.StoreDeviceEnvelope(dmsg(3))]
+    assert only(e.take_effects(), engine.StoreDeviceEnvelope) == [
+        engine.StoreDeviceEnvelope(dmsg(3))
+    ]
     e.receive(Synced(), T0 + 100)
     assert frames(e.take_effects()) == [Ack(device_upto=3)]
 
 
 def test_many_device_envelopes_are_acked_without_waiting() -> None:
-    e = engine()
+    e = new_engine()
     online(e)
-    for dseq in range(1, fx.ACK_EVERY + 1):
+    for dseq in range(1, engine.ACK_EVERY + 1):
         e.receive(dmsg(dseq), T0)
-    assert frames(e.take_effects()) == [Ack(device_upto=fx.ACK_EVERY)]
+    assert frames(e.take_effects()) == [Ack(device_upto=engine.ACK_EVERY)]
+
+
+# ----------------------------------------------------------------------------- transitions
+
+
+def test_the_transition_table_is_the_phase_diagram() -> None:
+    assert set(engine.TRANSITIONS) == set(Phase)
+    assert engine.TRANSITIONS[Phase.CLOSED_FATAL] == frozenset()  # terminal
+    for phase, targets in engine.TRANSITIONS.items():
+        assert phase not in targets  # staying is not a transition
+        if phase is not Phase.CLOSED_FATAL:
+            assert Phase.CLOSED_FATAL in targets
+
+
+@pytest.mark.parametrize(
+    ("setup", "event"),
+    [
+        ("idle", "Welcome"),
+        ("handshake", "Synced"),
+        ("live", "Synced"),
+        ("live", "Welcome"),
+    ],
+)
+def test_a_frame_that_needs_an_unlisted_transition_is_ignored_and_reported(
+    setup: str, event: str
+) -> None:
+    e = new_engine()
+    if setup != "idle":
+        e.start(T0)
+        e.connected(T0)
+    if setup == "live":
+        e.receive(welcome(), T0)
+        e.receive(Synced(), T0)
+    e.take_effects()
+    before = e.phase
+    e.receive(welcome() if event == "Welcome" else Synced(), T0 + 1)
+    assert e.take_effects() == [engine.ProtocolViolation(event, before)]
+    assert e.phase is before
+
+
+def test_connected_or_connect_failed_out_of_turn_are_violations() -> None:
+    e = new_engine()
+    e.connected(T0)
+    e.connect_failed(T0, "late")
+    assert e.take_effects() == [
+        engine.ProtocolViolation("connected", Phase.IDLE),
+        engine.ProtocolViolation("connect_failed", Phase.IDLE),
+    ]
+    assert e.phase is Phase.IDLE
+
+
+def test_stop_when_idle_only_reports_the_phase() -> None:
+    e = new_engine()
+    e.stop()
+    assert e.take_effects() == [engine.ConnectionNotice(Phase.IDLE, None, None)]
+
+
+# ----------------------------------------------------------------------------- fatal closes
+
+REMOVED = "this device was removed from the account, or its token is invalid"
+
+
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [
+        (4401, REMOVED),
+        (4409, "another connection of this device took over"),
+        (4426, "the server speaks a newer protocol: update Tidings"),
+    ],
+)
+def test_a_fatal_close_code_ends_for_good(code: int, reason: str) -> None:
+    e = new_engine(outbox=[item()])
+    online(e)
+    e.receive(env(1), T0)
+    e.disconnected(T0 + 1, "closed", code)
+    effects = e.take_effects()
+    assert frames(effects) == [Ack(upto={C: 1})]  # what is stored is acked first
+    assert effects[-3:] == [
+        engine.Disconnect(f"closed for good ({code})"),
+        engine.ConnectionNotice(Phase.CLOSED_FATAL, None, reason, code),
+        engine.FatalNotice(code, reason),
+    ]
+    assert e.phase is Phase.CLOSED_FATAL and e.fatal_code == code
+    assert e.next_wakeup() is None  # no reconnect timer
+    for later in (T0 + 100, T0 + 10_000):
+        e.tick(later)
+    e.start(T0 + 10_000)  # not even from the foreground
+    e.stop()
+    assert e.take_effects() == []
+    e.send(item(2), Text(body="x"), 0, T0 + 10_000)
+    assert frames(e.take_effects()) == []  # stored, never sent
+
+
+def test_an_ordinary_close_code_reconnects() -> None:
+    e = new_engine()
+    online(e)
+    e.disconnected(T0, "going away", 1001)
+    assert e.phase is Phase.OFFLINE
+
+
+def test_a_refused_handshake_with_401_is_fatal_and_other_failures_are_not() -> None:
+    e = new_engine()
+    e.start(T0)
+    e.connect_failed(T0, "server rejected WebSocket connection: HTTP 503", None)
+    assert e.phase is Phase.OFFLINE
+    e.tick(T0 + 100)
+    e.take_effects()
+    e.connect_failed(T0 + 100, "server rejected WebSocket connection: HTTP 401", 4401)
+    assert e.take_effects() == [
+        engine.Disconnect("closed for good (4401)"),  # the runtime forgets that attempt
+        engine.ConnectionNotice(Phase.CLOSED_FATAL, None, REMOVED, 4401),
+        engine.FatalNotice(4401, REMOVED),
+    ]
+    assert e.phase is Phase.CLOSED_FATAL
+
+
+def test_a_rest_401_ends_for_good_from_any_phase_once() -> None:
+    e = new_engine()
+    e.unauthorized()  # idle: nothing to disconnect
+    assert e.phase is Phase.CLOSED_FATAL
+    assert only(e.take_effects(), engine.Disconnect) == []
+    e.unauthorized()
+    assert e.take_effects() == []
+    live = new_engine()
+    online(live)
+    live.unauthorized()
+    assert only(live.take_effects(), engine.Disconnect) == [
+        engine.Disconnect("closed for good (4401)")
+    ]
+
+
+def test_an_unknown_fatal_code_gets_a_generic_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine, "is_fatal", lambda code: code is not None)
+    e = new_engine()
+    online(e)
+    e.disconnected(T0, "closed", 4999)
+    assert engine.FatalNotice(4999, "the server closed the connection (4999)") in (e.take_effects())
+
+
+def test_settings_replace_the_default_timings() -> None:
+    fast = EngineSettings(ping_interval=1.0, dead_after=3.0, handshake_timeout=2.0)
+    e = Engine(ME, random.Random(1), settings=fast)
+    e.start(T0)
+    e.connected(T0)
+    assert e.next_wakeup() == T0 + 1.0
+    e.tick(T0 + 2.0)
+    assert e.phase is Phase.OFFLINE  # no Welcome within 2 s
+    assert EngineSettings() == Engine(ME, random.Random(1)).settings
+
+
+def test_unsent_gives_the_send_of_a_waiting_message() -> None:
+    e = new_engine(outbox=[item()])
+    assert e.unsent(item().id) == Send(id=item().id, conv=C, payload=b"payload")
+    assert e.unsent(item(2).id) is None

@@ -1,4 +1,4 @@
-"""Hard requirement: the engine's own unit tests cover every branch of engine.py."""
+"""Hard requirement: the engine's own unit tests cover every branch of client/core/engine.py."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def test_engine_unit_tests_cover_every_branch(tmp_path: Path) -> None:
             "coverage",
             "report",
             f"--data-file={data}",
-            "--include=*/client/engine.py",
+            "--include=*/client/core/engine.py",
             "--show-missing",
             "--fail-under=100",
         ],

@@ -8,7 +8,8 @@ import uuid
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tidings.client.types import MessageStatus
+from tidings.client.core.engine import FatalNotice, Phase
+from tidings.client.core.types import MessageStatus
 
 from .fakeserver import RANK, Harness
 
@@ -228,3 +229,46 @@ def test_a_second_device_sees_own_messages_statuses_and_read_marks() -> None:
     assert phone.read_marks[CONV] == laptop.cursors[CONV]
     check_exactly_once_in_order(h)
     check_statuses_forward(h)
+
+
+def test_a_removed_device_stops_for_good_while_the_others_go_on() -> None:
+    h = Harness(["alice", "alice:2", "bob"])
+    h.server.create(CONV, "alice", ["alice", "bob"])
+    h.start()
+    h.settle()
+    removed = h.device("alice:2")
+    h.server.remove_device(removed.key)
+    removed.closed_by_server(4401)
+    reason = "this device was removed from the account, or its token is invalid"
+    assert removed.fatal == [FatalNotice(4401, reason)]
+    assert removed.engine.phase is Phase.CLOSED_FATAL
+    sent = h.device("bob").send_text(CONV, "still here")
+    for _ in range(20):  # a long time: no reconnect attempt, nothing delivered
+        h.advance(600)
+        h.pump()
+    assert removed.conn is None and removed.engine.next_wakeup() is None
+    assert sent not in removed.messages
+    assert h.device("alice").messages[sent].status is MessageStatus.DELIVERED
+    assert h.device("bob").messages[sent].status is MessageStatus.DELIVERED
+
+
+def test_a_device_whose_upgrade_is_refused_with_401_never_retries() -> None:
+    h = Harness(["alice", "bob"])
+    h.server.create(CONV, "alice", ["alice", "bob"])
+    h.server.remove_device(("bob", 1))
+    h.start()
+    bob = h.device("bob")
+    assert bob.engine.phase is Phase.CLOSED_FATAL
+    assert [notice.code for notice in bob.fatal] == [4401]
+    h.advance(3600)
+    assert bob.engine.phase is Phase.CLOSED_FATAL and bob.conn is None
+
+
+def test_a_replaced_connection_does_not_fight_back() -> None:
+    h = chat()
+    alice = h.device("alice")
+    alice.closed_by_server(4409)
+    assert alice.engine.phase is Phase.CLOSED_FATAL
+    h.advance(3600)
+    assert alice.conn is None  # no reconnect: the newer connection keeps the device
+    assert [notice.code for notice in alice.fatal] == [4409]

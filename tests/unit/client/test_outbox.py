@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tidings.client.types import MessageStatus
+from tidings.client.core.types import MessageStatus
 from tidings.protocol import Accepted, Send
 
 from .fakeserver import Harness

@@ -11,10 +11,19 @@ from __future__ import annotations
 import itertools
 import sqlite3
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from tidings.client.e2ee import EndToEnd, parse_address
+from tidings.client.core.sealing import (
+    ClaimKeys,
+    EndToEnd,
+    FetchDevices,
+    Request,
+    Steps,
+    parse_address,
+    run_steps,
+)
 from tidings.client.keystore import KeyStore
 from tidings.crypto import IdentityKeyPair
 from tidings.protocol import DeviceEnvelope, Envelope
@@ -105,17 +114,50 @@ class Directory:
         return next(self._seq)
 
 
-class _DirectoryView:
-    """What one device's KeyDirectory calls reach."""
+def answer(directory: Directory) -> Callable[[Request], object]:
+    """Answers the sealing core's key directory requests from ``directory``."""
 
-    def __init__(self, directory: Directory) -> None:
-        self.directory = directory
+    def reply(request: Request) -> object:
+        if isinstance(request, ClaimKeys):
+            return directory.claim(request.devices)
+        if isinstance(request, FetchDevices):
+            return directory.device_map(request.conv_id)
+        raise AssertionError(f"unexpected request {request}")
 
-    async def claim(self, devices: Mapping[str, list[int]]) -> list[wire.PreKeyBundles]:
-        return self.directory.claim(devices)
+    return reply
 
-    async def conversation_devices(self, conv: str) -> dict[str, list[int]]:
-        return self.directory.device_map(conv)
+
+class Driven:
+    """A device's :class:`EndToEnd` with its requests answered by the in-memory directory,
+    so a test can ``await`` what needs the server; everything else is the core itself."""
+
+    def __init__(self, core: EndToEnd, directory: Directory) -> None:
+        self.core = core
+        self._answer = answer(directory)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.core, name)
+
+    def run(self, steps: Steps[Any]) -> Any:
+        return run_steps(steps, self._answer)
+
+    async def encrypt_direct(self, *args: Any) -> dict[str, bytes]:
+        return self.run(self.core.encrypt_direct(*args))  # type: ignore[no-any-return]
+
+    async def group_distribution(self, *args: Any) -> Any:
+        return self.run(self.core.group_distribution(*args))
+
+    async def encrypt_group(self, *args: Any) -> tuple[bytes, bytes]:
+        return self.run(self.core.encrypt_group(*args))  # type: ignore[no-any-return]
+
+    async def reset_message(self, *args: Any) -> dict[str, bytes]:
+        return self.run(self.core.reset_message(*args))  # type: ignore[no-any-return]
+
+    async def learn_identity(self, *args: Any) -> None:
+        self.run(self.core.learn_identity(*args))
+
+    async def ensure_sessions(self, *args: Any) -> None:
+        self.run(self.core.ensure_sessions(*args))
 
 
 class Device:
@@ -133,7 +175,7 @@ class Device:
         self.keys.set_identity(identity or IdentityKeyPair.generate())
         self.directory = directory
         directory.upload(account, device_id, self.keys.initial_upload())
-        self.e2ee = EndToEnd(self.keys, account, device_id, _DirectoryView(directory))
+        self.e2ee = Driven(EndToEnd(self.keys, account, device_id), directory)
 
     @property
     def address(self) -> str:

@@ -9,7 +9,7 @@ import uuid
 import msgspec
 import pytest
 
-from tidings.client.e2ee import (
+from tidings.client.core.sealing import (
     TYPE_PREKEY,
     TYPE_WHISPER,
     Failed,

@@ -10,6 +10,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from tidings import migrations
 from tidings.client import keystore
 from tidings.client.keystore import (
     PREKEY_BATCH,
@@ -231,10 +232,45 @@ def test_provisioning_seal_opens_only_for_the_new_device() -> None:
             parse_link_code(bad)
 
 
+def _old_profile_at(db: sqlite3.Connection, version: int) -> None:
+    """The key store as the code before the one migration runner left it at ``version``:
+    its tables, and the version in a table of its own (``e2ee_schema``)."""
+    for script in keystore.SCHEMA[:version]:
+        for statement in migrations.statements(script):
+            db.execute(statement)
+    if version >= 2:
+        db.execute("DROP TABLE e2ee_pending_v1")  # what the old step 2 moved and dropped
+    db.execute("CREATE TABLE IF NOT EXISTS e2ee_schema (version INTEGER NOT NULL)")
+    db.execute("INSERT INTO e2ee_schema VALUES (?)", (version,))
+
+
+def test_an_old_profile_carries_its_key_store_version_over_once(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    _old_profile_at(db, 2)
+    db.execute(
+        "INSERT INTO e2ee_pending VALUES ('g1', 'alice', 2, 'id', x'00', 1)"
+    )  # a row only the current schema (step 2) can hold
+    db.close()
+    for _ in range(2):  # carried over on the first open; the second finds nothing to do
+        db = sqlite3.connect(path, isolation_level=None)
+        KeyStore(db)
+        assert migrations.version(db, keystore.COMPONENT) == 2
+        legacy = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'e2ee_schema'")
+        assert legacy.fetchone() is None
+        assert db.execute("SELECT count(*) FROM e2ee_pending").fetchone() == (1,)
+        db.close()
+
+
+def test_a_new_key_store_records_its_version_in_schema_versions() -> None:
+    db = sqlite3.connect(":memory:", isolation_level=None)
+    KeyStore(db)
+    assert migrations.version(db, keystore.COMPONENT) == len(keystore.STEPS)
+
+
 def test_pending_envelopes_move_to_the_conversation_keyed_table() -> None:
     db = sqlite3.connect(":memory:", isolation_level=None)
-    for statement in keystore._statements(keystore.SCHEMA[0]):
-        db.execute(statement)
+    _old_profile_at(db, 1)
     env = Envelope(
         conv="g1", seq=3, id=uuid.uuid4(), sender="alice", sender_device=2, ts=1, payload=b"\x07x"
     )
@@ -242,7 +278,7 @@ def test_pending_envelopes_move_to_the_conversation_keyed_table() -> None:
     db.execute("INSERT INTO e2ee_pending VALUES (?, ?, ?, ?, ?)", (env.id.hex, "alice", 2, raw, 5))
     db.execute("INSERT INTO e2ee_pending VALUES (?, ?, ?, ?, ?)", ("ff" * 16, "eve", 1, b"?", 6))
     keys = KeyStore(db)
-    assert db.execute("SELECT version FROM e2ee_schema").fetchone()[0] == len(keystore.SCHEMA)
+    assert migrations.version(db, keystore.COMPONENT) == len(keystore.STEPS)
     assert keys.pending_from("alice", 2) == [(env.id, raw)]
     assert keys.pending_from("eve", 1) == []  # unreadable: dropped
     keys.keep_pending("g2", env.id, "alice", 2, raw)  # same id elsewhere: kept as well

@@ -1,5 +1,6 @@
-"""The outgoing pipeline: a plaintext Send becomes an encrypted one; groups distribute their
-sender key first and wait for DeviceAccepted."""
+"""The outgoing pipeline, sans I/O: a plaintext Send becomes an encrypted one; groups distribute
+their sender key first and wait for DeviceAccepted. The sealer yields its requests; the test
+answers them."""
 
 from __future__ import annotations
 
@@ -7,26 +8,54 @@ import uuid
 
 import pytest
 
-from tidings.client.e2ee import IdentityBlocked, Opened
-from tidings.client.sealer import Sealer
+from tidings.client.core.sealing import (
+    LookupConversation,
+    Opened,
+    Refused,
+    Request,
+    RequestFailed,
+    Sealed,
+    Sealer,
+    SealOutcome,
+    SendToDevices,
+    Steps,
+    run_steps,
+)
 from tidings.crypto import IdentityKey, IdentityKeyPair
 from tidings.protocol import ClientFrame, DeviceAccepted, DeviceSend, Envelope, Send
 
-from .parties import Device, Directory, device_envelopes
+from .parties import Device, Directory, answer, device_envelopes
 
 
-def _sealer(device: Device, kind: str, members: set[str], sent: list[ClientFrame]) -> Sealer:
-    async def lookup(conv: str) -> tuple[str, frozenset[str]]:
-        return kind, frozenset(members)
+class _Seal:
+    """A device's sealer with every request answered in memory."""
 
-    async def transmit(frame: ClientFrame) -> bool:
-        sent.append(frame)
-        if isinstance(frame, DeviceSend):
-            sealer.device_accepted(DeviceAccepted(id=frame.id))
-        return True
+    def __init__(
+        self, device: Device, kind: str, members: set[str], sent: list[ClientFrame]
+    ) -> None:
+        self.sealer = Sealer(device.e2ee.core)
+        self.directory = answer(device.directory)
+        self.kind, self.members, self.sent = kind, frozenset(members), sent
 
-    sealer = Sealer(device.e2ee, lookup, transmit)
-    return sealer
+    def reply(self, request: Request) -> object:
+        if isinstance(request, LookupConversation):
+            return self.kind, self.members
+        if isinstance(request, SendToDevices):
+            self.sent.append(request.frame)
+            return DeviceAccepted(id=request.frame.id)
+        return self.directory(request)
+
+    def outcome(self, frame: Send) -> SealOutcome:
+        return run_steps(self.sealer.seal(frame), self.reply)
+
+    async def seal(self, frame: Send) -> Send:
+        outcome = self.outcome(frame)
+        assert isinstance(outcome, Sealed), outcome
+        return outcome.send
+
+
+def _sealer(device: Device, kind: str, members: set[str], sent: list[ClientFrame]) -> _Seal:
+    return _Seal(device, kind, members, sent)
 
 
 async def test_direct_send_is_sealed_per_device() -> None:
@@ -92,5 +121,37 @@ async def test_blocked_identity_refuses_to_seal() -> None:
     alice.keys.set_verified("bob", True)
     alice.keys.observe_identity("bob", IdentityKeyPair.generate().identity_key)
     sealer = _sealer(alice, "direct", {"alice", "bob"}, [])
-    with pytest.raises(IdentityBlocked):
-        await sealer.seal(Send(id=uuid.uuid4(), conv="d", payload=b"x"))
+    assert sealer.outcome(Send(id=uuid.uuid4(), conv="d", payload=b"x")) == Refused(
+        "identity_changed"
+    )
+
+
+def _failing(steps: Steps[SealOutcome], failure: RequestFailed) -> SealOutcome:
+    """Run ``steps``, failing its first request with ``failure``."""
+    steps.send(None)
+    try:
+        steps.throw(failure)
+    except StopIteration as done:
+        outcome: SealOutcome = done.value
+        return outcome
+    raise AssertionError("the sealer asked for more after a failure")
+
+
+@pytest.mark.parametrize(
+    ("failure", "expected"),
+    [
+        (RequestFailed("not_member", 403), "refused"),
+        (RequestFailed("not_found", 404), "refused"),
+        (RequestFailed("rate_limited", 429), "later"),
+        (RequestFailed("timeout"), "later"),
+    ],
+)
+def test_the_core_decides_which_failures_are_for_good(
+    failure: RequestFailed, expected: str
+) -> None:
+    directory = Directory()
+    alice = Device(directory, "alice", 1)
+    sealer = Sealer(alice.e2ee.core)
+    outcome = _failing(sealer.seal(Send(id=uuid.uuid4(), conv="d", payload=b"x")), failure)
+    assert type(outcome).__name__.lower() == expected
+    assert outcome.code if isinstance(outcome, Refused) else outcome.reason == failure.code

@@ -1,6 +1,6 @@
-"""The client store with the encryption layer: a decrypted message and the session state it
-advanced commit in one transaction; undecryptable envelopes become placeholders; group
-messages that wait for their sender key appear when it arrives."""
+"""The client store with the opener in front of it (as the runtime runs them): a decrypted
+message and the session state it advanced commit in one transaction; undecryptable envelopes
+become placeholders; group messages that wait for their sender key appear when it arrives."""
 
 from __future__ import annotations
 
@@ -9,27 +9,44 @@ from pathlib import Path
 
 import pytest
 
-from tidings.client import engine as fx
-from tidings.client.e2ee import EndToEnd
-from tidings.client.payload import seal
-from tidings.client.store import UNDECRYPTABLE_BODY, Store
+from tidings.client.core import engine
+from tidings.client.core.opening import Opener
+from tidings.client.core.payload import encode_bound
+from tidings.client.core.sealing import EndToEnd
+from tidings.client.store import UNDECRYPTABLE_BODY, Changes, LocalStore
 from tidings.client.types import Account
 from tidings.crypto import IdentityKeyPair, ProtocolAddress
 from tidings.protocol import DeviceEnvelope, Envelope
 from tidings.protocol.content import Text, encode_content
 
-from .parties import Device, Directory, _DirectoryView
+from .parties import Device, Directory
 
 CONV = "d1"
 
 
-def _bob_store(tmp_path: Path, directory: Directory) -> Store:
-    store = Store(tmp_path / "tidings.db")
+class _Bob:
+    """Bob's store, and the runtime's write path: open and store in one transaction."""
+
+    def __init__(self, store: LocalStore) -> None:
+        self.store = store
+        self.e2ee = EndToEnd(store.keys, "bob", 1)
+        self.opener = Opener(self.e2ee)
+        self.keys = store.keys
+
+    def apply(self, effects: list[engine.Effect]) -> Changes:
+        with self.store.transaction():
+            return self.store.apply(self.opener.open(effects))
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+
+def _bob_store(tmp_path: Path, directory: Directory) -> _Bob:
+    store = LocalStore(tmp_path / "tidings.db")
     store.set_account(Account("bob", "bob", 1, "http://server.invalid"))
     store.keys.set_identity(IdentityKeyPair.generate())
     directory.upload("bob", 1, store.keys.initial_upload())
-    store.e2ee = EndToEnd(store.keys, "bob", 1, _DirectoryView(directory))
-    return store
+    return _Bob(store)
 
 
 def _envelope(
@@ -59,15 +76,18 @@ async def test_message_and_session_commit_together(
     alice = Device(directory, "alice", 1)
     store = _bob_store(tmp_path, directory)
     msg_id = uuid.uuid4()
-    payloads = await alice.e2ee.encrypt_direct(CONV, seal(Text(body="hello"), CONV, msg_id))
+    payloads = await alice.e2ee.encrypt_direct(CONV, encode_bound(Text(body="hello"), CONV, msg_id))
     env = _envelope(1, payloads["bob:1"], msg_id=msg_id)
-    effects: list[fx.Effect] = [fx.StoreIncoming(CONV, (env,)), fx.AdvanceCursor(CONV, 1)]
+    effects: list[engine.Effect] = [
+        engine.StoreIncoming(CONV, (env,)),
+        engine.AdvanceCursor(CONV, 1),
+    ]
     prekeys = store.keys.pre_key_count()
 
     def broken(*args: object) -> bool:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(store, "_content", broken)
+    monkeypatch.setattr(store.store, "_content", broken)
     with pytest.raises(RuntimeError):
         store.apply(effects)
     # nothing of the decryption stuck: no session, the one-time prekey is still there
@@ -90,20 +110,20 @@ async def test_undecryptable_is_a_placeholder_and_group_messages_wait(tmp_path: 
     alice = Device(directory, "alice", 1)
     store = _bob_store(tmp_path, directory)
     bad = _envelope(1, b"\x02not a message")
-    changes = store.apply([fx.StoreIncoming(CONV, (bad,))])
+    changes = store.apply([engine.StoreIncoming(CONV, (bad,))])
     assert changes.undecryptable == [("alice", CONV, bad.id)]
     shown = store.message(bad.id)
-    assert shown is not None and shown.kind == "system" and shown.body == UNDECRYPTABLE_BODY
+    assert shown is not None and shown.kind == "undecryptable" and shown.body == UNDECRYPTABLE_BODY
     assert store.e2ee is not None
     assert store.e2ee.take_resets() == [ProtocolAddress("alice", 1)]
 
     distribution = await alice.e2ee.group_distribution(CONV)
     alice.e2ee.distributed(distribution)
     msg_id = uuid.uuid4()
-    content = seal(Text(body="to the group"), CONV, msg_id)
+    content = encode_bound(Text(body="to the group"), CONV, msg_id)
     payload, _ = await alice.e2ee.encrypt_group(CONV, content)
     early = _envelope(2, payload=payload, msg_id=msg_id)
-    changes = store.apply([fx.StoreIncoming(CONV, (early,))])
+    changes = store.apply([engine.StoreIncoming(CONV, (early,))])
     assert changes.added == [] and store.message(early.id) is None
     share = DeviceEnvelope(
         dseq=1,
@@ -113,7 +133,7 @@ async def test_undecryptable_is_a_placeholder_and_group_messages_wait(tmp_path: 
         ts=3,
         payload=distribution.messages["bob:1"],
     )
-    changes = store.apply([fx.StoreDeviceEnvelope(share)])
+    changes = store.apply([engine.StoreDeviceEnvelope(share)])
     assert changes.added == [early.id]
     message = store.message(early.id)
     assert message is not None and message.body == "to the group"
@@ -129,20 +149,22 @@ async def test_a_ciphertext_moved_or_relabelled_by_the_server_is_refused(tmp_pat
 
     # a valid ciphertext of CONV, delivered by the server in conversation d2
     first = uuid.uuid4()
-    payloads = await alice.e2ee.encrypt_direct(CONV, seal(Text(body="for d1"), CONV, first))
+    payloads = await alice.e2ee.encrypt_direct(CONV, encode_bound(Text(body="for d1"), CONV, first))
     moved = _envelope(1, payloads["bob:1"], msg_id=first, conv="d2")
-    changes = store.apply([fx.StoreIncoming("d2", (moved,))])
+    changes = store.apply([engine.StoreIncoming("d2", (moved,))])
     assert changes.undecryptable == [("alice", "d2", first)]
     shown = store.message(first)
-    assert shown is not None and shown.kind == "system" and shown.body == UNDECRYPTABLE_BODY
+    assert shown is not None and shown.kind == "undecryptable" and shown.body == UNDECRYPTABLE_BODY
     # the session is fine: no reset request for it
     assert store.e2ee.take_resets() == []
 
     # a valid ciphertext under a rewritten envelope id
     second = uuid.uuid4()
-    payloads = await alice.e2ee.encrypt_direct(CONV, seal(Text(body="real id"), CONV, second))
+    payloads = await alice.e2ee.encrypt_direct(
+        CONV, encode_bound(Text(body="real id"), CONV, second)
+    )
     relabelled = _envelope(2, payloads["bob:1"], msg_id=uuid.uuid4())
-    changes = store.apply([fx.StoreIncoming(CONV, (relabelled,))])
+    changes = store.apply([engine.StoreIncoming(CONV, (relabelled,))])
     assert changes.undecryptable == [("alice", CONV, relabelled.id)]
     assert store.message(second) is None
     shown = store.message(relabelled.id)
@@ -152,15 +174,15 @@ async def test_a_ciphertext_moved_or_relabelled_by_the_server_is_refused(tmp_pat
     # content without any binding (an old client, or a server-made plaintext) is refused too
     payloads = await alice.e2ee.encrypt_direct(CONV, encode_content(Text(body="unbound")))
     unbound = _envelope(3, payloads["bob:1"])
-    assert store.apply([fx.StoreIncoming(CONV, (unbound,))]).undecryptable
+    assert store.apply([engine.StoreIncoming(CONV, (unbound,))]).undecryptable
 
     # a group message released later by its sender key is checked as well
     distribution = await alice.e2ee.group_distribution(CONV)
     alice.e2ee.distributed(distribution)
     third = uuid.uuid4()
-    payload, _ = await alice.e2ee.encrypt_group(CONV, seal(Text(body="g"), CONV, third))
+    payload, _ = await alice.e2ee.encrypt_group(CONV, encode_bound(Text(body="g"), CONV, third))
     early = _envelope(4, payload=payload, msg_id=third, conv="d2")
-    assert store.apply([fx.StoreIncoming("d2", (early,))]).added == []
+    assert store.apply([engine.StoreIncoming("d2", (early,))]).added == []
     share = DeviceEnvelope(
         dseq=1,
         id=uuid.uuid4(),
@@ -169,16 +191,16 @@ async def test_a_ciphertext_moved_or_relabelled_by_the_server_is_refused(tmp_pat
         ts=5,
         payload=distribution.messages["bob:1"],
     )
-    changes = store.apply([fx.StoreDeviceEnvelope(share)])
+    changes = store.apply([engine.StoreDeviceEnvelope(share)])
     assert changes.undecryptable == [("alice", "d2", third)]
     shown = store.message(third)
     assert shown is not None and shown.body == UNDECRYPTABLE_BODY
 
     # and the right conversation and id go through
     fourth = uuid.uuid4()
-    payloads = await alice.e2ee.encrypt_direct(CONV, seal(Text(body="fine"), CONV, fourth))
+    payloads = await alice.e2ee.encrypt_direct(CONV, encode_bound(Text(body="fine"), CONV, fourth))
     changes = store.apply(
-        [fx.StoreIncoming(CONV, (_envelope(6, payloads["bob:1"], msg_id=fourth),))]
+        [engine.StoreIncoming(CONV, (_envelope(6, payloads["bob:1"], msg_id=fourth),))]
     )
     assert changes.added == [fourth] and changes.undecryptable == []
     message = store.message(fourth)

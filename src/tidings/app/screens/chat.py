@@ -383,7 +383,7 @@ class ChatScreen(AppScreen):
                 widgets.append(PlaceholderRow(msg, self))
                 continue
             if is_identity_line(msg):
-                name = msg.body.removeprefix("Your safety number with ").removesuffix(" changed")
+                name = msg.sender_name
                 text = (
                     f"{rich(msg.body)}\n[b][u]View safety number[/u][/b]"
                     if name != self.client.account.username

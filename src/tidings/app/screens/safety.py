@@ -31,16 +31,15 @@ def number_groups(number: str) -> list[str]:
 
 
 def is_identity_line(message: Message, username: str | None = None) -> bool:
-    """The core's system line "Your safety number with <name> changed" (about `username`)."""
-    if message.kind != "system" or not message.body.startswith("Your safety number with "):
+    """The core's line saying that a contact's safety number changed (about `username`: the
+    line's sender is the contact)."""
+    if message.kind != "identity_changed":
         return False
-    if not message.body.endswith(" changed"):
-        return False
-    return username is None or message.body == f"Your safety number with {username} changed"
+    return username is None or message.sender_name == username
 
 
 def is_undecryptable(message: Message) -> bool:
-    return message.kind == "system" and message.body == UNDECRYPTABLE_TEXT
+    return message.kind == "undecryptable"
 
 
 class NumberGroup(Label):  # type: ignore[misc]  # kivy is untyped

@@ -1,9 +1,9 @@
 """The one place where message content becomes an envelope payload and back.
 
-Sending: :func:`seal` encodes content; the runtime's :class:`~tidings.client.sealer.Sealer`
+Sending: :func:`encode_bound` encodes content; :class:`~tidings.client.core.sealing.Sealer`
 encrypts those bytes right before the ``Send`` goes out (per device for a direct conversation,
 Sender Keys for a group). Receiving: :func:`open_envelope` decrypts an envelope with the
-device's :class:`~tidings.client.e2ee.EndToEnd` and decodes the content.
+device's :class:`~tidings.client.core.sealing.EndToEnd` and decodes the content.
 """
 
 from __future__ import annotations
@@ -15,18 +15,18 @@ import msgspec
 from tidings.protocol import Envelope
 from tidings.protocol.content import Content, decode_content, encode_content
 
-from .e2ee import EndToEnd, Failed, Opened
+from .sealing import EndToEnd, Failed, Opened
 
 #: :class:`Failed` reason of content that decrypted but names another conversation or message
 #: id than the envelope that carried it (the server moved or relabelled a ciphertext)
 MISBOUND = "misbound"
 
 
-def seal(content: Content, conv: str, message_id: uuid.UUID) -> bytes:
+def encode_bound(content: Content, conv_id: str, message_id: uuid.UUID) -> bytes:
     """Turn content into the (not yet encrypted) payload of a ``Send`` frame with id
-    ``message_id`` in conversation ``conv``. Both are written into the content, so they end up
+    ``message_id`` in conversation ``conv_id``. Both are written into the content, so they end up
     inside the ciphertext: :func:`open_bound` checks them against the envelope."""
-    return encode_content(msgspec.structs.replace(content, conv=conv, id=message_id))
+    return encode_content(msgspec.structs.replace(content, conv=conv_id, id=message_id))
 
 
 def open_payload(payload: bytes) -> Content | None:

@@ -6,12 +6,12 @@ seconds); effects come out of :meth:`Engine.take_effects` in the order they must
 :meth:`Engine.next_wakeup` says when :meth:`Engine.tick` wants to run next. The engine never
 touches a socket, a clock, a thread or the store: the runtime does, and tests drive it directly.
 
-What it guarantees (DESIGN.md §2):
+What it guarantees (docs/architecture.md):
 
 - An outgoing message is persisted (:class:`StoreOutgoing`) before its ``Send`` frame, stays in
   the outbox until ``Accepted``/``Rejected``, and is resent with the same id after every
   (re)connect, after a send timeout and after a transient ``Error`` (jittered exponential
-  backoff, capped at :data:`RETRY_CAP`).
+  backoff, capped at :attr:`EngineSettings.retry_cap`).
 - Incoming envelopes are released to the store in seq order, each once: duplicates (seq at or
   below the conversation cursor) are dropped, envelopes above a gap are held and the gap is
   fetched. A ``Batch`` that starts at or below the gap answers the ``Fetch``; the seqs it
@@ -20,9 +20,19 @@ What it guarantees (DESIGN.md §2):
 - Own statuses only move forward: ``Accepted`` gives ``sent`` (or better, if the receipts
   already cover the seq) and :class:`Promote` raises statuses to the minimum watermark of every
   other member.
-- Keepalive: a ``Ping`` every :data:`PING_INTERVAL`; :data:`DEAD_AFTER` seconds without any
-  frame means the connection is dead. Reconnects back off from :data:`RECONNECT_BASE` to
-  :data:`RECONNECT_CAP`, with jitter from the injected random generator.
+- Keepalive: a ``Ping`` every :attr:`EngineSettings.ping_interval`;
+  :attr:`EngineSettings.dead_after` seconds without any frame means the connection is dead.
+  Reconnects back off from :attr:`EngineSettings.reconnect_base` to
+  :attr:`EngineSettings.reconnect_cap`, with jitter from the injected random generator.
+- Phases change only along :data:`TRANSITIONS`, through one guarded method. A frame or event
+  that would need an unlisted transition (a second ``Welcome``, ``Synced`` before ``Welcome``)
+  is a protocol error of the peer: it is ignored and reported as a :class:`ProtocolViolation`
+  effect (the runtime logs it), never raised, so a misbehaving server cannot crash a client.
+- A connection closed with a fatal close code (:mod:`tidings.protocol.close`: 4401 device
+  removed or token invalid, 4409 replaced by a newer connection, 4426 update needed), or a
+  REST call answered 401 (:meth:`Engine.unauthorized`), ends in :attr:`Phase.CLOSED_FATAL`:
+  terminal, no reconnect, and the :class:`ConnectionNotice` carries the close code and the
+  reason the user is told.
 
 The runtime must apply every store effect of one :meth:`take_effects` batch (in one
 transaction) before it transmits that batch's frames: an ``Ack`` then never precedes the write
@@ -59,30 +69,17 @@ from tidings.protocol import (
     Watermark,
     Welcome,
 )
+from tidings.protocol.close import FATAL_REASONS, CloseCode, is_fatal
 from tidings.protocol.content import Content
 
-from .types import MessageStatus
+from .types import EngineSettings, MessageStatus
 
-#: seconds between application pings while connected
-PING_INTERVAL = 25.0
-#: seconds without any frame from the server after which the connection counts as dead
-DEAD_AFTER = 60.0
-#: seconds to wait for Welcome after Hello before giving the connection up
-HANDSHAKE_TIMEOUT = 20.0
-#: seconds to wait for Accepted/Rejected before resending a message (grows with backoff)
-SEND_TIMEOUT = 10.0
-#: seconds to wait for the answer to a Fetch before asking again
-FETCH_TIMEOUT = 10.0
 #: unanswered Fetches after which a gap counts as unavailable to this device
 FETCH_TRIES = 3
 #: seconds an Ack may wait so that several envelopes share one frame
 ACK_DELAY = 0.05
 #: envelopes after which an Ack goes out at once
 ACK_EVERY = 256
-RECONNECT_BASE = 0.5
-RECONNECT_CAP = 60.0
-RETRY_BASE = 0.5
-RETRY_CAP = 60.0
 
 
 def backoff(attempt: int, rng: random.Random, base: float, cap: float) -> float:
@@ -93,7 +90,7 @@ def backoff(attempt: int, rng: random.Random, base: float, cap: float) -> float:
 
 
 class Phase(enum.Enum):
-    """Connection phase. Transitions (everything else leaves the phase alone)::
+    """Connection phase; the allowed changes are :data:`TRANSITIONS`::
 
     IDLE        --start---------------------------------------------> CONNECTING
     CONNECTING  --connected-----------------------------------------> HANDSHAKE
@@ -103,7 +100,10 @@ class Phase(enum.Enum):
     HANDSHAKE, REPLAY, LIVE
                 --disconnected / 60 s silence / no Welcome in 20 s--> OFFLINE
     OFFLINE     --tick at the backoff deadline----------------------> CONNECTING
-    any         --stop (background, close)--------------------------> IDLE
+    any but CLOSED_FATAL
+                --stop (background, close)--------------------------> IDLE
+    any but CLOSED_FATAL
+                --fatal close code, HTTP 401------------------------> CLOSED_FATAL
     """
 
     IDLE = "idle"
@@ -112,12 +112,25 @@ class Phase(enum.Enum):
     HANDSHAKE = "handshake"  # Hello sent, waiting for Welcome
     REPLAY = "replay"  # Welcome received, the pending queue is being replayed
     LIVE = "live"  # Synced received
+    CLOSED_FATAL = "closed_fatal"  # a fatal close code or HTTP 401: terminal, no reconnect
 
 
 #: phases in which a socket is open
 _OPEN = frozenset({Phase.HANDSHAKE, Phase.REPLAY, Phase.LIVE})
 #: phases in which the server has greeted us: Send/Read/Fetch/Ack may go out
 _WELCOMED = frozenset({Phase.REPLAY, Phase.LIVE})
+
+#: Every allowed phase change (the diagram in :class:`Phase`); :meth:`Engine._enter` refuses
+#: the rest. Staying in a phase is not a transition either.
+TRANSITIONS: dict[Phase, frozenset[Phase]] = {
+    Phase.IDLE: frozenset({Phase.CONNECTING, Phase.CLOSED_FATAL}),
+    Phase.CONNECTING: frozenset({Phase.HANDSHAKE, Phase.OFFLINE, Phase.IDLE, Phase.CLOSED_FATAL}),
+    Phase.HANDSHAKE: frozenset({Phase.REPLAY, Phase.OFFLINE, Phase.IDLE, Phase.CLOSED_FATAL}),
+    Phase.REPLAY: frozenset({Phase.LIVE, Phase.OFFLINE, Phase.IDLE, Phase.CLOSED_FATAL}),
+    Phase.LIVE: frozenset({Phase.OFFLINE, Phase.IDLE, Phase.CLOSED_FATAL}),
+    Phase.OFFLINE: frozenset({Phase.CONNECTING, Phase.IDLE, Phase.CLOSED_FATAL}),
+    Phase.CLOSED_FATAL: frozenset(),
+}
 
 
 # ----------------------------------------------------------------------------- effects
@@ -145,7 +158,7 @@ class StoreOutgoing:
     """Persist a new own message as ``sending`` together with its outbox row."""
 
     id: uuid.UUID
-    conv: str
+    conv_id: str
     payload: bytes
     content: Content
     created_at: int
@@ -156,7 +169,7 @@ class StoreRetry:
     """A failed message goes back to ``sending`` and into the outbox."""
 
     id: uuid.UUID
-    conv: str
+    conv_id: str
     payload: bytes
 
 
@@ -165,7 +178,7 @@ class StoreIncoming:
     """Persist envelopes of one conversation (seq order, none at or below the old cursor).
     An envelope whose id is already stored is ignored by the store."""
 
-    conv: str
+    conv_id: str
     envelopes: tuple[Envelope, ...]
 
 
@@ -179,9 +192,9 @@ class StoreDeviceEnvelope:
 
 @dataclass(frozen=True, slots=True)
 class AdvanceCursor:
-    """Every seq of ``conv`` up to ``seq`` is stored (or unavailable to this device)."""
+    """Every seq of ``conv_id`` up to ``seq`` is stored (or unavailable to this device)."""
 
-    conv: str
+    conv_id: str
     seq: int
 
 
@@ -190,7 +203,7 @@ class MarkSent:
     """The server stored own message ``id`` as ``seq``; drop it from the outbox."""
 
     id: uuid.UUID
-    conv: str
+    conv_id: str
     seq: int
     ts: int
     status: MessageStatus
@@ -206,10 +219,10 @@ class MarkFailed:
 
 @dataclass(frozen=True, slots=True)
 class Promote:
-    """Own messages of ``conv`` with seq ≤ ``delivered`` are at least delivered, with
+    """Own messages of ``conv_id`` with seq ≤ ``delivered`` are at least delivered, with
     seq ≤ ``read`` read (never lower a status)."""
 
-    conv: str
+    conv_id: str
     delivered: int
     read: int
 
@@ -218,7 +231,7 @@ class Promote:
 class StoreWatermark:
     """Persist another member's watermarks."""
 
-    conv: str
+    conv_id: str
     account: str
     delivered: int
     read: int
@@ -226,9 +239,9 @@ class StoreWatermark:
 
 @dataclass(frozen=True, slots=True)
 class StoreReadMark:
-    """This account has read ``conv`` up to ``seq`` (here or on another device)."""
+    """This account has read ``conv_id`` up to ``seq`` (here or on another device)."""
 
-    conv: str
+    conv_id: str
     seq: int
 
 
@@ -236,7 +249,7 @@ class StoreReadMark:
 class RefreshConversation:
     """Fetch the conversation's info and members (REST), then call ``members_changed``."""
 
-    conv: str
+    conv_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +259,25 @@ class ConnectionNotice:
     phase: Phase
     retry_in: float | None
     error: str | None
+    #: the close code that ended the connection for good (in CLOSED_FATAL)
+    code: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FatalNotice:
+    """The connection ended for good (:attr:`Phase.CLOSED_FATAL`): ``code`` is the close code
+    (HTTP 401 counts as 4401) and ``reason`` what the user is told."""
+
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolViolation:
+    """An event that needs a transition :data:`TRANSITIONS` does not list: it was ignored."""
+
+    event: str
+    phase: Phase
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,6 +304,8 @@ Effect = (
     | StoreEffect
     | RefreshConversation
     | ConnectionNotice
+    | FatalNotice
+    | ProtocolViolation
     | SyncedNotice
 )
 
@@ -284,7 +318,7 @@ class OutboxItem:
     """A message waiting for the server's answer. ``due`` is when to (re)send it."""
 
     id: uuid.UUID
-    conv: str
+    conv_id: str
     payload: bytes
     attempts: int = 0
     due: float = 0.0
@@ -319,10 +353,17 @@ class Engine:
     """Delivery state machine of one device. See the module docstring."""
 
     def __init__(
-        self, account_id: str, rng: random.Random, restored: Restored = _NOTHING_RESTORED
+        self,
+        account_id: str,
+        rng: random.Random,
+        restored: Restored = _NOTHING_RESTORED,
+        settings: EngineSettings | None = None,
     ) -> None:
         self.account_id = account_id
+        self.settings = settings or EngineSettings()
         self.phase = Phase.IDLE
+        #: the close code that ended the connection for good (in CLOSED_FATAL)
+        self.fatal_code: int | None = None
         self._rng = rng
         self._effects: list[Effect] = []
         self.cursors: dict[str, int] = dict(restored.cursors)
@@ -331,11 +372,11 @@ class Engine:
         self._due_tiebreak = 0
         self.members: dict[str, frozenset[str]] = dict(restored.members)
         self._marks: dict[str, dict[str, tuple[int, int]]] = {
-            conv: dict(marks) for conv, marks in restored.watermarks.items()
+            conv_id: dict(marks) for conv_id, marks in restored.watermarks.items()
         }
         self._promoted: dict[str, tuple[int, int]] = {}
-        for conv in self.members:
-            self._promoted[conv] = self._others_minimum(conv)
+        for conv_id in self.members:
+            self._promoted[conv_id] = self._others_minimum(conv_id)
         self._held: dict[str, dict[int, Envelope | None]] = {}
         self._gaps: dict[str, _Gap] = {}
         self._refreshing: set[str] = set()
@@ -364,12 +405,13 @@ class Engine:
     def next_wakeup(self) -> float | None:
         """When :meth:`tick` must run next (monotonic seconds), or None if nothing is timed."""
         times: list[float] = []
+        settings = self.settings
         if self.phase is Phase.OFFLINE:
             times.append(self._reconnect_at)
         if self.phase in _OPEN:
-            times += (self._last_ping + PING_INTERVAL, self._last_rx + DEAD_AFTER)
+            times += (self._last_ping + settings.ping_interval, self._last_rx + settings.dead_after)
         if self.phase is Phase.HANDSHAKE:
-            times.append(self._connected_at + HANDSHAKE_TIMEOUT)
+            times.append(self._connected_at + settings.handshake_timeout)
         if self.phase in _WELCOMED:
             self._drop_stale_due()
             if self._due:
@@ -388,45 +430,96 @@ class Engine:
             self._open(now)
 
     def stop(self) -> None:
-        """Close the connection and stay offline until :meth:`start` (background, close)."""
-        if self.phase in _WELCOMED:
-            self._flush_acks()  # what is stored is acked now, not after the next connect
-        if self.phase in _OPEN or self.phase is Phase.CONNECTING:
-            self._effects.append(Disconnect("stopped"))  # also abandons a connection underway
-        self._forget_connection()
-        self.phase = Phase.IDLE
+        """Close the connection and stay offline until :meth:`start` (background, close).
+        After a fatal close there is nothing left to stop."""
+        if self.phase is Phase.CLOSED_FATAL:
+            return
+        if self.phase is not Phase.IDLE:
+            self._close_connection("stopped")
+            self._enter(Phase.IDLE, "stop")
         self._notice(None, None)
 
     def connected(self, now: float) -> None:
         """The runtime opened the socket asked for by :class:`Connect`."""
-        self.phase = Phase.HANDSHAKE
+        if not self._enter(Phase.HANDSHAKE, "connected"):
+            return
         self._last_rx = self._last_ping = self._connected_at = now
         self._send(Hello(cursors=dict(self.cursors)))
 
-    def connect_failed(self, now: float, error: str) -> None:
-        """The connection asked for by :class:`Connect` could not be opened."""
-        self._go_offline(now, error)
-
-    def disconnected(self, now: float, error: str) -> None:
-        """The open connection closed (the engine ignores this when it closed it itself)."""
-        if self.phase in _OPEN:
+    def connect_failed(self, now: float, error: str, code: int | None = None) -> None:
+        """The connection asked for by :class:`Connect` could not be opened; ``code`` is a
+        close code when the server's answer says retrying cannot help (HTTP 401: 4401)."""
+        if self.phase is not Phase.CONNECTING:
+            self._violation("connect_failed")
+        elif is_fatal(code):
+            assert code is not None  # is_fatal says so
+            self._fatal(code)
+        else:
             self._go_offline(now, error)
+
+    def disconnected(self, now: float, error: str, code: int | None = None) -> None:
+        """The open connection closed with close code ``code`` (the engine ignores this when
+        it closed it itself). A fatal code ends in :attr:`Phase.CLOSED_FATAL`."""
+        if self.phase not in _OPEN:
+            return
+        if is_fatal(code):
+            assert code is not None  # is_fatal says so
+            self._fatal(code)
+        else:
+            self._go_offline(now, error)
+
+    def unauthorized(self) -> None:
+        """A REST call was answered 401: the device was removed or its token is invalid."""
+        if self.phase is not Phase.CLOSED_FATAL:
+            self._fatal(CloseCode.UNAUTHORIZED)
+
+    def _fatal(self, code: int) -> None:
+        self._close_connection(f"closed for good ({code})")
+        self._enter(Phase.CLOSED_FATAL, f"fatal close {code}")
+        self.fatal_code = code
+        reason = FATAL_REASONS.get(code, f"the server closed the connection ({code})")
+        self._notice(None, reason)
+        self._effects.append(FatalNotice(code, reason))
+
+    def _close_connection(self, reason: str) -> None:
+        """Ack what is stored, close (or abandon) the socket, forget the connection state."""
+        if self.phase in _WELCOMED:
+            self._flush_acks()  # what is stored is acked now, not after the next connect
+        if self.phase in _OPEN or self.phase is Phase.CONNECTING:
+            self._effects.append(Disconnect(reason))  # also abandons a connection underway
+        self._forget_connection()
+
+    def _enter(self, phase: Phase, event: str) -> bool:
+        """The one place the phase changes: only along :data:`TRANSITIONS`; anything else
+        (staying in the phase included) is ignored and reported as a
+        :class:`ProtocolViolation`."""
+        if phase not in TRANSITIONS[self.phase]:
+            self._violation(event)
+            return False
+        self.phase = phase
+        return True
+
+    def _violation(self, event: str) -> None:
+        self._effects.append(ProtocolViolation(event, self.phase))
 
     def _drop_connection(self, now: float, reason: str) -> None:
         self._effects.append(Disconnect(reason))
         self._go_offline(now, reason)
 
     def _open(self, now: float) -> None:
-        self.phase = Phase.CONNECTING
+        self._enter(Phase.CONNECTING, "open")
         self._effects.append(Connect())
         self._notice(None, None)
 
     def _go_offline(self, now: float, error: str) -> None:
         self._forget_connection()
         self._reconnect_attempts += 1
-        delay = backoff(self._reconnect_attempts, self._rng, RECONNECT_BASE, RECONNECT_CAP)
+        settings = self.settings
+        delay = backoff(
+            self._reconnect_attempts, self._rng, settings.reconnect_base, settings.reconnect_cap
+        )
         self._reconnect_at = now + delay
-        self.phase = Phase.OFFLINE
+        self._enter(Phase.OFFLINE, "offline")
         self._notice(delay, error)
 
     def _forget_connection(self) -> None:
@@ -439,45 +532,55 @@ class Engine:
         self._device_acked = 0  # a DeviceEnvelope replayed after a lost Ack is acked again
 
     def _notice(self, retry_in: float | None, error: str | None) -> None:
-        self._effects.append(ConnectionNotice(self.phase, retry_in, error))
+        self._effects.append(ConnectionNotice(self.phase, retry_in, error, self.fatal_code))
 
     # ------------------------------------------------------------------ user actions
 
     def send(self, item: OutboxItem, content: Content, created_at: int, now: float) -> None:
         """Queue a new own message: persisted first, then sent when the server is there."""
         self.outbox[item.id] = item
-        self._effects.append(StoreOutgoing(item.id, item.conv, item.payload, content, created_at))
+        self._effects.append(
+            StoreOutgoing(item.id, item.conv_id, item.payload, content, created_at)
+        )
         self._transmit_item(item, now)
 
     def retry(self, item: OutboxItem, now: float) -> None:
         """Send a failed message again, with the same id."""
         self.outbox[item.id] = item
-        self._effects.append(StoreRetry(item.id, item.conv, item.payload))
+        self._effects.append(StoreRetry(item.id, item.conv_id, item.payload))
         self._transmit_item(item, now)
 
-    def read(self, conv: str, seq: int) -> None:
-        """The user has read ``conv`` up to ``seq``."""
-        self._effects.append(StoreReadMark(conv, seq))
+    def unsent(self, msg_id: uuid.UUID) -> Send | None:
+        """The ``Send`` of own message ``msg_id`` while it waits for the server's answer (to
+        seal it again at once after ``StaleDevices``); None once it is answered."""
+        item = self.outbox.get(msg_id)
+        if item is None:
+            return None
+        return Send(id=item.id, conv=item.conv_id, payload=item.payload)
+
+    def read(self, conv_id: str, seq: int) -> None:
+        """The user has read ``conv_id`` up to ``seq``."""
+        self._effects.append(StoreReadMark(conv_id, seq))
         # Kept and sent again after every Welcome: a Read lost with its connection is not
         # answered, so nothing else would tell us to resend it.
-        self._reads[conv] = max(seq, self._reads.get(conv, 0))
+        self._reads[conv_id] = max(seq, self._reads.get(conv_id, 0))
         if self.phase in _WELCOMED:
-            self._send(Read(conv=conv, seq=seq))
+            self._send(Read(conv=conv_id, seq=seq))
 
     def watermarks(self, marks: Iterable[Watermark]) -> None:
         """Members' watermarks learnt out of band (the REST receipts of a conversation)."""
         for mark in marks:
             self._receipt(mark.conv, mark.account, mark.delivered, mark.read)
 
-    def refresh_failed(self, conv: str) -> None:
-        """The :class:`RefreshConversation` of ``conv`` failed: ask again when needed."""
-        self._refreshing.discard(conv)
+    def refresh_failed(self, conv_id: str) -> None:
+        """The :class:`RefreshConversation` of ``conv_id`` failed: ask again when needed."""
+        self._refreshing.discard(conv_id)
 
-    def members_changed(self, conv: str, members: frozenset[str]) -> None:
+    def members_changed(self, conv_id: str, members: frozenset[str]) -> None:
         """The conversation's member list is now ``members`` (after a refresh)."""
-        self._refreshing.discard(conv)
-        self.members[conv] = members
-        self._promote(conv)
+        self._refreshing.discard(conv_id)
+        self.members[conv_id] = members
+        self._promote(conv_id)
 
     # ------------------------------------------------------------------ timers
 
@@ -485,22 +588,26 @@ class Engine:
         """Run whatever is due at ``now``: reconnect, keepalive, resends, refetches, acks."""
         if self.phase is Phase.OFFLINE and now >= self._reconnect_at:
             self._open(now)
+        settings = self.settings
         if self.phase in _OPEN:
-            if now - self._last_rx >= DEAD_AFTER:
-                self._drop_connection(now, "no frame from the server for 60 s")
+            if now - self._last_rx >= settings.dead_after:
+                self._drop_connection(
+                    now, f"no frame from the server for {settings.dead_after:g} s"
+                )
                 return
-            if self.phase is Phase.HANDSHAKE and now - self._connected_at >= HANDSHAKE_TIMEOUT:
+            handshake_over = now - self._connected_at >= settings.handshake_timeout
+            if self.phase is Phase.HANDSHAKE and handshake_over:
                 self._drop_connection(now, "no welcome from the server")
                 return
-            if now - self._last_ping >= PING_INTERVAL:
+            if now - self._last_ping >= settings.ping_interval:
                 self._pings += 1
                 self._last_ping = now
                 self._send(Ping(n=self._pings))
         if self.phase in _WELCOMED:
             self._resend_due(now)
-            for conv, gap in list(self._gaps.items()):
+            for conv_id, gap in list(self._gaps.items()):
                 if now >= gap.deadline:
-                    self._refetch(conv, gap, now)
+                    self._refetch(conv_id, gap, now)
             if self._ack_due is not None and now >= self._ack_due:
                 self._flush_acks()
 
@@ -528,9 +635,11 @@ class Engine:
         if self.phase not in _WELCOMED:
             return
         item.attempts += 1
-        wait = max(SEND_TIMEOUT, backoff(item.attempts, self._rng, RETRY_BASE, RETRY_CAP))
+        settings = self.settings
+        retry = backoff(item.attempts, self._rng, settings.retry_base, settings.retry_cap)
+        wait = max(settings.send_timeout, retry)
         self._schedule(item, now + wait)
-        self._send(Send(id=item.id, conv=item.conv, payload=item.payload))
+        self._send(Send(id=item.id, conv=item.conv_id, payload=item.payload))
 
     def _send(self, frame: ClientFrame) -> None:
         self._effects.append(Transmit(frame))
@@ -565,28 +674,30 @@ class Engine:
                 pass
 
     def _welcome(self, frame: Welcome, now: float) -> None:
-        self.phase = Phase.REPLAY
+        if not self._enter(Phase.REPLAY, "Welcome"):
+            return
         self._reconnect_attempts = 0
         self._notice(None, None)
         self._heads = dict(frame.heads)
         self.watermarks(frame.watermarks)
-        for conv in frame.heads:
-            self._ensure_known(conv)
-        for conv, seq in self._reads.items():
-            self._send(Read(conv=conv, seq=seq))
+        for conv_id in frame.heads:
+            self._ensure_known(conv_id)
+        for conv_id, seq in self._reads.items():
+            self._send(Read(conv=conv_id, seq=seq))
         self._due.clear()
         for item in self.outbox.values():
             item.attempts = 0
             self._transmit_item(item, now)
 
     def _synced(self, now: float) -> None:
-        self.phase = Phase.LIVE
+        if not self._enter(Phase.LIVE, "Synced"):
+            return
         self._flush_acks()
         self._effects.append(SyncedNotice())
         # Catch up on what the pending queue did not bring (e.g. after a restore).
-        for conv, head in self._heads.items():
-            if head > self.cursors.get(conv, 0) and conv not in self._gaps:
-                self._fetch(conv, head, now, 1)
+        for conv_id, head in self._heads.items():
+            if head > self.cursors.get(conv_id, 0) and conv_id not in self._gaps:
+                self._fetch(conv_id, head, now, 1)
 
     def _error(self, frame: Error, now: float) -> None:
         """An error about a Fetch (its ref is the conversation) means the gap is unavailable;
@@ -602,7 +713,9 @@ class Engine:
             return
         item = self.outbox.get(msg_id)
         if item is not None:
-            delay = backoff(item.attempts, self._rng, RETRY_BASE, RETRY_CAP)
+            delay = backoff(
+                item.attempts, self._rng, self.settings.retry_base, self.settings.retry_cap
+            )
             self._schedule(item, now + delay)
 
     def _accepted(self, frame: Accepted) -> None:
@@ -614,23 +727,23 @@ class Engine:
             self._held.setdefault(frame.conv, {}).setdefault(frame.seq, None)
             self._release(frame.conv)
 
-    def _mark_sent(self, msg_id: uuid.UUID, conv: str, seq: int, ts: int) -> None:
-        delivered, read = self._promoted.get(conv, (0, 0))
+    def _mark_sent(self, msg_id: uuid.UUID, conv_id: str, seq: int, ts: int) -> None:
+        delivered, read = self._promoted.get(conv_id, (0, 0))
         if seq <= read:
             status = MessageStatus.READ
         elif seq <= delivered:
             status = MessageStatus.DELIVERED
         else:
             status = MessageStatus.SENT
-        self._effects.append(MarkSent(msg_id, conv, seq, ts, status))
+        self._effects.append(MarkSent(msg_id, conv_id, seq, ts, status))
 
     # ------------------------------------------------------------------ incoming envelopes
 
     def _deliver(
-        self, conv: str, envelopes: Iterable[Envelope], head: int | None, now: float
+        self, conv_id: str, envelopes: Iterable[Envelope], head: int | None, now: float
     ) -> None:
-        cursor = self.cursors.get(conv, 0)
-        held = self._held.setdefault(conv, {})
+        cursor = self.cursors.get(conv_id, 0)
+        held = self._held.setdefault(conv_id, {})
         first: int | None = None
         count = 0
         for env in envelopes:
@@ -641,30 +754,30 @@ class Engine:
                 held[env.seq] = env
             item = self.outbox.pop(env.id, None)
             if item is not None:  # our own message, echoed before its Accepted
-                self._mark_sent(env.id, conv, env.seq, env.ts)
-        gap = self._gaps.get(conv)
+                self._mark_sent(env.id, conv_id, env.seq, env.ts)
+        gap = self._gaps.get(conv_id)
         # A Batch starting at or below the gap answers our Fetch (a replay Batch never starts
         # below envelopes we hold): what the answer leaves out is not available to us.
         answered = gap is not None and head is not None and (first is None or first <= gap.upto + 1)
         if gap is not None and answered:
-            del self._gaps[conv]
-            self._skip(conv, gap.upto)
-        self._release(conv)
-        acked = self.cursors.get(conv, 0)
+            del self._gaps[conv_id]
+            self._skip(conv_id, gap.upto)
+        self._release(conv_id)
+        acked = self.cursors.get(conv_id, 0)
         if acked:  # even for duplicates: our earlier Ack may have been lost
-            self._unacked[conv] = acked
+            self._unacked[conv_id] = acked
         self._unacked_count += count
         if self._unacked_count >= ACK_EVERY:
             self._flush_acks()
         elif self._ack_due is None:
             self._ack_due = now + ACK_DELAY
-        if conv in self._gaps:
+        if conv_id in self._gaps:
             return
-        remaining = self._held.get(conv)
+        remaining = self._held.get(conv_id)
         if remaining:
-            self._fetch(conv, min(remaining) - 1, now, 1)
-        elif gap is not None and answered and gap.after < self.cursors[conv] < gap.upto:
-            self._fetch(conv, gap.upto, now, 1)  # a partial answer made progress: go on
+            self._fetch(conv_id, min(remaining) - 1, now, 1)
+        elif gap is not None and answered and gap.after < self.cursors[conv_id] < gap.upto:
+            self._fetch(conv_id, gap.upto, now, 1)  # a partial answer made progress: go on
 
     def _device_envelope(self, frame: DeviceEnvelope, now: float) -> None:
         """A message to this device alone: stored (in dseq order, as the server sends them),
@@ -677,21 +790,21 @@ class Engine:
         elif self._ack_due is None:
             self._ack_due = now + ACK_DELAY
 
-    def _skip(self, conv: str, upto: int) -> None:
+    def _skip(self, conv_id: str, upto: int) -> None:
         """Count seqs up to ``upto`` as unavailable, but never past an envelope we hold."""
-        held = self._held.get(conv)
+        held = self._held.get(conv_id)
         if held:
             upto = min(upto, min(held) - 1)
-        if upto > self.cursors.get(conv, 0):
-            self.cursors[conv] = upto
-            self._effects.append(AdvanceCursor(conv, upto))
+        if upto > self.cursors.get(conv_id, 0):
+            self.cursors[conv_id] = upto
+            self._effects.append(AdvanceCursor(conv_id, upto))
 
-    def _release(self, conv: str) -> None:
+    def _release(self, conv_id: str) -> None:
         """Store the contiguous run above the cursor; keep the rest held."""
-        held = self._held.get(conv)
+        held = self._held.get(conv_id)
         if held is None:
             return
-        start = cursor = self.cursors.get(conv, 0)
+        start = cursor = self.cursors.get(conv_id, 0)
         run: list[Envelope] = []
         while cursor + 1 in held:
             cursor += 1
@@ -699,41 +812,41 @@ class Engine:
             if env is not None:
                 run.append(env)
         if not held:
-            del self._held[conv]
+            del self._held[conv_id]
         if cursor == start:
             return
         if run:
-            self._effects.append(StoreIncoming(conv, tuple(run)))
+            self._effects.append(StoreIncoming(conv_id, tuple(run)))
             if any(env.kind == "system" for env in run):
-                self._refresh(conv)
+                self._refresh(conv_id)
             else:
-                self._ensure_known(conv)
-            promoted = self._promoted.get(conv)
+                self._ensure_known(conv_id)
+            promoted = self._promoted.get(conv_id)
             if promoted and promoted[0] and any(env.sender == self.account_id for env in run):
                 # own messages from my other device: stored as sent, raised to what is known
-                self._effects.append(Promote(conv, *promoted))
-        self.cursors[conv] = cursor
-        self._effects.append(AdvanceCursor(conv, cursor))
-        gap = self._gaps.get(conv)
+                self._effects.append(Promote(conv_id, *promoted))
+        self.cursors[conv_id] = cursor
+        self._effects.append(AdvanceCursor(conv_id, cursor))
+        gap = self._gaps.get(conv_id)
         if gap is not None and cursor >= gap.upto:
-            del self._gaps[conv]
+            del self._gaps[conv_id]
 
-    def _fetch(self, conv: str, upto: int, now: float, tries: int) -> None:
-        after = self.cursors.get(conv, 0)
-        self._gaps[conv] = _Gap(after, upto, now + FETCH_TIMEOUT * tries, tries)
-        self._send(Fetch(conv=conv, after=after, limit=min(MAX_BATCH, upto - after)))
+    def _fetch(self, conv_id: str, upto: int, now: float, tries: int) -> None:
+        after = self.cursors.get(conv_id, 0)
+        self._gaps[conv_id] = _Gap(after, upto, now + self.settings.fetch_timeout * tries, tries)
+        self._send(Fetch(conv=conv_id, after=after, limit=min(MAX_BATCH, upto - after)))
 
-    def _refetch(self, conv: str, gap: _Gap, now: float) -> None:
+    def _refetch(self, conv_id: str, gap: _Gap, now: float) -> None:
         if gap.tries < FETCH_TRIES:
-            self._fetch(conv, gap.upto, now, gap.tries + 1)
+            self._fetch(conv_id, gap.upto, now, gap.tries + 1)
             return
         # The server never answered: count the gap as unavailable rather than stall forever.
-        self._give_up(conv, gap)
+        self._give_up(conv_id, gap)
 
-    def _give_up(self, conv: str, gap: _Gap) -> None:
-        del self._gaps[conv]
-        self._skip(conv, gap.upto)
-        self._release(conv)
+    def _give_up(self, conv_id: str, gap: _Gap) -> None:
+        del self._gaps[conv_id]
+        self._skip(conv_id, gap.upto)
+        self._release(conv_id)
 
     def _flush_acks(self) -> None:
         if self._unacked or self._device_stored > self._device_acked:
@@ -743,45 +856,45 @@ class Engine:
         self._unacked_count = 0
         self._ack_due = None
 
-    def _ensure_known(self, conv: str) -> None:
-        if conv not in self.members:
-            self._refresh(conv)
+    def _ensure_known(self, conv_id: str) -> None:
+        if conv_id not in self.members:
+            self._refresh(conv_id)
 
-    def _refresh(self, conv: str) -> None:
-        if conv not in self._refreshing:
-            self._refreshing.add(conv)
-            self._effects.append(RefreshConversation(conv))
+    def _refresh(self, conv_id: str) -> None:
+        if conv_id not in self._refreshing:
+            self._refreshing.add(conv_id)
+            self._effects.append(RefreshConversation(conv_id))
 
     # ------------------------------------------------------------------ receipts
 
-    def _receipt(self, conv: str, account: str, delivered: int, read: int) -> None:
+    def _receipt(self, conv_id: str, account: str, delivered: int, read: int) -> None:
         if account == self.account_id:  # my other device read something
-            self._effects.append(StoreReadMark(conv, read))
+            self._effects.append(StoreReadMark(conv_id, read))
             return
-        marks = self._marks.setdefault(conv, {})
+        marks = self._marks.setdefault(conv_id, {})
         old_delivered, old_read = marks.get(account, (0, 0))
         new = (max(old_delivered, delivered, read), max(old_read, read))
         if new == (old_delivered, old_read):
             return
         marks[account] = new
-        self._effects.append(StoreWatermark(conv, account, *new))
-        self._promote(conv)
+        self._effects.append(StoreWatermark(conv_id, account, *new))
+        self._promote(conv_id)
 
-    def _others_minimum(self, conv: str) -> tuple[int, int]:
+    def _others_minimum(self, conv_id: str) -> tuple[int, int]:
         """(delivered, read) reached by every member but me; (0, 0) when nobody else."""
-        others = self.members[conv] - {self.account_id}
+        others = self.members[conv_id] - {self.account_id}
         if not others:
             return (0, 0)
-        marks = self._marks.get(conv, {})
+        marks = self._marks.get(conv_id, {})
         pairs = [marks.get(account, (0, 0)) for account in others]
         return (min(p[0] for p in pairs), min(p[1] for p in pairs))
 
-    def _promote(self, conv: str) -> None:
-        if conv not in self.members:
+    def _promote(self, conv_id: str) -> None:
+        if conv_id not in self.members:
             return  # statuses wait until we know who has to receive
-        old = self._promoted.get(conv, (0, 0))
-        delivered, read = self._others_minimum(conv)
+        old = self._promoted.get(conv_id, (0, 0))
+        delivered, read = self._others_minimum(conv_id)
         new = (max(old[0], delivered), max(old[1], read))
         if new != old:
-            self._promoted[conv] = new
-            self._effects.append(Promote(conv, *new))
+            self._promoted[conv_id] = new
+            self._effects.append(Promote(conv_id, *new))

@@ -1,8 +1,20 @@
-"""The encryption layer of the client: what turns content into ciphertext and back (docs/e2ee.md).
+"""Sealing and opening: what turns content into ciphertext and back (docs/e2ee.md).
 
-:class:`EndToEnd` works on one device's :class:`~tidings.client.keystore.KeyStore`. It does no
-network I/O itself except through the :class:`KeyDirectory` it is given (the key directory
-REST routes), so two instances can be wired back to back in a test.
+The sans-I/O encryption core of the client, a sibling of the delivery engine. Every call into
+:mod:`tidings.crypto` the client makes is made here. :class:`EndToEnd` works on one device's
+:class:`~tidings.client.keystore.KeyStore`; what needs the server is written as a generator
+(:data:`Steps`) that *yields* a request and gets its answer sent back in:
+
+- :class:`ClaimKeys` (answer: ``list[PreKeyBundles]``): claim bundles for these devices;
+- :class:`FetchDevices` (answer: ``dict[str, list[int]]``): every member's device ids;
+- :class:`LookupConversation` (answer: ``(kind, members)``): a conversation's kind and members;
+- :class:`SendToDevices` (answer: the ``DeviceAccepted``): send a ``DeviceSend`` and wait for
+  the server to queue it.
+
+The driver (the runtime in the client, a dict in tests) performs the request and sends the
+answer in, or throws :class:`RequestFailed` into the generator when it could not. So two
+devices can be wired back to back in a test, and nothing here awaits, opens a socket or reads
+a clock but the injected one.
 
 Sending:
 
@@ -16,7 +28,12 @@ Sending:
   payload (``0x07 ‖ SenderKeyMessage``) and the devices digest. :meth:`EndToEnd.rotate` drops
   our sender key of a group (a member left or was removed).
 
-Receiving: :meth:`EndToEnd.open_envelope` and :meth:`EndToEnd.open_device_envelope` decrypt.
+Sealing one outgoing message (:meth:`Sealer.seal`): the plaintext ``Send`` in, a
+:class:`Sealed` ``Send`` (or :class:`Refused`: for good; or :class:`Later`: wait for the
+engine's resend) out.
+
+Receiving: :meth:`EndToEnd.open_envelope` and :meth:`EndToEnd.open_device_envelope` decrypt
+(synchronously: no I/O is needed).
 Every failure leaves the crypto state as it was (the library is transactional), is reported as
 :class:`Failed`, and — for a pairwise failure — queues a session reset request to the
 sender's device (:meth:`EndToEnd.take_resets`; the caller sends it with :meth:`reset_message`).
@@ -31,9 +48,9 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TypeVar, cast
 
 import msgspec
 
@@ -60,10 +77,18 @@ from tidings.crypto import (
     process_sender_key_distribution_message,
 )
 from tidings.crypto.fingerprint import NumericFingerprintGenerator
-from tidings.protocol import DeviceEnvelope, Envelope, StaleDevices, decode_system_event
+from tidings.protocol import (
+    DeviceAccepted,
+    DeviceEnvelope,
+    DeviceSend,
+    Envelope,
+    Send,
+    StaleDevices,
+    decode_system_event,
+)
 from tidings.protocol import keys as wire
 
-from .keystore import KeyStore
+from ..keystore import KeyStore
 
 log = logging.getLogger("tidings.client.e2ee")
 
@@ -77,6 +102,10 @@ FINGERPRINT_ITERATIONS = 5200
 FINGERPRINT_VERSION = 2
 #: seconds between two reset requests to the same device
 RESET_INTERVAL = 30.0
+#: sender key distributions tried for one group message (a rotation may come in between)
+DISTRIBUTION_TRIES = 3
+
+_T = TypeVar("_T")
 
 
 # ----------------------------------------------------------------------------- device content
@@ -104,19 +133,85 @@ _envelope_encoder = msgspec.msgpack.Encoder()
 _envelope_decoder = msgspec.msgpack.Decoder(Envelope)
 
 
-# ----------------------------------------------------------------------------- interfaces
+# ----------------------------------------------------------------------------- requests
 
 
-class KeyDirectory(Protocol):
-    """The key directory routes of the server (tidings.protocol.keys)."""
+@dataclass(frozen=True, slots=True)
+class ClaimKeys:
+    """``POST /v1/keys/claim``: one bundle per named device (empty list: every device).
+    Answer: ``list[PreKeyBundles]``."""
 
-    async def claim(self, devices: Mapping[str, list[int]]) -> list[wire.PreKeyBundles]:
-        """``POST /v1/keys/claim``: one bundle per named device (empty list: every device)."""
-        ...
+    devices: Mapping[str, list[int]]
 
-    async def conversation_devices(self, conv: str) -> dict[str, list[int]]:
-        """``GET /v1/conversations/{conv}/devices``: every member's current device ids."""
-        ...
+
+@dataclass(frozen=True, slots=True)
+class FetchDevices:
+    """``GET /v1/conversations/{conv}/devices``. Answer: account → current device ids."""
+
+    conv_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class LookupConversation:
+    """The conversation's kind and members (local store, else REST). Answer:
+    ``("direct" | "group", member account ids)``."""
+
+    conv_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SendToDevices:
+    """Put ``frame`` on the wire and wait until the server queued it. Answer: its
+    ``DeviceAccepted``."""
+
+    frame: DeviceSend
+
+
+Request = ClaimKeys | FetchDevices | LookupConversation | SendToDevices
+#: A computation that needs the server: yields requests, gets their answers, returns ``_T``.
+Steps = Generator[Request, object, _T]
+
+
+class RequestFailed(Exception):
+    """Thrown into :data:`Steps` by the driver: the request could not be done. ``status`` is
+    the HTTP status of a refusal (4xx), None when the server could not be asked (no
+    connection, timeout, 5xx)."""
+
+    def __init__(self, code: str, status: int | None = None) -> None:
+        super().__init__(code)
+        self.code = code
+        self.status = status
+
+
+def _claim(devices: Mapping[str, list[int]]) -> Steps[list[wire.PreKeyBundles]]:
+    answer = yield ClaimKeys(devices)
+    return cast("list[wire.PreKeyBundles]", answer)
+
+
+def _devices(conv_id: str) -> Steps[dict[str, list[int]]]:
+    answer = yield FetchDevices(conv_id)
+    return cast("dict[str, list[int]]", answer)
+
+
+def _lookup(conv_id: str) -> Steps[tuple[str, frozenset[str]]]:
+    answer = yield LookupConversation(conv_id)
+    return cast("tuple[str, frozenset[str]]", answer)
+
+
+def _device_send(frame: DeviceSend) -> Steps[DeviceAccepted]:
+    answer = yield SendToDevices(frame)
+    return cast("DeviceAccepted", answer)
+
+
+def run_steps(steps: Steps[_T], answer: Callable[[Request], object]) -> _T:
+    """Run ``steps`` to the end with a synchronous ``answer`` to each request (tests)."""
+    reply: object = None
+    while True:
+        try:
+            request = steps.send(reply)
+        except StopIteration as done:
+            return cast("_T", done.value)
+        reply = answer(request)
 
 
 class IdentityBlocked(Exception):
@@ -202,13 +297,17 @@ class EndToEnd:
     """Encryption and decryption of one device (account ``account_id``, ``device_id``)."""
 
     def __init__(
-        self, keys: KeyStore, account_id: str, device_id: int, directory: KeyDirectory
+        self,
+        keys: KeyStore,
+        account_id: str,
+        device_id: int,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.keys = keys
         self.account_id = account_id
         self.device_id = device_id
         self.me = ProtocolAddress(account_id, device_id)
-        self.directory = directory
+        self._clock = clock
         #: conversation → member accounts, as last learnt (members list, StaleDevices)
         self._members: dict[str, frozenset[str]] = {}
         self._resets_wanted: dict[ProtocolAddress, None] = {}
@@ -246,12 +345,12 @@ class EndToEnd:
 
     # ------------------------------------------------------------------ devices and sessions
 
-    async def _targets(self, conv: str, members: Iterable[str]) -> list[ProtocolAddress]:
+    def _targets(self, conv: str, members: Iterable[str]) -> Steps[list[ProtocolAddress]]:
         """Every device of every member except this one."""
         accounts = set(members) | {self.account_id}
         unknown = [a for a in accounts if self.keys.devices(a) is None]
         if unknown:
-            current = await self.directory.conversation_devices(conv)
+            current = yield from _devices(conv)
             for account, devices in current.items():
                 self._set_devices(account, devices)
             for account in unknown:
@@ -278,7 +377,7 @@ class EndToEnd:
             if known is not None and known.blocked:
                 raise IdentityBlocked(account)
 
-    async def ensure_sessions(self, addresses: Iterable[ProtocolAddress]) -> None:
+    def ensure_sessions(self, addresses: Iterable[ProtocolAddress]) -> Steps[None]:
         """Claim and process a bundle for every address without a current session."""
         missing: dict[str, list[int]] = {}
         for address in addresses:
@@ -286,7 +385,7 @@ class EndToEnd:
                 missing.setdefault(address.name, []).append(address.device_id)
         if not missing:
             return
-        answers = await self.directory.claim(missing)
+        answers = yield from _claim(missing)
         got = self._start_sessions(answers, missing)
         for account, device_ids in missing.items():
             for device_id in device_ids:
@@ -355,40 +454,40 @@ class EndToEnd:
 
     # ------------------------------------------------------------------ direct
 
-    async def encrypt_direct(
+    def encrypt_direct(
         self, conv: str, plaintext: bytes, members: Iterable[str] | None = None
-    ) -> dict[str, bytes]:
+    ) -> Steps[dict[str, bytes]]:
         """``Send.device_payloads`` for ``plaintext`` in the direct conversation ``conv``."""
-        accounts = await self._conv_members(conv, members)
+        accounts = yield from self._conv_members(conv, members)
         self.check_sendable(accounts - {self.account_id})
-        targets = await self._targets(conv, accounts)
+        targets = yield from self._targets(conv, accounts)
         if any(not self.keys.has_session(a) for a in targets):
-            await self._ensure_or_refresh(conv, accounts, targets)
-            targets = await self._targets(conv, accounts)
+            yield from self._ensure_or_refresh(conv, accounts, targets)
+            targets = yield from self._targets(conv, accounts)
         with self.keys.transaction():
             return {address_text(a): self._encrypt_to(a, plaintext) for a in targets}
 
-    async def _ensure_or_refresh(
+    def _ensure_or_refresh(
         self, conv: str, accounts: frozenset[str], targets: list[ProtocolAddress]
-    ) -> None:
+    ) -> Steps[None]:
         """Sessions for every target; a device without keys makes us reload the device
         lists once (it may be gone)."""
         try:
-            await self.ensure_sessions(targets)
+            yield from self.ensure_sessions(targets)
         except NoDevices:
-            current = await self.directory.conversation_devices(conv)
+            current = yield from _devices(conv)
             for account, devices in current.items():
                 self._set_devices(account, devices)
-            await self.ensure_sessions(await self._targets(conv, accounts))
+            yield from self.ensure_sessions((yield from self._targets(conv, accounts)))
 
-    async def _conv_members(self, conv: str, members: Iterable[str] | None) -> frozenset[str]:
+    def _conv_members(self, conv: str, members: Iterable[str] | None) -> Steps[frozenset[str]]:
         """The conversation's accounts (ours included): ``members`` if given, else as last
         learnt, else as the server's device map says."""
         if members is not None:
             self._members[conv] = frozenset(members)
         known = self._members.get(conv)
         if known is None:
-            current = await self.directory.conversation_devices(conv)
+            current = yield from _devices(conv)
             for account, devices in current.items():
                 self._set_devices(account, devices)
             known = self._members[conv] = frozenset(current)
@@ -412,21 +511,21 @@ class EndToEnd:
 
     # ------------------------------------------------------------------ groups
 
-    async def group_distribution(
+    def group_distribution(
         self, conv: str, members: Iterable[str] | None = None
-    ) -> Distribution:
+    ) -> Steps[Distribution]:
         """The ``DeviceSend.messages`` carrying our current sender key of ``conv`` to every
         device that lacks it (none: everyone has it). Creates the key when needed."""
-        accounts = await self._conv_members(conv, members)
+        accounts = yield from self._conv_members(conv, members)
         self.check_sendable(accounts - {self.account_id})
-        targets = await self._targets(conv, accounts)
+        targets = yield from self._targets(conv, accounts)
         distribution = self.keys.group_key(conv) or self.keys.new_group_key(conv)
         shared = self.keys.shared_with(conv, distribution)
         need = [a for a in targets if (a.name, a.device_id) not in shared]
         if not need:
             return Distribution(conv, distribution, {})
-        await self._ensure_or_refresh(conv, accounts, need)
-        targets = await self._targets(conv, accounts)
+        yield from self._ensure_or_refresh(conv, accounts, need)
+        targets = yield from self._targets(conv, accounts)
         shared = self.keys.shared_with(conv, distribution)
         need = [a for a in targets if (a.name, a.device_id) not in shared]
         with self.keys.transaction():
@@ -450,15 +549,15 @@ class EndToEnd:
                 [(a.name, a.device_id) for a in done if a not in gone],
             )
 
-    async def encrypt_group(
+    def encrypt_group(
         self, conv: str, plaintext: bytes, members: Iterable[str] | None = None
-    ) -> tuple[bytes, bytes]:
+    ) -> Steps[tuple[bytes, bytes]]:
         """(``Send.payload``, ``Send.devices_digest``) for ``plaintext`` in group ``conv``.
         Call after :meth:`group_distribution` went out and was accepted; raises
         :class:`NotDistributed` if a device still lacks our current sender key (a rotation
         or a new device came in between)."""
-        accounts = await self._conv_members(conv, members)
-        targets = await self._targets(conv, accounts)
+        accounts = yield from self._conv_members(conv, members)
+        targets = yield from self._targets(conv, accounts)
         distribution = self.keys.group_key(conv)
         if distribution is None:
             if targets:
@@ -581,7 +680,7 @@ class EndToEnd:
     # ------------------------------------------------------------------ session resets
 
     def _want_reset(self, address: ProtocolAddress) -> None:
-        now = time.monotonic()
+        now = self._clock()
         last = self._last_reset.get(address)
         if last is not None and now - last < RESET_INTERVAL:
             return
@@ -594,12 +693,12 @@ class EndToEnd:
         self._resets_wanted.clear()
         return wanted
 
-    async def reset_message(self, address: ProtocolAddress) -> dict[str, bytes]:
+    def reset_message(self, address: ProtocolAddress) -> Steps[dict[str, bytes]]:
         """``DeviceSend.messages`` asking ``address`` to start over: our session with it is
         archived first, so the request itself starts a new session (a PreKey message) that the
         other side can decrypt whatever state it is in."""
         self.keys.archive_session(address)
-        await self.ensure_sessions([address])
+        yield from self.ensure_sessions([address])
         content = _device_encoder.encode(SessionReset())
         with self.keys.transaction():
             return {address_text(address): self._encrypt_to(address, content)}
@@ -621,12 +720,12 @@ class EndToEnd:
         )
         return fingerprint.display_string()
 
-    async def learn_identity(self, account_id: str) -> None:
+    def learn_identity(self, account_id: str) -> Steps[None]:
         """Make sure the identity key of ``account_id`` is known: if not, claim the bundles of
         its devices and start sessions with them (so no claimed prekey goes to waste)."""
         if self.keys.known_identity(account_id) is not None:
             return
-        answers = await self.directory.claim({account_id: []})
+        answers = yield from _claim({account_id: []})
         found = [d.device_id for b in answers if b.account_id == account_id for d in b.devices]
         with self.keys.transaction():
             self._set_devices(account_id, found)
@@ -667,3 +766,100 @@ def _bundle(device: wire.DeviceBundle, identity: IdentityKey) -> PreKeyBundle:
         kyber_pre_key_public=KyberPublicKey.deserialize(device.kyber_prekey.key),
         kyber_pre_key_signature=device.kyber_prekey.signature,
     )
+
+
+# ----------------------------------------------------------------------------- one message
+
+
+@dataclass(frozen=True, slots=True)
+class Sealed:
+    """The encrypted ``Send``, ready for the wire."""
+
+    send: Send
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """The message can never be sealed (``code``: ``identity_changed``, or why the server
+    refused to help: not a member any more): it fails like a ``Rejected``."""
+
+    code: str
+
+
+@dataclass(frozen=True, slots=True)
+class Later:
+    """The message cannot be sealed now (no connection, the server is busy, a device has no
+    keys yet): it waits for the engine's resend."""
+
+    reason: str
+
+
+SealOutcome = Sealed | Refused | Later
+
+
+class Sealer:
+    """The outgoing half: a ``Send`` whose payload is content bytes in, its encrypted form out
+    (``device_payloads`` for a direct conversation; for a group, first the Sender Key
+    distribution as a ``DeviceSend``, then the shared payload and the devices digest). Each
+    transmission is sealed afresh, so a resend after ``StaleDevices`` or a timeout always
+    matches the current sessions; the server keeps only the first stored copy of an id."""
+
+    def __init__(self, e2ee: EndToEnd) -> None:
+        self.e2ee = e2ee
+        #: conversation → "direct" | "group" (a conversation never changes its kind)
+        self._kinds: dict[str, str] = {}
+
+    def seal(self, frame: Send) -> Steps[SealOutcome]:
+        """What becomes of ``frame``. Decides which failures are for good: a verified
+        contact's changed identity, and the server refusing with 403/404 (not a member any
+        more, no such conversation); anything else waits for the resend."""
+        try:
+            sealed = yield from self._seal(frame)
+        except IdentityBlocked as blocked:
+            return Refused(blocked.code)
+        except RequestFailed as failed:
+            if failed.status in (403, 404):
+                return Refused(failed.code)
+            return Later(failed.code)
+        except (NoDevices, NotDistributed, SignalProtocolError) as exc:
+            return Later(type(exc).__name__)
+        return Sealed(sealed)
+
+    def _seal(self, frame: Send) -> Steps[Send]:
+        conv_id = frame.conv
+        kind = self._kinds.get(conv_id)
+        if kind is None or self.e2ee.members(conv_id) is None:
+            kind, members = yield from _lookup(conv_id)
+            self._kinds[conv_id] = kind
+            if self.e2ee.members(conv_id) is None:
+                self.e2ee.set_members(conv_id, members)
+        if kind == "direct":
+            payloads = yield from self.e2ee.encrypt_direct(conv_id, frame.payload)
+            return msgspec.structs.replace(frame, payload=b"", device_payloads=payloads)
+        for _ in range(DISTRIBUTION_TRIES - 1):
+            yield from self._distribute(conv_id)
+            try:
+                payload, digest = yield from self.e2ee.encrypt_group(conv_id, frame.payload)
+            except NotDistributed:
+                continue  # rotated while we waited for DeviceAccepted
+            return msgspec.structs.replace(frame, payload=payload, devices_digest=digest)
+        yield from self._distribute(conv_id)
+        payload, digest = yield from self.e2ee.encrypt_group(conv_id, frame.payload)
+        return msgspec.structs.replace(frame, payload=payload, devices_digest=digest)
+
+    def _distribute(self, conv_id: str) -> Steps[None]:
+        distribution = yield from self.e2ee.group_distribution(conv_id)
+        if distribution.messages:
+            frame = DeviceSend(id=uuid.uuid4(), messages=dict(distribution.messages))
+            accepted = yield from _device_send(frame)
+            self.e2ee.distributed(distribution, accepted.unknown)
+
+    def send_resets(self) -> Steps[None]:
+        """Ask every device whose message we could not decrypt to start a new session."""
+        for address in self.e2ee.take_resets():
+            try:
+                messages = yield from self.e2ee.reset_message(address)
+                yield from _device_send(DeviceSend(id=uuid.uuid4(), messages=messages))
+            except (RequestFailed, NoDevices, IdentityBlocked, SignalProtocolError) as exc:
+                # the next undecryptable message asks again
+                log.info("a session reset request failed: %s", type(exc).__name__)
