@@ -15,12 +15,12 @@ from litestar import Litestar
 from tidings.protocol import MAX_FRAME_BYTES
 from tidings.server import http, ws
 from tidings.server.auth import Authenticator
-from tidings.server.bus import LocalBus
+from tidings.server.bus.local import LocalBus
 from tidings.server.config import ServerConfig
 from tidings.server.delivery import DeliveryService
 from tidings.server.directory import KeyDirectory, Provisioner
 from tidings.server.ratelimit import RateLimiter
-from tidings.server.store import SqliteStore
+from tidings.server.store.sqlite import SqliteStore
 
 log = logging.getLogger(__name__)
 

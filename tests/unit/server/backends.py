@@ -13,7 +13,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Protocol
 
-from tidings.server.store import SqliteStore, Store
+from tidings.server.store import Store
+from tidings.server.store.sqlite import SqliteStore
 
 #: Names of the back ends every store-agnostic test runs on.
 BACKENDS = ("sqlite",)

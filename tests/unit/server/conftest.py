@@ -11,9 +11,9 @@ import pytest
 
 from tidings.protocol import Envelope, Receipt, Send, ServerFrame, decode_server_frame
 from tidings.server.auth import new_token
-from tidings.server.bus import Delivery, LocalBus
-from tidings.server.delivery import DeliveryService as DeliveryEngine
-from tidings.server.delivery import Device, new_id
+from tidings.server.bus import Delivery
+from tidings.server.bus.local import LocalBus
+from tidings.server.delivery import DeliveryService, Device, new_id
 from tidings.server.store import NewDeviceLink, Store
 
 from .backends import BACKENDS, Backend, Inspector, backend
@@ -53,7 +53,7 @@ class World:
     """An engine plus helpers to make accounts, devices and messages."""
 
     def __init__(
-        self, store: Store, inspector: Inspector, engine: DeliveryEngine, bus: LocalBus
+        self, store: Store, inspector: Inspector, engine: DeliveryService, bus: LocalBus
     ) -> None:
         self.store = store
         self.inspector = inspector
@@ -151,6 +151,6 @@ async def store(store_backend: Backend) -> AsyncIterator[Store]:
 async def world(store: Store, store_backend: Backend) -> World:
     bus = LocalBus()
     holder: list[World] = []
-    engine = DeliveryEngine(store, bus, member_cap=5, clock=lambda: holder[0].now())
+    engine = DeliveryService(store, bus, member_cap=5, clock=lambda: holder[0].now())
     holder.append(World(store, store_backend.inspector(), engine, bus))
     return holder[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 from tidings.server.auth import Authenticator, bearer_token, new_token
-from tidings.server.bus import LocalBus
+from tidings.server.bus.local import LocalBus
 
 from .conftest import Recorder
 

@@ -10,8 +10,8 @@ import uuid
 
 import pytest
 
-from tidings.server.store import NewMessage, SqliteStore
-from tidings.server.store.sqlite import migrations
+from tidings.server.store import NewMessage
+from tidings.server.store.sqlite import SqliteStore, migrations
 
 
 @pytest.fixture(autouse=True)

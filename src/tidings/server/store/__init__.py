@@ -17,7 +17,6 @@ from tidings.server.store.base import (
     Store,
     WatermarkMove,
 )
-from tidings.server.store.sqlite import SqliteStore
 
 __all__ = [
     "AccountRecord",
@@ -32,7 +31,6 @@ __all__ = [
     "NewDeviceLink",
     "NewMessage",
     "Refused",
-    "SqliteStore",
     "StaleDeviceList",
     "Store",
     "WatermarkMove",

@@ -1,4 +1,4 @@
-"""The delivery engine against a real store (the invariants of docs/architecture.md)."""
+"""The delivery service against the real store (the invariants of docs/architecture.md)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from tidings.protocol import (
     decode_system_event,
     encode,
 )
-from tidings.server.bus import LocalBus
+from tidings.server.bus.local import LocalBus
 from tidings.server.delivery import DeliveryService
 from tidings.server.store import Refused
 
