@@ -22,6 +22,8 @@ from tidings.app.screens.settings import SettingsScreen
 from tidings.client import Client
 from tidings.client.types import Message, MessageAdded, MessageStatus
 from tidings.crypto import IdentityKeyPair
+from tidings.protocol import keys as wire
+from tidings.protocol import routes
 
 pytestmark = pytest.mark.ui
 
@@ -209,7 +211,7 @@ async def _reinstall(client: Client) -> None:
     keys.set_identity(IdentityKeyPair.generate())
     keys.db.execute("DELETE FROM e2ee_sessions")
     upload = msgspec.structs.replace(keys.initial_upload(), replace_identity=True)
-    await client._directory.upload(upload)
+    await client._rest.call(routes.UPLOAD_KEYS, wire.KeyCounts, upload)
 
 
 async def test_a_verified_contacts_changed_identity_pauses_sending(
