@@ -22,6 +22,7 @@ from kivy.utils import get_hex_from_color
 
 from tidings.app import timefmt
 from tidings.app.screens.base import running_app
+from tidings.app.text.widgets import IntlWrapLabel
 from tidings.app.theme import (
     SYMBOL_FONT,
     TICK_DOUBLE,
@@ -187,9 +188,8 @@ class MessageRow(BoxLayout):  # type: ignore[misc]
         parts: list[Widget] = []
         if self.chat.is_group and not message.is_own:
             parts.append(
-                WrapLabel(
-                    text=rich(message.sender_name),
-                    markup=True,
+                IntlWrapLabel(
+                    text=message.sender_name,
                     bold=True,
                     font_size=dp(13),
                     color=avatar_colour(message.sender_name),
@@ -200,9 +200,8 @@ class MessageRow(BoxLayout):  # type: ignore[misc]
         if message.reply_to is not None:
             quote = self.quote = QuoteBox(own=message.is_own)
             quote.add_widget(
-                WrapLabel(
-                    text=rich(message.reply_preview or "Original message not available"),
-                    markup=True,
+                IntlWrapLabel(
+                    text=message.reply_preview or "Original message not available",
                     font_size=dp(13),
                     color=muted,
                     max_width=inner - dp(14),
@@ -212,9 +211,8 @@ class MessageRow(BoxLayout):  # type: ignore[misc]
                 )
             )
             parts.append(quote)
-        body = WrapLabel(
-            text=rich(message.body),
-            markup=True,
+        body = IntlWrapLabel(
+            text=message.body,
             font_size=dp(15.5),
             color=text_colour,
             max_width=inner,
@@ -280,7 +278,7 @@ class MessageRow(BoxLayout):  # type: ignore[misc]
         chips: list[Widget] = []
         for emoji, users in message.reactions:
             mine = me in users
-            label = f"[font={SYMBOL_FONT}]{emoji}[/font] {len(users)}"
+            label = f"{emoji} {len(users)}"
             chip = Chip(text=label, selected=mine)
             chip.bind(on_release=self._reaction_toggler(emoji, mine))
             chips.append(chip)

@@ -18,6 +18,7 @@ from kivy.uix.label import Label
 from kivy.uix.textinput import TextInput
 from kivy.uix.widget import Widget
 
+from tidings.app.text.widgets import IntlLabel
 from tidings.app.theme import avatar_colour, initials
 
 
@@ -81,8 +82,9 @@ class TopBar(BoxLayout):  # type: ignore[misc]
     """The bar at the top of every screen (children are added in each screen's KV)."""
 
 
-class Chip(ButtonBehavior, Label):  # type: ignore[misc]
-    """A small rounded label, e.g. a reaction with its count or a picked group member."""
+class Chip(ButtonBehavior, IntlLabel):  # type: ignore[misc]
+    """A small rounded label, e.g. a reaction with its count or a picked group member (drawn
+    by the international text engine: colour emoji, any script)."""
 
     selected = BooleanProperty(False)
 

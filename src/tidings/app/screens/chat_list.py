@@ -11,23 +11,24 @@ from kivy.uix.boxlayout import BoxLayout
 
 from tidings.app import timefmt
 from tidings.app.screens.base import AppScreen, running_app
-from tidings.app.theme import TICK_DOUBLE, TICK_SENDING, TICK_SENT, rich
+from tidings.app.theme import TICK_DOUBLE, TICK_SENDING, TICK_SENT
 from tidings.client.types import Conversation, Message, MessageStatus
 
 
 def preview_of(conv: Conversation) -> str:
-    """Markup of the preview line: who said what last."""
+    """The preview line (plain text, drawn by the international text engine): who said what
+    last."""
     msg = conv.last_message
     if msg is None:
         return "No messages yet"
     body = " ".join(msg.body.split())
     if msg.kind == "system":
-        return f"[i]{rich(body)}[/i]"
+        return body
     if msg.is_own:
-        return f"You: {rich(body)}"
+        return f"You: {body}"
     if conv.kind == "group":
-        return f"{rich(msg.sender_name)}: {rich(body)}"
-    return rich(body)
+        return f"{msg.sender_name}: {body}"
+    return body
 
 
 def tick_of(msg: Message | None) -> str:
