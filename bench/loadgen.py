@@ -237,10 +237,13 @@ class ServerProcess:
         self.stop()
 
 
-def tidings_server(data_dir: Path, port: int) -> ServerProcess:
-    """The Tidings server as ``make run`` starts it, on loopback, with its own data dir."""
+def tidings_server(data_dir: Path, port: int, synchronous: str | None = None) -> ServerProcess:
+    """The Tidings server as ``make run`` starts it, on loopback, with its own data dir;
+    ``synchronous`` sets ``sqlite_synchronous`` ("full", the default, or "normal")."""
     data_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, TIDINGS_LOG_LEVEL="warning")
+    if synchronous is not None:
+        env["TIDINGS_SQLITE_SYNCHRONOUS"] = synchronous
     # The raw-protocol loads send content in clear; the real client encrypts either way.
     env.setdefault("TIDINGS_REQUIRE_E2EE", "false")
     env.setdefault("TIDINGS_ACCOUNTS_PER_MINUTE", "10000000")

@@ -422,6 +422,19 @@ _LOAD_HEADER = [
 ]
 
 
+#: The two durability rows of the 1:1 table: ``sqlite_synchronous`` and its label.
+_DURABILITY_ROWS = (
+    ("full", "sqlite synchronous=FULL (default)"),
+    ("normal", "sqlite synchronous=NORMAL"),
+)
+_DURABILITY_NOTE = (
+    'Durability: the same load against a fresh server with `sqlite_synchronous = "full"` '
+    "(the default: the WAL is fsynced before every Accepted, one fsync per group commit) and "
+    'with `"normal"` (fsync at checkpoints only: may lose the last second of accepted '
+    "messages on power loss), back to back."
+)
+
+
 def _describe(name: str, data: Json) -> list[str]:
     out: list[str] = []
     if name == "relay":
@@ -432,7 +445,15 @@ def _describe(name: str, data: Json) -> list[str]:
         rows = [_load_row(k, data[k]) for k in ("load", "sequential") if k in data]
         probes = data.get("load", {}).get("probe", [])
         rows += [_load_row(f"run: {p['processes']} load procs", p) for p in probes]
+        durability = data.get("durability") or {}
+        rows += [
+            _load_row(label, durability[mode])
+            for mode, label in _DURABILITY_ROWS
+            if isinstance(durability.get(mode), dict)
+        ]
         out += _table(_LOAD_HEADER, rows)
+        if durability:
+            out += ["", _DURABILITY_NOTE]
         if data.get("note"):
             out += ["", str(data["note"])]
         errors = [e for k in ("load", "sequential") for e in data.get(k, {}).get("errors", [])]

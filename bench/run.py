@@ -125,11 +125,13 @@ def part_relay(ctx: RunContext) -> Json:
         return best_load(ctx, "relay", f"ws://{LOOPBACK}:{port}", pairs, server)
 
 
-def _start_tidings(ctx: RunContext, name: str) -> tuple[ServerProcess, str]:
+def _start_tidings(
+    ctx: RunContext, name: str, synchronous: str | None = None
+) -> tuple[ServerProcess, str]:
     port = free_port()
     data_dir = ctx.part_dir(name) / "data"
     shutil.rmtree(data_dir, ignore_errors=True)
-    server = tidings_server(data_dir, port).start()
+    server = tidings_server(data_dir, port, synchronous).start()
     url = f"http://{LOOPBACK}:{port}"
     try:
         server.wait_http(f"{url}/v1/health")
@@ -182,6 +184,7 @@ def part_tidings_1to1(ctx: RunContext) -> Json:
         server.stop()
         _drop_database(ctx, "tidings_1to1")
     profile = load.pop("profile", None)
+    durability = durability_rows(ctx, int(load.get("processes") or 1))
     note = (
         f"{PAIRS} sender/receiver pairs, {WINDOW} messages in flight each (a message leaves "
         "the window when the sender has Accepted AND the receiver has the Envelope), 100-byte "
@@ -196,9 +199,42 @@ def part_tidings_1to1(ctx: RunContext) -> Json:
     return {
         "load": load,
         "sequential": sequential.as_dict(),
+        "durability": durability,
         "profile": profile,
         "note": note,
     }
+
+
+#: ``sqlite_synchronous`` values compared by :func:`durability_rows`, the default first.
+SYNCHRONOUS_MODES = ("full", "normal")
+
+
+def durability_rows(ctx: RunContext, processes: int) -> Json:
+    """The same 1:1 load (same pairs, window, load processes and duration) against a fresh
+    server with ``sqlite_synchronous = "full"`` (the default: an Accepted is fsynced) and then
+    ``"normal"`` (fsync at checkpoints only: may lose the last second on power loss): what
+    durability costs, measured back to back."""
+    rows: Json = {}
+    for mode in SYNCHRONOUS_MODES:
+        name = f"tidings_1to1_{mode}"
+        server, url = _start_tidings(ctx, name, synchronous=mode)
+        try:
+            pairs = asyncio.run(_direct_pairs(url, PAIRS, "d"))
+            rows[mode] = run_load(
+                "tidings",
+                ws_url(url),
+                pairs,
+                WINDOW,
+                0.5,
+                ctx.probe_seconds if ctx.quick else ctx.load_seconds / 2,
+                processes,
+                server.pid,
+            ).as_dict()
+            server.check_alive()
+        finally:
+            server.stop()
+            _drop_database(ctx, name)
+    return rows
 
 
 # --------------------------------------------------------------------------- group fan-out

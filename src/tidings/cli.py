@@ -563,6 +563,7 @@ def cmd_serve(args: argparse.Namespace) -> Outcome:
         "host": args.host,
         "port": args.port,
         "data_dir": Path(args.data) if args.data else None,
+        "log_level": args.log_level,
     }
     try:
         config = ServerConfig.load(overrides, toml_path=Path(args.config) if args.config else None)
@@ -623,6 +624,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=None)
     p.add_argument("--data", default=None, help="data directory")
     p.add_argument("--config", default=None, help="config file")
+    p.add_argument(
+        "--log-level",
+        default=None,
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="log level (default info); no level logs a token, key or payload",
+    )
     p.set_defaults(sync_handler=cmd_serve)
 
     account = sub.add_parser("account", help="accounts").add_subparsers(

@@ -4,6 +4,9 @@ Besides the standard codes, the server uses four in the private range. A *fatal*
 retrying cannot help: the client stops reconnecting and tells the user why.
 
 - 1000 normal, 1001 going away (server shutdown): reconnect with backoff
+- 1007 invalid frame payload data: a text frame that is not UTF-8 (RFC 6455 requires failing
+  the connection; frames are binary, a valid text frame only gets ``bad_frame``)
+- 1009 message too big: a frame over twice ``MAX_FRAME_BYTES`` (up to that, ``frame_too_large``)
 - 1011 internal error (the replay after Hello failed): reconnect with backoff
 - 1013 try again later (the device could not keep up with its frames): reconnect with backoff
 - 4401 unauthorized: the token is invalid, or the device was removed (by another device of the

@@ -49,5 +49,9 @@ def encode_content(content: Content) -> bytes:
 
 
 def decode_content(payload: bytes) -> Content:
-    """Raises ``msgspec.DecodeError``/``ValidationError`` on anything that is not content."""
-    return _decoder.decode(payload)
+    """Raises ``msgspec.DecodeError``/``ValidationError`` on anything that is not content
+    (also on input nested too deeply, which msgspec answers with ``RecursionError``)."""
+    try:
+        return _decoder.decode(payload)
+    except RecursionError:
+        raise msgspec.DecodeError("MessagePack data is malformed: nested too deeply") from None

@@ -302,16 +302,35 @@ def encode(frame: msgspec.Struct) -> bytes:
     return _encoder.encode(frame)
 
 
+class NestedTooDeeply(msgspec.DecodeError):
+    """Arrays or maps nested deeper than the decoder's stack allows (a thousand levels or so;
+    no frame of the protocol nests more than four). msgspec answers such input with
+    :class:`RecursionError`; every decoder of the protocol turns that into this
+    ``msgspec.DecodeError``, so a caller handles it like any other undecodable input."""
+
+    def __init__(self) -> None:
+        super().__init__("MessagePack data is malformed: nested too deeply")
+
+
 def decode_client_frame(data: bytes) -> ClientFrame:
-    """Decode a frame sent by a client. Raises ``msgspec.DecodeError`` or
-    ``msgspec.ValidationError`` on bad input."""
-    return _client_decoder.decode(data)
+    """Decode a frame sent by a client. Raises ``msgspec.DecodeError`` (also for input nested
+    too deeply: :class:`NestedTooDeeply`) or ``msgspec.ValidationError`` on bad input."""
+    try:
+        return _client_decoder.decode(data)
+    except RecursionError:
+        raise NestedTooDeeply() from None
 
 
 def decode_server_frame(data: bytes) -> ServerFrame:
     """Decode a frame sent by the server. Raises like :func:`decode_client_frame`."""
-    return _server_decoder.decode(data)
+    try:
+        return _server_decoder.decode(data)
+    except RecursionError:
+        raise NestedTooDeeply() from None
 
 
 def decode_system_event(payload: bytes) -> SystemEvent:
-    return _system_decoder.decode(payload)
+    try:
+        return _system_decoder.decode(payload)
+    except RecursionError:
+        raise NestedTooDeeply() from None

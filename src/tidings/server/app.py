@@ -29,7 +29,7 @@ PURGE_INTERVAL = 300.0
 
 
 def create_app(config: ServerConfig) -> Litestar:
-    store = SqliteStore(config.database_path)
+    store = SqliteStore(config.database_path, synchronous=config.sqlite_synchronous)
     bus = LocalBus()
     delivery = DeliveryService(
         store, bus, member_cap=config.member_cap, require_e2ee=config.require_e2ee

@@ -17,6 +17,8 @@ DEFAULT_TOML_NAME = "tidings.toml"
 DEFAULT_DATA_DIR = Path("./tidings-data")
 
 _LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+#: Values of ``sqlite_synchronous``: SQLite's PRAGMA synchronous levels the store accepts.
+SQLITE_SYNCHRONOUS = ("full", "normal")
 
 #: Environment variable names that differ from ``TIDINGS_<FIELD>``.
 _ENV_ALIASES = {"data_dir": ("TIDINGS_DATA", "TIDINGS_DATA_DIR")}
@@ -55,6 +57,12 @@ class ServerConfig:
     provisioning_ttl_seconds: int = 600
     #: most devices an account may have (linking refuses more)
     max_devices_per_account: int = 16
+    #: how SQLite makes a commit durable. "full" (the default): the WAL is fsynced at every
+    #: commit, so an Accepted the client got survives a power cut (group commit shares one
+    #: fsync among the Sends committed together). "normal": fsync only at checkpoints, faster,
+    #: but may lose the last second or so of accepted messages on power loss (never on a crash
+    #: of the process alone)
+    sqlite_synchronous: str = "full"
     log_level: str = "info"
 
     @property
@@ -140,6 +148,8 @@ class ServerConfig:
             raise ConfigError("provisioning_ttl_seconds must be at least 10")
         if self.max_devices_per_account < 1:
             raise ConfigError("max_devices_per_account must be at least 1")
+        if self.sqlite_synchronous not in SQLITE_SYNCHRONOUS:
+            raise ConfigError(f"sqlite_synchronous must be one of {', '.join(SQLITE_SYNCHRONOUS)}")
         if self.log_level not in _LOG_LEVELS:
             raise ConfigError(f"log_level must be one of {', '.join(_LOG_LEVELS)}")
 
@@ -182,7 +192,7 @@ def _convert(name: str, value: object, source: str) -> object:
             return float(str(value).strip())
         if kind == "Path":
             return Path(str(value)).expanduser()
-        if name == "log_level":
+        if name in ("log_level", "sqlite_synchronous"):
             return str(value).strip().lower()
         return str(value)
     except ValueError as exc:

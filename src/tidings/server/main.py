@@ -8,6 +8,7 @@ import resource
 import uvicorn
 
 from tidings.protocol import MAX_FRAME_BYTES
+from tidings.server import logredact
 from tidings.server.app import create_app
 from tidings.server.config import ServerConfig
 from tidings.server.ws.uvicorn_protocol import LeanWebSocketProtocol
@@ -25,6 +26,9 @@ def configure_logging(level: str) -> None:
         level=level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Every record, whichever library logs it, passes through these handlers: no token, key,
+    # secret or frame payload is written at any level.
+    logredact.install()
 
 
 def raise_open_files_limit() -> int:

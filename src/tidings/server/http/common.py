@@ -124,6 +124,9 @@ async def decode_body(request: HttpRequest, kind: type[B]) -> B:
         raise Refused(ErrorCode.BAD_FRAME, str(exc)) from exc
     except msgspec.DecodeError as exc:
         raise Refused(ErrorCode.BAD_FRAME, f"not JSON: {exc}") from exc
+    except RecursionError:
+        # msgspec's answer to arrays or objects nested a thousand levels deep.
+        raise Refused(ErrorCode.BAD_FRAME, "not JSON: nested too deeply") from None
 
 
 # --------------------------------------------------------------------------- errors

@@ -5,16 +5,55 @@ some 760 bytes each, even when empty) and its ``writable`` flag (an :class:`asyn
 more deque), and the handshake's request and response for as long as the connection lasts.
 With tens of thousands of idle connections that is about 5 KiB each for nothing.
 :class:`LeanWebSocketProtocol` swaps the queue and flag for equivalents that hold a list, and
-futures only while someone waits, and lets go of the handshake once it is done. Everything
-else is uvicorn's own code.
+futures only while someone waits, and lets go of the handshake once it is done.
+
+It also answers a text frame that is not valid UTF-8 without uvicorn's ERROR traceback (which
+anyone could use to flood the log): RFC 6455 (section 8.1) requires failing such a connection,
+so it is closed with 1007 (invalid frame payload data), as uvicorn does, and logged in one line
+at INFO, at most once per :data:`INVALID_UTF8_LOG_INTERVAL` seconds per process with the
+number of connections closed since. (A valid text frame reaches the device connection, which
+answers ``Error bad_frame``: frames are binary MessagePack.) Everything else is uvicorn's own
+code.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+log = logging.getLogger(__name__)
+
+#: Close code for a text frame that is not UTF-8 (RFC 6455 section 7.4.1).
+INVALID_DATA = 1007
+#: Seconds between two log lines about invalid UTF-8 text frames.
+INVALID_UTF8_LOG_INTERVAL = 60.0
+
+
+class _Throttle:
+    """Says whether to log now: the first time, then at most once per ``interval`` seconds;
+    counts what it held back in between."""
+
+    __slots__ = ("_interval", "_next", "held_back")
+
+    def __init__(self, interval: float) -> None:
+        self._interval = interval
+        self._next = float("-inf")
+        self.held_back = 0
+
+    def ready(self) -> bool:
+        now = time.monotonic()
+        if now < self._next:
+            self.held_back += 1
+            return False
+        self._next = now + self._interval
+        return True
+
+
+_invalid_utf8 = _Throttle(INVALID_UTF8_LOG_INTERVAL)
 
 
 class _Inbox:
@@ -121,3 +160,27 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         super().start_keepalive()
         self.request = None  # type: ignore[assignment]
         self.response = None  # type: ignore[assignment]
+
+    def send_receive_event_to_app(self) -> None:
+        if self.curr_msg_data_type == "text" and not self.close_sent:
+            data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+            try:
+                data.decode()
+            except UnicodeDecodeError:
+                self.frames = []
+                self._fail_invalid_utf8()
+                return
+        super().send_receive_event_to_app()
+
+    def _fail_invalid_utf8(self) -> None:
+        """Close with 1007 as uvicorn does, minus its traceback at ERROR."""
+        if _invalid_utf8.ready():
+            held_back, _invalid_utf8.held_back = _invalid_utf8.held_back, 0
+            log.info(
+                "closed a WebSocket (%d): a text frame was not valid UTF-8 "
+                "(%d more such closes not logged since the last line)",
+                INVALID_DATA,
+                held_back,
+            )
+        self.conn.send_close(INVALID_DATA, "invalid UTF-8")
+        self.handle_parser_exception()

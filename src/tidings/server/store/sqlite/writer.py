@@ -8,8 +8,11 @@ write anything; when one fails after writing, the transaction is rolled back and
 again with each operation inside its own savepoint. Reads run on a small pool of threads with
 their own connections (WAL lets them read while the writer writes).
 
-``synchronous=NORMAL``: a committed transaction survives the process being killed; a power cut
-may lose the last ones.
+``synchronous=FULL`` by default: the WAL is fsynced at every commit, so a committed transaction
+(and the ``Accepted`` sent after it) survives a power cut; group commit shares that fsync among
+every operation of the transaction. ``synchronous=NORMAL`` (the ``sqlite_synchronous = "normal"``
+setting) fsyncs only at checkpoints: a committed transaction survives the process being killed,
+but a power cut may lose the last ones.
 """
 
 from __future__ import annotations
@@ -34,8 +37,11 @@ T = TypeVar("T")
 #: Most operations committed by one transaction.
 MAX_GROUP = 1000
 
+#: ``PRAGMA synchronous`` of each ``sqlite_synchronous`` setting.
+SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL"}
 
-def _connect(path: Path, *, read_only: bool) -> sqlite3.Connection:
+
+def _connect(path: Path, *, read_only: bool, synchronous: str = "full") -> sqlite3.Connection:
     # isolation_level=None: no implicit transactions; every transaction is an explicit BEGIN.
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
     conn.execute("PRAGMA busy_timeout = 30000")
@@ -44,7 +50,7 @@ def _connect(path: Path, *, read_only: bool) -> sqlite3.Connection:
     else:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA foreign_keys = ON")
-    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute(f"PRAGMA synchronous = {SYNCHRONOUS[synchronous]}")
     return conn
 
 
@@ -86,9 +92,12 @@ def _settle_all(jobs: Iterable[_Work]) -> None:
 
 
 class _Writer(threading.Thread):
-    def __init__(self, path: Path, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, path: Path, loop: asyncio.AbstractEventLoop, synchronous: str = "full"
+    ) -> None:
         super().__init__(name="tidings-sqlite-writer", daemon=True)
         self._path = path
+        self._synchronous = synchronous
         self._loop = loop
         self.jobs: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
         self.ready = threading.Event()
@@ -98,7 +107,7 @@ class _Writer(threading.Thread):
 
     def run(self) -> None:
         try:
-            conn = _connect(self._path, read_only=False)
+            conn = _connect(self._path, read_only=False, synchronous=self._synchronous)
             migrations.migrate(conn, steps())
         except BaseException as exc:  # reported to open() through open_error
             self.open_error = exc
@@ -190,8 +199,11 @@ class Database:
     """The writer and the readers of one SQLite file: what every part of
     :class:`~tidings.server.store.sqlite.SqliteStore` runs its transactions on."""
 
-    def __init__(self, path: Path, *, readers: int = 2) -> None:
+    def __init__(self, path: Path, *, readers: int = 2, synchronous: str = "full") -> None:
+        if synchronous not in SYNCHRONOUS:
+            raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS)}")
         self.path = path
+        self.synchronous = synchronous
         self._reader_count = readers
         self._writer: _Writer | None = None
         self._readers: ThreadPoolExecutor | None = None
@@ -201,7 +213,7 @@ class Database:
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        writer = _Writer(self.path, asyncio.get_running_loop())
+        writer = _Writer(self.path, asyncio.get_running_loop(), self.synchronous)
         writer.start()
         await asyncio.to_thread(writer.ready.wait)
         if writer.open_error is not None:
@@ -242,7 +254,7 @@ class Database:
     def _in_read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = _connect(self.path, read_only=True)
+            conn = _connect(self.path, read_only=True, synchronous=self.synchronous)
             self._local.conn = conn
             with self._read_conns_lock:
                 self._read_conns.append(conn)
