@@ -43,6 +43,8 @@ EXIT_TIMEOUT = 3
 DEFAULT_TIMEOUT = 30.0
 #: Quiet time after which ``sync`` considers the connection idle.
 IDLE_SECONDS = 0.5
+#: Why a server cannot be reached, when waiting cannot help: one-shot commands fail at once.
+HOPELESS_CAUSES = frozenset({"refused", "dns", "wrong_scheme", "tls"})
 
 
 class CliError(Exception):
@@ -205,12 +207,20 @@ async def _opened(profile: Path) -> AsyncIterator[Client]:
         await client.close()
 
 
+def _unreachable(exc: NotConnected) -> CliError:
+    """A server that cannot be reached, with the cause (refused, DNS, wrong scheme, ...)."""
+    return CliError("not_connected", exc.message)
+
+
 async def _connect(client: Client, within: float) -> None:
-    """Start the client and wait for the initial sync with the server."""
+    """Start the client and wait for the initial sync with the server; a first connect that
+    waiting cannot fix (refused, DNS, wrong scheme) fails at once."""
     await client.start()
     try:
-        await client.wait_synced(timeout=within)
+        await client.wait_synced(timeout=within, fail_fast=True)
     except (TimeoutError, NotConnected) as exc:
+        if isinstance(exc, NotConnected) and exc.cause in HOPELESS_CAUSES:
+            raise _unreachable(exc) from exc
         raise CliError(
             "timeout",
             f"could not sync with {client.account.server_url} within {within:g} s",
@@ -324,6 +334,12 @@ async def cmd_device_link(args: argparse.Namespace) -> Outcome:
     return Outcome(data, f"linked to @{account.username} as device {account.device_id}")
 
 
+async def cmd_device_remove(args: argparse.Namespace) -> Outcome:
+    async with _opened(Path(args.profile)) as client:
+        await client.remove_device(args.device_id)
+    return Outcome({"device_id": args.device_id}, f"removed device {args.device_id}")
+
+
 async def cmd_device_approve(args: argparse.Namespace) -> Outcome:
     async with _opened(Path(args.profile)) as client:
         device_id = await client.approve_device(args.code, args.name)
@@ -333,13 +349,26 @@ async def cmd_device_approve(args: argparse.Namespace) -> Outcome:
 async def cmd_safety(args: argparse.Namespace) -> Outcome:
     username = _username(args.user)
     async with _opened(Path(args.profile)) as client:
-        number = await client.safety_number(username)
-        verified = await client.is_verified(username)
+        safety = await client.safety(username)
+    number, verified = safety.number, safety.verified
     groups = " ".join(number[i : i + 5] for i in range(0, len(number), 5))
     state = "verified" if verified else "not verified"
+    text = f"safety number with @{username} ({state}):\n{groups}"
+    if not safety.online:
+        checked = "never" if safety.checked_at is None else _clock(safety.checked_at)
+        text += (
+            f"\noffline: the identity key stored for @{username};"
+            f" last checked against the server: {checked}"
+        )
     return Outcome(
-        {"username": username, "safety_number": number, "verified": verified},
-        f"safety number with @{username} ({state}):\n{groups}",
+        {
+            "username": username,
+            "safety_number": number,
+            "verified": verified,
+            "online": safety.online,
+            "checked_at": safety.checked_at,
+        },
+        text,
     )
 
 
@@ -397,14 +426,22 @@ async def cmd_sync(args: argparse.Namespace) -> Outcome:
         pending = await _own_pending(client)
         await client.start()
         if args.for_seconds is not None:
-            await asyncio.sleep(args.for_seconds)
+
+            async def ended() -> bool:  # stop at once when the connection ended for good
+                return client.connection.state is ConnectionState.CLOSED
+
+            await watch.until(ended, args.for_seconds)
             _check_ended(client)
             synced = watch.synced
         else:
             try:
-                await client.wait_synced(timeout=args.timeout)
+                await client.wait_synced(timeout=args.timeout, fail_fast=True)
                 synced = True
-            except (TimeoutError, NotConnected):
+            except NotConnected as exc:
+                if exc.cause in HOPELESS_CAUSES:
+                    raise _unreachable(exc) from exc
+                synced = False
+            except TimeoutError:
                 synced = False
             if synced:
 
@@ -708,6 +745,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="linked", help="a name for this device")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for approval")
     p.set_defaults(handler=cmd_device_link)
+    p = device.add_parser("remove", parents=[common, profile], help="remove another device")
+    p.add_argument("device_id", type=int, metavar="DEVICE-ID")
+    p.set_defaults(handler=cmd_device_remove)
     p = device.add_parser("approve", parents=[common, profile], help="approve a new device")
     p.add_argument("code", metavar="LINK-CODE")
     p.add_argument("--name", default="linked", help="the new device's name")

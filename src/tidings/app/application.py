@@ -32,12 +32,13 @@ from tidings.app.screens.onboarding import OnboardingScreen
 from tidings.app.screens.safety import SafetyNumberScreen
 from tidings.app.screens.search import SearchScreen
 from tidings.app.screens.settings import SettingsScreen
+from tidings.app.screens.profile_error import ProfileErrorScreen, breakable
 from tidings.app.screens.splash import SplashScreen
 from tidings.app.tasks import Tasks
 from tidings.app.theme import Theme, register_fonts
 from tidings.app.widgets import Toast
 from tidings.client import Client
-from tidings.client.errors import ClientError, ProfileNotFound
+from tidings.client.errors import ClientError, ProfileCorrupt, ProfileNotFound
 from tidings.client.types import (
     ClientEvent,
     Connection,
@@ -67,6 +68,7 @@ KV_FILES = (
     "settings",
     "safety",
     "link",
+    "profile_error",
 )
 SETTINGS_FILE = "app-settings.json"
 #: Escape on desktop, the back button on Android.
@@ -128,6 +130,7 @@ class TidingsApp(App):  # type: ignore[misc]
             SafetyNumberScreen(name="safety"),
             LinkThisDeviceScreen(name="link_this_device"),
             ApproveDeviceScreen(name="approve_device"),
+            ProfileErrorScreen(name="profile_error"),
         ):
             manager.add_widget(screen)
         root.add_widget(manager)
@@ -160,7 +163,19 @@ class TidingsApp(App):  # type: ignore[misc]
             onboarding.prefill(self.server_url)
             self.navigate("onboarding", remember=False)
             return
+        except ClientError as exc:  # a damaged profile (ProfileCorrupt), an unreadable one
+            self.show_profile_error(exc)
+            return
         await self.attach(client)
+
+    def show_profile_error(self, exc: ClientError) -> None:
+        """The profile cannot be opened: say why and what to do instead of a frozen splash."""
+        screen = self.screen("profile_error")
+        assert isinstance(screen, ProfileErrorScreen)
+        if isinstance(exc, ProfileCorrupt):
+            screen.title = "This profile is damaged"
+        screen.message = breakable(exc.message or exc.code)
+        self.navigate("profile_error", remember=False)
 
     async def attach(self, client: Client) -> None:
         """Use `client` from now on: follow its events and show the chat list."""

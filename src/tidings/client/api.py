@@ -8,9 +8,11 @@ come through the engine and runtime. Everything here runs on one asyncio loop.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import random
+import secrets
 import time
 import uuid
 import weakref
@@ -31,14 +33,20 @@ from .core.payload import encode_bound
 from .core.sealing import EndToEnd
 from .core.types import EngineSettings
 from .errors import (
+    CAUSE_DNS,
+    CAUSE_REFUSED,
+    CAUSE_TLS,
+    CAUSE_WRONG_SCHEME,
     ClientError,
     ConnectionEnded,
+    ConnectionLost,
     DeviceRemoved,
     NotConnected,
     ProfileNotFound,
     ServerRefused,
+    ServerTimeout,
 )
-from .rest import HTTP_TIMEOUT, Rest, approve_link, poll_link, request_link
+from .rest import HTTP_TIMEOUT, Rest, approve_link, poll_link, request_link, retrying
 from .runtime import Runtime
 from .store import Changes, LocalStore, private_dir
 from .types import (
@@ -64,6 +72,11 @@ log = logging.getLogger("tidings.client")
 
 DB_NAME = "tidings.db"
 TOKEN_NAME = "token"  # noqa: S105 - the file name, not a secret
+#: a sign-up under way: written with the token before the first request, removed once done
+SIGNUP_NAME = "signup.json"
+#: connect failures that waiting cannot fix: :meth:`Client.wait_synced` with ``fail_fast``
+#: raises at the first one
+_HOPELESS = frozenset({CAUSE_REFUSED, CAUSE_DNS, CAUSE_WRONG_SCHEME, CAUSE_TLS})
 #: seconds a new device waits for its link code to be approved
 LINK_TIMEOUT = 600.0
 #: one-time prekeys used by new sessions after which the server's count is checked (refill)
@@ -94,6 +107,34 @@ class ClientConfig:
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def _new_token() -> str:
+    """A device token made on this side (``<key>.<secret>``, protocol.rest.DeviceToken)."""
+    return f"{secrets.token_urlsafe(12)}.{secrets.token_urlsafe(32)}"
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` (mode 0600) durably: a sign-up may be retried from it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(text)
+        file.flush()
+        os.fsync(file.fileno())
+    os.chmod(path, 0o600)
+
+
+@dataclass(frozen=True)
+class SafetyNumber:
+    """What :meth:`Client.safety` knows about the safety number shared with ``username``."""
+
+    username: str
+    number: str
+    verified: bool
+    #: when the contact's identity key was last fetched from the server (ms), if known
+    checked_at: int | None
+    #: False: the server could not be reached and this is the stored key's number
+    online: bool
 
 
 def _ws_url(server_url: str) -> str:
@@ -156,6 +197,8 @@ class Client:
         # Weak: a subscriber that stopped iterating (its task was cancelled) just goes away.
         self._subscribers: weakref.WeakSet[_Subscription] = weakref.WeakSet()
         self._synced = asyncio.Event()
+        #: set when the first connect failed for a cause waiting cannot fix (_HOPELESS)
+        self._hopeless = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -172,27 +215,51 @@ class Client:
     ) -> Client:
         """Register ``username`` on the server and write a new profile at ``profile``."""
         profile = Path(profile)
-        if (profile / TOKEN_NAME).exists():
-            raise ClientError("profile_exists", f"{profile} already holds an account")
+        token = _pending_signup(profile, server_url, username)
         _ws_url(server_url)
-        body = rest.CreateAccount(username=username, device_name=device_name)
+        fresh = token is None
+        if token is None:
+            # The token is chosen here and kept in the profile before anything goes out: a
+            # sign-up whose answer was lost is repeated with it and gets the same account.
+            token = _new_token()
+            private_dir(profile)
+            signup = {"server_url": server_url, "username": username}
+            _write_private(profile / SIGNUP_NAME, json.dumps(signup))
+            _write_private(profile / TOKEN_NAME, token)
+        body = rest.CreateAccount(username=username, device_name=device_name, token=token)
         anonymous = Rest(server_url, timeout=(config or ClientConfig()).http_timeout)
+        maybe_reached = not fresh
+
+        async def sign_up() -> rest.AccountCreated:
+            nonlocal maybe_reached
+            try:
+                return await anonymous.call(routes.CREATE_ACCOUNT, rest.AccountCreated, body)
+            except (ConnectionLost, ServerTimeout):
+                maybe_reached = True  # the server may have created it: keep the token
+                raise
+
         try:
-            created = await anonymous.call(routes.CREATE_ACCOUNT, rest.AccountCreated, body)
+            created = await retrying(sign_up)
+        except ServerRefused:
+            _remove_profile_files(profile)  # the name is taken: nothing to retry
+            raise
         except NotConnected as exc:
-            raise NotConnected(f"cannot reach {server_url}: {exc.message}") from exc
+            if not maybe_reached:  # no request reached the server: leave no trace
+                _remove_profile_files(profile)
+                raise
+            exc.message += (
+                "; the sign-up is kept in the profile: run the same command again to finish it"
+            )
+            raise
         finally:
             await anonymous.aclose()
-        private_dir(profile)
         account = Account(created.account_id, created.username, created.device_id, server_url)
-        token_path = profile / TOKEN_NAME
-        fd = os.open(token_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as token_file:
-            token_file.write(created.token)
-        os.chmod(token_path, 0o600)
+        if created.token != token:  # a server that makes tokens itself
+            _write_private(profile / TOKEN_NAME, created.token)
         store = LocalStore(profile / DB_NAME)
         store.set_account(account)
         store.keys.set_identity(IdentityKeyPair.generate())
+        (profile / SIGNUP_NAME).unlink(missing_ok=True)
         client = cls(profile, store, account, created.token, config)
         await client._upload_keys()
         return client
@@ -217,9 +284,12 @@ class Client:
         _ws_url(server_url)
         ephemeral = PrivateKey.generate()
         public = ephemeral.public_key().serialize()
+        # Chosen before the first request: every step can be repeated after a lost answer
+        # and ends in the same device (protocol.keys.NewProvisioning).
+        secret, token = secrets.token_urlsafe(32), _new_token()
         http = Rest(server_url, timeout=(config or ClientConfig()).http_timeout)
         try:
-            request = await request_link(http, public)
+            request = await retrying(lambda: request_link(http, public, secret, token))
             if on_code is not None:
                 on_code(provisioning.link_code(request.id, public))
             try:
@@ -238,15 +308,12 @@ class Client:
             raise ClientError("bad_link", "the provisioning message is for another account")
         private_dir(profile)
         account = Account(result.account_id, result.username, result.device_id, server_url)
-        token_path = profile / TOKEN_NAME
-        fd = os.open(token_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as token_file:
-            token_file.write(result.token)
-        os.chmod(token_path, 0o600)
+        token = result.token or token  # empty: the server took the one chosen here
+        _write_private(profile / TOKEN_NAME, token)
         store = LocalStore(profile / DB_NAME)
         store.set_account(account)
         store.keys.set_identity(IdentityKeyPair.deserialize(message.identity))
-        client = cls(profile, store, account, result.token, config)
+        client = cls(profile, store, account, token, config)
         try:
             await client._upload_keys(first_link=True)
         except ServerRefused as exc:
@@ -277,8 +344,15 @@ class Client:
         except provisioning.LinkCodeError as exc:
             raise ClientError("bad_link", str(exc)) from None
         body = wire.ApproveDevice(device_name=device_name, ephemeral_key=ephemeral, sealed=sealed)
-        approved = await approve_link(self._rest, provisioning_id, body)
+        # A repeated approval with the same sealed message answers the same device.
+        approved = await retrying(lambda: approve_link(self._rest, provisioning_id, body))
         return approved.device_id
+
+    async def remove_device(self, device_id: int) -> None:
+        """Remove another device of this account (``DELETE /v1/devices/{id}``): its token
+        stops working and its connection ends (close code 4401)."""
+        self._check_open()
+        await self._rest.send(routes.REMOVE_DEVICE, device_id=device_id)
 
     async def _upload_keys(self, first_link: bool = False) -> None:
         """Publish this device's keys if the server has none, refill one-time prekeys and
@@ -304,7 +378,8 @@ class Client:
 
     @classmethod
     async def open(cls, profile: Path, config: ClientConfig | None = None) -> Client:
-        """Open an existing profile. Raises :class:`ProfileNotFound` if it holds no account."""
+        """Open an existing profile. Raises :class:`ProfileNotFound` if it holds no account,
+        :class:`ProfileCorrupt` if its database is damaged (the message says what to run)."""
         profile = Path(profile)
         token_path = profile / TOKEN_NAME
         if not (profile / DB_NAME).exists() or not token_path.exists():
@@ -325,16 +400,45 @@ class Client:
         self._check_open()
         await self._runtime.start()
 
-    async def wait_synced(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 - the documented API
+    async def wait_synced(
+        self,
+        timeout: float | None = None,  # noqa: ASYNC109 - the documented API
+        fail_fast: bool = False,
+    ) -> None:
         """Wait until the replay after the current connection is complete. Raises
         :class:`ConnectionEnded` (:class:`DeviceRemoved` for 4401/HTTP 401) at once when the
-        connection ended for good: it will never sync."""
+        connection ended for good: it will never sync. With ``fail_fast`` (one-shot commands)
+        a first connect that waiting cannot fix (refused, DNS, wrong scheme, TLS) raises its
+        :class:`NotConnected` subclass at once; the client keeps retrying in the
+        background either way."""
         try:
             async with asyncio.timeout(timeout):
-                await self._synced.wait()
+                if fail_fast:
+                    await self._synced_or_hopeless()
+                else:
+                    await self._synced.wait()
         except TimeoutError:
-            raise NotConnected(f"not synced within {timeout:g} s") from None
+            failure = self._runtime.last_failure
+            cause = f": {failure.message}" if failure is not None else ""
+            raise NotConnected(
+                f"not synced within {timeout:g} s{cause}",
+                failure.cause if failure is not None else "",
+            ) from None
         self._raise_if_ended()
+        failure = self._runtime.last_failure
+        if not self._synced.is_set() and failure is not None:
+            raise failure
+
+    async def _synced_or_hopeless(self) -> None:
+        waits = {
+            asyncio.ensure_future(self._synced.wait()),
+            asyncio.ensure_future(self._hopeless.wait()),
+        }
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
 
     def _raise_if_ended(self) -> None:
         connection = self.connection
@@ -544,6 +648,28 @@ class Client:
         """Messages whose body contains every word of ``query``, most recently stored first."""
         return self._store.search(query, max(1, limit))
 
+    async def safety(self, username: str) -> SafetyNumber:
+        """The safety number shared with ``username``, refreshed from the server when it can
+        be reached; offline, the number of the identity key stored for them, with when it
+        was last fetched from the server (``checked_at``). Raises :class:`NotConnected` when
+        offline and no key is stored for them."""
+        self._check_open()
+        username = username.removeprefix("@")
+        try:
+            number = await self.safety_number(username)
+            online = True
+        except NotConnected:
+            account_id = self._store.account_id_of(username)
+            if account_id is None or self._store.keys.known_identity(account_id) is None:
+                raise
+            number, online = self._e2ee.safety_number(account_id), False
+        else:
+            account_id = self._store.account_id_of(username) or await self._account_id(username)
+        known = self._store.keys.known_identity(account_id)
+        verified = known is not None and known.verified
+        checked_at = None if known is None else known.checked_at
+        return SafetyNumber(username, number, verified, checked_at, online)
+
     async def safety_number(self, username: str) -> str:
         """The 60-digit safety number shared with ``username`` (the same on both sides and on
         every device of either account; libsignal's numeric fingerprint, 5200 iterations)."""
@@ -603,10 +729,17 @@ class Client:
             if isinstance(effect, engine.ConnectionNotice):
                 state = _STATES[effect.phase]
                 self.connection = Connection(state, effect.retry_in, effect.error, effect.code)
+                failure = self._runtime.last_failure
                 if state is ConnectionState.CLOSED:
                     self._synced.set()  # wait_synced wakes up and raises ConnectionEnded
                 elif state is not ConnectionState.ONLINE:
                     self._synced.clear()
+                    if (
+                        failure is not None
+                        and failure.cause in _HOPELESS
+                        and not self._runtime.ever_connected
+                    ):
+                        self._hopeless.set()
                 elif effect.phase is engine.Phase.REPLAY:
                     self._in_background(self.refresh_all())
                 self._emit(ConnectionChanged(self.connection))
@@ -683,6 +816,23 @@ class Client:
 
 
 def _remove_profile_files(profile: Path) -> None:
-    """Take back the token and the database a failed link wrote (the directory stays)."""
-    for name in (TOKEN_NAME, DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm"):
+    """Take back the token and the database a failed link or sign-up wrote (the directory
+    stays)."""
+    for name in (TOKEN_NAME, SIGNUP_NAME, DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm"):
         (profile / name).unlink(missing_ok=True)
+
+
+def _pending_signup(profile: Path, server_url: str, username: str) -> str | None:
+    """The token of a sign-up of ``username`` at ``server_url`` that was started in
+    ``profile`` and never finished (its answer was lost), to repeat it with; None for a
+    fresh profile. Raises ``profile_exists`` for a profile that holds something else."""
+    token_path = profile / TOKEN_NAME
+    if not token_path.exists():
+        return None
+    try:
+        signup = json.loads((profile / SIGNUP_NAME).read_text())
+    except (OSError, ValueError):
+        signup = None
+    if signup != {"server_url": server_url, "username": username}:
+        raise ClientError("profile_exists", f"{profile} already holds an account")
+    return token_path.read_text().strip()

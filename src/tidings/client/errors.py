@@ -21,11 +21,81 @@ class ProfileNotFound(ClientError):
         super().__init__("profile_not_found", message)
 
 
-class NotConnected(ClientError):
-    """The server could not be reached for a call that needs it (REST or waiting for sync)."""
+class ProfileCorrupt(ClientError):
+    """The profile database is damaged (not a database, a malformed image, a failed
+    integrity check): nothing in it can be trusted. The message says what to run."""
 
-    def __init__(self, message: str = "the server cannot be reached") -> None:
+    def __init__(self, path: str, detail: str) -> None:
+        aside = f"{path}.corrupt"
+        super().__init__(
+            "profile_corrupt",
+            f"the profile database {path} is damaged ({detail}). Move it aside and set this"
+            f" device up again: `mv {path} {aside}` (with its -wal and -shm files, if any),"
+            " then `tidings device link --profile <dir> --server <url>` to link it to your"
+            " account from another device (or `tidings account create` for a new account);"
+            " restore from a backup once you have one.",
+        )
+        self.path = path
+        self.detail = detail
+
+
+#: why a server could not be reached (:attr:`NotConnected.cause`)
+CAUSE_UNKNOWN = "unknown"
+CAUSE_REFUSED = "refused"
+CAUSE_WRONG_SCHEME = "wrong_scheme"
+CAUSE_DNS = "dns"
+CAUSE_TIMEOUT = "timeout"
+CAUSE_TLS = "tls"
+CAUSE_LOST = "lost"
+
+
+class NotConnected(ClientError):
+    """The server could not be reached for a call that needs it (REST or waiting for sync).
+    ``cause`` says why, when the client can tell: the subclasses below."""
+
+    cause_default = CAUSE_UNKNOWN
+
+    def __init__(self, message: str = "the server cannot be reached", cause: str = "") -> None:
         super().__init__("not_connected", message)
+        self.cause = cause or self.cause_default
+
+
+class ConnectionRefused(NotConnected):
+    """Nothing listens at the server's address and port (is the server running?)."""
+
+    cause_default = CAUSE_REFUSED
+
+
+class WrongScheme(NotConnected):
+    """TLS spoken to a plain HTTP port (``https://`` for an ``http://`` server) or plain HTTP
+    to a TLS port."""
+
+    cause_default = CAUSE_WRONG_SCHEME
+
+
+class HostNotFound(NotConnected):
+    """The server's host name does not resolve (DNS)."""
+
+    cause_default = CAUSE_DNS
+
+
+class ServerTimeout(NotConnected):
+    """The server did not answer in time (connecting, or waiting for its answer)."""
+
+    cause_default = CAUSE_TIMEOUT
+
+
+class TlsFailed(NotConnected):
+    """The TLS handshake failed for another reason (an untrusted certificate, say)."""
+
+    cause_default = CAUSE_TLS
+
+
+class ConnectionLost(NotConnected):
+    """The connection broke before the answer came: the request may have reached the server
+    (calls that are safe to retry are retried)."""
+
+    cause_default = CAUSE_LOST
 
 
 class ServerRefused(ClientError):

@@ -189,6 +189,8 @@ class KnownIdentity:
     verified: bool
     #: the key changed after the user verified it: sending to this account stops
     blocked: bool
+    #: when the key was last fetched from the server (ms; None: never, or before this was kept)
+    checked_at: int | None = None
 
 
 class KeyStore:
@@ -328,18 +330,32 @@ class KeyStore:
         if account_id in self._identities:
             return self._identities[account_id]
         row = self.db.execute(
-            "SELECT identity_key, verified, blocked FROM e2ee_identities WHERE account_id = ?",
+            "SELECT identity_key, verified, blocked, checked_at FROM e2ee_identities"
+            " WHERE account_id = ?",
             (account_id,),
         ).fetchone()
         known = (
             None
             if row is None
             else KnownIdentity(
-                account_id, IdentityKey.deserialize(bytes(row[0])), bool(row[1]), bool(row[2])
+                account_id,
+                IdentityKey.deserialize(bytes(row[0])),
+                bool(row[1]),
+                bool(row[2]),
+                row[3],
             )
         )
         self._identities[account_id] = known
         return known
+
+    def identity_checked(self, account_id: str, at: int | None = None) -> None:
+        """The server just gave ``account_id``'s identity key (claimed bundles): note when."""
+        self._identities.pop(account_id, None)
+        with self.transaction():
+            self.db.execute(
+                "UPDATE e2ee_identities SET checked_at = ? WHERE account_id = ?",
+                (now_ms() if at is None else at, account_id),
+            )
 
     def set_verified(self, account_id: str, verified: bool) -> None:
         """The user compared safety numbers (or takes that back). Clears ``blocked``."""
@@ -769,7 +785,13 @@ def _move_pending_v1(db: sqlite3.Connection) -> None:
 
 
 #: The key store's migration steps (:func:`tidings.migrations.migrate`, component ``keystore``).
-STEPS: tuple[Step, ...] = (SCHEMA[0], _move_pending_v1)
+STEPS: tuple[Step, ...] = (
+    SCHEMA[0],
+    _move_pending_v1,
+    # 3: when each contact's identity key was last fetched from the server (safety numbers
+    # shown offline say how fresh they are)
+    "ALTER TABLE e2ee_identities ADD COLUMN checked_at INTEGER",
+)
 
 
 def _carry_legacy_version(db: sqlite3.Connection) -> None:

@@ -14,7 +14,7 @@ The three steps of linking a device (:func:`request_link`, :func:`poll_link`,
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import httpx
@@ -23,7 +23,15 @@ import msgspec
 from tidings.protocol import keys as wire
 from tidings.protocol import rest, routes
 
-from .errors import REFUSALS, ClientError, DeviceRemoved, NotConnected, ServerRefused
+from .errors import (
+    REFUSALS,
+    ClientError,
+    ConnectionLost,
+    DeviceRemoved,
+    ServerRefused,
+    ServerTimeout,
+)
+from .network import diagnose
 
 _T = TypeVar("_T")
 
@@ -31,6 +39,27 @@ _T = TypeVar("_T")
 HTTP_TIMEOUT = 30.0
 #: seconds between two polls of a pending provisioning request
 POLL_INTERVAL = 0.5
+#: tries of a call that is safe to repeat (sign-up, linking) when its answer was lost
+RETRIES = 4
+#: seconds before the first repeat (doubled for each further one)
+RETRY_PAUSE = 0.5
+
+
+async def retrying(
+    call: Callable[[], Awaitable[_T]], attempts: int = RETRIES, pause: float = RETRY_PAUSE
+) -> _T:
+    """``call()``, repeated while its connection broke or timed out before the answer came
+    (the request may have reached the server, so only calls that are safe to repeat use
+    this). A server that cannot be reached at all (refused, DNS, wrong scheme) fails at
+    once."""
+    for attempt in range(attempts):
+        try:
+            return await call()
+        except (ConnectionLost, ServerTimeout):
+            if attempt == attempts - 1:
+                raise
+            await asyncio.sleep(pause * 2**attempt)
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
 
 class Rest:
@@ -88,7 +117,7 @@ class Rest:
                 route.method, route.url(**params), content=content, headers=sent
             )
         except httpx.HTTPError as exc:
-            raise NotConnected(f"cannot reach the server: {type(exc).__name__}") from exc
+            raise await diagnose(exc, str(self.http.base_url)) from exc
         if response.status_code == 401 and route.auth == "device":
             if self.on_unauthorized is not None:
                 self.on_unauthorized()
@@ -97,9 +126,12 @@ class Rest:
         return response
 
 
-async def request_link(http: Rest, ephemeral_key: bytes) -> wire.Provisioning:
-    """Step 1 (new device, no token): a provisioning request for ``ephemeral_key``."""
-    body = wire.NewProvisioning(ephemeral_key=ephemeral_key)
+async def request_link(
+    http: Rest, ephemeral_key: bytes, secret: str | None = None, token: str | None = None
+) -> wire.Provisioning:
+    """Step 1 (new device, no token): a provisioning request for ``ephemeral_key``; with the
+    ``secret`` and device ``token`` chosen by the new device, safe to repeat."""
+    body = wire.NewProvisioning(ephemeral_key=ephemeral_key, secret=secret, token=token)
     return await http.call(routes.NEW_PROVISIONING, wire.Provisioning, body)
 
 
@@ -119,9 +151,13 @@ async def poll_link(
     headers = {"Authorization": f"Bearer {provisioning.secret}"}
     async with asyncio.timeout(patience):
         while True:
-            response = await http.request(
-                routes.FETCH_PROVISIONING, None, headers, provisioning_id=provisioning.id
-            )
+            try:
+                response = await http.request(
+                    routes.FETCH_PROVISIONING, None, headers, provisioning_id=provisioning.id
+                )
+            except (ConnectionLost, ServerTimeout):
+                await asyncio.sleep(POLL_INTERVAL)  # a lost answer: fetch it again
+                continue
             if response.status_code != 202:
                 return _decode(response, wire.ProvisionedDevice)
             await asyncio.sleep(POLL_INTERVAL)

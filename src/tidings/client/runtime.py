@@ -60,7 +60,8 @@ from .core.sealing import (
     SendToDevices,
     Steps,
 )
-from .errors import ClientError, ConnectionEnded, ServerRefused
+from .errors import ClientError, ConnectionEnded, NotConnected, ServerRefused
+from .network import diagnose
 from .rest import Rest
 from .store import Changes, LocalStore
 
@@ -166,6 +167,10 @@ class Runtime:
         self._sending: asyncio.Task[None] | None = None
         #: DeviceSends waiting for their DeviceAccepted
         self._waiting: dict[uuid.UUID, asyncio.Future[DeviceAccepted]] = {}
+        #: why the last connect failed (None once one succeeded): its cause for the user
+        self.last_failure: NotConnected | None = None
+        #: whether a WebSocket was ever opened by this runtime
+        self.ever_connected = False
 
     @staticmethod
     def now() -> float:
@@ -392,8 +397,12 @@ class Runtime:
             self._inbound.put_nowait(_Failed(generation, _describe(exc), fatal))
             return
         except (OSError, TimeoutError, websockets.WebSocketException) as exc:
-            self._inbound.put_nowait(_Failed(generation, _describe(exc)))
+            failure = await diagnose(exc, self.ws_url)
+            self.last_failure = failure
+            self._inbound.put_nowait(_Failed(generation, failure.message))
             return
+        self.last_failure = None
+        self.ever_connected = True
         self._inbound.put_nowait(_Opened(generation, socket))
         error = "closed"
         received: int | None = None

@@ -31,6 +31,7 @@ from tidings.protocol.content import Content, Reaction, Text
 
 from .core import engine
 from .core.opening import WRITE_EFFECTS, OpenedEnvelope, StoreOpened
+from .errors import ProfileCorrupt
 from .keystore import SCHEMA as KEYSTORE_SCHEMA
 from .keystore import KeyStore
 from .types import (
@@ -240,17 +241,40 @@ def _private_file(path: Path | str) -> None:
             os.chmod(name + suffix, 0o600)
 
 
+def _damaged(exc: sqlite3.DatabaseError) -> bool:
+    text = str(exc).lower()
+    return any(word in text for word in ("not a database", "malformed", "corrupt"))
+
+
 class LocalStore:
     """The profile's database. Not thread-safe: one asyncio loop uses it."""
 
     def __init__(self, path: Path | str) -> None:
         _private_file(path)
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:
+            self._open()
+        except sqlite3.DatabaseError as exc:  # not a database, a malformed image
+            self.db.close()
+            if isinstance(exc, sqlite3.OperationalError) and not _damaged(exc):
+                raise  # locked, read-only, a failed migration: not damage
+            raise ProfileCorrupt(os.fspath(path), str(exc)) from None
+        except ProfileCorrupt:
+            self.db.close()
+            raise
+
+    def _open(self) -> None:
+        """Settings, an integrity check and migrations; :class:`ProfileCorrupt` (or the
+        ``sqlite3.DatabaseError`` that becomes one) for a damaged database."""
+        path = self.db.execute("PRAGMA database_list").fetchone()[2]
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         # Fewer checkpoints (each one syncs): one per ~16 MiB of WAL instead of 4 MiB.
         self.db.execute("PRAGMA wal_autocheckpoint=4000")
         self.db.execute("PRAGMA busy_timeout=5000")
+        problems = [row[0] for row in self.db.execute("PRAGMA quick_check(3)")]
+        if problems != ["ok"]:
+            raise ProfileCorrupt(path or ":memory:", "; ".join(map(str, problems)))
         self.migrate()
         #: the device's keys, in this database (a decrypted message and the session state it
         #: advanced commit together)
@@ -679,6 +703,13 @@ class LocalStore:
             "SELECT read_upto FROM conversations WHERE id = ?", (conv_id,)
         ).fetchone()
         return 0 if row is None else int(row[0])
+
+    def account_id_of(self, username: str) -> str | None:
+        """The account id known locally for ``username`` (a member of a conversation)."""
+        row = self.db.execute(
+            "SELECT account_id FROM users WHERE username = ?", (username,)
+        ).fetchone()
+        return None if row is None else str(row[0])
 
     def username(self, account_id: str) -> str | None:
         row = self.db.execute(

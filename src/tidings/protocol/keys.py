@@ -27,6 +27,7 @@ from typing import Annotated
 import msgspec
 
 from tidings.protocol.frames import AccountId, DeviceId, Millis
+from tidings.protocol.rest import DeviceToken
 
 CurvePublicKey = Annotated[bytes, msgspec.Meta(min_length=33, max_length=33)]
 KyberPublicKey = Annotated[bytes, msgspec.Meta(min_length=1569, max_length=1569)]
@@ -112,9 +113,21 @@ class DeviceMap(msgspec.Struct):
     devices: dict[AccountId, list[int]]
 
 
+#: a provisioning secret the new device made itself (256 random bits, base64url, 43 chars)
+ProvisioningSecret = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{43}$")]
+
+
 class NewProvisioning(msgspec.Struct, forbid_unknown_fields=True):
+    """A new device asks to be linked. With ``secret`` and ``token`` (chosen by the new device
+    before its first try) every step is safe to retry: the same key and secret answer the same
+    request, a repeated approval with the same sealed message answers the same device, and the
+    result can be fetched again until it expires (its ``token`` is then empty: the device
+    already has it). Without them the server makes both (older clients)."""
+
     #: the new device's ephemeral X25519 public key (33 bytes, 0x05 prefix)
     ephemeral_key: CurvePublicKey
+    secret: ProvisioningSecret | None = None
+    token: DeviceToken | None = None
 
 
 class Provisioning(msgspec.Struct):
@@ -142,5 +155,6 @@ class ProvisionedDevice(msgspec.Struct):
     account_id: AccountId
     username: str
     device_id: DeviceId
+    #: the device's token; empty when the new device chose it (``NewProvisioning.token``)
     token: str
     sealed: bytes

@@ -21,6 +21,10 @@ USERNAME_PATTERN = r"^[a-z0-9_.]{3,32}$"
 Username = Annotated[str, msgspec.Meta(pattern=USERNAME_PATTERN)]
 DeviceName = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Title = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+#: a device token the client made itself: ``<key>.<secret>``, 96 and 256 random bits in
+#: base64url without padding (16 and 43 characters); the server keeps only the secret's SHA-256
+DEVICE_TOKEN_PATTERN = r"^[A-Za-z0-9_-]{16}\.[A-Za-z0-9_-]{43}$"  # noqa: S105 - a pattern
+DeviceToken = Annotated[str, msgspec.Meta(pattern=DEVICE_TOKEN_PATTERN)]
 
 
 class ApiError(msgspec.Struct):
@@ -29,8 +33,14 @@ class ApiError(msgspec.Struct):
 
 
 class CreateAccount(msgspec.Struct, forbid_unknown_fields=True):
+    """Sign-up. With ``token`` (chosen by the client before its first try) it is safe to
+    retry: the same username with the same token answers the same :class:`AccountCreated`
+    (same account, device 1) instead of ``username_taken``; another token still gets
+    ``username_taken``. Without it the server makes the token (older clients)."""
+
     username: Username
     device_name: DeviceName = "primary"
+    token: DeviceToken | None = None
 
 
 class AccountCreated(msgspec.Struct):

@@ -139,12 +139,30 @@ class Provisioner:
         self._max_devices = max_devices
         self.limiter = RateLimiter(per_minute, clock=limiter_clock)
 
-    async def create(self, client: str, ephemeral_key: bytes) -> Provisioning:
-        """A new request from an unauthenticated client (``client``: its IP address)."""
+    async def create(
+        self,
+        client: str,
+        ephemeral_key: bytes,
+        secret: str | None = None,
+        token: str | None = None,
+    ) -> Provisioning:
+        """A new request from an unauthenticated client (``client``: its IP address). With
+        ``secret`` and ``token`` chosen by the client a retry answers the same request."""
         if not self.limiter.allow(client):
             raise Refused(ErrorCode.RATE_LIMITED, "too many provisioning requests")
         check_key(ephemeral_key, CURVE_TYPE, "ephemeral_key")
         provisioning_id = new_id("p")
+        if secret is not None and token is not None:
+            token_key, _, token_secret = token.partition(".")
+            found_id, expires_at = await self._store.create_provisioning_once(
+                provisioning_id,
+                secret_hash(secret),
+                ephemeral_key,
+                (token_key, secret_hash(token_secret)),
+                self._clock(),
+                self._ttl,
+            )
+            return Provisioning(id=found_id, secret=secret, expires_at=expires_at)
         secret = secrets.token_urlsafe(_SECRET_BYTES)
         now = self._clock()
         await self._store.create_provisioning(
@@ -184,10 +202,12 @@ class Provisioner:
         linked = await self._store.fetch_provisioning(
             provisioning_id, secret_hash(secret), token.key, token.secret_hash, self._clock()
         )
+        # A device that chose its token (NewProvisioning.token) kept it: the one made here
+        # was not stored, and none goes back.
         return ProvisionedDevice(
             account_id=linked.account_id,
             username=linked.username,
             device_id=linked.device_id,
-            token=token.token,
+            token=token.token if linked.token_made else "",
             sealed=linked.sealed,
         )

@@ -425,6 +425,7 @@ class EndToEnd:
                 if not checked:
                     continue
                 self.keys.observe_identity(bundles.account_id, identity)
+                self.keys.identity_checked(bundles.account_id)
                 known = self.keys.known_identity(bundles.account_id)
                 if known is not None and known.blocked:
                     blocked = blocked or bundles.account_id

@@ -134,6 +134,8 @@ class LinkedDevice:
     username: str
     device_id: int
     sealed: bytes
+    #: False when the new device chose its own token (the one offered was not stored)
+    token_made: bool = True
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from litestar.params import FromPath
 import tidings
 from tidings.protocol import ErrorCode, routes
 from tidings.protocol.rest import AccountCreated, CreateAccount, Health, Me, User
-from tidings.server.auth import new_token
+from tidings.server.auth import new_token, secret_hash
 from tidings.server.config import ServerConfig
 from tidings.server.delivery import DeliveryService, Device, new_id
 from tidings.server.http.common import (
@@ -45,8 +45,28 @@ async def create_account(
         raise Refused(ErrorCode.REGISTRATION_CLOSED, "registration is closed")
     if not account_limiter.allow(client_address(request)):
         raise Refused(ErrorCode.RATE_LIMITED, "too many accounts created from this address")
-    token = new_token()
     account_id = new_id("a")
+    if body.token is not None:
+        # The client chose its token before its first try: a retry whose first answer was
+        # lost gets the same account (the server keeps only the secret's hash).
+        token_key, _, secret = body.token.partition(".")
+        found = await store.create_account_once(
+            account_id=account_id,
+            username=body.username,
+            device_name=body.device_name,
+            token_key=token_key,
+            token_hash=secret_hash(secret),
+            now=delivery.clock(),
+        )
+        if found == account_id:
+            log.info("account %s created", account_id)
+        else:
+            log.info("account %s: sign-up repeated", found)
+        created = AccountCreated(
+            account_id=found, username=body.username, device_id=1, token=body.token
+        )
+        return to_json(created)
+    token = new_token()
     await store.create_account(
         account_id=account_id,
         username=body.username,

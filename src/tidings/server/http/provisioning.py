@@ -23,7 +23,9 @@ from tidings.server.http.common import (
 @endpoint(routes.NEW_PROVISIONING)
 async def new_provisioning(request: HttpRequest, provisioning: Injected[Provisioner]) -> bytes:
     body = await decode_body(request, NewProvisioning)
-    created = await provisioning.create(client_address(request), body.ephemeral_key)
+    created = await provisioning.create(
+        client_address(request), body.ephemeral_key, body.secret, body.token
+    )
     return to_json(created)
 
 

@@ -80,6 +80,22 @@ class Store(Protocol):
     ) -> None:
         """Create an account with device 1. Raises ``Refused(USERNAME_TAKEN)``."""
 
+    async def create_account_once(
+        self,
+        *,
+        account_id: str,
+        username: str,
+        device_name: str,
+        token_key: str,
+        token_hash: bytes,
+        now: int,
+    ) -> str:
+        """A retried sign-up with a token the client chose: create the account as
+        :meth:`create_account` does, or, when ``username`` exists and its device 1 has this
+        very token, return that account's id (the answer to the first try was lost). Raises
+        ``Refused(USERNAME_TAKEN)`` for another token, ``Refused(CONFLICT)`` for a token key
+        some device has already."""
+
     async def device_by_token_key(self, token_key: str) -> DeviceRecord | None:
         """The device whose token has this lookup key."""
 
@@ -217,6 +233,21 @@ class Store(Protocol):
     async def create_provisioning(
         self, provisioning_id: str, secret_hash: bytes, ephemeral_key: bytes, now: int, ttl: int
     ) -> None: ...
+
+    async def create_provisioning_once(
+        self,
+        provisioning_id: str,
+        secret_hash: bytes,
+        ephemeral_key: bytes,
+        token: tuple[str, bytes],
+        now: int,
+        ttl: int,
+    ) -> tuple[str, int]:
+        """A request whose secret and device ``token`` (key, secret hash) the new device chose:
+        (id, expires_at) of the live request with this ephemeral key and secret if there is
+        one (a retry), else of a new one. Its approval makes the device with that token, and
+        its result can be fetched again until it expires. Raises ``Refused(CONFLICT)`` for a
+        token key some device or request has already."""
 
     async def approve_provisioning(self, link: NewDeviceLink) -> int:
         """Create the new device of ``link.account_id`` (next free id) and attach it to the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import sqlite3
 from collections.abc import Sequence
 
@@ -35,6 +36,42 @@ class Accounts(Database):
             )
 
         await self._write(tx)
+
+    async def create_account_once(
+        self,
+        *,
+        account_id: str,
+        username: str,
+        device_name: str,
+        token_key: str,
+        token_hash: bytes,
+        now: int,
+    ) -> str:
+        def tx(conn: sqlite3.Connection) -> str:
+            taken = conn.execute(
+                "SELECT a.id, d.token_key, d.token_hash FROM accounts a LEFT JOIN devices d"
+                " ON d.account_id = a.id AND d.device_id = 1 WHERE a.username = ?",
+                (username,),
+            ).fetchone()
+            if taken is not None:
+                existing, key, stored_hash = taken
+                if key == token_key and hmac.compare_digest(bytes(stored_hash), token_hash):
+                    return str(existing)  # the same sign-up again: its answer was lost
+                raise Refused(ErrorCode.USERNAME_TAKEN, f"username {username!r} is taken")
+            if conn.execute("SELECT 1 FROM devices WHERE token_key = ?", (token_key,)).fetchone():
+                raise Refused(ErrorCode.CONFLICT, "choose another token")
+            conn.execute(
+                "INSERT INTO accounts (id, username, created_at) VALUES (?, ?, ?)",
+                (account_id, username, now),
+            )
+            conn.execute(
+                "INSERT INTO devices (account_id, device_id, name, token_key, token_hash,"
+                " created_at) VALUES (?, 1, ?, ?, ?, ?)",
+                (account_id, device_name, token_key, token_hash, now),
+            )
+            return account_id
+
+        return await self._write(tx)
 
     async def device_by_token_key(self, token_key: str) -> DeviceRecord | None:
         def q(conn: sqlite3.Connection) -> DeviceRecord | None:

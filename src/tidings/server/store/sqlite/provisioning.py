@@ -3,6 +3,7 @@ straight to others, outside any conversation (docs/e2ee.md)."""
 
 from __future__ import annotations
 
+import hmac
 import sqlite3
 import uuid
 from collections.abc import Sequence
@@ -34,6 +35,52 @@ class Provisioning(Database):
 
         await self._write(tx)
 
+    async def create_provisioning_once(
+        self,
+        provisioning_id: str,
+        secret_hash: bytes,
+        ephemeral_key: bytes,
+        token: tuple[str, bytes],
+        now: int,
+        ttl: int,
+    ) -> tuple[str, int]:
+        token_key, token_hash = token
+
+        def tx(conn: sqlite3.Connection) -> tuple[str, int]:
+            for found_id, found_hash, expires_at, found_key in conn.execute(
+                "SELECT id, secret_hash, expires_at, token_key FROM provisioning"
+                " WHERE ephemeral_key = ?",
+                (ephemeral_key,),
+            ):
+                if (
+                    expires_at > now
+                    and found_key == token_key
+                    and hmac.compare_digest(bytes(found_hash), secret_hash)
+                ):
+                    return str(found_id), int(expires_at)  # a retry: its answer was lost
+            if conn.execute(
+                "SELECT 1 FROM devices WHERE token_key = ? UNION ALL"
+                " SELECT 1 FROM provisioning WHERE token_key = ?",
+                (token_key, token_key),
+            ).fetchone():
+                raise Refused(ErrorCode.CONFLICT, "choose another token")
+            conn.execute(
+                "INSERT INTO provisioning (id, secret_hash, ephemeral_key, created_at,"
+                " expires_at, token_key, token_hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    provisioning_id,
+                    secret_hash,
+                    ephemeral_key,
+                    now,
+                    now + ttl,
+                    token_key,
+                    token_hash,
+                ),
+            )
+            return provisioning_id, now + ttl
+
+        return await self._write(tx)
+
     async def approve_provisioning(self, link: NewDeviceLink) -> int:
         return await self._write(lambda conn: _approve(conn, link))
 
@@ -43,13 +90,13 @@ class Provisioning(Database):
         def tx(conn: sqlite3.Connection) -> LinkedDevice:
             row = conn.execute(
                 "SELECT p.secret_hash, p.expires_at, p.account_id, p.device_id, p.sealed,"
-                " a.username FROM provisioning p LEFT JOIN accounts a ON a.id = p.account_id"
-                " WHERE p.id = ?",
+                " a.username, p.token_key FROM provisioning p"
+                " LEFT JOIN accounts a ON a.id = p.account_id WHERE p.id = ?",
                 (provisioning_id,),
             ).fetchone()
             if row is None:
                 raise Refused(ErrorCode.NOT_FOUND, "no such provisioning request")
-            stored_hash, expires_at, account_id, device_id, sealed, username = row
+            stored_hash, expires_at, account_id, device_id, sealed, username, own_key = row
             check_fetch(
                 stored_hash=stored_hash,
                 given_hash=secret_hash,
@@ -57,6 +104,12 @@ class Provisioning(Database):
                 approved=account_id is not None,
                 now=now,
             )
+            if own_key is not None:
+                # The new device chose its token, and the approval gave the device that one:
+                # the result stays until it expires, so a fetch whose answer was lost can be
+                # repeated (no token goes over the wire here).
+                conn.execute("UPDATE provisioning SET fetched = 1 WHERE id = ?", (provisioning_id,))
+                return LinkedDevice(account_id, username, device_id, sealed, token_made=False)
             conn.execute(
                 "UPDATE devices SET token_key = ?, token_hash = ? WHERE account_id = ?"
                 " AND device_id = ?",
@@ -70,11 +123,12 @@ class Provisioning(Database):
     async def purge_provisioning(self, now: int) -> int:
         def tx(conn: sqlite3.Connection) -> int:
             expired = conn.execute(
-                "DELETE FROM provisioning WHERE expires_at <= ? RETURNING account_id, device_id",
+                "DELETE FROM provisioning WHERE expires_at <= ?"
+                " RETURNING account_id, device_id, fetched",
                 (now,),
             ).fetchall()
-            for account_id, device_id in expired:
-                if account_id is not None:
+            for account_id, device_id, fetched in expired:
+                if account_id is not None and not fetched:
                     drop_device(conn, account_id, device_id)
             return len(expired)
 
@@ -121,12 +175,20 @@ class Provisioning(Database):
 
 def _approve(conn: sqlite3.Connection, link: NewDeviceLink) -> int:
     row = conn.execute(
-        "SELECT ephemeral_key, expires_at, account_id FROM provisioning WHERE id = ?",
+        "SELECT ephemeral_key, expires_at, account_id, device_id, sealed, token_key, token_hash"
+        " FROM provisioning WHERE id = ?",
         (link.provisioning_id,),
     ).fetchone()
     if row is None:
         raise Refused(ErrorCode.NOT_FOUND, "no such provisioning request")
-    ephemeral_key, expires_at, approved_for = row
+    ephemeral_key, expires_at, approved_for, approved_id, sealed, token_key, token_hash = row
+    if (
+        approved_for == link.account_id
+        and expires_at > link.now
+        and hmac.compare_digest(bytes(ephemeral_key), link.ephemeral_key)
+        and bytes(sealed) == link.sealed
+    ):
+        return int(approved_id)  # the same approval again: its answer was lost
     count, highest = conn.execute(
         "SELECT count(*), coalesce(max(device_id), 0) FROM devices WHERE account_id = ?",
         (link.account_id,),
@@ -148,8 +210,8 @@ def _approve(conn: sqlite3.Connection, link: NewDeviceLink) -> int:
             link.account_id,
             device_id,
             link.device_name,
-            link.placeholder_key,
-            link.placeholder_hash,
+            link.placeholder_key if token_key is None else token_key,
+            link.placeholder_hash if token_hash is None else token_hash,
             link.now,
         ),
     )

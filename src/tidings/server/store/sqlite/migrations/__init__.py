@@ -11,7 +11,13 @@ from __future__ import annotations
 import importlib.resources
 
 #: Schema scripts in order; script i brings the database to user_version i + 1.
-SCRIPTS = ("sqlite_v1.sql", "sqlite_v2.sql", "sqlite_v3.sql", "sqlite_v4.sql")
+SCRIPTS = (
+    "sqlite_v1.sql",
+    "sqlite_v2.sql",
+    "sqlite_v3.sql",
+    "sqlite_v4.sql",
+    "sqlite_v5.sql",
+)
 
 
 def steps() -> list[str]:
