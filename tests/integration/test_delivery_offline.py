@@ -15,6 +15,9 @@ from tidings.client import Client
 from tidings.client.types import MessageStatus
 
 COUNT = 1000
+#: alice sends all COUNT messages at once, far over the default send burst (200 per device):
+#: room for them, so that the test sees them accepted in the order she wrote them
+SERVER_ENV = {"TIDINGS_SEND_BURST_DEVICE": "2000", "TIDINGS_SEND_BURST_ACCOUNT": "2000"}
 RANK = {
     MessageStatus.SENDING: 0,
     MessageStatus.SENT: 1,

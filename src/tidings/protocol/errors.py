@@ -35,7 +35,8 @@ class ErrorCode(enum.StrEnum):
     PENDING = "pending"  # a provisioning request not approved yet
     EXPIRED = "expired"
     # Transient
-    RATE_LIMITED = "rate_limited"
+    RATE_LIMITED = "rate_limited"  # too many Sends (or bytes) per second: retry later
+    QUOTA_EXCEEDED = "quota_exceeded"  # the account holds too many stored bytes: retry later
     OVERLOADED = "overloaded"
     INTERNAL = "internal"
 
@@ -50,4 +51,12 @@ PERMANENT_SEND_ERRORS: frozenset[ErrorCode] = frozenset(
         ErrorCode.FORBIDDEN,
         ErrorCode.BAD_FRAME,
     }
+)
+
+
+#: Codes of a ``Rejected`` after which a client keeps the message ``sending`` and sends it again
+#: later with backoff (``quota_exceeded``: with the longest backoff, until the recipients' acks
+#: or the retention period free the sender's stored bytes). Any other ``Rejected`` is final.
+TRANSIENT_SEND_ERRORS: frozenset[ErrorCode] = frozenset(
+    {ErrorCode.RATE_LIMITED, ErrorCode.QUOTA_EXCEEDED, ErrorCode.OVERLOADED, ErrorCode.INTERNAL}
 )

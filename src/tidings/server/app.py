@@ -20,6 +20,7 @@ from tidings.server.config import ServerConfig
 from tidings.server.delivery import DeliveryService
 from tidings.server.directory import KeyDirectory, Provisioner
 from tidings.server.ratelimit import RateLimiter
+from tidings.server.sendlimits import SendLimiter, SendRates
 from tidings.server.store.sqlite import SqliteStore
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,22 @@ def create_app(config: ServerConfig) -> Litestar:
     store = SqliteStore(config.database_path, synchronous=config.sqlite_synchronous)
     bus = LocalBus()
     delivery = DeliveryService(
-        store, bus, member_cap=config.member_cap, require_e2ee=config.require_e2ee
+        store,
+        bus,
+        member_cap=config.member_cap,
+        require_e2ee=config.require_e2ee,
+        limiter=SendLimiter(
+            SendRates(
+                device_rate=config.send_rate_device,
+                device_burst=config.send_burst_device,
+                account_rate=config.send_rate_account,
+                account_burst=config.send_burst_account,
+                bytes_rate=config.send_bytes_per_second,
+                bytes_burst=config.send_burst_bytes,
+            )
+        ),
+        quota_bytes=config.account_quota_bytes,
+        retention_days=config.envelope_retention_days,
     )
     auth = Authenticator(store)
     keys = KeyDirectory(store, claims_per_minute=config.key_claims_per_minute)
@@ -66,6 +82,7 @@ def create_app(config: ServerConfig) -> Litestar:
         bus,
         idle_timeout=config.idle_timeout,
         queue_frames=config.send_queue_frames,
+        queue_bytes=config.send_queue_bytes,
     )
 
     async def purge_forever() -> None:
@@ -77,6 +94,15 @@ def create_app(config: ServerConfig) -> Litestar:
             else:
                 if purged:
                     log.info("purged %d expired pending entries", purged)
+            try:
+                # Envelopes acked by every member device, or past the retention period: in
+                # bounded batches, each one transaction of the writer.
+                collected = await delivery.collect_envelopes()
+            except Exception:
+                log.exception("collecting stored envelopes failed")
+            else:
+                if collected:
+                    log.info("collected %d stored envelopes", collected)
             await asyncio.sleep(PURGE_INTERVAL)
 
     @contextlib.asynccontextmanager

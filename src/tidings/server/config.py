@@ -11,6 +11,8 @@ from pathlib import Path
 
 import msgspec
 
+from tidings.protocol import MAX_FRAME_BYTES
+
 #: The TOML file looked for inside the data directory when no ``--config`` is given.
 DEFAULT_TOML_NAME = "tidings.toml"
 
@@ -44,6 +46,30 @@ class ServerConfig:
     send_queue_frames: int = 2048
     #: days an unacknowledged envelope stays in a device's pending queue
     pending_ttl_days: int = 30
+    #: bytes of frames queued for one connection before it counts as too slow and is closed
+    #: with 1013 (try again later). Bounds the memory one peer that does not read can pin (the
+    #: frame cap above alone let one connection hold ~330 MiB); its envelopes stay pending and
+    #: come back on the next connection. At least one MAX_FRAME_BYTES frame.
+    send_queue_bytes: int = 4 * 1024 * 1024
+    #: Sends + DeviceSends one device may make per second, sustained (a token bucket) ...
+    send_rate_device: float = 20.0
+    #: ... and at once after a quiet spell (the bucket's size): a human never hits it
+    send_burst_device: int = 200
+    #: Sends + DeviceSends per second of all an account's devices together, and its burst
+    send_rate_account: float = 40.0
+    send_burst_account: int = 400
+    #: bytes of Sends + DeviceSends an account may upload per second, sustained, and its burst
+    #: (at least one MAX_FRAME_BYTES frame): bounds the disk and fan-out one account can cause
+    send_bytes_per_second: int = 4 * 1024 * 1024
+    send_burst_bytes: int = 32 * 1024 * 1024
+    #: envelope bytes an account may have stored on the server at once (what it sent that is
+    #: still held: not yet acked by every member device, within the retention period); a Send
+    #: over it is refused ``quota_exceeded`` (the client retries later). 0: unlimited
+    account_quota_bytes: int = 1024 * 1024 * 1024
+    #: days a stored envelope is kept at most, acked or not (history lives on the devices);
+    #: one acked by every member device is dropped sooner. A resend of a message id is answered
+    #: with its original seq for this long.
+    envelope_retention_days: int = 30
     #: refuse Sends that carry neither device_payloads nor a devices_digest (plaintext)
     require_e2ee: bool = True
     #: prekey bundles (devices) one account may claim per minute, as a token bucket of that
@@ -138,6 +164,19 @@ class ServerConfig:
             raise ConfigError("send_queue_frames must be at least 16")
         if self.pending_ttl_days < 1:
             raise ConfigError("pending_ttl_days must be at least 1")
+        if self.send_queue_bytes < 2 * MAX_FRAME_BYTES:
+            raise ConfigError(f"send_queue_bytes must be at least {2 * MAX_FRAME_BYTES}")
+        for rate in ("send_rate_device", "send_rate_account", "send_bytes_per_second"):
+            if getattr(self, rate) <= 0:
+                raise ConfigError(f"{rate} must be positive")
+        if self.send_burst_device < 1 or self.send_burst_account < 1:
+            raise ConfigError("send_burst_device and send_burst_account must be at least 1")
+        if self.send_burst_bytes < MAX_FRAME_BYTES:
+            raise ConfigError(f"send_burst_bytes must be at least {MAX_FRAME_BYTES}")
+        if self.account_quota_bytes < 0:
+            raise ConfigError("account_quota_bytes must be 0 (unlimited) or more")
+        if self.envelope_retention_days < 1:
+            raise ConfigError("envelope_retention_days must be at least 1")
         if self.key_claims_per_minute < 1:
             raise ConfigError("key_claims_per_minute must be at least 1")
         if self.provisioning_per_minute < 1:

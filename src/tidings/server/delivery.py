@@ -37,6 +37,7 @@ from tidings.protocol import (
     encode,
 )
 from tidings.server.bus import Bus, Delivery
+from tidings.server.sendlimits import SendLimiter
 from tidings.server.store import (
     ConversationRecord,
     MembershipChange,
@@ -103,10 +104,19 @@ class DeliveryService:
         member_cap: int = 1000,
         require_e2ee: bool = False,
         clock: Callable[[], int] = now_ms,
+        limiter: SendLimiter | None = None,
+        quota_bytes: int = 0,
+        retention_days: int = 30,
     ) -> None:
         self.store = store
         self.bus = bus
         self.member_cap = member_cap
+        #: rate limits of Sends and DeviceSends (None: unlimited)
+        self.limiter = limiter
+        #: envelope bytes one account may have stored at once (0: unlimited)
+        self.quota_bytes = quota_bytes
+        #: days a stored envelope is kept at most
+        self.retention_days = retention_days
         #: refuse Sends that carry neither device_payloads nor a devices_digest
         self.require_e2ee = require_e2ee
         self.clock = clock
@@ -120,6 +130,15 @@ class DeliveryService:
         if problem is not None:
             code, text = problem
             return Rejected(id=frame.id, conv=frame.conv, code=code, message=text)
+        if self.limiter is not None and not self.limiter.admit(
+            device.account_id, device.device_id, _send_size(frame)
+        ):
+            return Rejected(
+                id=frame.id,
+                conv=frame.conv,
+                code=ErrorCode.RATE_LIMITED,
+                message="too many messages: send again later",
+            )
         message = NewMessage(
             id=frame.id,
             conv=frame.conv,
@@ -135,7 +154,7 @@ class DeliveryService:
             devices_digest=frame.devices_digest,
         )
         try:
-            appended = await self.store.append(message)
+            appended = await self.store.append(message, quota=self.quota_bytes)
         except Refused as refused:
             return Rejected(
                 id=frame.id, conv=frame.conv, code=refused.code, message=refused.message
@@ -189,6 +208,16 @@ class DeliveryService:
             return Error(
                 code=ErrorCode.PAYLOAD_TOO_LARGE,
                 message=f"a device message is over {MAX_PAYLOAD_BYTES} bytes",
+                ref=str(frame.id),
+            )
+        if self.limiter is not None and not self.limiter.admit(
+            device.account_id,
+            device.device_id,
+            sum(len(payload) for payload in frame.messages.values()),
+        ):
+            return Error(
+                code=ErrorCode.RATE_LIMITED,
+                message="too many messages: send again later",
                 ref=str(frame.id),
             )
         messages = [
@@ -389,6 +418,18 @@ class DeliveryService:
         )
         await self._announce(change)
 
+    async def collect_envelopes(self, *, batch: int = 1000) -> int:
+        """Drop the stored envelopes every member device has acked, and every envelope older
+        than the retention period, ``batch`` at a time (each batch one write transaction);
+        returns how many. See :meth:`~tidings.server.store.base.Store.collect_envelopes`."""
+        total = 0
+        while True:
+            cutoff = self.clock() - self.retention_days * 86_400_000
+            collected = await self.store.collect_envelopes(cutoff, batch)
+            total += collected
+            if collected < batch:
+                return total
+
     async def purge_expired(self, ttl_days: int) -> int:
         """Drop pending entries and to-device messages older than ``ttl_days``, and expired
         provisioning requests; returns how many."""
@@ -439,6 +480,15 @@ def _by_conversation(envelopes: list[Envelope]) -> Iterable[tuple[str, list[Enve
         if i == len(envelopes) or envelopes[i].conv != envelopes[start].conv:
             yield envelopes[start].conv, envelopes[start:i]
             start = i
+
+
+def _send_size(frame: Send) -> int:
+    """Bytes a Send uploads: its payloads and mentions."""
+    return (
+        len(frame.payload)
+        + sum(len(c) for c in frame.device_payloads.values())
+        + _mentions_size(frame.mentions)
+    )
 
 
 def _mentions_size(mentions: Sequence[str]) -> int:

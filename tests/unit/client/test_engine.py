@@ -872,3 +872,66 @@ def test_unsent_gives_the_send_of_a_waiting_message() -> None:
     e = new_engine(outbox=[item()])
     assert e.unsent(item().id) == Send(id=item().id, conv=C, payload=b"payload")
     assert e.unsent(item(2).id) is None
+
+
+# ----------------------------------------------------------------------------- server limits
+
+
+def test_rate_limited_keeps_the_message_sending_and_sends_it_again_later() -> None:
+    e = new_engine()
+    online(e)
+    e.send(item(), Text(body="x"), 1, T0)
+    e.take_effects()
+    e.receive(Rejected(id=item().id, conv=C, code="rate_limited"), T0 + 1)
+    effects = e.take_effects()
+    assert only(effects, engine.MarkFailed) == []
+    (deferred,) = only(effects, engine.SendDeferred)
+    assert isinstance(deferred, engine.SendDeferred)
+    assert (deferred.id, deferred.code) == (item().id, "rate_limited")
+    assert item().id in e.outbox
+    wake = e.next_wakeup()
+    assert wake is not None and wake == pytest.approx(T0 + 1 + deferred.retry_in)
+    e.tick(wake)
+    assert frames(e.take_effects()) == [Send(id=item().id, conv=C, payload=b"payload")]
+    e.receive(Accepted(id=item().id, conv=C, seq=1, ts=5), wake)
+    effects = e.take_effects()
+    assert only(effects, engine.MarkSent) == [
+        engine.MarkSent(item().id, C, 1, 5, MessageStatus.SENT)
+    ]
+    assert not e.outbox
+
+
+def test_quota_exceeded_waits_about_the_longest_backoff() -> None:
+    e = new_engine()
+    online(e)
+    e.send(item(), Text(body="x"), 1, T0)
+    e.take_effects()
+    e.receive(Rejected(id=item().id, conv=C, code="quota_exceeded"), T0)
+    (deferred,) = only(e.take_effects(), engine.SendDeferred)
+    assert isinstance(deferred, engine.SendDeferred)
+    assert SETTINGS.retry_cap / 2 <= deferred.retry_in <= SETTINGS.retry_cap
+    assert item().id in e.outbox
+
+
+def test_a_fetch_answer_without_collected_seqs_moves_the_cursor_past_them() -> None:
+    # The server dropped seqs 1..5 (acked by every member device): a device that lost its
+    # history catches up from 6 on, and a live envelope above a collected run is not held.
+    e = new_engine()
+    online(e, heads={C: 10})
+    e.take_effects()
+    e.receive(Batch(conv=C, envelopes=[env(s) for s in range(6, 11)], head=10), T0)
+    effects = e.take_effects()
+    assert only(effects, engine.StoreIncoming) == [
+        engine.StoreIncoming(C, tuple(env(s) for s in range(6, 11)))
+    ]
+    assert e.cursors[C] == 10
+    e.receive(env(30), T0 + 1)  # 11..29 collected meanwhile
+    (fetch,) = [f for f in frames(e.take_effects()) if isinstance(f, Fetch)]
+    assert (fetch.after, fetch.limit) == (10, 19)
+    e.receive(Batch(conv=C, envelopes=[env(30)], head=30), T0 + 2)
+    effects = e.take_effects()
+    assert only(effects, engine.StoreIncoming) == [engine.StoreIncoming(C, (env(30),))]
+    assert [f for f in frames(effects) if isinstance(f, Fetch)] == []
+    assert e.cursors[C] == 30
+    e.tick(T0 + 100)  # no gap left to fetch again
+    assert [f for f in frames(e.take_effects()) if isinstance(f, Fetch)] == []

@@ -11,7 +11,10 @@ What it guarantees (docs/architecture.md):
 - An outgoing message is persisted (:class:`StoreOutgoing`) before its ``Send`` frame, stays in
   the outbox until ``Accepted``/``Rejected``, and is resent with the same id after every
   (re)connect, after a send timeout and after a transient ``Error`` (jittered exponential
-  backoff, capped at :attr:`EngineSettings.retry_cap`).
+  backoff, capped at :attr:`EngineSettings.retry_cap`). A ``Rejected`` with a transient code
+  (:data:`~tidings.protocol.errors.TRANSIENT_SEND_ERRORS`: ``rate_limited``, ``quota_exceeded``
+  …) is a wait, not a refusal: the message stays ``sending`` and is sent again after the
+  backoff (``quota_exceeded``: after the longest one), with a :class:`SendDeferred` notice.
 - Incoming envelopes are released to the store in seq order, each once: duplicates (seq at or
   below the conversation cursor) are dropped, envelopes above a gap are held and the gap is
   fetched. A ``Batch`` that starts at or below the gap answers the ``Fetch``; the seqs it
@@ -71,6 +74,7 @@ from tidings.protocol import (
 )
 from tidings.protocol.close import FATAL_REASONS, CloseCode, is_fatal
 from tidings.protocol.content import Content
+from tidings.protocol.errors import TRANSIENT_SEND_ERRORS, ErrorCode
 
 from .types import EngineSettings, MessageStatus
 
@@ -218,6 +222,16 @@ class MarkFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class SendDeferred:
+    """The server asked to send own message ``id`` again later (``code``: ``rate_limited``,
+    ``quota_exceeded`` …); it stays ``sending`` and goes again in ``retry_in`` seconds."""
+
+    id: uuid.UUID
+    code: str
+    retry_in: float
+
+
+@dataclass(frozen=True, slots=True)
 class Promote:
     """Own messages of ``conv_id`` with seq ≤ ``delivered`` are at least delivered, with
     seq ≤ ``read`` read (never lower a status)."""
@@ -307,6 +321,7 @@ Effect = (
     | FatalNotice
     | ProtocolViolation
     | SyncedNotice
+    | SendDeferred
 )
 
 
@@ -659,9 +674,7 @@ class Engine:
             case Accepted():
                 self._accepted(frame)
             case Rejected():
-                item = self.outbox.pop(frame.id, None)
-                if item is not None:
-                    self._effects.append(MarkFailed(frame.id, frame.code))
+                self._rejected(frame, now)
             case Receipt():
                 self._receipt(frame.conv, frame.account, frame.delivered, frame.read)
             case Welcome():
@@ -717,6 +730,23 @@ class Engine:
                 item.attempts, self._rng, self.settings.retry_base, self.settings.retry_cap
             )
             self._schedule(item, now + delay)
+
+    def _rejected(self, frame: Rejected, now: float) -> None:
+        """A permanent refusal fails the message; a transient one sends it again later."""
+        item = self.outbox.get(frame.id)
+        if item is None:
+            return
+        if frame.code not in TRANSIENT_SEND_ERRORS:
+            del self.outbox[frame.id]
+            self._effects.append(MarkFailed(frame.id, frame.code))
+            return
+        settings = self.settings
+        if frame.code == ErrorCode.QUOTA_EXCEEDED:  # frees up only as recipients catch up
+            delay = settings.retry_cap * (0.5 + 0.5 * self._rng.random())
+        else:
+            delay = backoff(item.attempts, self._rng, settings.retry_base, settings.retry_cap)
+        self._schedule(item, now + delay)
+        self._effects.append(SendDeferred(frame.id, frame.code, delay))
 
     def _accepted(self, frame: Accepted) -> None:
         item = self.outbox.pop(frame.id, None)

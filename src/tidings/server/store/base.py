@@ -155,11 +155,15 @@ class Store(Protocol):
 
     # ------------------------------------------------------------------ messages
 
-    async def append(self, message: NewMessage) -> Appended:
+    async def append(self, message: NewMessage, *, quota: int = 0) -> Appended:
         """Store a message with the next seq and queue it for every device of every member
         except the sending device. A message whose (sender, id) is already stored is not
-        stored again: the original comes back with ``duplicate=True``. Raises NOT_FOUND or
-        NOT_MEMBER."""
+        stored again: the original comes back with ``duplicate=True`` (within the retention
+        period, also once its body was collected: then with an empty payload). Raises
+        NOT_FOUND or NOT_MEMBER, or QUOTA_EXCEEDED when ``quota`` > 0 and the sender's stored
+        bytes (:meth:`stored_bytes`) plus this message's would be more. The message's bytes
+        (payload, mentions, per-device ciphertexts) are added to the sender's stored bytes in
+        the same transaction."""
 
     async def envelopes(
         self, conv_id: str, after: int, limit: int, device: tuple[str, int] | None = None
@@ -172,6 +176,20 @@ class Store(Protocol):
     ) -> list[Envelope]:
         """The device's pending queue in (conversation, seq) order, starting after the
         position ``after`` (use ``("", 0)`` for the start), with its own ciphertexts."""
+
+    async def collect_envelopes(self, older_than: int, limit: int) -> int:
+        """Collect up to ``limit`` stored envelopes in one transaction; returns how many.
+
+        An envelope stored before ``older_than`` (past the retention period) is deleted with
+        its pending entries. An envelope that no device has pending any more and that every
+        member but its sender has delivered (watermark) loses its body: its row stays, without
+        payload and mentions, for idempotent resends and for the senders of receipts, until
+        the retention period deletes it. ``envelopes`` (Fetch) skips both; a conversation's
+        ``last_seq`` and so its next seq never change. Each collected envelope's bytes are
+        taken off its sender's stored bytes in the same transaction."""
+
+    async def stored_bytes(self, account_id: str) -> int:
+        """Bytes of envelopes ``account_id`` sent that are still held (its quota counter)."""
 
     async def purge_pending(self, older_than: int) -> int:
         """Drop pending entries and to-device messages queued before ``older_than`` (and the

@@ -9,6 +9,16 @@ is full the device is too slow and is disconnected; it catches up from its pendi
 comes back. An idle connection holds no other task, no timer of its own (one
 :class:`~tidings.server.ws.idle.IdleWatch` per event loop keeps every idle deadline) and an
 empty outbox. Where a connection stands is its :class:`~tidings.server.ws.phase.Phase`.
+
+What a slow or silent peer can hold is bounded in bytes: live frames may fill the outbox up to
+``queue_bytes`` (and ``queue_frames``), answers to requests a little more; beyond that the
+connection is closed with 1013 (try again later) and the device catches up from its pending
+queue on its next connection, nothing lost. The idle deadline moves only on **progress**: a
+frame that moves state (Hello, Send, DeviceSend, Read, Fetch, an Ack that raises one of this
+connection's cursors), or a Ping when the pump could write something since the previous Ping
+(or had nothing to write): a keepalive proves the peer is there only if it also drains its
+outbox. A peer that never reads therefore cannot keep a connection with a growing outbox: the
+byte bound closes it, or else the idle timeout does once its socket stops taking frames.
 """
 
 from __future__ import annotations
@@ -45,6 +55,11 @@ log = logging.getLogger(__name__)
 MAX_IN_FLIGHT = 256
 #: Seconds allowed for a close frame to go out before the socket is just dropped.
 CLOSE_GRACE = 1.0
+#: Default of the byte bound on live frames queued for one connection.
+QUEUE_BYTES = 4 * 1024 * 1024
+#: Room above that bound for answers to requests in flight (they come in bursts when a group
+#: commit completes many Sends at once; a Fetch's Batch may be a whole MAX_FRAME_BYTES).
+REPLY_HEADROOM_BYTES = 4 * MAX_FRAME_BYTES
 
 
 class Socket(Protocol):
@@ -71,6 +86,7 @@ class DeviceConnection:
         *,
         idle_timeout: float,
         queue_frames: int,
+        queue_bytes: int = QUEUE_BYTES,
     ) -> None:
         self._socket = socket
         self.device = device
@@ -78,21 +94,29 @@ class DeviceConnection:
         self._bus = bus
         self._idle_timeout = idle_timeout
         self._queue_frames = queue_frames
+        self._queue_bytes = queue_bytes
         self._phase = Phase.NEW
         # None in the outbox tells the pump to close the socket. Bus frames may fill it up to
         # queue_frames; the headroom above is for answers to requests in flight, which arrive
         # in bursts when a group commit completes many Sends at once.
-        self._outbox = Outbox(queue_frames + MAX_IN_FLIGHT)
+        self._outbox = Outbox(queue_frames + MAX_IN_FLIGHT, queue_bytes + REPLY_HEADROOM_BYTES)
         self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._tasks: set[asyncio.Task[None]] = set()
         # Until the replay after Hello is complete (phase LIVE), live frames wait here, then go
         # out minus the envelopes the replay already carried.
         self._held: list[Delivery] = []
+        self._held_bytes = 0
         self._replayed: dict[str, int] = {}
         self._replayed_dseq = 0
         self._close_code = CloseCode.NORMAL
         self._close_reason = ""
         self._last_heard = 0.0
+        #: frames the pump has written, and that count at the previous Ping
+        self._written = 0
+        self._written_at_ping = -1
+        #: the highest cursors this connection's Acks named (None until the first one)
+        self._acked: dict[str, int] | None = None
+        self._acked_dseq = 0
         #: what the idle watch holds of this connection while run() goes on
         self._idle_cell: Cell = [None]
         self._reader: asyncio.Task[object] | None = None
@@ -122,13 +146,18 @@ class DeviceConnection:
     def deliver(self, delivery: Delivery) -> None:
         phase = self._phase
         if phase is Phase.LIVE:
-            if self._outbox.qsize() >= self._queue_frames:
+            outbox = self._outbox
+            if (
+                outbox.qsize() >= self._queue_frames
+                or outbox.nbytes() + len(delivery.data) > self._queue_bytes
+            ):
                 self.close(CloseCode.TRY_AGAIN_LATER, "too slow")
                 return
-            self._outbox.put_nowait(delivery.data)
+            outbox.put_nowait(delivery.data)
         elif phase in OPEN:
             self._held.append(delivery)
-            if len(self._held) > self._queue_frames:
+            self._held_bytes += len(delivery.data)
+            if len(self._held) > self._queue_frames or self._held_bytes > self._queue_bytes:
                 self.close(CloseCode.TRY_AGAIN_LATER, "too slow")
 
     def replaced(self) -> None:
@@ -149,6 +178,7 @@ class DeviceConnection:
         self._close_reason = reason
         if not flush or self._outbox.full():
             self._outbox.clear()
+        self._held, self._held_bytes = [], 0
         self._outbox.put_nowait(None)
         # A peer that does not read can keep the pump stuck in a send forever: give up on it.
         asyncio.get_running_loop().call_later(2 * CLOSE_GRACE, self._abort)
@@ -216,6 +246,7 @@ class DeviceConnection:
             if data is None:
                 break
             await socket.send_frame(data)
+            self._written += 1
         try:
             async with asyncio.timeout(CLOSE_GRACE):
                 await socket.close(int(self._close_code), self._close_reason)
@@ -223,6 +254,32 @@ class DeviceConnection:
             pass  # the peer is not reading; returning drops the socket
 
     # ------------------------------------------------------------------ for the handlers
+
+    def progress(self) -> None:
+        """The peer sent a frame that moves state: move the idle deadline."""
+        self._last_heard = asyncio.get_running_loop().time()
+
+    def pinged(self) -> None:
+        """A Ping is progress only if the peer drains its outbox: the pump wrote a frame since
+        the previous Ping, or has nothing to write."""
+        if self._outbox.empty() or self._written != self._written_at_ping:
+            self.progress()
+        self._written_at_ping = self._written
+
+    def acked(self, upto: dict[str, int], device_upto: int) -> None:
+        """An Ack is progress if it raises one of the cursors this connection was acked to."""
+        moved = device_upto > self._acked_dseq
+        self._acked_dseq = max(self._acked_dseq, device_upto)
+        if upto:
+            acked = self._acked
+            if acked is None:
+                acked = self._acked = {}
+            for conv, seq in upto.items():
+                if seq > acked.get(conv, 0):
+                    acked[conv] = seq
+                    moved = True
+        if moved:
+            self.progress()
 
     def reply(self, frame: msgspec.Struct) -> None:
         """Queue a direct answer; unlike bus frames it is not held back during the replay.
@@ -270,12 +327,10 @@ class DeviceConnection:
     # ------------------------------------------------------------------ reading
 
     async def _read_loop(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             data = await self._socket.receive_frame()
             if data is None:
                 return
-            self._last_heard = loop.time()
             if self._phase not in OPEN:
                 continue
             frame = self._decode(data)
@@ -344,7 +399,7 @@ class DeviceConnection:
         if self._phase is not Phase.SYNCING:
             return
         self._advance(Phase.LIVE)
-        held, self._held = self._held, []
+        held, self._held, self._held_bytes = self._held, [], 0
         for delivery in held:
             if delivery.conv is not None and delivery.seq <= self._replayed.get(delivery.conv, 0):
                 continue

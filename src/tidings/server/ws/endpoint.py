@@ -18,7 +18,7 @@ from tidings.protocol.routes import WEBSOCKET_PATH
 from tidings.server.auth import Authenticator
 from tidings.server.bus import Bus
 from tidings.server.delivery import DeliveryService
-from tidings.server.ws.connection import DeviceConnection
+from tidings.server.ws.connection import QUEUE_BYTES, DeviceConnection
 
 WsConnection = WebSocket[object, object, State]
 
@@ -58,6 +58,7 @@ def endpoint(
     *,
     idle_timeout: float,
     queue_frames: int,
+    queue_bytes: int = QUEUE_BYTES,
 ) -> WebsocketRouteHandler:
     """The WebSocket handler. It takes no Litestar dependencies: what it needs is bound here,
     so an open connection keeps nothing of the framework's request machinery."""
@@ -76,6 +77,7 @@ def endpoint(
             bus,
             idle_timeout=idle_timeout,
             queue_frames=queue_frames,
+            queue_bytes=queue_bytes,
         )
         await connection.run()
 

@@ -41,31 +41,42 @@ def frame_tag(frame: msgspec.Struct) -> str:
     return tag if isinstance(tag, str) else type(frame).__name__
 
 
+# Each handler says whether its frame is progress (see DeviceConnection.progress): only then
+# does the connection's idle deadline move.
+
+
 async def on_ping(connection: DeviceConnection, frame: Ping) -> None:
+    connection.pinged()
     connection.reply(Pong(n=frame.n))
 
 
 async def on_hello(connection: DeviceConnection, frame: Hello) -> None:
+    connection.progress()
     await connection.hello(frame)
 
 
 async def on_send(connection: DeviceConnection, frame: Send) -> None:
+    connection.progress()
     await connection.start(_send(connection, frame))
 
 
 async def on_device_send(connection: DeviceConnection, frame: DeviceSend) -> None:
+    connection.progress()
     await connection.start(_device_send(connection, frame))
 
 
 async def on_ack(connection: DeviceConnection, frame: Ack) -> None:
+    connection.acked(frame.upto, frame.device_upto)
     await connection.start(connection.service.ack(connection.device, frame.upto, frame.device_upto))
 
 
 async def on_read(connection: DeviceConnection, frame: Read) -> None:
+    connection.progress()
     await connection.start(_read(connection, frame))
 
 
 async def on_fetch(connection: DeviceConnection, frame: Fetch) -> None:
+    connection.progress()
     await connection.start(_fetch(connection, frame))
 
 

@@ -8,35 +8,54 @@ import asyncio
 class Outbox:
     """The bounded frame queue of one connection, for one consumer (the pump). Lighter than
     :class:`asyncio.Queue` (three deques of some 760 bytes each): an idle connection holds an
-    empty list and nothing else. ``None`` tells the pump to close the socket."""
+    empty list and nothing else. ``None`` tells the pump to close the socket.
 
-    __slots__ = ("_getter", "_items", "_limit", "_putters")
+    Bounded twice: at most ``limit`` frames and at most ``byte_limit`` bytes of them (a frame
+    always fits into an empty outbox, whatever its size)."""
 
-    def __init__(self, limit: int) -> None:
+    __slots__ = ("_byte_limit", "_bytes", "_getter", "_items", "_limit", "_putters")
+
+    def __init__(self, limit: int, byte_limit: int | None = None) -> None:
         self._items: list[bytes | None] = []
         self._limit = limit
+        self._byte_limit = byte_limit if byte_limit is not None else 1 << 62
+        #: bytes of the frames queued now
+        self._bytes = 0
         self._getter: asyncio.Future[None] | None = None
         self._putters: list[asyncio.Future[None]] | None = None
 
     def qsize(self) -> int:
         return len(self._items)
 
+    def nbytes(self) -> int:
+        """Bytes of the frames queued now."""
+        return self._bytes
+
     def empty(self) -> bool:
         return not self._items
 
     def full(self) -> bool:
-        return len(self._items) >= self._limit
+        return len(self._items) >= self._limit or self._bytes >= self._byte_limit
+
+    def fits(self, size: int) -> bool:
+        """Whether a frame of ``size`` bytes may be queued now."""
+        items = self._items
+        if len(items) >= self._limit:
+            return False
+        return not items or self._bytes + size <= self._byte_limit
 
     def put_nowait(self, item: bytes | None) -> None:
-        if len(self._items) >= self._limit:
+        size = 0 if item is None else len(item)
+        if not self.fits(size):
             raise asyncio.QueueFull
         self._items.append(item)
+        self._bytes += size
         getter = self._getter
         if getter is not None and not getter.done():
             getter.set_result(None)
 
     async def put(self, item: bytes | None) -> None:
-        while len(self._items) >= self._limit:
+        while not self.fits(0 if item is None else len(item)):
             putter = asyncio.get_running_loop().create_future()
             if self._putters is None:
                 self._putters = []
@@ -52,6 +71,8 @@ class Outbox:
         if not self._items:
             raise asyncio.QueueEmpty
         item = self._items.pop(0)
+        if item is not None:
+            self._bytes -= len(item)
         putters = self._putters
         if putters:
             putter = putters.pop(0)
@@ -61,6 +82,7 @@ class Outbox:
 
     def clear(self) -> None:
         self._items = []
+        self._bytes = 0
         putters, self._putters = self._putters, None
         for putter in putters or ():
             if not putter.done():

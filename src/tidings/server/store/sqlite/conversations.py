@@ -6,7 +6,7 @@ import sqlite3
 import uuid
 from collections.abc import Sequence
 
-from tidings.protocol import Envelope, ErrorCode, SystemEvent
+from tidings.protocol import Envelope, ErrorCode, SystemEvent, encode
 from tidings.server.domain import (
     Appended,
     ConversationRecord,
@@ -21,9 +21,11 @@ from tidings.server.domain import conversations as rules
 from tidings.server.domain.devices import check_device_list
 from tidings.server.store.sqlite.envelopes import (
     append_system,
+    check_quota,
     envelope_at,
     next_seq,
     store_envelope,
+    stored_size,
 )
 from tidings.server.store.sqlite.writer import Database
 
@@ -64,7 +66,22 @@ class Conversations(Database):
             ).fetchone()
             if row is not None:
                 record = must_conversation(conn, row[0])
-                envelope = envelope_at(conn, record.id, 1)
+                try:
+                    envelope = envelope_at(conn, record.id, 1)
+                except LookupError:  # past the retention period: what it said, without its id
+                    event = SystemEvent(
+                        action="created", actor=new.actor, members=[new.actor, peer]
+                    )
+                    envelope = Envelope(
+                        conv=record.id,
+                        seq=1,
+                        id=uuid.UUID(int=0),
+                        sender=new.actor,
+                        sender_device=new.actor_device,
+                        ts=record.created_at,
+                        payload=encode(event),
+                        kind="system",
+                    )
                 return MembershipChange(record, envelope, ()), False
             conn.execute(
                 "INSERT INTO conversations (id, kind, title, direct_key, last_seq, created_at)"
@@ -182,8 +199,8 @@ class Conversations(Database):
 
         return await self._write(tx)
 
-    async def append(self, message: NewMessage) -> Appended:
-        return await self._write(lambda conn: _append(conn, message))
+    async def append(self, message: NewMessage, *, quota: int = 0) -> Appended:
+        return await self._write(lambda conn: _append(conn, message, quota))
 
     async def device_map(self, conv_id: str) -> dict[str, list[int]]:
         return await self._read(lambda conn: device_map(conn, conv_id))
@@ -268,7 +285,7 @@ def device_map(conn: sqlite3.Connection, conv_id: str) -> dict[str, list[int]]:
     return devices
 
 
-def _append(conn: sqlite3.Connection, m: NewMessage) -> Appended:
+def _append(conn: sqlite3.Connection, m: NewMessage, quota: int = 0) -> Appended:
     original = conn.execute(
         "SELECT sender, conv_id, seq FROM envelopes WHERE id = ?", (m.id.bytes,)
     ).fetchone()
@@ -284,6 +301,13 @@ def _append(conn: sqlite3.Connection, m: NewMessage) -> Appended:
         if kind is None:
             raise Refused(ErrorCode.NOT_FOUND, "no such conversation")
         check_device_list("direct" if kind[0] == "direct" else "group", m, device_map(conn, m.conv))
+    extra = sum(len(payload) for _, payload in m.device_payloads)
+    if quota > 0:
+        try:
+            check_quota(conn, m.sender, stored_size(m.payload, m.mentions, extra), quota)
+        except Refused:
+            require_member(conn, m.conv, m.sender)  # a non-member hears that first
+            raise
     # Membership first, and without a trace if it fails: a refused Send writes nothing, so the
     # writer never has to roll back and rerun its group for one (the usual refusal).
     if not conn.execute(
@@ -303,7 +327,9 @@ def _append(conn: sqlite3.Connection, m: NewMessage) -> Appended:
         payload=m.payload,
         mentions=list(m.mentions),
     )
-    recipients = store_envelope(conn, envelope, skip_device=(m.sender, m.sender_device))
+    recipients = store_envelope(
+        conn, envelope, skip_device=(m.sender, m.sender_device), extra_size=extra
+    )
     if m.device_payloads:
         conn.executemany(
             "UPDATE pending SET payload = ? WHERE account_id = ? AND device_id = ?"

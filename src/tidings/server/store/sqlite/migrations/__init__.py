@@ -17,6 +17,7 @@ SCRIPTS = (
     "sqlite_v3.sql",
     "sqlite_v4.sql",
     "sqlite_v5.sql",
+    "sqlite_v6.sql",
 )
 
 
