@@ -577,7 +577,11 @@ async def test_provisioning_lifecycle(world, keys):
     body = ApproveDevice(device_name="laptop", ephemeral_key=ephemeral, sealed=b"sealed box")
     approved = await provisioner.approve(alice, created.id, body)
     assert (approved.account_id, approved.device_id) == (alice.account_id, 2)
-    assert await code_of(provisioner.approve(alice, created.id, body)) == ErrorCode.CONFLICT
+    # The same approval again (its answer was lost) gets the same device; anything else conflicts.
+    again = await provisioner.approve(alice, created.id, body)
+    assert (again.account_id, again.device_id) == (alice.account_id, 2)
+    resealed = ApproveDevice(device_name="laptop", ephemeral_key=ephemeral, sealed=b"other box")
+    assert await code_of(provisioner.approve(alice, created.id, resealed)) == ErrorCode.CONFLICT
     assert await code_of(provisioner.approve(mallory, created.id, body)) == ErrorCode.CONFLICT
 
     linked = await provisioner.fetch(created.id, bearer)
