@@ -585,6 +585,19 @@ async def cmd_group_info(args: argparse.Namespace) -> Outcome:
     return Outcome(conversation_json(conv), conversation_text(conv))
 
 
+async def cmd_settings_group_adds(args: argparse.Namespace) -> Outcome:
+    async with _opened(Path(args.profile)) as client:
+        if args.who is None:
+            who = await client.group_adds()
+        else:
+            who = await client.set_group_adds(args.who)
+    text = {
+        "everyone": "anybody can add you to groups",
+        "contacts": "only your contacts (people you have written to) can add you to groups",
+    }[who]
+    return Outcome({"group_adds": who}, text)
+
+
 async def cmd_conversations(args: argparse.Namespace) -> Outcome:
     async with _opened(Path(args.profile)) as client:
         convs = await client.conversations()
@@ -736,6 +749,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = group.add_parser("info", parents=[common, profile], help="show a group")
     p.add_argument("group", metavar="GROUP-ID")
     p.set_defaults(handler=cmd_group_info)
+
+    settings = sub.add_parser("settings", help="account settings").add_subparsers(
+        dest="settings_command", required=True, parser_class=_Parser
+    )
+    p = settings.add_parser(
+        "group-adds", parents=[common, profile], help="who may add you to groups"
+    )
+    p.add_argument("who", nargs="?", choices=["everyone", "contacts"], help="omit to show it")
+    p.set_defaults(handler=cmd_settings_group_adds)
 
     device = sub.add_parser("device", help="linked devices").add_subparsers(
         dest="device_command", required=True, parser_class=_Parser

@@ -49,6 +49,10 @@ from tidings.protocol.keys import (
 SERVER_ENV = {"TIDINGS_REQUIRE_E2EE": "false"}
 
 
+#: REST bodies are JSON and say so (a server refuses any other Content-Type with 415).
+JSON = {"Content-Type": "application/json"}
+
+
 def curve() -> bytes:
     return b"\x05" + os.urandom(32)
 
@@ -70,7 +74,7 @@ def key_upload(identity: bytes, prekeys: int = 5, start: int = 0) -> bytes:
 
 async def upload_keys(kit, account: Any, identity: bytes, prekeys: int = 5) -> KeyCounts:
     r = await kit.http.put(
-        "/v1/keys", content=key_upload(identity, prekeys), headers=account.headers
+        "/v1/keys", content=key_upload(identity, prekeys), headers={**account.headers, **JSON}
     )
     assert r.status_code == 200, r.text
     return msgspec.json.decode(r.content, type=KeyCounts)
@@ -93,7 +97,7 @@ async def link_device(kit, account: Any, name: str = "laptop") -> Any:
     """The whole provisioning flow over HTTP; returns the new device."""
     ephemeral = curve()
     r = await kit.http.post(
-        "/v1/provisioning", content=msgspec.json.encode({"ephemeral_key": ephemeral})
+        "/v1/provisioning", content=msgspec.json.encode({"ephemeral_key": ephemeral}), headers=JSON
     )
     assert r.status_code == 201, r.text
     created = msgspec.json.decode(r.content, type=Provisioning)
@@ -104,7 +108,7 @@ async def link_device(kit, account: Any, name: str = "laptop") -> Any:
     r = await kit.http.post(
         f"/v1/provisioning/{created.id}/approve",
         content=msgspec.json.encode(approve),
-        headers=account.headers,
+        headers={**account.headers, **JSON},
     )
     assert r.status_code == 200, r.text
     approved = msgspec.json.decode(r.content, type=ApprovedDevice)
@@ -156,7 +160,7 @@ async def test_fifty_concurrent_bundle_claims_hand_out_distinct_prekeys(server, 
     r = await kit.http.post(
         "/v1/keys/claim",
         content=msgspec.json.encode({"devices": {alice.account_id: []}}),
-        headers=claimers[0].headers,
+        headers={**claimers[0].headers, **JSON},
     )
     assert r.status_code == 200, r.text
     (batch,) = msgspec.json.decode(r.content, type=list[PreKeyBundles])
@@ -277,9 +281,13 @@ async def test_require_e2ee_refuses_plaintext_and_rest_errors(server_factory, se
     assert rejected.id == plain_id and rejected.code == "bad_frame"
     await a.post(conv, b"", device_payloads={addr(bob): b"c"})
 
-    r = await kit.http.put("/v1/keys", content=key_upload(curve()), headers=alice.headers)
+    r = await kit.http.put(
+        "/v1/keys", content=key_upload(curve()), headers={**alice.headers, **JSON}
+    )
     assert r.status_code == 409 and r.json()["code"] == "conflict"
-    r = await kit.http.put("/v1/keys", content=b'{"identity_key": 1}', headers=alice.headers)
+    r = await kit.http.put(
+        "/v1/keys", content=b'{"identity_key": 1}', headers={**alice.headers, **JSON}
+    )
     assert r.status_code == 400 and r.json()["code"] == "bad_frame"
     r = await kit.http.put("/v1/keys", content=key_upload(identity))
     assert r.status_code == 401
@@ -315,7 +323,7 @@ async def test_replacing_the_identity_removes_the_other_devices(server, server_k
         content=msgspec.json.encode(
             {**msgspec.json.decode(key_upload(curve())), "replace_identity": True}
         ),
-        headers=alice.headers,
+        headers={**alice.headers, **JSON},
     )
     assert r.status_code == 200, r.text
     assert await closed_code(peer) == 4401

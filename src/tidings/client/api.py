@@ -531,6 +531,21 @@ class Client:
         await self._runtime.flush()
         self._emit_conversation(conv_id)
 
+    async def group_adds(self) -> rest.GroupAdds:
+        """Who may add this account to a group: ``everyone`` or ``contacts`` (the accounts it
+        shares a direct conversation with in which it has sent a message)."""
+        self._check_open()
+        return (await self._rest.call(routes.SETTINGS, rest.AccountSettings)).group_adds
+
+    async def set_group_adds(self, who: rest.GroupAdds) -> rest.GroupAdds:
+        """Let ``everyone`` or only ``contacts`` add this account to groups; others adding it
+        get ``forbidden``. Returns the setting in force."""
+        self._check_open()
+        body = rest.UpdateSettings(group_adds=who)
+        return (
+            await self._rest.call(routes.UPDATE_SETTINGS, rest.AccountSettings, body)
+        ).group_adds
+
     def _save(self, conv: rest.Conversation) -> Conversation:
         members = self._store.save_conversation(conv)
         self._engine.members_changed(conv.id, members)

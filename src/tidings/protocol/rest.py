@@ -107,3 +107,21 @@ class MessagePage(msgspec.Struct):
 class Health(msgspec.Struct):
     ok: bool
     version: str
+
+
+#: Who may add the account to a group: anybody, or only its contacts. A contact is an account
+#: it shares a direct conversation with in which it has sent a message (replying to a message
+#: request accepts it, as in Signal); adds by anybody else are refused with ``forbidden``.
+GroupAdds = Literal["everyone", "contacts"]
+
+
+class AccountSettings(msgspec.Struct):
+    """The calling account's settings (``GET``/``PUT /v1/settings``)."""
+
+    group_adds: GroupAdds = "everyone"
+
+
+class UpdateSettings(msgspec.Struct, forbid_unknown_fields=True):
+    """``PUT /v1/settings``: the settings to change; a field left out keeps its value."""
+
+    group_adds: GroupAdds | None = None

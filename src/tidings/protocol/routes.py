@@ -119,12 +119,17 @@ APPROVE_PROVISIONING = Route(
     keys.ApproveDevice, keys.ApprovedDevice,
 )  # fmt: skip
 
+SETTINGS = Route("settings", "GET", "/v1/settings", response=rest.AccountSettings)
+UPDATE_SETTINGS = Route(
+    "update_settings", "PUT", "/v1/settings", rest.UpdateSettings, rest.AccountSettings
+)
+
 #: Every REST route, in the order the docs list them.
 ROUTES: tuple[Route, ...] = (
     HEALTH, CREATE_ACCOUNT, ME, USER, CONVERSATIONS, CREATE_DIRECT, CONVERSATION, MESSAGES,
     RECEIPTS, CONVERSATION_DEVICES, CREATE_GROUP, ADD_MEMBERS, REMOVE_MEMBER, LEAVE_GROUP,
     UPLOAD_KEYS, KEY_COUNTS, BUNDLES, CLAIM_KEYS, REMOVE_DEVICE, NEW_PROVISIONING,
-    FETCH_PROVISIONING, APPROVE_PROVISIONING,
+    FETCH_PROVISIONING, APPROVE_PROVISIONING, SETTINGS, UPDATE_SETTINGS,
 )  # fmt: skip
 
 #: The WebSocket endpoint (frames in :mod:`tidings.protocol.frames`).

@@ -19,6 +19,7 @@ from tidings.server.bus.local import LocalBus
 from tidings.server.config import ServerConfig
 from tidings.server.delivery import DeliveryService
 from tidings.server.directory import KeyDirectory, Provisioner
+from tidings.server.groupadds import GroupAddGate
 from tidings.server.ratelimit import RateLimiter
 from tidings.server.sendlimits import SendLimiter, SendRates
 from tidings.server.store.sqlite import SqliteStore
@@ -52,6 +53,11 @@ def create_app(config: ServerConfig) -> Litestar:
     )
     auth = Authenticator(store)
     keys = KeyDirectory(store, claims_per_minute=config.key_claims_per_minute)
+    delivery.group_adds = GroupAddGate(
+        store,
+        per_adder_per_minute=config.group_adds_per_minute,
+        per_target_per_minute=config.group_adds_per_target_per_minute,
+    )
 
     async def removed(account_id: str, device_ids: list[int]) -> None:
         # The rows are gone: forget the cached tokens, then close the live connections.

@@ -12,6 +12,8 @@ from pathlib import Path
 import msgspec
 
 from tidings.protocol import MAX_FRAME_BYTES
+from tidings.server.forwarded import HEADERS as FORWARDED_HEADERS
+from tidings.server.forwarded import TrustedProxies
 
 #: The TOML file looked for inside the data directory when no ``--config`` is given.
 DEFAULT_TOML_NAME = "tidings.toml"
@@ -83,6 +85,24 @@ class ServerConfig:
     provisioning_ttl_seconds: int = 600
     #: most devices an account may have (linking refuses more)
     max_devices_per_account: int = 16
+    #: seconds a client has, from connecting or from the first byte of a request, to send the
+    #: request line and all headers (a WebSocket upgrade too); then the connection is closed
+    header_timeout: float = 10.0
+    #: seconds a client has, once the headers are in, to send the rest of the request body
+    body_timeout: float = 30.0
+    #: connections still sending their request line and headers at once; a new one past this
+    #: closes the oldest (a slow-header flood cannot hold every file descriptor)
+    max_pending_connections: int = 512
+    #: proxies whose X-Forwarded-For / Forwarded headers name the client: comma-separated
+    #: addresses or networks (CIDR), "*" for any peer; empty (the default): trust no header,
+    #: the client is the TCP peer
+    forwarded_allow_ips: str = ""
+    #: the one header those proxies set: "x-forwarded-for" or "forwarded" (RFC 7239)
+    forwarded_header: str = "x-forwarded-for"
+    #: accounts one account may add to groups per minute (creating a group counts its members)
+    group_adds_per_minute: int = 300
+    #: times one account may be added to groups per minute, by anybody
+    group_adds_per_target_per_minute: int = 20
     #: how SQLite makes a commit durable. "full" (the default): the WAL is fsynced at every
     #: commit, so an Accepted the client got survives a power cut (group commit shares one
     #: fsync among the Sends committed together). "normal": fsync only at checkpoints, faster,
@@ -187,6 +207,20 @@ class ServerConfig:
             raise ConfigError("provisioning_ttl_seconds must be at least 10")
         if self.max_devices_per_account < 1:
             raise ConfigError("max_devices_per_account must be at least 1")
+        if self.header_timeout <= 0 or self.body_timeout <= 0:
+            raise ConfigError("header_timeout and body_timeout must be positive")
+        if self.max_pending_connections < 1:
+            raise ConfigError("max_pending_connections must be at least 1")
+        try:
+            TrustedProxies(self.forwarded_allow_ips)
+        except ValueError as exc:
+            raise ConfigError(f"forwarded_allow_ips: {exc}") from exc
+        if self.forwarded_header not in FORWARDED_HEADERS:
+            raise ConfigError(f"forwarded_header must be one of {', '.join(FORWARDED_HEADERS)}")
+        if self.group_adds_per_minute < 1 or self.group_adds_per_target_per_minute < 1:
+            raise ConfigError(
+                "group_adds_per_minute and group_adds_per_target_per_minute must be at least 1"
+            )
         if self.sqlite_synchronous not in SQLITE_SYNCHRONOUS:
             raise ConfigError(f"sqlite_synchronous must be one of {', '.join(SQLITE_SYNCHRONOUS)}")
         if self.log_level not in _LOG_LEVELS:
@@ -231,6 +265,8 @@ def _convert(name: str, value: object, source: str) -> object:
             return float(str(value).strip())
         if kind == "Path":
             return Path(str(value)).expanduser()
+        if name == "forwarded_header":
+            return str(value).strip().lower()
         if name in ("log_level", "sqlite_synchronous"):
             return str(value).strip().lower()
         return str(value)

@@ -37,6 +37,7 @@ from tidings.protocol import (
     encode,
 )
 from tidings.server.bus import Bus, Delivery
+from tidings.server.groupadds import GroupAddGate
 from tidings.server.sendlimits import SendLimiter
 from tidings.server.store import (
     ConversationRecord,
@@ -107,6 +108,7 @@ class DeliveryService:
         limiter: SendLimiter | None = None,
         quota_bytes: int = 0,
         retention_days: int = 30,
+        group_adds: GroupAddGate | None = None,
     ) -> None:
         self.store = store
         self.bus = bus
@@ -119,6 +121,8 @@ class DeliveryService:
         self.retention_days = retention_days
         #: refuse Sends that carry neither device_payloads nor a devices_digest
         self.require_e2ee = require_e2ee
+        #: consent and rate limits of group adds (None: anybody may add anybody, unlimited)
+        self.group_adds = group_adds
         self.clock = clock
 
     # ------------------------------------------------------------------ messages
@@ -384,6 +388,7 @@ class DeliveryService:
         self, device: Device, title: str, usernames: Sequence[str]
     ) -> ConversationRecord:
         members = await self._accounts(usernames)
+        await self._admit_adds(device, usernames, members)
         change = await self.store.create_group(self._new(device), title, members, self.member_cap)
         await self._announce(change)
         return change.conversation
@@ -392,6 +397,7 @@ class DeliveryService:
         self, device: Device, conv: str, usernames: Sequence[str]
     ) -> ConversationRecord:
         accounts = await self._accounts(usernames)
+        await self._admit_adds(device, usernames, accounts)
         change = await self.store.add_members(
             conv,
             device.account_id,
@@ -447,6 +453,15 @@ class DeliveryService:
             actor_device=device.device_id,
             now=self.clock(),
         )
+
+    async def _admit_adds(
+        self, device: Device, usernames: Sequence[str], accounts: Sequence[str]
+    ) -> None:
+        """Refuse adding ``accounts`` to a group without their consent or over a rate limit
+        (:class:`~tidings.server.groupadds.GroupAddGate`)."""
+        if self.group_adds is not None:
+            targets = dict(zip(accounts, usernames, strict=True))
+            await self.group_adds.admit(device.account_id, targets)
 
     async def _accounts(self, usernames: Sequence[str]) -> list[str]:
         """Account ids of ``usernames`` in order. Raises NOT_FOUND naming the unknown ones."""

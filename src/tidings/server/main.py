@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import resource
+import stat
+from pathlib import Path
 
 import uvicorn
 
@@ -11,6 +14,8 @@ from tidings.protocol import MAX_FRAME_BYTES
 from tidings.server import logredact
 from tidings.server.app import create_app
 from tidings.server.config import ServerConfig
+from tidings.server.forwarded import ForwardedHeaders, TrustedProxies
+from tidings.server.guard import guarded_http_protocol
 from tidings.server.ws.uvicorn_protocol import LeanWebSocketProtocol
 
 #: Largest WebSocket message uvicorn passes on. Above the protocol's MAX_FRAME_BYTES on purpose:
@@ -47,17 +52,72 @@ def raise_open_files_limit() -> int:
     return soft
 
 
+#: What the data directory and the database files may allow: their owner only.
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+
+
+def prepare_data_dir(config: ServerConfig) -> None:
+    """Create the data directory (0700) and the database file (0600) if they do not exist yet;
+    SQLite gives its -wal and -shm files the database's permissions. Existing ones that let
+    others in are left as they are, with a warning."""
+    config.data_dir.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    database = config.database_path
+    fd = os.open(database, os.O_RDWR | os.O_CREAT, FILE_MODE)
+    os.close(fd)
+    warn_if_open(config)
+
+
+def database_files(config: ServerConfig) -> list[Path]:
+    database = config.database_path
+    return [database, *(database.with_name(database.name + s) for s in ("-wal", "-shm"))]
+
+
+def warn_if_open(config: ServerConfig) -> list[Path]:
+    """Log a warning for the data directory and each database file whose permissions let
+    anybody but the owner in; returns them."""
+    wide: list[Path] = []
+    for path, allowed in [(config.data_dir, DIR_MODE)] + [
+        (f, FILE_MODE) for f in database_files(config)
+    ]:
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except FileNotFoundError:
+            continue
+        if mode & ~allowed:
+            wide.append(path)
+            log.warning(
+                "%s has mode %o: others may read the server's data; chmod %o it",
+                path,
+                mode,
+                allowed,
+            )
+    return wide
+
+
 def serve(config: ServerConfig) -> None:
     """Serve until SIGINT/SIGTERM."""
     configure_logging(config.log_level)
     raise_open_files_limit()
-    config.data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_data_dir(config)
+    app: object = create_app(config)
+    trusted = TrustedProxies(config.forwarded_allow_ips)
+    if trusted:
+        app = ForwardedHeaders(app, trusted, config.forwarded_header)
     uvicorn.run(
-        create_app(config),
+        app,  # type: ignore[arg-type]
         host=config.host,
         port=config.port,
         loop="uvloop",
-        http="httptools",
+        # uvicorn's httptools protocol with header and body deadlines (tidings.server.guard).
+        http=guarded_http_protocol(
+            header_timeout=config.header_timeout,
+            body_timeout=config.body_timeout,
+            max_pending=config.max_pending_connections,
+        ),
+        # Forwarded headers are ForwardedHeaders' job, believed only from configured proxies
+        # (uvicorn's own default believes X-Forwarded-For from 127.0.0.1).
+        proxy_headers=False,
         # uvicorn's "websockets-sansio" protocol, lighter per idle connection.
         ws=LeanWebSocketProtocol,
         ws_per_message_deflate=False,

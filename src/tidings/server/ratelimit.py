@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import Callable
 
@@ -26,6 +27,10 @@ class RateLimiter:
         tokens, at = self._buckets.get(key, (self.capacity, now))
         return min(self.capacity, tokens + (now - at) * self._rate)
 
+    def available(self, key: str) -> float:
+        """Tokens in ``key``'s bucket now (negative while in debt); takes nothing."""
+        return self._tokens(key, self._clock())
+
     def allow(self, key: str, cost: float = 1.0) -> bool:
         """Take ``cost`` tokens if the bucket has them (a cost above the capacity is allowed
         from a full bucket, which then runs into debt); ``False`` takes nothing."""
@@ -49,3 +54,18 @@ class RateLimiter:
             for k in full:
                 del self._buckets[k]
         self._buckets[key] = (tokens, now)
+
+
+def client_key(host: str) -> str:
+    """The key per-IP limits count a client on: its IPv4 address, or the /64 network of its
+    IPv6 address (one customer usually holds a whole /64 and can pick any address in it); an
+    IPv4-mapped IPv6 address counts as the IPv4 one. Anything else is its own key."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from litestar import Router
 
-from tidings.server.http import accounts, conversations, groups, keys, provisioning
+from tidings.server.http import accounts, conversations, groups, keys, provisioning, settings
 from tidings.server.http.common import EXCEPTION_HANDLERS, Services, dependencies
 
 __all__ = ["EXCEPTION_HANDLERS", "Services", "router"]
@@ -21,6 +21,7 @@ def router(services: Services) -> Router:
             *groups.HANDLERS,
             *keys.HANDLERS,
             *provisioning.HANDLERS,
+            *settings.HANDLERS,
         ],
         dependencies=dependencies(services),
     )

@@ -31,7 +31,7 @@ from tidings.server.auth import Authenticator
 from tidings.server.config import ServerConfig
 from tidings.server.delivery import DeliveryService, Device
 from tidings.server.directory import KeyDirectory, Provisioner
-from tidings.server.ratelimit import RateLimiter
+from tidings.server.ratelimit import RateLimiter, client_key
 from tidings.server.store import Refused, Store
 
 log = logging.getLogger(__name__)
@@ -110,11 +110,25 @@ def to_json(body: object) -> bytes:
 
 
 def client_address(request: HttpRequest) -> str:
-    return request.client.host if request.client is not None else "unknown"
+    """What per-IP limits count on: the client's IPv4 address, or the /64 of its IPv6 one
+    (:func:`~tidings.server.ratelimit.client_key`). The client is the TCP peer unless a
+    configured proxy named it (:mod:`tidings.server.forwarded`)."""
+    return client_key(request.client.host) if request.client is not None else "unknown"
+
+
+def require_json(request: HttpRequest) -> None:
+    """Refuse (415) a body that does not say ``Content-Type: application/json``: a browser
+    sends ``text/plain`` across origins without asking first, JSON it cannot."""
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != JSON:
+        raise HTTPException(status_code=415, detail="Content-Type must be application/json")
 
 
 async def decode_body(request: HttpRequest, kind: type[B]) -> B:
-    """The JSON body as ``kind``; raises ``Refused(BAD_FRAME)`` naming what is wrong."""
+    """The JSON body as ``kind``; raises ``Refused(BAD_FRAME)`` naming what is wrong, or 415
+    without ``Content-Type: application/json`` (after the ``caller`` dependency: a request
+    without a device token gets 401 first)."""
+    require_json(request)
     raw = await request.body()
     try:
         return msgspec.json.decode(raw, type=kind)
@@ -162,6 +176,7 @@ _CODE_OF_STATUS = {
     404: ErrorCode.NOT_FOUND,
     405: ErrorCode.BAD_FRAME,
     413: ErrorCode.FRAME_TOO_LARGE,
+    415: ErrorCode.BAD_FRAME,
     429: ErrorCode.RATE_LIMITED,
     503: ErrorCode.OVERLOADED,
 }

@@ -9,6 +9,7 @@ from litestar.params import FromPath, FromQuery
 from litestar.status_codes import HTTP_200_OK
 
 from tidings.protocol import MAX_BATCH, ErrorCode, routes
+from tidings.protocol.frames import MAX_INT64
 from tidings.protocol.keys import DeviceMap
 from tidings.protocol.rest import Conversation, CreateDirect, Member, MessagePage
 from tidings.server.delivery import DeliveryService, Device
@@ -59,8 +60,10 @@ async def messages(
     after: FromQuery[int] = 0,
     limit: FromQuery[int] = 100,
 ) -> bytes:
-    if after < 0 or not 1 <= limit <= MAX_BATCH:
-        raise Refused(ErrorCode.BAD_FRAME, f"need after >= 0 and 1 <= limit <= {MAX_BATCH}")
+    if not 0 <= after <= MAX_INT64 or not 1 <= limit <= MAX_BATCH:
+        raise Refused(
+            ErrorCode.BAD_FRAME, f"need 0 <= after <= {MAX_INT64} and 1 <= limit <= {MAX_BATCH}"
+        )
     batch = await delivery.fetch(caller, conv, after, limit)
     return to_json(MessagePage(conv=conv, envelopes=batch.envelopes, head=batch.head))
 

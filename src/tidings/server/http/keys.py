@@ -19,6 +19,9 @@ from tidings.server.http.common import (
 )
 from tidings.server.store import Refused
 
+#: Largest device id (the store's and the protocol's DeviceId).
+MAX_DEVICE_ID = 2**31 - 1
+
 #: Largest PUT /v1/keys body: 200 Kyber prekeys in base64 JSON are about 450 kB.
 MAX_KEY_UPLOAD_BYTES = 1024 * 1024
 
@@ -43,8 +46,8 @@ async def bundles(
     account_id: FromPath[str],
     device: FromQuery[int | None] = None,
 ) -> bytes:
-    if device is not None and not 1 <= device <= 2**31 - 1:
-        raise Refused(ErrorCode.BAD_FRAME, "device must be a device id")
+    if device is not None:
+        check_device_id(device)
     return to_json(await keys.bundles(caller, account_id, device))
 
 
@@ -60,7 +63,14 @@ async def claim_keys(
 async def remove_device(
     caller: Injected[Device], keys: Injected[KeyDirectory], device_id: FromPath[int]
 ) -> None:
+    check_device_id(device_id)
     await keys.remove_device(caller, device_id)
+
+
+def check_device_id(device_id: int) -> None:
+    """Refuse (400) a number no device has: device ids are 1 to 2^31-1."""
+    if not 1 <= device_id <= MAX_DEVICE_ID:
+        raise Refused(ErrorCode.BAD_FRAME, f"a device id is 1 to {MAX_DEVICE_ID}")
 
 
 HANDLERS: list[HTTPRouteHandler] = [upload_keys, key_counts, bundles, claim_keys, remove_device]

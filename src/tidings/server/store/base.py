@@ -17,6 +17,7 @@ from typing import Protocol
 
 from tidings.protocol import DeviceEnvelope, Envelope, Watermark
 from tidings.protocol.keys import KeyCounts, KeyUpload, PreKeyBundles
+from tidings.protocol.rest import GroupAdds
 from tidings.server.domain.records import (
     AccountRecord,
     Appended,
@@ -101,6 +102,18 @@ class Store(Protocol):
 
     async def accounts_by_username(self, usernames: Sequence[str]) -> dict[str, AccountRecord]:
         """Existing accounts among ``usernames``, keyed by username."""
+
+    # ------------------------------------------------------------------ account settings
+
+    async def group_adds(self, account_id: str) -> GroupAdds:
+        """Who may add the account to a group (``everyone`` unless it said otherwise)."""
+
+    async def set_group_adds(self, account_id: str, value: GroupAdds) -> None: ...
+
+    async def refusing_group_adds(self, actor: str, targets: Sequence[str]) -> list[str]:
+        """Those of ``targets`` (but ``actor``) that take group adds only from contacts and
+        for whom ``actor`` is none: they share no direct conversation in which the target has
+        sent a message."""
 
     # ------------------------------------------------------------------ conversations
 

@@ -8,9 +8,12 @@ from tidings.server.store.sqlite.envelopes import Envelopes
 from tidings.server.store.sqlite.keys import Keys
 from tidings.server.store.sqlite.provisioning import Provisioning
 from tidings.server.store.sqlite.receipts import Receipts
+from tidings.server.store.sqlite.settings import AccountSettings
 
 
-class SqliteStore(Accounts, Conversations, Envelopes, Receipts, Keys, Provisioning):
+class SqliteStore(
+    Accounts, Conversations, Envelopes, Receipts, Keys, Provisioning, AccountSettings
+):
     """:class:`~tidings.server.store.base.Store` on one SQLite database file.
 
     Each part of the state is a module of this package with its SQL and the methods that run

@@ -18,6 +18,7 @@ SCRIPTS = (
     "sqlite_v4.sql",
     "sqlite_v5.sql",
     "sqlite_v6.sql",
+    "sqlite_v7.sql",
 )
 
 
