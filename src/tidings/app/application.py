@@ -29,10 +29,10 @@ from tidings.app.screens.link import ApproveDeviceScreen, LinkThisDeviceScreen
 from tidings.app.screens.new_chat import NewChatScreen
 from tidings.app.screens.new_group import NewGroupScreen
 from tidings.app.screens.onboarding import OnboardingScreen
+from tidings.app.screens.profile_error import ProfileErrorScreen, breakable
 from tidings.app.screens.safety import SafetyNumberScreen
 from tidings.app.screens.search import SearchScreen
 from tidings.app.screens.settings import SettingsScreen
-from tidings.app.screens.profile_error import ProfileErrorScreen, breakable
 from tidings.app.screens.splash import SplashScreen
 from tidings.app.tasks import Tasks
 from tidings.app.theme import Theme, register_fonts
