@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
 from tidings import migrations
-from tidings.server.store.sqlite.migrations import steps
+from tidings.server.store.sqlite.migrations import component_steps, steps
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +109,8 @@ class _Writer(threading.Thread):
         try:
             conn = _connect(self._path, read_only=False, synchronous=self._synchronous)
             migrations.migrate(conn, steps())
+            for component, scripts in component_steps().items():
+                migrations.migrate(conn, scripts, component=component)
         except BaseException as exc:  # reported to open() through open_error
             self.open_error = exc
             self.ready.set()

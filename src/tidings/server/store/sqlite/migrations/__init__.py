@@ -4,6 +4,11 @@
 :func:`tidings.migrations.migrate` applies the ones a database lacks, each in its own
 transaction. A new version is a new file here and a new name in :data:`SCRIPTS`; a published
 file never changes.
+
+A feature with tables of its own (push registrations, media blobs, the history vault, channels)
+keeps them in a *component*: ``<component>_v<N>.sql`` files listed in :data:`COMPONENTS`, with
+their own version (the ``schema_versions`` table), applied after the main schema. Features then
+add schema without taking numbers from each other.
 """
 
 from __future__ import annotations
@@ -22,7 +27,20 @@ SCRIPTS = (
 )
 
 
-def steps() -> list[str]:
-    """The SQL text of every script, in order."""
+#: Feature components: name → its scripts in order (script i brings it to version i + 1).
+COMPONENTS: dict[str, tuple[str, ...]] = {}
+
+
+def _read(names: tuple[str, ...]) -> list[str]:
     files = importlib.resources.files(__name__)
-    return [files.joinpath(name).read_text(encoding="utf-8") for name in SCRIPTS]
+    return [files.joinpath(name).read_text(encoding="utf-8") for name in names]
+
+
+def steps() -> list[str]:
+    """The SQL text of every script of the main schema, in order."""
+    return _read(SCRIPTS)
+
+
+def component_steps() -> dict[str, list[str]]:
+    """Every component's scripts, by component name."""
+    return {name: _read(scripts) for name, scripts in COMPONENTS.items()}
