@@ -13,7 +13,7 @@ export KIVY_NO_CONSOLELOG := 1
 export KIVY_LOG_MODE := PYTHON
 export KIVY_HOME := $(CURDIR)/.kivy
 
-.PHONY: run test lint typecheck app screenshots bench bench-quick bench-deps ui-deps interop-deps clean
+.PHONY: run test lint typecheck app screenshots bench bench-quick bench-deps ui-deps interop-deps android-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,14 +39,19 @@ interop-deps:
 	fi
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench tools android
+	$(VENV)/bin/ruff format --check src tests bench tools android
 	$(VENV)/bin/lint-imports --no-cache
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-test: $(STAMP) ui-deps interop-deps lint typecheck
+# The Android build's requirements against python-for-android's recipes and ours (offline), then
+# the client-core and crypto tests on the APK's package versions; venvs cached in build/.
+android-check:
+	$(PYTHON) tools/android_check.py
+
+test: $(STAMP) ui-deps interop-deps lint typecheck android-check
 	xvfb-run -a -s "-screen 0 1280x1024x24" $(PY) -m pytest -q -p no:cacheprovider
 
 app: $(STAMP)

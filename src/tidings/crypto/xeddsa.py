@@ -23,15 +23,22 @@ from __future__ import annotations
 import hashlib
 import os
 
-from nacl.bindings import (
-    crypto_core_ed25519_scalar_add,
-    crypto_core_ed25519_scalar_mul,
-    crypto_core_ed25519_scalar_reduce,
-    crypto_scalarmult_ed25519_base_noclamp,
-    crypto_sign_open,
-)
-from nacl.exceptions import BadSignatureError
-from nacl.exceptions import RuntimeError as SodiumError
+from .capabilities import SODIUM_REQUIREMENT, check_sodium
+
+try:
+    from nacl.bindings import (
+        crypto_core_ed25519_scalar_add,
+        crypto_core_ed25519_scalar_mul,
+        crypto_core_ed25519_scalar_reduce,
+        crypto_scalarmult_ed25519_base_noclamp,
+        crypto_sign_open,
+    )
+    from nacl.exceptions import BadSignatureError
+    from nacl.exceptions import RuntimeError as SodiumError
+except ImportError as exc:  # PyNaCl < 1.4: a clear message rather than a missing name
+    raise ImportError(SODIUM_REQUIREMENT) from exc
+
+check_sodium()
 
 __all__ = [
     "edwards_public_key",
