@@ -172,7 +172,10 @@ def test_outbox_survives_an_unreachable_server(server: Any, tmp_path: Path) -> N
     queued = dora.ok("send", "@eve", "second, while it is down", "--wait", "1")
     assert queued["status"] == "sending"
     assert dora.ok("status", queued["id"])["status"] == "sending"
-    assert dora.fails("sync", "--timeout", "2")["code"] == "timeout"
+    # The first connect is refused: the one-shot command says so at once, naming the cause.
+    down = dora.fails("sync", "--timeout", "2")
+    assert down["code"] == "not_connected"
+    assert "refused" in down["message"]
     assert dora.ok("status", queued["id"])["status"] == "sending"
 
     server.start()
