@@ -22,12 +22,14 @@ from pathlib import Path
 from typing import TypeVar
 
 from tidings.crypto import IdentityKeyPair, PrivateKey
+from tidings.crypto.vault import PRODUCTION_LIMITS, KdfLimits, KdfParams
 from tidings.protocol import MAX_PAYLOAD_BYTES, ErrorCode, Watermark, rest, routes
 from tidings.protocol import keys as wire
 from tidings.protocol.close import CloseCode
 from tidings.protocol.content import MAX_TEXT_CHARS, Reaction, Text
 
 from . import provisioning
+from .backup.service import BackupService, BackupStatus
 from .core import engine
 from .core.payload import encode_bound
 from .core.sealing import EndToEnd
@@ -103,6 +105,15 @@ class ClientConfig:
     engine: EngineSettings = field(default_factory=EngineSettings)
     #: seconds for one REST call
     http_timeout: float = HTTP_TIMEOUT
+    #: messages per conversation kept on the device once backup is on; older ones are removed
+    #: locally after they are safely in the vault and load from it when scrolled to
+    keep_messages: int = 1000
+    #: seconds between background vault uploads (changes wake it sooner)
+    backup_interval: float = 30.0
+    #: what Argon2id params the client accepts from the server (tests may lower the floor)
+    vault_limits: KdfLimits = PRODUCTION_LIMITS
+    #: params for a new enrolment (None: the defaults of tidings.crypto.vault)
+    vault_params: KdfParams | None = None
 
 
 def _now_ms() -> int:
@@ -201,6 +212,15 @@ class Client:
         self._hopeless = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._backup = BackupService(
+            store,
+            account,
+            self._rest,
+            keep=self.config.keep_messages,
+            interval=self.config.backup_interval,
+            limits=self.config.vault_limits,
+            params=self.config.vault_params,
+        )
 
     # ------------------------------------------------------------------ profiles
 
@@ -326,6 +346,8 @@ class Client:
                 "the identity key from the approving device is not the account's"
                 f" (the server refused the key upload: {exc.code})",
             ) from None
+        if message.vault_key is not None and message.vault_wrapped is not None:
+            await client._adopt_vault(message.vault_key, message.vault_wrapped)
         return client
 
     async def approve_device(self, code: str, device_name: str = "linked") -> int:
@@ -339,6 +361,8 @@ class Client:
                 account_id=self.account.account_id,
                 username=self.account.username,
                 identity=self._store.keys.get_identity_key_pair().serialize(),
+                vault_key=self._backup.keys.vault_key if self._backup.keys else None,
+                vault_wrapped=self._backup.keys.wrapped if self._backup.keys else None,
             )
             sealed = provisioning.seal(message, ephemeral)
         except provisioning.LinkCodeError as exc:
@@ -399,6 +423,7 @@ class Client:
         """Begin connecting in the background; returns at once."""
         self._check_open()
         await self._runtime.start()
+        self._backup.start()
 
     async def wait_synced(
         self,
@@ -470,6 +495,7 @@ class Client:
         self._closed = True
         for task in list(self._background):
             task.cancel()
+        await self._backup.stop()
         await self._runtime.close()
         await self._rest.aclose()
         self._store.close()
@@ -646,8 +672,10 @@ class Client:
             await self._runtime.flush()
 
     async def history(self, conv_id: str, before: int | None = None, limit: int = 50) -> Page:
-        """A page of messages older than ``before`` (the newest page when None)."""
-        return self._store.history(conv_id, before, max(1, limit))
+        """A page of messages older than ``before`` (the newest page when None); past the
+        local history it continues from the vault (same shape, more latency)."""
+        page = self._store.history(conv_id, before, max(1, limit))
+        return await self._backup.history(conv_id, before, max(1, limit), page)
 
     async def page_around(self, conv_id: str, message_id: uuid.UUID, limit: int = 50) -> Page:
         """A page with ``message_id`` in the middle (to jump to a search hit)."""
@@ -662,6 +690,54 @@ class Client:
     async def search(self, query: str, limit: int = 50) -> list[SearchHit]:
         """Messages whose body contains every word of ``query``, most recently stored first."""
         return self._store.search(query, max(1, limit))
+
+    # ------------------------------------------------------------------ backup (client/backup)
+
+    async def search_older(self, query: str, limit: int = 50) -> list[SearchHit]:
+        """Search the history kept only in the vault (downloads and opens its pages)."""
+        self._check_open()
+        return await self._backup.search_older(query, max(1, limit))
+
+    async def enable_backup(self, passphrase: str) -> None:
+        """Enrol the account's history vault under ``passphrase`` (``weak_passphrase`` if the
+        estimate is too low) and start uploading in the background."""
+        self._check_open()
+        await self._backup.enable(passphrase)
+
+    async def backup_status(self) -> BackupStatus:
+        return await self._backup.status()
+
+    async def backup_now(self, on_progress: Callable[[int, int], None] | None = None) -> int:
+        """Upload what changed now (and apply local retention); pages uploaded."""
+        self._check_open()
+        return await self._backup.upload_now(on_progress)
+
+    async def change_passphrase(self, old: str, new: str) -> None:
+        """Re-wrap the vault key under a new passphrase (``wrong_passphrase`` for a wrong
+        old one)."""
+        self._check_open()
+        await self._backup.change_passphrase(old, new)
+
+    async def export_backup(
+        self, path: Path, on_progress: Callable[[int, int], None] | None = None
+    ) -> int:
+        """Write the whole vault to ``path`` (readable with the passphrase alone)."""
+        self._check_open()
+        return await self._backup.export(Path(path), on_progress)
+
+    async def import_backup(self, path: Path, passphrase: str) -> int:
+        """Add the messages of an export file of this account; how many were new."""
+        self._check_open()
+        return await self._backup.import_(Path(path), passphrase)
+
+    async def _adopt_vault(self, vault_key: bytes, wrapped: bytes) -> None:
+        from .backup.recovery import adopt_vault
+
+        self._backup.adopt(vault_key, wrapped)
+        await adopt_vault(
+            self._store, self._backup.api, vault_key, wrapped,
+            keep=self.config.keep_messages, restore=False,
+        )  # fmt: skip
 
     async def safety(self, username: str) -> SafetyNumber:
         """The safety number shared with ``username``, refreshed from the server when it can

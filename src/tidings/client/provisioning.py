@@ -31,6 +31,10 @@ class ProvisionMessage(msgspec.Struct, forbid_unknown_fields=False):
     username: str
     #: the account's serialized IdentityKeyPair
     identity: bytes
+    #: the history vault's key and wrapped key, when the account has backup enabled: the new
+    #: device reads older history from the vault (older clients ignore these fields)
+    vault_key: bytes | None = None
+    vault_wrapped: bytes | None = None
 
 
 class LinkCodeError(ValueError):

@@ -17,7 +17,7 @@ import re
 import urllib.parse
 from typing import Any, Literal
 
-from tidings.protocol import keys, rest
+from tidings.protocol import keys, rest, vault
 from tidings.protocol.frames import Watermark
 
 Method = Literal["GET", "POST", "PUT", "DELETE"]
@@ -124,12 +124,42 @@ UPDATE_SETTINGS = Route(
     "update_settings", "PUT", "/v1/settings", rest.UpdateSettings, rest.AccountSettings
 )
 
+VAULT_STATUS = Route("vault_status", "GET", "/v1/vault", response=vault.VaultStatus)
+VAULT_ENROL = Route("vault_enrol", "PUT", "/v1/vault", vault.VaultEnrol, vault.VaultStatus)
+VAULT_PARAMS = Route(
+    "vault_params", "GET", "/v1/vault/params/{username:str}", response=vault.VaultParams,
+    auth="none",
+)  # fmt: skip
+VAULT_RECOVER = Route(
+    "vault_recover", "POST", "/v1/vault/recover", vault.VaultProof, vault.VaultRecovered,
+    auth="none",
+)  # fmt: skip
+VAULT_REGISTER = Route(
+    "vault_register", "POST", "/v1/vault/register", vault.RecoverDevice, vault.RecoveredDevice,
+    status=201, auth="none",
+)  # fmt: skip
+VAULT_PASSPHRASE = Route(
+    "vault_passphrase", "PUT", "/v1/vault/passphrase", vault.ChangePassphrase, vault.VaultStatus
+)
+VAULT_PUT_PAGES = Route(
+    "vault_put_pages", "POST", "/v1/vault/pages", vault.VaultPages, vault.VaultStatus
+)
+VAULT_LIST_PAGES = Route("vault_list_pages", "GET", "/v1/vault/pages", response=vault.PageList)
+VAULT_FETCH_PAGES = Route(
+    "vault_fetch_pages", "POST", "/v1/vault/pages/fetch", vault.FetchPages, list[vault.VaultPage]
+)
+VAULT_ROUTES = (
+    VAULT_STATUS, VAULT_ENROL, VAULT_PARAMS, VAULT_RECOVER, VAULT_REGISTER, VAULT_PASSPHRASE,
+    VAULT_PUT_PAGES, VAULT_LIST_PAGES, VAULT_FETCH_PAGES,
+)  # fmt: skip
+
 #: Every REST route, in the order the docs list them.
 ROUTES: tuple[Route, ...] = (
     HEALTH, CREATE_ACCOUNT, ME, USER, CONVERSATIONS, CREATE_DIRECT, CONVERSATION, MESSAGES,
     RECEIPTS, CONVERSATION_DEVICES, CREATE_GROUP, ADD_MEMBERS, REMOVE_MEMBER, LEAVE_GROUP,
     UPLOAD_KEYS, KEY_COUNTS, BUNDLES, CLAIM_KEYS, REMOVE_DEVICE, NEW_PROVISIONING,
     FETCH_PROVISIONING, APPROVE_PROVISIONING, SETTINGS, UPDATE_SETTINGS,
+    *VAULT_ROUTES,
 )  # fmt: skip
 
 #: The WebSocket endpoint (frames in :mod:`tidings.protocol.frames`).

@@ -23,6 +23,9 @@ from tidings.server.groupadds import GroupAddGate
 from tidings.server.ratelimit import RateLimiter
 from tidings.server.sendlimits import SendLimiter, SendRates
 from tidings.server.store.sqlite import SqliteStore
+from tidings.server.vault.attempts import Backoff
+from tidings.server.vault.keys import VaultKeys
+from tidings.server.vault.service import VaultService
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +84,13 @@ def create_app(config: ServerConfig) -> Litestar:
         keys=keys,
         provisioning=provisioning,
         account_limiter=RateLimiter(config.accounts_per_minute),
+        vault=VaultService(
+            store,
+            VaultKeys.load(config.data_dir),
+            quota_bytes=config.vault_quota_bytes,
+            max_devices=config.max_devices_per_account,
+            backoff=Backoff(free=config.vault_free_attempts, cap=config.vault_backoff_cap_seconds),
+        ),
     )
     gateway = ws.endpoint(
         auth,

@@ -109,6 +109,12 @@ class ServerConfig:
     #: but may lose the last second or so of accepted messages on power loss (never on a crash
     #: of the process alone)
     sqlite_synchronous: str = "full"
+    #: bytes of sealed history pages one account may keep in its vault (0: unlimited)
+    vault_quota_bytes: int = 512 * 1024 * 1024
+    #: failed vault recovery proofs per account that cost nothing; each further one doubles
+    #: the wait before the next (1 s, 2 s, 4 s, ... up to vault_backoff_cap_seconds)
+    vault_free_attempts: int = 5
+    vault_backoff_cap_seconds: float = 900.0
     log_level: str = "info"
 
     @property
@@ -205,6 +211,10 @@ class ServerConfig:
             raise ConfigError("accounts_per_minute must be at least 1")
         if self.provisioning_ttl_seconds < 10:
             raise ConfigError("provisioning_ttl_seconds must be at least 10")
+        if self.vault_quota_bytes < 0 or self.vault_free_attempts < 0:
+            raise ConfigError("vault_quota_bytes and vault_free_attempts must not be negative")
+        if self.vault_backoff_cap_seconds < 1:
+            raise ConfigError("vault_backoff_cap_seconds must be at least 1")
         if self.max_devices_per_account < 1:
             raise ConfigError("max_devices_per_account must be at least 1")
         if self.header_timeout <= 0 or self.body_timeout <= 0:

@@ -33,6 +33,7 @@ from tidings.server.delivery import DeliveryService, Device
 from tidings.server.directory import KeyDirectory, Provisioner
 from tidings.server.ratelimit import RateLimiter, client_key
 from tidings.server.store import Refused, Store
+from tidings.server.vault.service import VaultService
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,8 @@ class Services:
     provisioning: Provisioner
     #: POST /v1/accounts per client IP address
     account_limiter: RateLimiter
+    #: the history vault (None: no vault routes work)
+    vault: VaultService | None = None
 
 
 def dependencies(services: Services) -> dict[str, Provide]:

@@ -9,10 +9,11 @@ from tidings.server.store.sqlite.keys import Keys
 from tidings.server.store.sqlite.provisioning import Provisioning
 from tidings.server.store.sqlite.receipts import Receipts
 from tidings.server.store.sqlite.settings import AccountSettings
+from tidings.server.store.sqlite.vault import Vault
 
 
 class SqliteStore(
-    Accounts, Conversations, Envelopes, Receipts, Keys, Provisioning, AccountSettings
+    Accounts, Conversations, Envelopes, Receipts, Keys, Provisioning, AccountSettings, Vault
 ):
     """:class:`~tidings.server.store.base.Store` on one SQLite database file.
 

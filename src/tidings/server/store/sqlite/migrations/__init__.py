@@ -28,7 +28,9 @@ SCRIPTS = (
 
 
 #: Feature components: name → its scripts in order (script i brings it to version i + 1).
-COMPONENTS: dict[str, tuple[str, ...]] = {}
+COMPONENTS: dict[str, tuple[str, ...]] = {
+    "vault": ("vault_v1.sql",),
+}
 
 
 def _read(names: tuple[str, ...]) -> list[str]:

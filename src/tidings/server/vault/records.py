@@ -1,0 +1,33 @@
+"""Records the vault store hands back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class VaultKeyRecord:
+    """One account's enrolment and its failed-proof state."""
+
+    account_id: str
+    wrapped: bytes
+    params: bytes
+    verifier: bytes
+    failures: int
+    #: ms: no proof is checked before this time
+    blocked_until: int
+    last_failure: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPage:
+    page_id: str
+    generation: int
+    sealed: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredDevice:
+    account_id: str
+    username: str
+    device_id: int
