@@ -7,8 +7,22 @@ without touching the store; the client keeps the message ``sending`` and sends i
 backoff (see :data:`tidings.protocol.errors.TRANSIENT_SEND_ERRORS`). The buckets are sized for
 humans: a burst of a couple of hundred messages passes, a sustained flood does not.
 
+**Hysteresis: a limited sender stays limited for a while.** Once one of a device's buckets (or
+its account's) comes up short, that device (or the whole account) is *held*: every Send and
+DeviceSend of it is refused, taking nothing, for :attr:`SendRates.hold` seconds (1 s), however
+many tokens trickle back meanwhile. When the hold ends the bucket has refilled by at least
+``min(burst, rate * hold)`` tokens (20 messages of a device at the defaults), so the sender gets a
+useful run again instead of one message per refill. The point is order: a client pipelines its
+Sends, so when message *k* is refused, its followers *k+1 …* are already on the wire and arrive
+within a round trip. Without the hold a token refilled in between would let *k+1* be stored
+before *k*'s resend, out of the order the user wrote them; with it every follower that arrives
+within ``hold`` seconds of the refusal (far more than a round trip plus the server's queue) is
+refused too, and the client (:class:`tidings.client.core.engine.Engine`) holds the rest of the
+conversation back until *k* is accepted, then sends them again in the order written.
+
 Buckets live in memory (per server process); a full bucket is the same as no bucket, so idle
-ones are forgotten and memory follows the number of devices sending right now.
+ones are forgotten and memory follows the number of devices sending right now. Holds that have
+ended are forgotten the same way.
 """
 
 from __future__ import annotations
@@ -31,6 +45,9 @@ class SendRates:
     account_burst: int = 400
     bytes_rate: float = 4 * 1024 * 1024
     bytes_burst: int = 32 * 1024 * 1024
+    #: seconds a device (account) is refused after one of its buckets came up short: longer
+    #: than a round trip, so that the pipelined followers of a refused Send are refused too
+    hold: float = 1.0
 
 
 class _Buckets:
@@ -73,20 +90,33 @@ class SendLimiter:
         # A single request may be as large as the whole burst (the setting is at least one
         # frame), so a request never waits for more than the bucket can hold.
         self._bytes = _Buckets(rates.bytes_rate, rates.bytes_burst)
+        #: device ``(account, device)`` or account → end of its hold (see the module docstring)
+        self._holds: dict[object, float] = {}
 
     def admit(self, account_id: str, device_id: int, size: int) -> bool:
         """Take the tokens for one request, or ``False`` (taking nothing) if it is over a
-        limit."""
+        limit or its device or account is still held after an earlier refusal."""
         now = self._clock()
         device = (account_id, device_id)
         size = min(size, self.rates.bytes_burst)
-        if (
-            self._devices.level(device, now) < 1
-            or self._accounts.level(account_id, now) < 1
-            or self._bytes.level(account_id, now) < size
-        ):
+        if self._holds.get(device, now) > now or self._holds.get(account_id, now) > now:
+            return False
+        device_short = self._devices.level(device, now) < 1
+        account_short = (
+            self._accounts.level(account_id, now) < 1 or self._bytes.level(account_id, now) < size
+        )
+        if device_short or account_short:
+            if device_short:
+                self._hold(device, now)
+            if account_short:
+                self._hold(account_id, now)
             return False
         self._devices.take(device, 1, now)
         self._accounts.take(account_id, 1, now)
         self._bytes.take(account_id, size, now)
         return True
+
+    def _hold(self, key: object, now: float) -> None:
+        if len(self._holds) >= _SWEEP_AT:
+            self._holds = {k: end for k, end in self._holds.items() if end > now}
+        self._holds[key] = now + self.rates.hold

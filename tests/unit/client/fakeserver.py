@@ -15,6 +15,7 @@ from __future__ import annotations
 import random
 import uuid
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import msgspec
@@ -88,6 +89,9 @@ class FakeServer:
         self.connections: dict[DeviceKey, FakeConnection] = {}
         #: removed devices: their upgrade is refused with HTTP 401
         self.removed: set[DeviceKey] = set()
+        #: admits a device's Send (or not: Rejected rate_limited), like the real server's
+        #: SendLimiter.admit(account, device, size); None: no limits
+        self.limiter: Callable[[str, int, int], bool] | None = None
         self.ts = 1_000
 
     # ------------------------------------------------------------------ setup
@@ -188,6 +192,8 @@ class FakeServer:
         c = self.conversations.get(frame.conv)
         if c is None or account not in c.members:
             return Rejected(id=frame.id, conv=frame.conv, code="not_member")
+        if self.limiter is not None and not self.limiter(account, device_id, len(frame.payload)):
+            return Rejected(id=frame.id, conv=frame.conv, code="rate_limited")
         seq = c.by_id.get(frame.id)
         if seq is None:
             seq = self._append(frame.conv, account, device_id, frame.id, frame.payload, "msg")

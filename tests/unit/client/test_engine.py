@@ -935,3 +935,90 @@ def test_a_fetch_answer_without_collected_seqs_moves_the_cursor_past_them() -> N
     assert e.cursors[C] == 30
     e.tick(T0 + 100)  # no gap left to fetch again
     assert [f for f in frames(e.take_effects()) if isinstance(f, Fetch)] == []
+
+
+# ----------------------------------------------------------------------------- written order
+
+
+def sends(effects: list[engine.Effect]) -> list[int]:
+    """The message numbers (``item(n)``) of the Sends among ``effects``, in order."""
+    return [f.id.int for f in frames(effects) if isinstance(f, Send)]
+
+
+def test_a_refusal_mid_burst_holds_the_rest_of_the_conversation_until_it_is_accepted() -> None:
+    e = new_engine(members={C: frozenset({ME, PEER}), "c2": frozenset({ME, PEER})})
+    online(e)
+    for n in range(1, 6):  # pipelined: every Send goes out at once
+        e.send(item(n), Text(body=str(n)), 1, T0)
+    assert sends(e.take_effects()) == [1, 2, 3, 4, 5]
+    e.receive(Accepted(id=item(1).id, conv=C, seq=1, ts=1), T0 + 0.1)
+    e.receive(Rejected(id=item(2).id, conv=C, code="rate_limited"), T0 + 0.1)
+    (deferred,) = only(e.take_effects(), engine.SendDeferred)
+    assert isinstance(deferred, engine.SendDeferred)
+    resend_at = T0 + 0.1 + deferred.retry_in
+    # a follower refused meanwhile waits for the probe: no timer of its own
+    e.receive(Rejected(id=item(4).id, conv=C, code="rate_limited"), T0 + 0.2)
+    assert only(e.take_effects(), engine.SendDeferred) == [
+        engine.SendDeferred(item(4).id, "rate_limited", pytest.approx(resend_at - T0 - 0.2))
+    ]
+    # a new message of the blocked conversation waits too; other conversations do not
+    e.send(item(6), Text(body="6"), 1, T0 + 0.3)
+    e.send(item(7, "c2"), Text(body="7"), 1, T0 + 0.3)
+    assert sends(e.take_effects()) == [7]
+    assert e.next_wakeup() == resend_at
+    e.tick(resend_at)
+    assert sends(e.take_effects()) == [2]  # the probe alone
+    e.tick(T0 + SETTINGS.send_timeout)  # the followers' send timeouts: still waiting
+    assert sends(e.take_effects()) == []
+    # refused again: a longer backoff, still alone
+    e.receive(Rejected(id=item(2).id, conv=C, code="rate_limited"), resend_at + 0.1)
+    (again,) = only(e.take_effects(), engine.SendDeferred)
+    assert isinstance(again, engine.SendDeferred) and again.retry_in > deferred.retry_in / 2
+    e.tick(resend_at + 0.1 + again.retry_in)
+    assert sends(e.take_effects()) == [2]
+    # accepted: the rest goes, in the order written, pipelined
+    e.receive(Accepted(id=item(2).id, conv=C, seq=2, ts=2), resend_at + 3)
+    assert sends(e.take_effects()) == [3, 4, 5, 6]
+    for seq, n in enumerate((3, 4, 5, 6), start=3):
+        e.receive(Accepted(id=item(n).id, conv=C, seq=seq, ts=seq), resend_at + 3)
+    e.receive(Accepted(id=item(7).id, conv="c2", seq=1, ts=1), resend_at + 3)
+    assert not e.outbox
+    e.send(item(8), Text(body="8"), 1, resend_at + 4)  # unblocked: straight out again
+    assert sends(e.take_effects()) == [8]
+
+
+def test_the_probe_is_the_first_unanswered_message_of_the_conversation() -> None:
+    e = new_engine()
+    online(e)
+    for n in (1, 2, 3):
+        e.send(item(n), Text(body=str(n)), 1, T0)
+    e.take_effects()
+    # 2 is refused while 1 is still on its way: 1 is the probe, 2 and 3 wait for it
+    e.receive(Rejected(id=item(2).id, conv=C, code="rate_limited"), T0)
+    e.take_effects()
+    wake = e.next_wakeup()
+    assert wake is not None and wake < T0 + 1
+    e.tick(wake)
+    assert sends(e.take_effects()) == [1]
+    e.receive(Accepted(id=item(1).id, conv=C, seq=1, ts=1), wake)
+    assert sends(e.take_effects()) == [2, 3]
+
+
+def test_a_probe_that_fails_for_good_or_is_echoed_releases_the_rest() -> None:
+    e = new_engine()
+    online(e)
+    for n in (1, 2, 3):
+        e.send(item(n), Text(body=str(n)), 1, T0)
+    e.take_effects()
+    e.receive(Error(code="overloaded", ref=str(item(1).id)), T0)  # a transient error blocks too
+    e.send(item(4), Text(body="4"), 1, T0)
+    assert sends(e.take_effects()) == []
+    e.receive(Rejected(id=item(1).id, conv=C, code="not_member"), T0 + 1)
+    effects = e.take_effects()
+    assert only(effects, engine.MarkFailed) == [engine.MarkFailed(item(1).id, "not_member")]
+    assert sends(effects) == [2, 3, 4]
+    e.receive(Rejected(id=item(2).id, conv=C, code="quota_exceeded"), T0 + 2)
+    e.take_effects()
+    own = Envelope(conv=C, seq=1, id=item(2).id, sender=ME, sender_device=1, ts=1, payload=b"p")
+    e.receive(own, T0 + 3)  # the probe echoed before its Accepted: stored after all
+    assert sends(e.take_effects()) == [3, 4]

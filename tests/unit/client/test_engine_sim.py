@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from tidings.client.core.engine import FatalNotice, Phase
 from tidings.client.core.types import MessageStatus
+from tidings.server.sendlimits import SendLimiter, SendRates
 
 from .fakeserver import RANK, Harness
 
@@ -272,3 +273,38 @@ def test_a_replaced_connection_does_not_fight_back() -> None:
     h.advance(3600)
     assert alice.conn is None  # no reconnect: the newer connection keeps the device
     assert [notice.code for notice in alice.fatal] == [4409]
+
+
+def test_a_refusal_mid_burst_still_stores_the_burst_in_written_order() -> None:
+    # alice writes 40 messages at once: all 40 Sends are on the wire. The server (the real
+    # SendLimiter on the harness clock) takes one frame every 20 ms and refills a token every
+    # 100 ms, so message 6 is refused while tokens come back for its followers in flight.
+    h = chat()
+    alice, bob = h.device("alice"), h.device("bob")
+    limiter = SendLimiter(SendRates(device_rate=10, device_burst=5, hold=1.0), lambda: h.now)
+    refused = 0
+
+    def admit(account: str, device: int, size: int) -> bool:
+        nonlocal refused
+        admitted = limiter.admit(account, device, size)
+        refused += not admitted
+        return admitted
+
+    h.server.limiter = admit
+    written = [alice.send_text(CONV, f"m{i}") for i in range(40)]
+    for _ in range(10_000):
+        h.advance(0.02)
+        alice.to_server()
+        while alice.to_client() or bob.to_server() or bob.to_client():
+            pass
+        if not alice.engine.outbox:
+            break
+    h.settle()
+    assert refused > 5  # limited more than once
+    log = [env.id for env in h.server.conversations[CONV].log if env.kind == "msg"]
+    assert log == written  # seq order is written order
+    check_exactly_once_in_order(h)
+    mine = set(written)
+    received = sorted((m.seq or 0, i) for i, m in bob.messages.items() if i in mine)
+    assert [i for _, i in received] == written
+    assert {alice.messages[i].status for i in written} == {MessageStatus.DELIVERED}

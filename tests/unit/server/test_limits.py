@@ -147,6 +147,45 @@ async def test_a_flood_is_throttled_and_a_throttled_message_goes_through_later_o
     assert await world.count("envelopes", conv_id=conv) == 202
 
 
+def test_a_limited_device_stays_limited_for_the_hold_so_followers_cannot_overtake() -> None:
+    # Message k is refused; its pipelined followers arrive within a round trip, after tokens
+    # have trickled back: without the hold k+1 would be stored before k's resend.
+    clock = Clock()
+    limiter = SendLimiter(SendRates(device_rate=20, device_burst=5, hold=1.0), clock)
+    assert all(limiter.admit("a", 1, 10) for _ in range(5))
+    assert not limiter.admit("a", 1, 10)  # k
+    for step in range(1, 10):  # followers over 0.9 s: up to 18 tokens back, all refused
+        clock.now = step / 10
+        assert not limiter.admit("a", 1, 10)
+    assert limiter.admit("b", 1, 10) and limiter.admit("a", 2, 10)  # only that device is held
+    clock.now = 1.0  # the hold is over and the bucket is full again: a whole run goes through
+    assert all(limiter.admit("a", 1, 10) for _ in range(5))
+    assert not limiter.admit("a", 1, 10)
+
+
+def test_a_limited_account_holds_all_its_devices() -> None:
+    clock = Clock()
+    rates = SendRates(account_rate=10, account_burst=3, hold=0.5)
+    limiter = SendLimiter(rates, clock)
+    assert [limiter.admit("a", n % 2 + 1, 10) for n in range(4)] == [True] * 3 + [False]
+    clock.now = 0.4  # 4 tokens back, but the account is held
+    assert not limiter.admit("a", 1, 10) and not limiter.admit("a", 2, 10)
+    clock.now = 0.5
+    assert limiter.admit("a", 2, 10)
+
+
+def test_the_limiter_forgets_ended_holds() -> None:
+    clock = Clock()
+    limiter = SendLimiter(SendRates(device_burst=1), clock)
+    for n in range(5000):
+        assert limiter.admit(f"a{n}", 1, 10)
+        assert not limiter.admit(f"a{n}", 1, 10)
+    clock.now += 3600
+    assert limiter.admit("last", 1, 10)
+    assert not limiter.admit("last", 1, 10)  # a new hold sweeps the ended ones out
+    assert len(limiter._holds) < 100
+
+
 async def test_a_human_paced_sender_is_never_throttled(world, pair):
     alice, _, conv = pair
     clock = Clock()

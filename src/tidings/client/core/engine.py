@@ -15,6 +15,15 @@ What it guarantees (docs/architecture.md):
   (:data:`~tidings.protocol.errors.TRANSIENT_SEND_ERRORS`: ``rate_limited``, ``quota_exceeded``
   …) is a wait, not a refusal: the message stays ``sending`` and is sent again after the
   backoff (``quota_exceeded``: after the longest one), with a :class:`SendDeferred` notice.
+- A conversation's own messages are stored in the order they were written, even when the server
+  refuses one for a while: they are pipelined (each goes out at once), but a transient refusal
+  (``Rejected`` or ``Error``) *blocks* the conversation. Then only its first unanswered message
+  (the *probe*, in outbox order) is sent, after the backoff, again and again until it is
+  accepted; every later message of the conversation waits: new ones, and the followers that
+  were already on their way (refused meanwhile). Once the probe is accepted (or fails for good)
+  the rest goes again in outbox order, pipelined. The server's hold
+  (:mod:`tidings.server.sendlimits`) refuses the followers already in flight, so none of them is
+  stored before the refused one.
 - Incoming envelopes are released to the store in seq order, each once: duplicates (seq at or
   below the conversation cursor) are dropped, envelopes above a gap are held and the gap is
   fetched. A ``Batch`` that starts at or below the gap answers the ``Fetch``; the seqs it
@@ -385,6 +394,8 @@ class Engine:
         self.outbox: dict[uuid.UUID, OutboxItem] = {i.id: i for i in restored.outbox}
         self._due: list[tuple[float, int, uuid.UUID]] = []  # heap over outbox due times
         self._due_tiebreak = 0
+        #: blocked conversation → its probe: the one message of it that may be sent
+        self._blocked: dict[str, uuid.UUID] = {}
         self.members: dict[str, frozenset[str]] = dict(restored.members)
         self._marks: dict[str, dict[str, tuple[int, int]]] = {
             conv_id: dict(marks) for conv_id, marks in restored.watermarks.items()
@@ -649,6 +660,9 @@ class Engine:
     def _transmit_item(self, item: OutboxItem, now: float) -> None:
         if self.phase not in _WELCOMED:
             return
+        probe = self._blocked.get(item.conv_id)
+        if probe is not None and probe != item.id:
+            return  # waits for the probe's answer (_answered), then goes in outbox order
         item.attempts += 1
         settings = self.settings
         retry = backoff(item.attempts, self._rng, settings.retry_base, settings.retry_cap)
@@ -672,7 +686,7 @@ class Engine:
             case DeviceEnvelope():
                 self._device_envelope(frame, now)
             case Accepted():
-                self._accepted(frame)
+                self._accepted(frame, now)
             case Rejected():
                 self._rejected(frame, now)
             case Receipt():
@@ -729,7 +743,7 @@ class Engine:
             delay = backoff(
                 item.attempts, self._rng, self.settings.retry_base, self.settings.retry_cap
             )
-            self._schedule(item, now + delay)
+            self._block(item, delay, now)
 
     def _rejected(self, frame: Rejected, now: float) -> None:
         """A permanent refusal fails the message; a transient one sends it again later."""
@@ -739,19 +753,46 @@ class Engine:
         if frame.code not in TRANSIENT_SEND_ERRORS:
             del self.outbox[frame.id]
             self._effects.append(MarkFailed(frame.id, frame.code))
+            self._answered(item, now)
             return
         settings = self.settings
         if frame.code == ErrorCode.QUOTA_EXCEEDED:  # frees up only as recipients catch up
             delay = settings.retry_cap * (0.5 + 0.5 * self._rng.random())
         else:
             delay = backoff(item.attempts, self._rng, settings.retry_base, settings.retry_cap)
-        self._schedule(item, now + delay)
-        self._effects.append(SendDeferred(frame.id, frame.code, delay))
+        self._effects.append(SendDeferred(frame.id, frame.code, self._block(item, delay, now)))
 
-    def _accepted(self, frame: Accepted) -> None:
+    def _block(self, item: OutboxItem, delay: float, now: float) -> float:
+        """The server did not store ``item`` for now: block its conversation (module
+        docstring). The probe goes again in ``delay`` seconds, unless ``item`` is a follower
+        refused while the conversation was blocked: it waits for the probe. Returns the wait."""
+        conv_id = item.conv_id
+        probe_id = self._blocked.get(conv_id)
+        if probe_id is None or probe_id == item.id:
+            probe = next(i for i in self.outbox.values() if i.conv_id == conv_id)
+            self._blocked[conv_id] = probe.id
+            self._schedule(probe, now + delay)
+            return delay
+        return max(0.0, self.outbox[probe_id].due - now)
+
+    def _answered(self, item: OutboxItem, now: float) -> None:
+        """``item`` left the outbox. If it was its conversation's probe, the conversation is
+        unblocked: the messages held back go, in outbox order, with a fresh backoff (they
+        waited; they did not fail)."""
+        conv_id = item.conv_id
+        if self._blocked.get(conv_id) != item.id:
+            return
+        del self._blocked[conv_id]
+        for waiting in self.outbox.values():
+            if waiting.conv_id == conv_id:
+                waiting.attempts = 0
+                self._transmit_item(waiting, now)
+
+    def _accepted(self, frame: Accepted, now: float) -> None:
         item = self.outbox.pop(frame.id, None)
         if item is not None:
             self._mark_sent(frame.id, frame.conv, frame.seq, frame.ts)
+            self._answered(item, now)
         # The server does not echo our own message to us: its seq is stored now.
         if frame.seq > self.cursors.get(frame.conv, 0):
             self._held.setdefault(frame.conv, {}).setdefault(frame.seq, None)
@@ -785,6 +826,7 @@ class Engine:
             item = self.outbox.pop(env.id, None)
             if item is not None:  # our own message, echoed before its Accepted
                 self._mark_sent(env.id, conv_id, env.seq, env.ts)
+                self._answered(item, now)
         gap = self._gaps.get(conv_id)
         # A Batch starting at or below the gap answers our Fetch (a replay Batch never starts
         # below envelopes we hold): what the answer leaves out is not available to us.
