@@ -421,6 +421,10 @@ async def cmd_send(args: argparse.Namespace) -> Outcome:
 
 
 async def cmd_sync(args: argparse.Namespace) -> Outcome:
+    if args.once:  # one bounded sync, as a push wake-up runs it
+        from tidings.cli_push import cmd_sync_once
+
+        return await cmd_sync_once(args)
     warnings: list[str] = []
     async with _opened(Path(args.profile)) as client, EventWatch(client) as watch:
         pending = await _own_pending(client)
@@ -700,6 +704,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sync", parents=[common, profile, waits], help="receive new messages")
     p.add_argument("--for", dest="for_seconds", type=float, default=None, metavar="SECONDS")
+    p.add_argument("--once", action="store_true", help="one bounded sync (a push wake-up)")
+    p.add_argument("--budget", type=float, default=25.0, help="seconds --once may take")
+    p.add_argument("--hint", default="", help="the push's conversation hint: that chat first")
     p.set_defaults(handler=cmd_sync)
 
     p = sub.add_parser("history", parents=[common, profile], help="show a conversation")
@@ -785,6 +792,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("conversations", parents=[common, profile], help="the chat list")
     p.set_defaults(handler=cmd_conversations)
+
+    from tidings import cli_push  # push register|clear|show, notify
+
+    cli_push.add_parsers(sub, common, profile)
 
     p = sub.add_parser("app", parents=[common, profile], help="start the Kivy app")
     p.add_argument("--server", default=None, help="server URL to offer when signing up")

@@ -165,6 +165,8 @@ class Runtime:
         #: Sends to seal, taken by one task (so a conversation's order holds)
         self._sends: asyncio.Queue[tuple[int, Send]] = asyncio.Queue()
         self._sending: asyncio.Task[None] | None = None
+        #: applied to each Send right before sealing (mentions and quiet, tidings.client.push)
+        self.annotate: Callable[[Send], Send] | None = None
         #: DeviceSends waiting for their DeviceAccepted
         self._waiting: dict[uuid.UUID, asyncio.Future[DeviceAccepted]] = {}
         #: why the last connect failed (None once one succeeded): its cause for the user
@@ -337,6 +339,8 @@ class Runtime:
             generation, send = await self._sends.get()
             if generation != self._generation or self.engine.unsent(send.id) is None:
                 continue  # from an old connection (the engine resends after Welcome) or done
+            if self.annotate is not None:
+                send = self.annotate(send)
             try:
                 outcome = await self.drive(self.sealer.seal(send))
             except Exception as exc:  # 401 (the engine already knows), crypto trouble

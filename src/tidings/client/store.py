@@ -34,6 +34,7 @@ from .core.opening import WRITE_EFFECTS, OpenedEnvelope, StoreOpened
 from .errors import ProfileCorrupt
 from .keystore import SCHEMA as KEYSTORE_SCHEMA
 from .keystore import KeyStore
+from .push import migrate_schema as push_schema
 from .types import (
     MESSAGE_KINDS,
     Account,
@@ -178,7 +179,7 @@ MIGRATIONS: tuple[str, ...] = (
 _SELECT_MESSAGE = """
     SELECT m.id, m.conv_id, m.seq, m.sender_id, COALESCE(u.username, m.sender_id), m.is_own,
            m.kind, m.body, m.meta, m.reply_to, m.status, m.fail_reason, m.created_at,
-           COALESCE(c.read_upto, 0), m.ord
+           COALESCE(c.read_upto, 0), m.ord, m.mentions_me
     FROM messages m
     LEFT JOIN conversations c ON c.id = m.conv_id
     LEFT JOIN users u ON u.account_id = m.sender_id
@@ -294,6 +295,7 @@ class LocalStore:
     def migrate(self) -> None:
         """Bring the schema to the newest version, one migration per transaction."""
         migrate(self.db, MIGRATIONS)
+        push_schema(self.db)  # the "push" component: notification settings, mentions_me
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
@@ -504,8 +506,8 @@ class LocalStore:
     ) -> bool:
         cur = self.db.execute(
             "INSERT OR IGNORE INTO messages (id, conv_id, seq, ord, sender_id, sender_device,"
-            " is_own, kind, body, meta, reply_to, status, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " is_own, kind, body, meta, reply_to, status, created_at, mentions_me)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 env.id.hex,
                 env.conv,
@@ -520,6 +522,7 @@ class LocalStore:
                 reply_to,
                 status,
                 env.ts,
+                not is_own and self.account_id in env.mentions,
             ),
         )
         return cur.rowcount > 0
@@ -830,6 +833,7 @@ class LocalStore:
             status=MessageStatus(str(status)),
             fail_reason=str(fail) if fail is not None else None,
             created_at=created_at,
+            mentions_me=len(r) > 15 and bool(r[15]),
         )
 
     def _system_sentence(self, meta: bytes) -> str:

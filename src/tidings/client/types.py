@@ -69,6 +69,8 @@ class Message:
     fail_reason: str | None
     #: ms since the epoch: the local clock for own messages, the server's for others
     created_at: int
+    #: someone else's message that mentions me (``@me``, or a reply to my message)
+    mentions_me: bool = False
 
 
 @dataclass(frozen=True)
@@ -169,8 +171,21 @@ class Undecryptable:
     message_id: uuid.UUID
 
 
+@dataclass(frozen=True)
+class Notify:
+    """A received message that should alert on this device (tidings.client.push): not my
+    own, not read on another device, the chat not muted, at level ``all``, or ``mentions``
+    and it mentions me (every message of a direct chat)."""
+
+    message: Message
+    #: the group title or the peer's username
+    title: str
+    mentioned: bool
+
+
 ClientEvent = (
-    MessageAdded
+    Notify
+    | MessageAdded
     | MessageUpdated
     | ConversationUpdated
     | ConnectionChanged

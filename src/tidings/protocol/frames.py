@@ -81,6 +81,9 @@ class Send(_Frame, tag="send"):
     payload: bytes
     #: account ids the sender wants notified loudly (mentions); visible to the server
     mentions: Annotated[list[AccountId], msgspec.Meta(max_length=MAX_ITEMS)] = []
+    #: the sender asks that this wake nobody loudly (a reaction): pushes about it are silent;
+    #: visible to the server
+    quiet: bool = False
     #: End-to-end encryption (docs/e2ee.md): ciphertext per recipient device. In a direct
     #: conversation it must name exactly every device of both members except the sending one;
     #: in a group it is empty (the shared ``payload`` is the Sender Key message).

@@ -83,6 +83,13 @@ class Conversation(msgspec.Struct):
     members: list[Member]
     last_seq: Seq
     created_at: Millis
+    #: the caller's notification level here and until when it is muted (ms; None: not
+    #: muted), the same on all of its devices (tidings.protocol.push)
+    notify_level: Literal["all", "mentions", "none"] = "all"
+    muted_until: Millis | None = None
+    #: what a push about this conversation carries instead of its id: opaque, different for
+    #: every account (empty from servers without push)
+    push_hint: str = ""
 
 
 class CreateDirect(msgspec.Struct, forbid_unknown_fields=True):

@@ -17,7 +17,7 @@ import re
 import urllib.parse
 from typing import Any, Literal
 
-from tidings.protocol import keys, rest, vault
+from tidings.protocol import keys, push, rest, vault
 from tidings.protocol.frames import Watermark
 
 Method = Literal["GET", "POST", "PUT", "DELETE"]
@@ -153,12 +153,28 @@ VAULT_ROUTES = (
     VAULT_PUT_PAGES, VAULT_LIST_PAGES, VAULT_FETCH_PAGES,
 )  # fmt: skip
 
+# Push notifications: this device's registration, the server's VAPID key, and the account's
+# notification level of one conversation (tidings.protocol.push).
+PUSH_REGISTRATION = Route("push_registration", "GET", "/v1/push", response=push.PushStatus)
+SET_PUSH = Route("set_push", "PUT", "/v1/push", push.PushRegistration, push.PushStatus)
+CLEAR_PUSH = Route("clear_push", "DELETE", "/v1/push", status=204)
+VAPID_KEY = Route("vapid_key", "GET", "/v1/push/vapid", response=push.VapidKey, auth="none")
+NOTIFICATIONS = Route(
+    "notifications", "GET", "/v1/conversations/{conv:str}/notifications",
+    response=push.Notifications,
+)  # fmt: skip
+SET_NOTIFICATIONS = Route(
+    "set_notifications", "PUT", "/v1/conversations/{conv:str}/notifications",
+    push.UpdateNotifications, push.Notifications,
+)  # fmt: skip
+
 #: Every REST route, in the order the docs list them.
 ROUTES: tuple[Route, ...] = (
     HEALTH, CREATE_ACCOUNT, ME, USER, CONVERSATIONS, CREATE_DIRECT, CONVERSATION, MESSAGES,
     RECEIPTS, CONVERSATION_DEVICES, CREATE_GROUP, ADD_MEMBERS, REMOVE_MEMBER, LEAVE_GROUP,
     UPLOAD_KEYS, KEY_COUNTS, BUNDLES, CLAIM_KEYS, REMOVE_DEVICE, NEW_PROVISIONING,
     FETCH_PROVISIONING, APPROVE_PROVISIONING, SETTINGS, UPDATE_SETTINGS,
+    PUSH_REGISTRATION, SET_PUSH, CLEAR_PUSH, VAPID_KEY, NOTIFICATIONS, SET_NOTIFICATIONS,
     *VAULT_ROUTES,
 )  # fmt: skip
 

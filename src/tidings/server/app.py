@@ -20,6 +20,10 @@ from tidings.server.config import ServerConfig
 from tidings.server.delivery import DeliveryService
 from tidings.server.directory import KeyDirectory, Provisioner
 from tidings.server.groupadds import GroupAddGate
+from tidings.server.push.dispatcher import PushDispatcher
+from tidings.server.push.presence import PresenceBus
+from tidings.server.push.service import PushService, load_or_create_hint_key
+from tidings.server.push.wiring import build_providers
 from tidings.server.ratelimit import RateLimiter
 from tidings.server.sendlimits import SendLimiter, SendRates
 from tidings.server.store.sqlite import SqliteStore
@@ -35,7 +39,7 @@ PURGE_INTERVAL = 300.0
 
 def create_app(config: ServerConfig) -> Litestar:
     store = SqliteStore(config.database_path, synchronous=config.sqlite_synchronous)
-    bus = LocalBus()
+    bus = PresenceBus(LocalBus())  # knows which devices are live, for push wake-ups
     delivery = DeliveryService(
         store,
         bus,
@@ -54,6 +58,30 @@ def create_app(config: ServerConfig) -> Litestar:
         quota_bytes=config.account_quota_bytes,
         retention_days=config.envelope_retention_days,
     )
+    push_providers = build_providers(config)
+    dispatcher = PushDispatcher(
+        push_providers.by_platform,
+        queue_size=config.push_queue_size,
+        workers=config.push_workers,
+        max_attempts=config.push_max_attempts,
+        base_backoff=config.push_retry_base,
+        on_drop_registration=lambda registration, reason: push.drop_registration(
+            registration, reason
+        ),
+    )
+    push = PushService(
+        store,
+        bus,
+        dispatcher,
+        load_or_create_hint_key(config.data_dir / "push" / "hint_key"),
+        coalesce_seconds=config.push_coalesce_seconds,
+        silent_interval=config.push_silent_interval,
+        platforms=push_providers.by_platform,
+        vapid_public_key=push_providers.vapid_public_key,
+        allow_http_endpoints=config.webpush_allow_http,
+        allow_private_endpoints=config.push_allow_private_endpoints,
+    )
+    delivery.push = push
     auth = Authenticator(store)
     keys = KeyDirectory(store, claims_per_minute=config.key_claims_per_minute)
     delivery.group_adds = GroupAddGate(
@@ -84,6 +112,7 @@ def create_app(config: ServerConfig) -> Litestar:
         keys=keys,
         provisioning=provisioning,
         account_limiter=RateLimiter(config.accounts_per_minute),
+        push=push,
         vault=VaultService(
             store,
             VaultKeys.load(config.data_dir),
@@ -125,6 +154,7 @@ def create_app(config: ServerConfig) -> Litestar:
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         await store.open()
         purger = asyncio.create_task(purge_forever())
+        await push.dispatcher.start()
         log.info("serving data from %s", config.data_dir)
         try:
             yield
@@ -132,6 +162,9 @@ def create_app(config: ServerConfig) -> Litestar:
             purger.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await purger
+            await push.stop()
+            await push.dispatcher.stop()
+            await push_providers.aclose()
             await store.close()
 
     return Litestar(

@@ -115,6 +115,46 @@ class ServerConfig:
     #: the wait before the next (1 s, 2 s, 4 s, ... up to vault_backoff_cap_seconds)
     vault_free_attempts: int = 5
     vault_backoff_cap_seconds: float = 900.0
+    # ---- push notifications (README "Push notifications"); the log provider is always on
+    #: seconds during which a device that has not connected since its last push gets no
+    #: further push unless the new one is louder
+    push_coalesce_seconds: float = 10.0
+    #: at most one silent (background) push per device per this many seconds
+    push_silent_interval: float = 60.0
+    #: wakes waiting for a provider; past it the oldest silent ones are dropped first
+    push_queue_size: int = 10_000
+    #: concurrent sends to the providers
+    push_workers: int = 4
+    #: tries per wake (transient failures back off exponentially)
+    push_max_attempts: int = 5
+    #: first retry delay in seconds (doubles per try, jittered, capped at 5 minutes)
+    push_retry_base: float = 1.0
+    #: accept WebPush endpoints on loopback, private and link-local addresses (tests, a
+    #: distributor on the LAN); off: such endpoints are refused (server-side request forgery)
+    push_allow_private_endpoints: bool = False
+    #: APNs: the .p8 signing key, its Key ID, the Team ID and the app's bundle id; APNs is on
+    #: when apns_key_path is set
+    apns_key_path: str = ""
+    apns_key_id: str = ""
+    apns_team_id: str = ""
+    apns_topic: str = ""
+    #: https://api.push.apple.com, https://api.sandbox.push.apple.com or a relay
+    apns_base_url: str = "https://api.push.apple.com"
+    #: a PEM CA bundle to trust instead of the system store (a relay, the test stand-in)
+    apns_ca_file: str = ""
+    #: FCM: the service-account JSON (FCM is on when it is set), the API base URL and the
+    #: OAuth2 token endpoint (empty: the service account's token_uri)
+    fcm_service_account: str = ""
+    fcm_base_url: str = "https://fcm.googleapis.com"
+    fcm_token_uri: str = ""
+    fcm_ca_file: str = ""
+    #: WebPush / UnifiedPush: the VAPID contact (mailto: or https:); WebPush is on when set.
+    #: The VAPID key is generated into <data>/push/ unless webpush_vapid_key_path names one
+    webpush_contact: str = ""
+    webpush_vapid_key_path: str = ""
+    #: also accept and push to plain-http endpoints (tests, a LAN distributor)
+    webpush_allow_http: bool = False
+    webpush_ca_file: str = ""
     log_level: str = "info"
 
     @property
@@ -233,6 +273,16 @@ class ServerConfig:
             )
         if self.sqlite_synchronous not in SQLITE_SYNCHRONOUS:
             raise ConfigError(f"sqlite_synchronous must be one of {', '.join(SQLITE_SYNCHRONOUS)}")
+        if self.push_coalesce_seconds < 0 or self.push_silent_interval < 0:
+            raise ConfigError("push_coalesce_seconds and push_silent_interval must not be negative")
+        if self.push_queue_size < 1 or self.push_workers < 1 or self.push_max_attempts < 1:
+            raise ConfigError("push_queue_size, push_workers and push_max_attempts must be >= 1")
+        if self.push_retry_base <= 0:
+            raise ConfigError("push_retry_base must be positive")
+        if self.apns_key_path and not (self.apns_key_id and self.apns_team_id and self.apns_topic):
+            raise ConfigError("apns_key_path needs apns_key_id, apns_team_id and apns_topic")
+        if self.webpush_contact and not self.webpush_contact.startswith(("mailto:", "https://")):
+            raise ConfigError("webpush_contact must be a mailto: or https: URI")
         if self.log_level not in _LOG_LEVELS:
             raise ConfigError(f"log_level must be one of {', '.join(_LOG_LEVELS)}")
 

@@ -38,6 +38,7 @@ from tidings.protocol import (
 )
 from tidings.server.bus import Bus, Delivery
 from tidings.server.groupadds import GroupAddGate
+from tidings.server.push.hook import PushHook
 from tidings.server.sendlimits import SendLimiter
 from tidings.server.store import (
     ConversationRecord,
@@ -124,6 +125,9 @@ class DeliveryService:
         #: consent and rate limits of group adds (None: anybody may add anybody, unlimited)
         self.group_adds = group_adds
         self.clock = clock
+        #: told after a message, receipt or membership change is stored, to wake offline
+        #: devices (None: no push); returns at once
+        self.push: PushHook | None = None
 
     # ------------------------------------------------------------------ messages
 
@@ -182,6 +186,8 @@ class DeliveryService:
                 for address, ciphertext in message.device_payloads
             }
             await self._publish(envelope, appended.recipients, skip=device.address, own=own)
+            if self.push is not None:
+                self.push.message(envelope, appended.recipients, device.address, quiet=frame.quiet)
         return Accepted(id=envelope.id, conv=envelope.conv, seq=envelope.seq, ts=envelope.ts)
 
     def _check_send(self, frame: Send) -> tuple[ErrorCode, str] | None:
@@ -355,6 +361,8 @@ class DeliveryService:
         await self.bus.to_accounts(
             (*move.senders, move.account), Delivery(encode(receipt)), skip=device.address
         )
+        if self.push is not None:
+            self.push.receipt(move, device.address)
 
     async def receipts(self, device: Device, conv: str) -> list[Watermark]:
         await self.conversation_for(device, conv)
@@ -473,6 +481,8 @@ class DeliveryService:
 
     async def _announce(self, change: MembershipChange) -> None:
         await self._publish(change.envelope, change.recipients, skip=None)
+        if self.push is not None:
+            self.push.membership(change)
 
     async def _publish(
         self,

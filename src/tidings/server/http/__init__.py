@@ -6,6 +6,7 @@ from __future__ import annotations
 from litestar import Router
 
 from tidings.server.http import accounts, conversations, groups, keys, provisioning, settings
+from tidings.server.http import push as push_routes
 from tidings.server.http import vault as vault_routes
 from tidings.server.http.common import EXCEPTION_HANDLERS, Services, dependencies
 
@@ -23,6 +24,7 @@ def router(services: Services) -> Router:
             *keys.HANDLERS,
             *provisioning.HANDLERS,
             *settings.HANDLERS,
+            *push_routes.HANDLERS,
             *vault_routes.HANDLERS,
         ],
         dependencies=dependencies(services),

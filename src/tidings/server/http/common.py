@@ -31,6 +31,7 @@ from tidings.server.auth import Authenticator
 from tidings.server.config import ServerConfig
 from tidings.server.delivery import DeliveryService, Device
 from tidings.server.directory import KeyDirectory, Provisioner
+from tidings.server.push.service import PushService
 from tidings.server.ratelimit import RateLimiter, client_key
 from tidings.server.store import Refused, Store
 from tidings.server.vault.service import VaultService
@@ -60,6 +61,8 @@ class Services:
     provisioning: Provisioner
     #: POST /v1/accounts per client IP address
     account_limiter: RateLimiter
+    #: push registrations, notification levels and wake-ups (None: no push)
+    push: PushService | None = None
     #: the history vault (None: no vault routes work)
     vault: VaultService | None = None
 

@@ -14,6 +14,8 @@ from tidings.protocol.keys import DeviceMap
 from tidings.protocol.rest import Conversation, CreateDirect, Member, MessagePage
 from tidings.server.delivery import DeliveryService, Device
 from tidings.server.http.common import JSON, HttpRequest, Injected, decode_body, endpoint, to_json
+from tidings.server.http.push import personal, personalised
+from tidings.server.push.service import PushService
 from tidings.server.store import ConversationRecord, Refused
 
 
@@ -29,27 +31,43 @@ def conversation_view(record: ConversationRecord) -> Conversation:
 
 
 @endpoint(routes.CONVERSATIONS)
-async def conversations(caller: Injected[Device], delivery: Injected[DeliveryService]) -> bytes:
+async def conversations(
+    caller: Injected[Device],
+    delivery: Injected[DeliveryService],
+    push: Injected[PushService | None],
+) -> bytes:
     records = await delivery.conversations(caller)
-    return to_json([conversation_view(r) for r in records])
+    views = [conversation_view(r) for r in records]
+    if push is not None:
+        mine = await push.store.notify_settings_of(caller.account_id)
+        views = [personalised(v, caller, push, mine.get(v.id)) for v in views]
+    return to_json(views)
 
 
 @endpoint(routes.CREATE_DIRECT)
 async def create_direct(
-    request: HttpRequest, caller: Injected[Device], delivery: Injected[DeliveryService]
+    request: HttpRequest,
+    caller: Injected[Device],
+    delivery: Injected[DeliveryService],
+    push: Injected[PushService | None],
 ) -> Response[bytes]:
     body = await decode_body(request, CreateDirect)
     record, created = await delivery.create_direct(caller, body.username)
     # An existing conversation is answered 200 rather than the route's 201.
     status = routes.CREATE_DIRECT.status if created else HTTP_200_OK
-    return Response(to_json(conversation_view(record)), status_code=status, media_type=JSON)
+    view = await personal(conversation_view(record), caller, push)
+    return Response(to_json(view), status_code=status, media_type=JSON)
 
 
 @endpoint(routes.CONVERSATION)
 async def conversation(
-    caller: Injected[Device], delivery: Injected[DeliveryService], conv: FromPath[str]
+    caller: Injected[Device],
+    delivery: Injected[DeliveryService],
+    conv: FromPath[str],
+    push: Injected[PushService | None],
 ) -> bytes:
-    return to_json(conversation_view(await delivery.conversation_for(caller, conv)))
+    view = conversation_view(await delivery.conversation_for(caller, conv))
+    return to_json(await personal(view, caller, push))
 
 
 @endpoint(routes.MESSAGES)

@@ -7,13 +7,22 @@ from tidings.server.store.sqlite.conversations import Conversations
 from tidings.server.store.sqlite.envelopes import Envelopes
 from tidings.server.store.sqlite.keys import Keys
 from tidings.server.store.sqlite.provisioning import Provisioning
+from tidings.server.store.sqlite.push import PushRecords
 from tidings.server.store.sqlite.receipts import Receipts
 from tidings.server.store.sqlite.settings import AccountSettings
 from tidings.server.store.sqlite.vault import Vault
 
 
 class SqliteStore(
-    Accounts, Conversations, Envelopes, Receipts, Keys, Provisioning, AccountSettings, Vault
+    Accounts,
+    Conversations,
+    Envelopes,
+    Receipts,
+    Keys,
+    Provisioning,
+    AccountSettings,
+    PushRecords,
+    Vault,
 ):
     """:class:`~tidings.server.store.base.Store` on one SQLite database file.
 

@@ -29,6 +29,7 @@ SCRIPTS = (
 
 #: Feature components: name → its scripts in order (script i brings it to version i + 1).
 COMPONENTS: dict[str, tuple[str, ...]] = {
+    "push": ("push_v1.sql",),
     "vault": ("vault_v1.sql",),
 }
 

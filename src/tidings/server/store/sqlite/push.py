@@ -1,0 +1,180 @@
+"""Push registrations (one per device) and notification levels (per account and conversation).
+
+Tables in the ``push`` migration component (``migrations/push_v1.sql``). A registration
+references its device with ``ON DELETE CASCADE``: removing a device, or replacing the
+account's identity (which removes the other devices), deletes its registration in the same
+transaction, whatever path removed it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+from tidings.protocol.push import NotifyLevel, PushPlatform
+from tidings.server.push.store import NotifySetting, PushTargets, StoredRegistration
+from tidings.server.store.sqlite.writer import Database
+
+#: bound parameters per IN (...) list, below SQLite's limit
+_CHUNK = 500
+_REG_COLUMNS = "account_id, device_id, platform, token, p256dh, auth, topic, updated_at"
+
+
+def _registration(row: tuple[object, ...]) -> StoredRegistration:
+    account_id, device_id, platform, token, p256dh, auth, topic, updated_at = row
+    assert isinstance(device_id, int) and isinstance(updated_at, int)
+    return StoredRegistration(
+        str(account_id),
+        device_id,
+        _platform(platform),
+        str(token),
+        str(p256dh),
+        str(auth),
+        str(topic),
+        updated_at,
+    )
+
+
+def _platform(value: object) -> PushPlatform:
+    if value == "apns":
+        return "apns"
+    if value == "fcm":
+        return "fcm"
+    if value == "webpush":
+        return "webpush"
+    return "log"
+
+
+def _level(value: object) -> NotifyLevel:
+    if value == "mentions":
+        return "mentions"
+    if value == "none":
+        return "none"
+    return "all"
+
+
+def _setting(level: object, muted_until: object) -> NotifySetting:
+    return NotifySetting(_level(level), muted_until if isinstance(muted_until, int) else None)
+
+
+class PushRecords(Database):
+    async def set_push_registration(self, registration: StoredRegistration) -> None:
+        r = registration
+
+        def tx(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                f"INSERT OR REPLACE INTO push_registrations ({_REG_COLUMNS})"  # noqa: S608
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    r.account_id,
+                    r.device_id,
+                    r.platform,
+                    r.token,
+                    r.p256dh,
+                    r.auth,
+                    r.topic,
+                    r.updated_at,
+                ),
+            )
+
+        await self._write(tx)
+
+    async def push_registration(self, account_id: str, device_id: int) -> StoredRegistration | None:
+        def q(conn: sqlite3.Connection) -> StoredRegistration | None:
+            row = conn.execute(
+                f"SELECT {_REG_COLUMNS} FROM push_registrations"  # noqa: S608
+                " WHERE account_id = ? AND device_id = ?",
+                (account_id, device_id),
+            ).fetchone()
+            return _registration(row) if row is not None else None
+
+        return await self._read(q)
+
+    async def clear_push_registration(self, account_id: str, device_id: int) -> bool:
+        def tx(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "DELETE FROM push_registrations WHERE account_id = ? AND device_id = ?",
+                (account_id, device_id),
+            )
+            return cur.rowcount > 0
+
+        return await self._write(tx)
+
+    async def drop_push_registration(self, account_id: str, device_id: int, token: str) -> bool:
+        def tx(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "DELETE FROM push_registrations"
+                " WHERE account_id = ? AND device_id = ? AND token = ?",
+                (account_id, device_id, token),
+            )
+            return cur.rowcount > 0
+
+        return await self._write(tx)
+
+    async def push_targets(self, conv_id: str, accounts: Sequence[str]) -> PushTargets:
+        wanted = list(dict.fromkeys(accounts))
+
+        def q(conn: sqlite3.Connection) -> PushTargets:
+            row = conn.execute("SELECT kind FROM conversations WHERE id = ?", (conv_id,)).fetchone()
+            registrations: list[StoredRegistration] = []
+            settings: dict[str, NotifySetting] = {}
+            for i in range(0, len(wanted), _CHUNK):
+                chunk = wanted[i : i + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                registrations.extend(
+                    _registration(r)
+                    for r in conn.execute(
+                        f"SELECT {_REG_COLUMNS} FROM push_registrations"  # noqa: S608
+                        f" WHERE account_id IN ({marks})",
+                        chunk,
+                    )
+                )
+                for account_id, level, muted_until in conn.execute(
+                    "SELECT account_id, level, muted_until FROM notify_levels"  # noqa: S608
+                    f" WHERE conv_id = ? AND account_id IN ({marks})",
+                    (conv_id, *chunk),
+                ):
+                    settings[str(account_id)] = _setting(level, muted_until)
+            return PushTargets(str(row[0]) if row else "", registrations, settings)
+
+        return await self._read(q)
+
+    async def notify_setting(self, account_id: str, conv_id: str) -> NotifySetting:
+        def q(conn: sqlite3.Connection) -> NotifySetting:
+            row = conn.execute(
+                "SELECT level, muted_until FROM notify_levels WHERE account_id = ? AND conv_id = ?",
+                (account_id, conv_id),
+            ).fetchone()
+            return _setting(*row) if row is not None else NotifySetting()
+
+        return await self._read(q)
+
+    async def notify_settings_of(self, account_id: str) -> dict[str, NotifySetting]:
+        def q(conn: sqlite3.Connection) -> dict[str, NotifySetting]:
+            return {
+                str(conv_id): _setting(level, muted_until)
+                for conv_id, level, muted_until in conn.execute(
+                    "SELECT conv_id, level, muted_until FROM notify_levels WHERE account_id = ?",
+                    (account_id,),
+                )
+            }
+
+        return await self._read(q)
+
+    async def set_notify_setting(
+        self, account_id: str, conv_id: str, setting: NotifySetting
+    ) -> None:
+        def tx(conn: sqlite3.Connection) -> None:
+            if setting.level == "all" and setting.muted_until is None:
+                conn.execute(
+                    "DELETE FROM notify_levels WHERE account_id = ? AND conv_id = ?",
+                    (account_id, conv_id),
+                )
+                return
+            conn.execute(
+                "INSERT OR REPLACE INTO notify_levels (account_id, conv_id, level, muted_until)"
+                " VALUES (?, ?, ?, ?)",
+                (account_id, conv_id, setting.level, setting.muted_until),
+            )
+
+        await self._write(tx)
