@@ -14,6 +14,7 @@ The three steps of linking a device (:func:`request_link`, :func:`poll_link`,
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -23,6 +24,7 @@ import msgspec
 from tidings.protocol import keys as wire
 from tidings.protocol import rest, routes
 
+from . import tls
 from .errors import (
     REFUSALS,
     ClientError,
@@ -71,10 +73,15 @@ class Rest:
         token: str | None = None,
         timeout: float = HTTP_TIMEOUT,
         on_unauthorized: Callable[[], None] | None = None,
+        verify: ssl.SSLContext | None = None,
     ) -> None:
         headers = {} if token is None else {"Authorization": f"Bearer {token}"}
         self.http = httpx.AsyncClient(
-            base_url=server_url.rstrip("/"), headers=headers, timeout=timeout
+            base_url=server_url.rstrip("/"),
+            headers=headers,
+            timeout=timeout,
+            # always an explicit context: certifi's CAs or the user's CA file (client/tls.py)
+            verify=verify if verify is not None else tls.ssl_context(),
         )
         self.on_unauthorized = on_unauthorized
 

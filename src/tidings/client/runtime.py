@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -44,6 +45,7 @@ from tidings.protocol import (
 from tidings.protocol import keys as wire
 from tidings.protocol.close import CloseCode
 
+from . import tls
 from .core import engine
 from .core.opening import Opener, writes
 from .core.sealing import (
@@ -152,6 +154,8 @@ class Runtime:
         self.sealer = Sealer(e2ee)
         self._lookup = lookup
         self.ws_url = ws_url
+        #: the TLS context of a wss:// connection (client/tls.py); None: certifi's CAs
+        self.ssl_context: ssl.SSLContext | None = None
         self._token = token
         self._listener = listener
         self._refresher = refresher
@@ -385,6 +389,9 @@ class Runtime:
 
     # ------------------------------------------------------------------ the socket
 
+    def _tls(self) -> ssl.SSLContext:
+        return self.ssl_context if self.ssl_context is not None else tls.ssl_context()
+
     async def _connect(self, generation: int) -> None:
         try:
             socket = await connect(
@@ -392,6 +399,7 @@ class Runtime:
                 additional_headers={"Authorization": f"Bearer {self._token}"},
                 compression=None,
                 max_size=MAX_FRAME_BYTES,
+                ssl=self._tls() if self.ws_url.startswith("wss://") else None,
                 ping_interval=None,  # the engine sends application pings
                 open_timeout=OPEN_TIMEOUT,
                 close_timeout=CLOSE_TIMEOUT,

@@ -36,11 +36,16 @@ class CreateAccount(msgspec.Struct, forbid_unknown_fields=True):
     """Sign-up. With ``token`` (chosen by the client before its first try) it is safe to
     retry: the same username with the same token answers the same :class:`AccountCreated`
     (same account, device 1) instead of ``username_taken``; another token still gets
-    ``username_taken``. Without it the server makes the token (older clients)."""
+    ``username_taken``. Without it the server makes the token (older clients).
+
+    ``invite`` is a registration token from the server's operator (``tidings admin invite
+    create``): required when the server's registration is closed, and then it counts one of
+    the invite's uses."""
 
     username: Username
     device_name: DeviceName = "primary"
     token: DeviceToken | None = None
+    invite: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None = None
 
 
 class AccountCreated(msgspec.Struct):

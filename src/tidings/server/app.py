@@ -13,13 +13,17 @@ from collections.abc import AsyncIterator
 from litestar import Litestar
 
 from tidings.protocol import MAX_FRAME_BYTES
-from tidings.server import http, ws
+from tidings.server import http, ops, ws
+from tidings.server.admin.service import AdminService
+from tidings.server.admin.wiring import operations_lifespan
 from tidings.server.auth import Authenticator
 from tidings.server.bus.local import LocalBus
 from tidings.server.config import ServerConfig
 from tidings.server.delivery import DeliveryService
 from tidings.server.directory import KeyDirectory, Provisioner
 from tidings.server.groupadds import GroupAddGate
+from tidings.server.logjson import RequestIds
+from tidings.server.metrics import MeteredBus, Metrics, chain
 from tidings.server.push.dispatcher import PushDispatcher
 from tidings.server.push.presence import PresenceBus
 from tidings.server.push.service import PushService, load_or_create_hint_key
@@ -27,6 +31,7 @@ from tidings.server.push.wiring import build_providers
 from tidings.server.ratelimit import RateLimiter
 from tidings.server.sendlimits import SendLimiter, SendRates
 from tidings.server.store.sqlite import SqliteStore
+from tidings.server.store.sqlite.admin import SqliteAdmin
 from tidings.server.vault.attempts import Backoff
 from tidings.server.vault.keys import VaultKeys
 from tidings.server.vault.service import VaultService
@@ -39,6 +44,8 @@ PURGE_INTERVAL = 300.0
 
 def create_app(config: ServerConfig) -> Litestar:
     store = SqliteStore(config.database_path, synchronous=config.sqlite_synchronous)
+    metrics = Metrics()
+    store.commit_observer = metrics.observe_commit
     bus = PresenceBus(LocalBus())  # knows which devices are live, for push wake-ups
     delivery = DeliveryService(
         store,
@@ -98,6 +105,16 @@ def create_app(config: ServerConfig) -> Litestar:
         log.info("account %s: devices %s removed", account_id, device_ids)
 
     keys.on_removed = removed
+    metrics.instrument_delivery(delivery)
+    metrics.push_counters(lambda: chain(services, "push", "dispatcher", "counters"))
+    admin = AdminService(
+        SqliteAdmin(store),
+        store,
+        auth,
+        bus,
+        connections=lambda: int(metrics.connections._value.get()),
+    )
+    admin.on_removed = removed
     provisioning = Provisioner(
         store,
         per_minute=config.provisioning_per_minute,
@@ -112,6 +129,7 @@ def create_app(config: ServerConfig) -> Litestar:
         keys=keys,
         provisioning=provisioning,
         account_limiter=RateLimiter(config.accounts_per_minute),
+        admin=admin,
         push=push,
         vault=VaultService(
             store,
@@ -124,7 +142,7 @@ def create_app(config: ServerConfig) -> Litestar:
     gateway = ws.endpoint(
         auth,
         delivery,
-        bus,
+        MeteredBus(bus, metrics),
         idle_timeout=config.idle_timeout,
         queue_frames=config.send_queue_frames,
         queue_bytes=config.send_queue_bytes,
@@ -168,8 +186,22 @@ def create_app(config: ServerConfig) -> Litestar:
             await store.close()
 
     return Litestar(
-        route_handlers=[http.router(services), gateway],
-        lifespan=[lifespan],
+        route_handlers=[
+            http.router(services),
+            gateway,
+            *ops.handlers(
+                metrics,
+                admin.store.pending_depth,
+                admin.store.ready,
+                config.metrics_allow_ips,
+                metrics_here=not config.metrics_listen,
+            ),
+        ],
+        lifespan=[
+            lifespan,
+            operations_lifespan(config, admin, metrics, http.EXCEPTION_HANDLERS),
+        ],
+        middleware=[RequestIds, metrics.middleware],
         exception_handlers=http.EXCEPTION_HANDLERS,
         request_max_body_size=MAX_FRAME_BYTES,
         openapi_config=None,

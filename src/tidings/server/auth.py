@@ -55,6 +55,8 @@ class Authenticator:
         self._devices: dict[str, tuple[bytes, Device]] = {}
         #: bumped by :meth:`forget`, so a lookup that raced with a removal is not cached
         self._generation = 0
+        #: accounts an operator disabled or removed (tidings admin): their tokens are refused
+        self.inactive: set[str] = set()
 
     def forget(self, account_id: str, device_id: int) -> None:
         """Drop a removed device from the cache: its token is refused from now on."""
@@ -92,6 +94,8 @@ class Authenticator:
                 self._devices[key] = cached
         token_hash, device = cached
         if not hmac.compare_digest(token_hash, secret_hash(secret)):
+            return None
+        if device.account_id in self.inactive:
             return None
         return device
 

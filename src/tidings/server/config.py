@@ -34,7 +34,10 @@ class ConfigError(ValueError):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ServerConfig:
+    #: address to listen on ("0.0.0.0" or "::" for every interface; behind a reverse proxy on
+    #: the same machine keep the loopback default)
     host: str = "127.0.0.1"
+    #: TCP port to listen on
     port: int = 8080
     #: holds the SQLite database and, if present, ``tidings.toml``
     data_dir: Path = DEFAULT_DATA_DIR
@@ -59,6 +62,7 @@ class ServerConfig:
     send_burst_device: int = 200
     #: Sends + DeviceSends per second of all an account's devices together, and its burst
     send_rate_account: float = 40.0
+    #: ... and the burst of all an account's devices together
     send_burst_account: int = 400
     #: bytes of Sends + DeviceSends an account may upload per second, sustained, and its burst
     #: (at least one MAX_FRAME_BYTES frame): bounds the disk and fan-out one account can cause
@@ -155,6 +159,27 @@ class ServerConfig:
     #: also accept and push to plain-http endpoints (tests, a LAN distributor)
     webpush_allow_http: bool = False
     webpush_ca_file: str = ""
+    # ---- running it for real people (docs/deploy.md)
+    #: PEM certificate chain: with tls_key, the server speaks HTTPS/WSS itself (SIGHUP
+    #: reloads both files without dropping the listener); empty: plain HTTP, for a reverse
+    #: proxy that terminates TLS
+    tls_cert: str = ""
+    #: PEM private key of tls_cert
+    tls_key: str = ""
+    #: "text" (the default) or "json": one JSON object per line, with a request id per HTTP
+    #: request and WebSocket connection; secrets are redacted either way
+    log_format: str = "text"
+    #: "host:port" of a separate plain-HTTP listener for GET /metrics (Prometheus); empty
+    #: (the default): /metrics is served on the main port
+    metrics_listen: str = ""
+    #: who may read /metrics on the main port besides loopback: comma-separated addresses or
+    #: networks (CIDR); the separate metrics_listen listener answers anybody who reaches it
+    metrics_allow_ips: str = ""
+    #: Unix socket of the admin API that `tidings admin` talks to, relative to data_dir
+    #: (mode 0600 in the 0700 data directory: only the server's user and root reach it);
+    #: empty: no admin API
+    admin_socket: str = "admin.sock"
+    #: critical, error, warning, info or debug; no level logs a token, key or payload
     log_level: str = "info"
 
     @property
@@ -285,6 +310,31 @@ class ServerConfig:
             raise ConfigError("webpush_contact must be a mailto: or https: URI")
         if self.log_level not in _LOG_LEVELS:
             raise ConfigError(f"log_level must be one of {', '.join(_LOG_LEVELS)}")
+        _validate_operations(self)
+
+
+#: Values of ``log_format``.
+LOG_FORMATS = ("text", "json")
+
+
+def _validate_operations(config: ServerConfig) -> None:
+    """TLS files, log format, the metrics listener and who may read /metrics."""
+    if bool(config.tls_cert) != bool(config.tls_key):
+        raise ConfigError("tls_cert and tls_key go together: set both or neither")
+    for name in ("tls_cert", "tls_key"):
+        path = getattr(config, name)
+        if path and not Path(path).is_file():
+            raise ConfigError(f"{name}: no such file {path!r}")
+    if config.log_format not in LOG_FORMATS:
+        raise ConfigError(f"log_format must be one of {', '.join(LOG_FORMATS)}")
+    if config.metrics_listen:
+        host, colon, port = config.metrics_listen.rpartition(":")
+        if not colon or not host or not port.isdigit() or not 0 < int(port) <= 65535:
+            raise ConfigError("metrics_listen must be host:port, e.g. 127.0.0.1:9100")
+    try:
+        TrustedProxies(config.metrics_allow_ips)
+    except ValueError as exc:
+        raise ConfigError(f"metrics_allow_ips: {exc}") from exc
 
 
 #: Each setting's type, as written in the class (a string: annotations are not evaluated).
@@ -327,7 +377,7 @@ def _convert(name: str, value: object, source: str) -> object:
             return Path(str(value)).expanduser()
         if name == "forwarded_header":
             return str(value).strip().lower()
-        if name in ("log_level", "sqlite_synchronous"):
+        if name in ("log_level", "sqlite_synchronous", "log_format"):
             return str(value).strip().lower()
         return str(value)
     except ValueError as exc:

@@ -11,7 +11,7 @@ from pathlib import Path
 import uvicorn
 
 from tidings.protocol import MAX_FRAME_BYTES
-from tidings.server import logredact
+from tidings.server import logjson, logredact, tls
 from tidings.server.app import create_app
 from tidings.server.config import ServerConfig
 from tidings.server.forwarded import ForwardedHeaders, TrustedProxies
@@ -26,11 +26,13 @@ WS_MAX_SIZE = 2 * MAX_FRAME_BYTES
 log = logging.getLogger(__name__)
 
 
-def configure_logging(level: str) -> None:
+def configure_logging(level: str, log_format: str = "text") -> None:
     logging.basicConfig(
         level=level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if log_format == "json":
+        logjson.use_json(logging.getLogger().handlers)
     # Every record, whichever library logs it, passes through these handlers: no token, key,
     # secret or frame payload is written at any level.
     logredact.install()
@@ -97,18 +99,21 @@ def warn_if_open(config: ServerConfig) -> list[Path]:
 
 def serve(config: ServerConfig) -> None:
     """Serve until SIGINT/SIGTERM."""
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, config.log_format)
     raise_open_files_limit()
     prepare_data_dir(config)
     app: object = create_app(config)
     trusted = TrustedProxies(config.forwarded_allow_ips)
     if trusted:
         app = ForwardedHeaders(app, trusted, config.forwarded_header)
-    uvicorn.run(
+    server_config = uvicorn.Config(
         app,  # type: ignore[arg-type]
         host=config.host,
         port=config.port,
-        loop="uvloop",
+        # uvloop where it is installed (not on Windows), asyncio otherwise
+        loop="auto",
+        ssl_certfile=config.tls_cert or None,
+        ssl_keyfile=config.tls_key or None,
         # uvicorn's httptools protocol with header and body deadlines (tidings.server.guard).
         http=guarded_http_protocol(
             header_timeout=config.header_timeout,
@@ -131,3 +136,8 @@ def serve(config: ServerConfig) -> None:
         timeout_graceful_shutdown=5,
         server_header=False,
     )
+    server_config.load()
+    if server_config.ssl is not None:
+        # SIGHUP loads a renewed certificate into the listener's own SSL context.
+        tls.reload_on_sighup(server_config.ssl, config.tls_cert, config.tls_key)
+    uvicorn.Server(server_config).run()

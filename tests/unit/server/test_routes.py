@@ -9,6 +9,7 @@ from litestar.routes import HTTPRoute, WebSocketRoute
 from litestar.testing import TestClient
 
 from tidings.protocol import routes
+from tidings.server import ops
 from tidings.server.app import create_app
 from tidings.server.config import ServerConfig
 
@@ -37,6 +38,11 @@ def registered(app: Litestar) -> dict[tuple[str, str], tuple[str | None, int]]:
 def test_rest_handlers_are_exactly_the_route_table(app):
     served = registered(app)
     table = {(r.method, r.path): r for r in routes.ROUTES}
+    # Beside the table, exactly the operators' routes (tidings.server.ops): /metrics,
+    # /v1/ready, /openapi.json and /docs; each is checked below.
+    extras = set(served) - set(table)
+    assert extras == ops.EXTRA_ROUTES, "handlers that are in neither protocol.routes nor ops"
+    served = {key: value for key, value in served.items() if key not in ops.EXTRA_ROUTES}
     assert set(served) - set(table) == set(), "handlers that are not in protocol.routes"
     assert set(table) - set(served) == set(), "routes of protocol.routes without a handler"
     for key, route in table.items():
@@ -67,3 +73,12 @@ def test_device_routes_and_only_those_want_a_device_token(app, route):
     assert wants_token == (route.auth == "device")
     if wants_token:
         assert answer.headers["www-authenticate"] == "Bearer"
+
+
+def test_the_operator_routes_need_no_device_token(app):
+    with TestClient(app) as client:
+        assert client.get("/v1/ready").json() == {"ready": True}
+        assert client.get("/openapi.json").json()["openapi"] == "3.1.0"
+        assert "Tidings REST API" in client.get("/docs").text
+        # The test client is no loopback peer: /metrics is refused to it.
+        assert client.get("/metrics").status_code == 403

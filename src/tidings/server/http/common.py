@@ -27,6 +27,7 @@ from litestar.types import ExceptionHandlersMap
 from tidings.protocol import ErrorCode
 from tidings.protocol.rest import ApiError, CreateAccount
 from tidings.protocol.routes import Route
+from tidings.server.admin.service import AdminService
 from tidings.server.auth import Authenticator
 from tidings.server.config import ServerConfig
 from tidings.server.delivery import DeliveryService, Device
@@ -65,6 +66,8 @@ class Services:
     push: PushService | None = None
     #: the history vault (None: no vault routes work)
     vault: VaultService | None = None
+    #: the operator's users, devices and invites (None: sign-up takes no invite)
+    admin: AdminService | None = None
 
 
 def dependencies(services: Services) -> dict[str, Provide]:

@@ -22,6 +22,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -104,6 +105,8 @@ class _Writer(threading.Thread):
         self.open_error: BaseException | None = None
         #: write transactions run so far (each carries one or more operations)
         self.transactions = 0
+        #: called from this thread with the seconds each transaction took (metrics)
+        self.observe: Callable[[float], None] | None = None
 
     def run(self) -> None:
         try:
@@ -138,6 +141,7 @@ class _Writer(threading.Thread):
 
     def _commit(self, conn: sqlite3.Connection, group: list[_Work]) -> None:
         self.transactions += 1
+        started = time.perf_counter()
         try:
             conn.execute("BEGIN IMMEDIATE")
             if not _run_plain(conn, group):
@@ -155,6 +159,8 @@ class _Writer(threading.Thread):
                 conn.execute("ROLLBACK")
             for job in group:
                 job.fail(exc)
+        if self.observe is not None:
+            self.observe(time.perf_counter() - started)
         # One wake-up of the event loop per transaction, whatever the number of operations.
         self._loop.call_soon_threadsafe(_settle_all, group)
 
@@ -212,10 +218,13 @@ class Database:
         self._local = threading.local()
         self._read_conns: list[sqlite3.Connection] = []
         self._read_conns_lock = threading.Lock()
+        #: gets the seconds of every write transaction, from the writer thread (metrics)
+        self.commit_observer: Callable[[float], None] | None = None
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         writer = _Writer(self.path, asyncio.get_running_loop(), self.synchronous)
+        writer.observe = self.commit_observer
         writer.start()
         await asyncio.to_thread(writer.ready.wait)
         if writer.open_error is not None:

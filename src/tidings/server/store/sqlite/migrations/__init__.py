@@ -31,6 +31,7 @@ SCRIPTS = (
 COMPONENTS: dict[str, tuple[str, ...]] = {
     "push": ("push_v1.sql",),
     "vault": ("vault_v1.sql",),
+    "admin": ("admin_v1.sql",),
 }
 
 
