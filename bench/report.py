@@ -506,6 +506,18 @@ def _describe(name: str, data: Json) -> list[str]:
         )
         if data.get("stopped"):
             out += ["", f"Stopped early: {data['stopped']}"]
+    elif name == "push":
+        out += _table(
+            ["Members", "Offline + registered", "All handed over p50/p99 ms", "Pushes/s"],
+            [
+                [
+                    f"{data['members']:,}",
+                    f"{data['offline_registered']:,}",
+                    f"{data['all_handed_over_p50_ms']} / {data['all_handed_over_p99_ms']}",
+                    f"{data['pushes_per_second']:,}",
+                ]
+            ],
+        )
     elif name == "client_store":
         out += _table(
             ["Messages", "Insert msgs/s", "Page p50/p99 ms", "FTS5 p50/p99 ms"],

@@ -2,7 +2,7 @@
 
     python -m bench.run [--quick] [--only PART,...] [--skip PART,...]
 
-Parts, in order: relay, tidings_1to1, group_fanout, connections, client_store, prosody,
+Parts, in order: relay, tidings_1to1, group_fanout, connections, client_store, push, prosody,
 synapse, crypto. Each runs on its own; one that fails is recorded with its error and the run
 goes on. The results go to ``bench/results/<timestamp>.json`` and ``bench/results/latest.md``.
 The 1:1 and fan-out workloads of Tidings live here; the other parts have their own modules.
@@ -308,6 +308,13 @@ def part_client_store(ctx: RunContext) -> Json:
     return client_store.measure(ctx.quick, ctx.part_dir("client_store"))
 
 
+def part_push(ctx: RunContext) -> Json:
+    """A 1,000-member group post with 900 members offline and registered (bench/push.py)."""
+    from bench import push
+
+    return asyncio.run(push.measure(posts=3 if ctx.quick else 10))
+
+
 def part_prosody(ctx: RunContext) -> Json:
     from bench.peers import prosody
 
@@ -371,6 +378,7 @@ PARTS: dict[str, Callable[[RunContext], Json]] = {
     "group_fanout": part_group_fanout,
     "connections": part_connections,
     "client_store": part_client_store,
+    "push": part_push,
     "prosody": part_prosody,
     "synapse": part_synapse,
     "crypto": part_crypto,
