@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from tidings.client import Client
+from tidings.client.api import ClientConfig
 from tidings.client.errors import ClientError, ConnectionEnded, NotConnected
 from tidings.client.types import (
     ConnectionState,
@@ -299,9 +300,30 @@ def _account_summary(client: Client, profile: str) -> dict[str, object]:
     }
 
 
+def _connection_config(args: argparse.Namespace) -> ClientConfig:
+    """``--insecure`` and ``--ca-file``; the profile remembers them (client/tls.py)."""
+    return ClientConfig(insecure=args.insecure, ca_file=args.ca_file)
+
+
+def _connection_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow plain http:// to a host that is not loopback (a network you trust)",
+    )
+    p.add_argument(
+        "--ca-file", default=None, help="PEM CA certificates to trust (default: certifi's)"
+    )
+
+
 async def cmd_account_create(args: argparse.Namespace) -> Outcome:
     client = await Client.create_account(
-        Path(args.profile), args.server, args.username, device_name=args.device_name
+        Path(args.profile),
+        args.server,
+        args.username,
+        device_name=args.device_name,
+        config=_connection_config(args),
+        invite=args.invite,
     )
     try:
         account = client.account
@@ -324,7 +346,12 @@ async def cmd_device_link(args: argparse.Namespace) -> Outcome:
             print(f"  tidings device approve --profile <that profile> {code}", flush=True)
 
     client = await Client.link_device(
-        Path(args.profile), args.server, args.name, on_code=show, patience=args.timeout
+        Path(args.profile),
+        args.server,
+        args.name,
+        on_code=show,
+        patience=args.timeout,
+        config=_connection_config(args),
     )
     try:
         account = client.account
@@ -618,6 +645,9 @@ def cmd_serve(args: argparse.Namespace) -> Outcome:
         "port": args.port,
         "data_dir": Path(args.data) if args.data else None,
         "log_level": args.log_level,
+        "log_format": args.log_format,
+        "tls_cert": args.tls_cert,
+        "tls_key": args.tls_key,
     }
     try:
         config = ServerConfig.load(overrides, toml_path=Path(args.config) if args.config else None)
@@ -684,6 +714,9 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["critical", "error", "warning", "info", "debug"],
         help="log level (default info); no level logs a token, key or payload",
     )
+    p.add_argument("--log-format", default=None, choices=["text", "json"])
+    p.add_argument("--tls-cert", default=None, help="PEM certificate chain (HTTPS; SIGHUP reloads)")
+    p.add_argument("--tls-key", default=None, help="PEM private key of --tls-cert")
     p.set_defaults(sync_handler=cmd_serve)
 
     account = sub.add_parser("account", help="accounts").add_subparsers(
@@ -692,6 +725,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = account.add_parser("create", parents=[common, profile], help="create an account")
     p.add_argument("--server", required=True, help="server URL, e.g. http://127.0.0.1:8080")
     p.add_argument("--device-name", default="primary")
+    p.add_argument("--invite", default=None, help="an invite token from the server's operator")
+    _connection_options(p)
     p.add_argument("username")
     p.set_defaults(handler=cmd_account_create)
 
@@ -773,6 +808,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--server", required=True, help="server URL, e.g. http://127.0.0.1:8080")
     p.add_argument("--name", default="linked", help="a name for this device")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for approval")
+    _connection_options(p)
     p.set_defaults(handler=cmd_device_link)
     p = device.add_parser("remove", parents=[common, profile], help="remove another device")
     p.add_argument("device_id", type=int, metavar="DEVICE-ID")
@@ -800,6 +836,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("app", parents=[common, profile], help="start the Kivy app")
     p.add_argument("--server", default=None, help="server URL to offer when signing up")
     p.set_defaults(sync_handler=cmd_app)
+    from tidings.cli_admin import add_admin_parser
+
+    add_admin_parser(sub, common, _Parser)
     return parser
 
 

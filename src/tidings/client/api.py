@@ -30,7 +30,7 @@ from tidings.protocol import push as push_wire
 from tidings.protocol.close import CloseCode
 from tidings.protocol.content import MAX_TEXT_CHARS, Reaction, Text
 
-from . import provisioning
+from . import provisioning, tls
 from .backup.service import BackupService, BackupStatus
 from .core import engine
 from .core.payload import encode_bound
@@ -118,6 +118,11 @@ class ClientConfig:
     vault_limits: KdfLimits = PRODUCTION_LIMITS
     #: params for a new enrolment (None: the defaults of tidings.crypto.vault)
     vault_params: KdfParams | None = None
+    #: allow plain http:// and ws:// to a host that is not loopback (client/tls.py)
+    insecure: bool = False
+    #: a PEM file of CA certificates to trust instead of certifi's (a private CA, a
+    #: self-signed server)
+    ca_file: str | None = None
 
 
 def _now_ms() -> int:
@@ -187,11 +192,20 @@ class Client:
     ) -> None:
         self.profile = profile
         self.account = account
-        self.config = config or ClientConfig()
+        if config is None:  # what the profile was created with (client/tls.py)
+            insecure, ca_file = tls.load(profile)
+            config = ClientConfig(insecure=insecure, ca_file=ca_file)
+        self.config = config
+        tls.check_url(account.server_url, self.config.insecure)
+        self._tls = tls.ssl_context(self.config.ca_file)
         self.connection = Connection(ConnectionState.OFFLINE, None, None)
         self._store = store
         self._rest = Rest(
-            account.server_url, token, self.config.http_timeout, self._on_unauthorized
+            account.server_url,
+            token,
+            self.config.http_timeout,
+            self._on_unauthorized,
+            verify=self._tls,
         )
         self._engine = engine.Engine(
             account.account_id, random.Random(), store.restored(), self.config.engine
@@ -208,6 +222,7 @@ class Client:
             self._refresh,
             self._members_of,
         )
+        self._runtime.ssl_context = self._tls
         self._push = PushState(store.db)
         self._runtime.annotate = self._push.annotator(account.account_id)
         self._key_upload = asyncio.Lock()
@@ -238,11 +253,15 @@ class Client:
         username: str,
         device_name: str = "primary",
         config: ClientConfig | None = None,
+        invite: str | None = None,
     ) -> Client:
         """Register ``username`` on the server and write a new profile at ``profile``."""
         profile = Path(profile)
         token = _pending_signup(profile, server_url, username)
         _ws_url(server_url)
+        config = config or ClientConfig()
+        tls.check_url(server_url, config.insecure)
+        context = tls.ssl_context(config.ca_file)
         fresh = token is None
         if token is None:
             # The token is chosen here and kept in the profile before anything goes out: a
@@ -252,8 +271,10 @@ class Client:
             signup = {"server_url": server_url, "username": username}
             _write_private(profile / SIGNUP_NAME, json.dumps(signup))
             _write_private(profile / TOKEN_NAME, token)
-        body = rest.CreateAccount(username=username, device_name=device_name, token=token)
-        anonymous = Rest(server_url, timeout=(config or ClientConfig()).http_timeout)
+        body = rest.CreateAccount(
+            username=username, device_name=device_name, token=token, invite=invite
+        )
+        anonymous = Rest(server_url, timeout=config.http_timeout, verify=context)
         maybe_reached = not fresh
 
         async def sign_up() -> rest.AccountCreated:
@@ -286,6 +307,7 @@ class Client:
         store.set_account(account)
         store.keys.set_identity(IdentityKeyPair.generate())
         (profile / SIGNUP_NAME).unlink(missing_ok=True)
+        tls.save(profile, config.insecure, config.ca_file)
         client = cls(profile, store, account, created.token, config)
         await client._upload_keys()
         return client
@@ -308,12 +330,15 @@ class Client:
         if (profile / TOKEN_NAME).exists():
             raise ClientError("profile_exists", f"{profile} already holds an account")
         _ws_url(server_url)
+        config = config or ClientConfig()
+        tls.check_url(server_url, config.insecure)
+        context = tls.ssl_context(config.ca_file)
         ephemeral = PrivateKey.generate()
         public = ephemeral.public_key().serialize()
         # Chosen before the first request: every step can be repeated after a lost answer
         # and ends in the same device (protocol.keys.NewProvisioning).
         secret, token = secrets.token_urlsafe(32), _new_token()
-        http = Rest(server_url, timeout=(config or ClientConfig()).http_timeout)
+        http = Rest(server_url, timeout=config.http_timeout, verify=context)
         try:
             request = await retrying(lambda: request_link(http, public, secret, token))
             if on_code is not None:
@@ -336,6 +361,7 @@ class Client:
         account = Account(result.account_id, result.username, result.device_id, server_url)
         token = result.token or token  # empty: the server took the one chosen here
         _write_private(profile / TOKEN_NAME, token)
+        tls.save(profile, config.insecure, config.ca_file)
         store = LocalStore(profile / DB_NAME)
         store.set_account(account)
         store.keys.set_identity(IdentityKeyPair.deserialize(message.identity))
