@@ -23,7 +23,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from prometheus_client.parser import text_string_to_metric_families
-
 from tests.integration.conftest import free_port
 
 CLI = [sys.executable, "-m", "tidings.cli"]
@@ -109,11 +108,12 @@ def test_tls_admin_invites_metrics_and_json_logs(tmp_path):
         made = json.loads(run("admin", "invite", "create", "--json", "--data", str(data),
                               "--uses", "1", "--expires", "7d").stdout)  # fmt: skip
         token = made["token"]
+        invited = ("--server", url, "--ca-file", str(ca), "--invite", token)
         created = run("account", "create", "--json", "--profile", str(tmp_path / "alice"),
-                      "--server", url, "--ca-file", str(ca), "--invite", token, "alice")  # fmt: skip
+                      *invited, "alice")  # fmt: skip
         assert json.loads(created.stdout)["username"] == "alice"
         again = run("account", "create", "--json", "--profile", str(tmp_path / "bob"),
-                    "--server", url, "--ca-file", str(ca), "--invite", token, "bob", check=False)  # fmt: skip
+                    *invited, "bob", check=False)  # fmt: skip
         assert again.returncode == 1, "a one-use invite was used twice"
         # Without the CA file the self-signed certificate is not trusted.
         untrusted = run("account", "create", "--json", "--profile", str(tmp_path / "p1"),
@@ -126,9 +126,9 @@ def test_tls_admin_invites_metrics_and_json_logs(tmp_path):
 
         users = json.loads(run("admin", "user", "list", "--json", "--data", str(data)).stdout)
         assert [u["username"] for u in users["users"]] == ["alice"]
-        assert json.loads(run("admin", "stats", "--json", "--data", str(data)).stdout)[
-            "accounts"
-        ] == 1
+        assert (
+            json.loads(run("admin", "stats", "--json", "--data", str(data)).stdout)["accounts"] == 1
+        )
 
         # /metrics from loopback, parsed by prometheus-client's own parser.
         text = httpx.get(f"https://127.0.0.1:{port}/metrics", verify=False).text
