@@ -415,17 +415,24 @@ def test_many_envelopes_ack_at_once() -> None:
     assert effects.index(engine.AdvanceCursor(C, engine.ACK_EVERY)) < len(effects) - 1
 
 
-def test_acks_wait_for_welcome() -> None:
+def test_conversation_frames_before_welcome_are_ignored_and_reported() -> None:
     e = new_engine()
     e.start(T0)
     e.connected(T0)
-    e.receive(env(1), T0)
     e.take_effects()
-    e.tick(T0 + 1)
-    assert frames(e.take_effects()) == []
+    e.receive(env(1), T0)
+    e.receive(Batch(conv=C, envelopes=[env(2)], head=2), T0)
+    effects = e.take_effects()
+    # Nothing stored, nothing fetched or acked: the replay after Welcome brings them.
+    assert only(effects, engine.StoreIncoming) == [] and frames(effects) == []
+    assert effects == [
+        engine.ProtocolViolation("Envelope before Welcome", Phase.HANDSHAKE),
+        engine.ProtocolViolation("Batch before Welcome", Phase.HANDSHAKE),
+    ]
     e.receive(welcome(), T0 + 1)
+    e.receive(Batch(conv=C, envelopes=[env(1), env(2)], head=2), T0 + 1)
     e.receive(Synced(), T0 + 1)
-    assert Ack(upto={C: 1}) in frames(e.take_effects())
+    assert Ack(upto={C: 2}) in frames(e.take_effects())
 
 
 def test_gap_is_fetched_and_filled_in_order() -> None:

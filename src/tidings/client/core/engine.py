@@ -72,6 +72,7 @@ from tidings.protocol import (
     Fetch,
     Hello,
     Ping,
+    Pong,
     Read,
     Receipt,
     Rejected,
@@ -678,6 +679,11 @@ class Engine:
     def receive(self, frame: ServerFrame, now: float) -> None:
         """A frame arrived on the open connection."""
         self._last_rx = now
+        if self.phase not in _WELCOMED and not isinstance(frame, Welcome | Synced | Error | Pong):
+            # Conversation frames only follow the server's greeting: acting on one earlier
+            # (a Fetch sent before Hello is answered) could take a replay batch for its answer.
+            self._violation(f"{type(frame).__name__} before Welcome")
+            return
         match frame:
             case Envelope():
                 self._deliver(frame.conv, (frame,), None, now)
