@@ -533,6 +533,21 @@ def _describe(name: str, data: Json) -> list[str]:
         )
         if data.get("note"):
             out += ["", str(data["note"])]
+    elif name == "backup":
+        out += _table(
+            ["Messages", "Argon2id s", "Upload msgs/s", "Restore s", "Older page p50/max ms"],
+            [
+                [
+                    f"{data.get('messages', 0):,}",
+                    f"{data.get('argon2id_s')} ({data.get('argon2id_params')})",
+                    _num(data.get("upload_msgs_per_s")),
+                    _num(data.get("restore_s"), 2),
+                    f"{data.get('older_page_ms_p50')} / {data.get('older_page_ms_max')}",
+                ]
+            ],
+        )
+        if data.get("note"):
+            out += ["", str(data["note"])]
     elif name in ("prosody", "synapse"):
         out += _table(_LOAD_HEADER, [_load_row(f"{name} {data.get('version', '')}", data)])
         if data.get("note"):

@@ -315,6 +315,12 @@ def part_push(ctx: RunContext) -> Json:
     return asyncio.run(push.measure(posts=3 if ctx.quick else 10))
 
 
+def part_backup(ctx: RunContext) -> Json:
+    from bench import backup
+
+    return backup.measure(ctx.quick, ctx.part_dir("backup"))
+
+
 def part_prosody(ctx: RunContext) -> Json:
     from bench.peers import prosody
 
@@ -378,6 +384,7 @@ PARTS: dict[str, Callable[[RunContext], Json]] = {
     "group_fanout": part_group_fanout,
     "connections": part_connections,
     "client_store": part_client_store,
+    "backup": part_backup,
     "push": part_push,
     "prosody": part_prosody,
     "synapse": part_synapse,

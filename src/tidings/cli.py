@@ -833,6 +833,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_push.add_parsers(sub, common, profile)
 
+    from tidings import cli_backup  # backup enable|status|now|export|import, account recover
+
+    cli_backup.add_parsers(sub, common, profile)
+
     p = sub.add_parser("app", parents=[common, profile], help="start the Kivy app")
     p.add_argument("--server", default=None, help="server URL to offer when signing up")
     p.set_defaults(sync_handler=cmd_app)

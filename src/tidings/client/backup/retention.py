@@ -177,19 +177,21 @@ class VaultHistory:
         return [self._message(r, read_upto) for r in chosen], more
 
     async def page(self, conv_id: str, before: int | None, limit: int, local_page: Page) -> Page:
-        """``local_page`` completed from the vault: the same shape, older messages appended."""
-        messages = list(local_page.messages)
+        """``local_page`` completed from the vault: the same shape. Only a page that reaches
+        the end of the local rows asks the vault (then vault and local rows are merged by
+        seq: a linked device holds newer rows locally and a gap below them)."""
         if local_page.before is not None:
             return local_page
-        seqs = [m.seq for m in messages if m.seq is not None]
-        below = min(seqs) if seqs else before
-        if len(messages) >= limit:
-            _, more = await self.older(conv_id, below, 0)
-            return Page(local_page.messages, below if more and below is not None else None)
-        older, more = await self.older(conv_id, below, limit - len(messages))
-        combined = older + messages
-        oldest = combined[0].seq if combined and combined[0].seq is not None else None
-        return Page(tuple(combined), oldest if more else None)
+        older, more = await self.older(conv_id, before, limit)
+        if not older:
+            return local_page
+        merged = {m.id: m for m in older}
+        merged.update((m.id, m) for m in local_page.messages)
+        ordered = sorted(merged.values(), key=lambda m: m.seq if m.seq is not None else 1 << 62)
+        chosen = ordered[-limit:]
+        more = more or len(ordered) > limit
+        oldest = chosen[0].seq
+        return Page(tuple(chosen), oldest if more and oldest is not None else None)
 
     async def search(self, query: str, limit: int) -> list[SearchHit]:
         """Every vault page searched for every word of ``query`` (the last as a prefix)."""

@@ -22,6 +22,7 @@ from ..store import LocalStore
 from ..types import Account, Page, SearchHit
 from . import local
 from .export import ExportWriter, read_export
+from .pages import PageError
 from .records import insert_records
 from .retention import VaultHistory, prune
 from .strength import estimate_passphrase
@@ -227,13 +228,16 @@ class BackupService:
             return page
         try:
             return await reader.page(conv_id, before, limit, page)
-        except ClientError as exc:
-            log.info("older history not available from the vault (%s)", exc.code)
-            return page
+        except (VaultError, PageError) as exc:
+            log.warning("a vault page of %s did not authenticate: not shown", conv_id)
+            raise ClientError("vault_tampered", f"older history failed its check: {exc}") from None
 
     async def search_older(self, query: str, limit: int) -> list[SearchHit]:
         reader = self._reader()
-        return [] if reader is None else await reader.search(query, limit)
+        try:
+            return [] if reader is None else await reader.search(query, limit)
+        except (VaultError, PageError) as exc:
+            raise ClientError("vault_tampered", f"older history failed its check: {exc}") from None
 
     # ------------------------------------------------------------------ export / import
 
