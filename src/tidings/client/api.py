@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import msgspec
+
 from tidings.crypto import IdentityKeyPair, PrivateKey
 from tidings.crypto.vault import PRODUCTION_LIMITS, KdfLimits, KdfParams
 from tidings.protocol import MAX_PAYLOAD_BYTES, ErrorCode, Watermark, rest, routes
@@ -50,8 +51,10 @@ from .errors import (
     ServerRefused,
     ServerTimeout,
 )
-from .rest import HTTP_TIMEOUT, Rest, approve_link, poll_link, request_link, retrying
+from .mediaapi import AttachmentFeatures
+from .mediaflow import MediaFlow
 from .push import NotificationSetting, PushRegistration, PushState
+from .rest import HTTP_TIMEOUT, Rest, approve_link, poll_link, request_link, retrying
 from .runtime import Runtime
 from .store import Changes, LocalStore, private_dir
 from .types import (
@@ -109,6 +112,10 @@ class ClientConfig:
     engine: EngineSettings = field(default_factory=EngineSettings)
     #: seconds for one REST call
     http_timeout: float = HTTP_TIMEOUT
+    #: bytes of downloaded attachments kept in the profile (least recently used go first)
+    media_cache_bytes: int = 512 * 1024 * 1024
+    #: images from others up to this size are downloaded as soon as they arrive (0: never)
+    auto_download_bytes: int = 4 * 1024 * 1024
     #: messages per conversation kept on the device once backup is on; older ones are removed
     #: locally after they are safely in the vault and load from it when scrolled to
     keep_messages: int = 1000
@@ -179,7 +186,7 @@ class _Subscription:
         return await self.queue.get()
 
 
-class Client:
+class Client(AttachmentFeatures):
     """One account on one device, backed by a profile directory."""
 
     def __init__(
@@ -225,6 +232,17 @@ class Client:
         self._runtime.ssl_context = self._tls
         self._push = PushState(store.db)
         self._runtime.annotate = self._push.annotator(account.account_id)
+        self._media = MediaFlow(
+            profile,
+            store,
+            self._rest,
+            account.server_url,
+            cache_bytes=self.config.media_cache_bytes,
+            auto_download_bytes=self.config.auto_download_bytes,
+            send=self._send_media,
+            changed=self._media_changed,
+            progress=self._media_progress,
+        )
         self._key_upload = asyncio.Lock()
         # Weak: a subscriber that stopped iterating (its task was cancelled) just goes away.
         self._subscribers: weakref.WeakSet[_Subscription] = weakref.WeakSet()
@@ -455,6 +473,7 @@ class Client:
         """Begin connecting in the background; returns at once."""
         self._check_open()
         await self._runtime.start()
+        self._media.resume_pending()  # uploads a previous run left unfinished
         self._backup.start()
 
     async def wait_synced(
@@ -528,6 +547,7 @@ class Client:
         for task in list(self._background):
             task.cancel()
         await self._backup.stop()
+        await self._media.close()
         await self._runtime.close()
         await self._rest.aclose()
         self._store.close()
@@ -802,6 +822,8 @@ class Client:
         message = self._store.message(message_id)
         if message is None or not message.is_own or message.status != MessageStatus.FAILED:
             raise ClientError("not_failed", "only a failed own message can be retried")
+        if await self._retry_attachment(message):
+            return
         payload = encode_bound(
             Text(body=message.body, reply_to=message.reply_to), message.conv_id, message_id
         )
@@ -993,6 +1015,7 @@ class Client:
             self._in_background(self._upload_keys())
         for sender, conv_id, message_id in changes.undecryptable:
             self._emit(Undecryptable(sender, conv_id, message_id))
+        self._media.on_added(changes.added)  # small images download at once
         if not self._subscribers:
             return
         added = set(changes.added)

@@ -27,8 +27,9 @@ import msgspec
 from tidings.migrations import migrate
 from tidings.migrations import version as schema_version
 from tidings.protocol import Envelope, decode_system_event, rest
-from tidings.protocol.content import Content, Reaction, Text
+from tidings.protocol.content import Content, Media, Reaction, Text
 
+from . import attachments
 from .core import engine
 from .core.opening import WRITE_EFFECTS, OpenedEnvelope, StoreOpened
 from .errors import ProfileCorrupt
@@ -295,6 +296,7 @@ class LocalStore:
     def migrate(self) -> None:
         """Bring the schema to the newest version, one migration per transaction."""
         migrate(self.db, MIGRATIONS)
+        attachments.migrate_schema(self.db)
         push_schema(self.db)  # the "push" component: notification settings, mentions_me
 
     @contextlib.contextmanager
@@ -464,6 +466,12 @@ class LocalStore:
         if isinstance(content, Text):
             reply = content.reply_to.hex if content.reply_to else None
             return self._insert(env, "text", content.body, None, reply, status, is_own)
+        if isinstance(content, Media):
+            reply = content.reply_to.hex if content.reply_to else None
+            if not self._insert(env, "text", content.body, None, reply, status, is_own):
+                return False
+            attachments.save_pointers(self.db, env.id, content.attachments)
+            return True
         if isinstance(content, Reaction) and content.target is not None:
             self._react(content, env.sender, env.ts, changes)
         return False  # a reaction, or content this client does not understand: not shown
@@ -802,7 +810,8 @@ class LocalStore:
                     quoted,
                 ):
                     replies[qid] = f"{name}: {body[:PREVIEW_CHARS]}"
-        return [self._message(r, reactions.get(str(r[0]), []), replies) for r in rows]
+        built = [self._message(r, reactions.get(str(r[0]), []), replies) for r in rows]
+        return attachments.with_attachments(self.db, built)
 
     def _message(
         self, r: tuple[object, ...], reacts: list[tuple[str, str]], replies: dict[str, str]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from .core.types import EngineSettings as EngineSettings
@@ -71,6 +72,8 @@ class Message:
     created_at: int
     #: someone else's message that mentions me (``@me``, or a reply to my message)
     mentions_me: bool = False
+    #: photos, video, a voice note or files the message carries (``body`` is their caption)
+    attachments: tuple[Attachment, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -183,6 +186,47 @@ class Notify:
     mentioned: bool
 
 
+#: Where an attachment is: received and not downloaded yet (``remote``), in the local cache
+#: (``ready``: ``Attachment.path``), or, for an own message, on its way up.
+AttachmentState = Literal["remote", "ready", "preparing", "uploading", "uploaded", "failed"]
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """One attachment of a message (``Message.attachments``); from the end-to-end-encrypted
+    pointer, so nothing here came from the server in clear."""
+
+    #: local id (``Client.download`` takes the message id; this picks one of several)
+    id: str
+    #: "image" | "video" | "voice" | "file"
+    kind: str
+    content_type: str
+    #: plaintext bytes
+    size: int
+    file_name: str | None
+    width: int | None
+    height: int | None
+    duration_ms: int | None
+    #: BlurHash placeholder of an image or a video's first frame
+    blurhash: str | None
+    #: a voice note's 64 peak levels, 0..255 (255 = its loudest moment)
+    waveform: tuple[int, ...] | None
+    state: AttachmentState
+    #: the plaintext file in the profile's media cache once downloaded (own: at once)
+    path: Path | None = None
+
+
+@dataclass(frozen=True)
+class TransferProgress:
+    """An attachment upload or download moved: ``done`` of ``total`` bytes (ciphertext)."""
+
+    message_id: uuid.UUID
+    attachment_id: str
+    direction: Literal["up", "down"]
+    done: int
+    total: int
+
+
 ClientEvent = (
     Notify
     | MessageAdded
@@ -192,4 +236,5 @@ ClientEvent = (
     | Synced
     | IdentityChanged
     | Undecryptable
+    | TransferProgress
 )

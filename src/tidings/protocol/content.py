@@ -11,8 +11,12 @@ from typing import Annotated
 
 import msgspec
 
+from tidings.protocol.attachment import AttachmentPointer
+
 CONTENT_VERSION = 1
 MAX_TEXT_CHARS = 64_000
+#: attachments one message may carry
+MAX_ATTACHMENTS = 10
 
 
 class _Content(msgspec.Struct, tag_field="t", omit_defaults=True):
@@ -38,7 +42,19 @@ class Reaction(_Content, tag="reaction"):
     remove: bool = False
 
 
-Content = Text | Reaction
+class Media(_Content, tag="media"):
+    """A message with attachments (photos, video, a voice note, files): each pointer holds the
+    blob id, the attachment key and the digest, so it exists only inside the ciphertext.
+    ``body`` is the caption (shown, searched and quoted like a text)."""
+
+    body: Annotated[str, msgspec.Meta(max_length=MAX_TEXT_CHARS)] = ""
+    attachments: Annotated[
+        list[AttachmentPointer], msgspec.Meta(min_length=1, max_length=MAX_ATTACHMENTS)
+    ] = msgspec.field(default_factory=list)
+    reply_to: uuid.UUID | None = None
+
+
+Content = Text | Reaction | Media
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder: msgspec.msgpack.Decoder[Content] = msgspec.msgpack.Decoder(Content)

@@ -17,7 +17,7 @@ import re
 import urllib.parse
 from typing import Any, Literal
 
-from tidings.protocol import keys, push, rest, vault
+from tidings.protocol import keys, media, push, rest, vault
 from tidings.protocol.frames import Watermark
 
 Method = Literal["GET", "POST", "PUT", "DELETE"]
@@ -168,6 +168,28 @@ SET_NOTIFICATIONS = Route(
     push.UpdateNotifications, push.Notifications,
 )  # fmt: skip
 
+NEW_UPLOAD = Route(
+    "new_upload", "POST", "/v1/media/uploads", media.NewUpload, media.UploadSlot, status=201
+)
+UPLOAD_STATUS = Route(
+    "upload_status", "GET", "/v1/media/uploads/{blob_id:str}", response=media.UploadStatus
+)
+RESUME_UPLOAD = Route(
+    "resume_upload", "POST", "/v1/media/uploads/{blob_id:str}/resume", response=media.UploadSlot
+)
+COMPLETE_UPLOAD = Route(
+    "complete_upload", "POST", "/v1/media/uploads/{blob_id:str}/complete",
+    response=media.BlobCompleted,
+)  # fmt: skip
+DOWNLOAD_URL = Route("download_url", "GET", "/v1/media/{blob_id:str}", response=media.DownloadUrl)
+DELETE_BLOB = Route("delete_blob", "DELETE", "/v1/media/{blob_id:str}", status=204)
+MEDIA_USAGE = Route("media_usage", "GET", "/v1/media", response=media.MediaUsage)
+#: Attachment blobs (tidings.protocol.media).
+MEDIA_ROUTES = (
+    NEW_UPLOAD, UPLOAD_STATUS, RESUME_UPLOAD, COMPLETE_UPLOAD, DOWNLOAD_URL, DELETE_BLOB,
+    MEDIA_USAGE,
+)  # fmt: skip
+
 #: Every REST route, in the order the docs list them.
 ROUTES: tuple[Route, ...] = (
     HEALTH, CREATE_ACCOUNT, ME, USER, CONVERSATIONS, CREATE_DIRECT, CONVERSATION, MESSAGES,
@@ -180,6 +202,17 @@ ROUTES: tuple[Route, ...] = (
 
 #: The WebSocket endpoint (frames in :mod:`tidings.protocol.frames`).
 WEBSOCKET_PATH = "/v1/ws"
+
+#: The local blob store's endpoint, ``{BLOB_PATH}/{blob_id}``: raw ciphertext bytes, not JSON,
+#: so not a :class:`Route`.
+#: The presigned URLs the ``/v1/media`` routes hand out point here (when the server keeps blobs
+#: itself; with S3 they point at the bucket and this endpoint does not exist). No device
+#: token: the URL's HMAC signature (method, blob id, length, offset, expiry) is the
+#: authorisation, and its signed length the only limit on the body.
+BLOB_PATH = "/v1/blobs"
+BLOB_METHODS: tuple[str, ...] = ("PUT", "GET", "HEAD")
+
+ROUTES = ROUTES + MEDIA_ROUTES
 
 #: Routes by name.
 BY_NAME: dict[str, Route] = {r.name: r for r in ROUTES}

@@ -23,6 +23,8 @@ from tidings.server.delivery import DeliveryService
 from tidings.server.directory import KeyDirectory, Provisioner
 from tidings.server.groupadds import GroupAddGate
 from tidings.server.logjson import RequestIds
+from tidings.server.media.service import MediaService
+from tidings.server.media.setup import build_blob_store
 from tidings.server.metrics import MeteredBus, Metrics, chain
 from tidings.server.push.dispatcher import PushDispatcher
 from tidings.server.push.presence import PresenceBus
@@ -32,6 +34,7 @@ from tidings.server.ratelimit import RateLimiter
 from tidings.server.sendlimits import SendLimiter, SendRates
 from tidings.server.store.sqlite import SqliteStore
 from tidings.server.store.sqlite.admin import SqliteAdmin
+from tidings.server.store.sqlite.media import SqliteQuotaLedger
 from tidings.server.vault.attempts import Backoff
 from tidings.server.vault.keys import VaultKeys
 from tidings.server.vault.service import VaultService
@@ -89,6 +92,8 @@ def create_app(config: ServerConfig) -> Litestar:
         allow_private_endpoints=config.push_allow_private_endpoints,
     )
     delivery.push = push
+    blob_store = build_blob_store(config)
+    media = MediaService(blob_store.store, store, SqliteQuotaLedger(store))
     auth = Authenticator(store)
     keys = KeyDirectory(store, claims_per_minute=config.key_claims_per_minute)
     delivery.group_adds = GroupAddGate(
@@ -129,6 +134,7 @@ def create_app(config: ServerConfig) -> Litestar:
         keys=keys,
         provisioning=provisioning,
         account_limiter=RateLimiter(config.accounts_per_minute),
+        media=media,
         admin=admin,
         push=push,
         vault=VaultService(
@@ -172,14 +178,20 @@ def create_app(config: ServerConfig) -> Litestar:
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         await store.open()
         purger = asyncio.create_task(purge_forever())
+        media_gc = asyncio.create_task(
+            media.collect_forever(config.media_gc_interval_seconds, blob_store.rotate)
+        )
         await push.dispatcher.start()
         log.info("serving data from %s", config.data_dir)
         try:
             yield
         finally:
             purger.cancel()
+            media_gc.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await purger
+            with contextlib.suppress(asyncio.CancelledError):
+                await media_gc
             await push.stop()
             await push.dispatcher.stop()
             await push_providers.aclose()
@@ -189,6 +201,7 @@ def create_app(config: ServerConfig) -> Litestar:
         route_handlers=[
             http.router(services),
             gateway,
+            *http.blob_routes(blob_store.serve),
             *ops.handlers(
                 metrics,
                 admin.store.pending_depth,

@@ -23,6 +23,8 @@ DEFAULT_DATA_DIR = Path("./tidings-data")
 _LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 #: Values of ``sqlite_synchronous``: SQLite's PRAGMA synchronous levels the store accepts.
 SQLITE_SYNCHRONOUS = ("full", "normal")
+#: Values of ``media_store``: where attachment blobs are kept.
+MEDIA_STORES = ("local", "s3")
 
 #: Environment variable names that differ from ``TIDINGS_<FIELD>``.
 _ENV_ALIASES = {"data_dir": ("TIDINGS_DATA", "TIDINGS_DATA_DIR")}
@@ -113,6 +115,47 @@ class ServerConfig:
     #: but may lose the last second or so of accepted messages on power loss (never on a crash
     #: of the process alone)
     sqlite_synchronous: str = "full"
+    # ---- attachments (docs/e2ee.md "Attachments"): ciphertext blobs behind presigned URLs
+    #: where blobs are kept: "local" (files under media_dir, served by this server at
+    #: /v1/blobs with HMAC-presigned URLs) or "s3" (a bucket the clients PUT to and GET from
+    #: directly with SigV4-presigned URLs)
+    media_store: str = "local"
+    #: directory of the local blob store (created 0700); empty: <data_dir>/media
+    media_dir: str = ""
+    #: file of the local store's URL signing keys (0600); empty: <media_dir>/url-keys.json
+    media_signing_keys: str = ""
+    #: days after which a new URL signing key is made; the previous one keeps verifying until
+    #: the URLs it signed have expired
+    media_key_rotation_days: int = 7
+    #: prefix of the local store's presigned URLs (a CDN or proxy in front); empty: URLs
+    #: relative to the server's own URL (/v1/blobs/...)
+    media_public_url: str = ""
+    #: seconds a presigned upload URL lives, and a download URL
+    media_upload_url_seconds: int = 15 * 60
+    media_download_url_seconds: int = 60 * 60
+    #: largest blob (ciphertext bytes) an upload slot is made for
+    media_max_size: int = 100 * 1024 * 1024
+    #: bytes of live blobs (uploading and uploaded) one account may hold
+    media_quota_bytes: int = 2 * 1024 * 1024 * 1024
+    #: blobs above this are uploaded in parts of this size and resume after a cut (S3: >= 5 MiB)
+    media_part_size: int = 8 * 1024 * 1024
+    #: hours after which an upload never completed is deleted
+    media_abandoned_hours: int = 24
+    #: days after which an uploaded blob is deleted. The server cannot see which messages
+    #: refer to a blob (the pointer is inside the ciphertext), so this is the only rule:
+    #: a recipient that has not downloaded by then cannot any more
+    media_retention_days: int = 45
+    #: seconds between two garbage collections (and URL key rotation checks)
+    media_gc_interval_seconds: int = 3600
+    #: S3: bucket (must exist), endpoint (empty: AWS), region, credentials (empty: boto3's
+    #: default chain), key prefix and path-style addressing (MinIO, Garage, Ceph...)
+    media_s3_bucket: str = ""
+    media_s3_endpoint: str = ""
+    media_s3_region: str = "us-east-1"
+    media_s3_access_key_id: str = ""
+    media_s3_secret_access_key: str = dataclasses.field(default="", repr=False)
+    media_s3_prefix: str = "tidings/"
+    media_s3_path_style: bool = True
     #: bytes of sealed history pages one account may keep in its vault (0: unlimited)
     vault_quota_bytes: int = 512 * 1024 * 1024
     #: failed vault recovery proofs per account that cost nothing; each further one doubles
@@ -308,8 +351,27 @@ class ServerConfig:
             raise ConfigError("apns_key_path needs apns_key_id, apns_team_id and apns_topic")
         if self.webpush_contact and not self.webpush_contact.startswith(("mailto:", "https://")):
             raise ConfigError("webpush_contact must be a mailto: or https: URI")
+        self._validate_media()
         if self.log_level not in _LOG_LEVELS:
             raise ConfigError(f"log_level must be one of {', '.join(_LOG_LEVELS)}")
+
+    def _validate_media(self) -> None:
+        if self.media_store not in MEDIA_STORES:
+            raise ConfigError(f"media_store must be one of {', '.join(MEDIA_STORES)}")
+        if self.media_store == "s3" and not self.media_s3_bucket:
+            raise ConfigError("media_store = s3 needs media_s3_bucket")
+        least_part = 5 * 1024 * 1024 if self.media_store == "s3" else 64 * 1024
+        if self.media_part_size < least_part:
+            raise ConfigError(f"media_part_size must be at least {least_part}")
+        for name in (
+            "media_upload_url_seconds", "media_download_url_seconds", "media_max_size",
+            "media_abandoned_hours", "media_retention_days", "media_gc_interval_seconds",
+            "media_key_rotation_days",
+        ):  # fmt: skip
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive")
+        if self.media_quota_bytes < 0:
+            raise ConfigError("media_quota_bytes must not be negative")
         _validate_operations(self)
 
 
@@ -377,7 +439,7 @@ def _convert(name: str, value: object, source: str) -> object:
             return Path(str(value)).expanduser()
         if name == "forwarded_header":
             return str(value).strip().lower()
-        if name in ("log_level", "sqlite_synchronous", "log_format"):
+        if name in ("log_level", "sqlite_synchronous", "log_format", "media_store"):
             return str(value).strip().lower()
         return str(value)
     except ValueError as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from litestar import Litestar
-from litestar.routes import HTTPRoute, WebSocketRoute
+from litestar.routes import ASGIRoute, HTTPRoute, WebSocketRoute
 from litestar.testing import TestClient
 
 from tidings.protocol import routes
@@ -49,10 +49,19 @@ def test_rest_handlers_are_exactly_the_route_table(app):
         assert served[key] == (route.name, route.status), route.name
 
 
-def test_the_websocket_is_the_only_other_route(app):
+def test_the_websocket_and_the_blob_endpoint_are_the_only_other_routes(app):
     websockets = [r.path for r in app.routes if isinstance(r, WebSocketRoute)]
     assert websockets == [routes.WEBSOCKET_PATH]
+    # The local blob store's endpoint carries raw ciphertext authorised by presigned URLs, not
+    # JSON with a device token, so it is not a protocol.routes.Route: a plain ASGI route at
+    # BLOB_PATH, there only when the server keeps the blobs itself (the default).
     others = [r for r in app.routes if not isinstance(r, HTTPRoute | WebSocketRoute)]
+    assert [(type(r), r.path) for r in others] == [(ASGIRoute, routes.BLOB_PATH)]
+
+
+def test_with_blobs_in_s3_there_is_no_blob_endpoint(tmp_path):
+    config = ServerConfig(data_dir=tmp_path, media_store="s3", media_s3_bucket="bucket")
+    others = [r for r in create_app(config).routes if not isinstance(r, HTTPRoute | WebSocketRoute)]
     assert others == []
 
 

@@ -32,6 +32,7 @@ from tidings.server.auth import Authenticator
 from tidings.server.config import ServerConfig
 from tidings.server.delivery import DeliveryService, Device
 from tidings.server.directory import KeyDirectory, Provisioner
+from tidings.server.media.service import MediaService
 from tidings.server.push.service import PushService
 from tidings.server.ratelimit import RateLimiter, client_key
 from tidings.server.store import Refused, Store
@@ -62,6 +63,8 @@ class Services:
     provisioning: Provisioner
     #: POST /v1/accounts per client IP address
     account_limiter: RateLimiter
+    #: attachment blobs (None: this server keeps none; the /v1/media routes answer 404)
+    media: MediaService | None = None
     #: push registrations, notification levels and wake-ups (None: no push)
     push: PushService | None = None
     #: the history vault (None: no vault routes work)
@@ -173,6 +176,7 @@ STATUS = {
     ErrorCode.FRAME_TOO_LARGE: 413,
     ErrorCode.PAYLOAD_TOO_LARGE: 413,
     ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.QUOTA_EXCEEDED: 413,
     ErrorCode.INTERNAL: 500,
     ErrorCode.OVERLOADED: 503,
 }

@@ -60,9 +60,8 @@ class LocalBlobStore:
         self._root = settings.root
         for sub in ("", "data", "meta"):
             _mkdir_private(self._root / sub)
-        self.keys = KeyRing(
-            self._root / "url-keys.json", max_ttl_s=settings.media.max_url_ttl_s, clock=clock
-        )
+        key_file = settings.key_file or self._root / "url-keys.json"
+        self.keys = KeyRing(key_file, max_ttl_s=settings.media.max_url_ttl_s, clock=clock)
         self._busy: set[tuple[str, int]] = set()  # (blob id, part) being written
         self._meta_lock = asyncio.Lock()
 

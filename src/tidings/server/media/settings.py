@@ -61,6 +61,8 @@ class LocalStoreSettings:
     """Shared limits and lifetimes."""
     io_chunk_size: int = 256 * 1024
     """Bytes per read when streaming a blob to a client."""
+    key_file: Path | None = None
+    """File of the URL signing keys (0600); ``None``: ``root/url-keys.json``."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -117,6 +117,13 @@ class KeyRing:
             self._save()
             return kid
 
+    def rotate_if_older(self, max_age_s: float) -> bool:
+        """:meth:`rotate` when the current key is ``max_age_s`` old or older."""
+        if self._clock() - self._keys[-1].created_at < max_age_s:
+            return False
+        self.rotate()
+        return True
+
     @property
     def current_kid(self) -> str:
         return self._keys[-1].kid

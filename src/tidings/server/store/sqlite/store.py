@@ -6,6 +6,7 @@ from tidings.server.store.sqlite.accounts import Accounts
 from tidings.server.store.sqlite.conversations import Conversations
 from tidings.server.store.sqlite.envelopes import Envelopes
 from tidings.server.store.sqlite.keys import Keys
+from tidings.server.store.sqlite.media import MediaBlobs
 from tidings.server.store.sqlite.provisioning import Provisioning
 from tidings.server.store.sqlite.push import PushRecords
 from tidings.server.store.sqlite.receipts import Receipts
@@ -23,6 +24,7 @@ class SqliteStore(
     AccountSettings,
     PushRecords,
     Vault,
+    MediaBlobs,
 ):
     """:class:`~tidings.server.store.base.Store` on one SQLite database file.
 

@@ -30,6 +30,7 @@ SCRIPTS = (
 #: Feature components: name → its scripts in order (script i brings it to version i + 1).
 COMPONENTS: dict[str, tuple[str, ...]] = {
     "push": ("push_v1.sql",),
+    "media": ("media_v1.sql",),
     "vault": ("vault_v1.sql",),
     "admin": ("admin_v1.sql",),
 }
