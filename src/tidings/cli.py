@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.metadata
 import json
+import os
 import sys
 import time
 import uuid
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
+from tidings import cli_render
 from tidings.client import Client
 from tidings.client.api import ClientConfig
 from tidings.client.errors import ClientError, ConnectionEnded, NotConnected
@@ -87,6 +90,9 @@ def message_json(message: Message) -> dict[str, Any]:
         "status": str(message.status),
         "fail_reason": message.fail_reason,
         "created_at": message.created_at,
+        "edited": message.edited,
+        "edited_at": message.edited_at,
+        "deleted": message.deleted,
     }
 
 
@@ -111,32 +117,11 @@ def _clock(ms: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(ms / 1000))
 
 
-def message_line(message: Message) -> str:
-    seq = "-" if message.seq is None else str(message.seq)
-    who = "me" if message.is_own else message.sender_name
-    line = f"[{seq:>5}] {_clock(message.created_at)} {who}: {message.body}"
-    if message.reply_preview:
-        line += f"  (reply to {message.reply_preview})"
-    if message.reactions:
-        line += "  " + " ".join(f"{emoji}{len(users)}" for emoji, users in message.reactions)
-    if message.is_own and message.kind == "text":
-        line += f"  <{message.status}>"
-    return f"{line}  {message.id}"
-
-
-def conversation_line(conv: Conversation) -> str:
-    marker = f"#{conv.id}" if conv.kind == "group" else f"@{conv.title}"
-    unread = f" ({conv.unread} unread)" if conv.unread else ""
-    preview = ""
-    if conv.last_message is not None:
-        preview = f" — {conv.last_message.sender_name}: {conv.last_message.body[:60]}"
-    return f"{marker}  {conv.title}{unread}{preview}"
-
-
-def conversation_text(conv: Conversation) -> str:
-    lines = [f"{conv.title}  [{conv.kind}]  id {conv.id}", f"{len(conv.members)} members:"]
-    lines += [f"  @{m.username} ({m.role})" for m in conv.members]
-    return "\n".join(lines)
+# Lines for people live in tidings.cli_render (other people's text made terminal-safe, every
+# line naming its chat); re-exported here for the commands of other modules.
+message_line = cli_render.message_line
+conversation_line = cli_render.conversation_line
+conversation_text = cli_render.conversation_text
 
 
 # --------------------------------------------------------------------------- event watching
@@ -245,6 +230,15 @@ def _parse_message_id(text: str) -> uuid.UUID:
         raise CliError("bad_argument", f"not a message id: {text!r}") from exc
 
 
+def _text_arg(text: str) -> str:
+    """A message text argument: ``-`` reads it from standard input (one trailing newline
+    dropped, so ``echo hi | tidings send @bob -`` sends "hi")."""
+    if text != "-":
+        return text
+    data = sys.stdin.read()
+    return data[:-1] if data.endswith("\n") else data
+
+
 def _group_id(text: str) -> str:
     return text[1:] if text.startswith("#") else text
 
@@ -254,15 +248,29 @@ def _username(text: str) -> str:
 
 
 async def _resolve(client: Client, target: str) -> Conversation:
-    """``@user`` → the direct conversation with that user; ``#id`` → that conversation."""
+    """``@user`` → the direct conversation with that user (``@me`` or one's own username:
+    note to self); ``#id`` (or ``#title`` of a group) → that conversation."""
     if target.startswith("@") and len(target) > 1:
         username = target[1:]
+        if username in ("me", client.account.username):
+            return await client.note_to_self()
+        me = client.account.account_id
         for conv in await client.conversations():
-            if conv.kind == "direct" and any(m.username == username for m in conv.members):
+            others = [m for m in conv.members if m.account_id != me]
+            if conv.kind == "direct" and [m.username for m in others] == [username]:
                 return conv
         return await client.open_direct(username)
     if target.startswith("#") and len(target) > 1:
-        return await client.conversation(target[1:])
+        wanted = target[1:]
+        for conv in await client.conversations():
+            if conv.id == wanted:
+                return conv
+        titled = [
+            c for c in await client.conversations() if c.kind == "group" and c.title == wanted
+        ]
+        if len(titled) == 1:
+            return titled[0]
+        return await client.conversation(wanted)
     raise CliError("bad_argument", f"expected @user or #conversation-id, got {target!r}")
 
 
@@ -415,7 +423,7 @@ async def cmd_send(args: argparse.Namespace) -> Outcome:
     async with _opened(Path(args.profile)) as client, EventWatch(client) as watch:
         await client.start()
         conv = await _resolve(client, args.target)
-        sent = await client.send_text(conv.id, args.text, reply_to=reply_to)
+        sent = await client.send_text(conv.id, _text_arg(args.text), reply_to=reply_to)
         current: list[Message] = [sent]
 
         async def left_sending() -> bool:
@@ -448,6 +456,10 @@ async def cmd_send(args: argparse.Namespace) -> Outcome:
 
 
 async def cmd_sync(args: argparse.Namespace) -> Outcome:
+    if getattr(args, "follow", False):  # one JSON object per message, as they arrive
+        from tidings.cli_everyday import cmd_follow
+
+        return await cmd_follow(args)
     if args.once:  # one bounded sync, as a push wake-up runs it
         from tidings.cli_push import cmd_sync_once
 
@@ -488,6 +500,7 @@ async def cmd_sync(args: argparse.Namespace) -> Outcome:
         # members resolved, newest status).
         added = [await client.message(i) or m for i, m in watch.added.items()]
         updated = [await client.message(i) or m for i, m in watch.updated.items()]
+        names = await _chat_names(client, [m.conv_id for m in added + updated])
     if not synced and args.for_seconds is None:
         raise CliError(
             "timeout",
@@ -495,8 +508,10 @@ async def cmd_sync(args: argparse.Namespace) -> Outcome:
             EXIT_TIMEOUT,
         )
     added.sort(key=lambda m: (m.conv_id, m.seq if m.seq is not None else 1 << 62))
-    lines = [message_line(m) for m in added]
-    lines += [f"updated {message_line(m)}" for m in updated if m.kind == "text"]
+    lines = [message_line(m, names.get(m.conv_id)) for m in added]
+    lines += [
+        f"updated {message_line(m, names.get(m.conv_id))}" for m in updated if m.kind == "text"
+    ]
     if not lines:
         lines.append("nothing new")
     data = {
@@ -511,7 +526,8 @@ async def cmd_history(args: argparse.Namespace) -> Outcome:
     async with _opened(Path(args.profile)) as client:
         conv = await _resolve(client, args.target)
         page = await client.history(conv.id, before=args.before, limit=args.limit)
-    text = "\n".join(message_line(m) for m in page.messages) or "no messages"
+    chat = cli_render.chat_name(conv)
+    text = "\n".join(message_line(m, chat) for m in page.messages) or f"{chat}: no messages"
     if page.before is not None:
         text += f"\n(older: --before {page.before})"
     data = {
@@ -522,6 +538,17 @@ async def cmd_history(args: argparse.Namespace) -> Outcome:
     return Outcome(data, text)
 
 
+async def _chat_names(client: Client, conv_ids: Sequence[str]) -> dict[str, str]:
+    """How lines name each of these chats (see :func:`tidings.cli_render.chat_name`)."""
+    names: dict[str, str] = {}
+    for conv_id in dict.fromkeys(conv_ids):
+        try:
+            names[conv_id] = cli_render.chat_name(await client.conversation(conv_id))
+        except ClientError:
+            names[conv_id] = cli_render.chat_name(None)
+    return names
+
+
 def _hit_json(hit: SearchHit) -> dict[str, Any]:
     return {"message": message_json(hit.message), "snippet": hit.snippet}
 
@@ -529,9 +556,11 @@ def _hit_json(hit: SearchHit) -> dict[str, Any]:
 async def cmd_search(args: argparse.Namespace) -> Outcome:
     async with _opened(Path(args.profile)) as client:
         hits = await client.search(args.query, limit=args.limit)
+        names = await _chat_names(client, [h.message.conv_id for h in hits])
     text = "\n".join(
-        f"{h.message.conv_id} [{h.message.seq}] {h.message.sender_name}: {h.snippet}  "
-        f"{h.message.id}"
+        f"{names[h.message.conv_id]} [{h.message.seq}] "
+        f"{'me' if h.message.is_own else cli_render.safe(h.message.sender_name)}: "
+        f"{cli_render.safe_body(h.snippet)}  {h.message.id}"
         for h in hits
     )
     return Outcome({"hits": [_hit_json(h) for h in hits]}, text or "no matches")
@@ -543,7 +572,9 @@ async def cmd_read(args: argparse.Namespace) -> Outcome:
         conv = await _resolve(client, args.target)
         await client.mark_read(conv.id)
         conv = await client.conversation(conv.id)
-    return Outcome({"conv_id": conv.id, "unread": conv.unread}, f"marked {conv.title} read")
+    return Outcome(
+        {"conv_id": conv.id, "unread": conv.unread}, f"marked {cli_render.chat_name(conv)} read"
+    )
 
 
 async def cmd_status(args: argparse.Namespace) -> Outcome:
@@ -691,7 +722,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
     )
     profile = _Parser(add_help=False)
-    profile.add_argument("--profile", required=True, help="profile directory")
+    profile.add_argument(
+        "--profile",
+        default=None,
+        help="profile directory (default: $TIDINGS_PROFILE, else the user data directory)",
+    )
     waits = _Parser(add_help=False)
     waits.add_argument(
         "--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds to wait for the server"
@@ -701,6 +736,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tidings", description="Tidings messenger: server and command-line client"
     )
     parser.add_argument("--json", action="store_true", default=False, help=argparse.SUPPRESS)
+    parser.add_argument("--version", action="version", version=f"tidings {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("serve", parents=[common], help="run a server")
@@ -739,6 +775,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sync", parents=[common, profile, waits], help="receive new messages")
     p.add_argument("--for", dest="for_seconds", type=float, default=None, metavar="SECONDS")
+    p.add_argument(
+        "--follow", action="store_true", help="keep running: one JSON line per new message"
+    )
     p.add_argument("--once", action="store_true", help="one bounded sync (a push wake-up)")
     p.add_argument("--budget", type=float, default=25.0, help="seconds --once may take")
     p.add_argument("--hint", default="", help="the push's conversation hint: that chat first")
@@ -837,6 +876,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_backup.add_parsers(sub, common, profile)
 
+    from tidings import cli_everyday  # edit, delete, device list, settings, block, follow
+
+    cli_everyday.add_parsers(sub, common, profile, waits)
+
     p = sub.add_parser("app", parents=[common, profile], help="start the Kivy app")
     p.add_argument("--server", default=None, help="server URL to offer when signing up")
     p.set_defaults(sync_handler=cmd_app)
@@ -871,6 +914,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         as_json = bool(getattr(args, "json", False))
+        if getattr(args, "profile", "") is None:
+            args.profile = str(cli_everyday_default_profile())
         outcome = _run(args)
     except CliError as err:
         return _emit_error(err, as_json)
@@ -878,6 +923,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _emit_error(CliError(str(err.code), err.message), as_json)
     except KeyboardInterrupt:
         return _emit_error(CliError("interrupted", "interrupted", 130), as_json)
+    except BrokenPipeError:
+        return _closed_pipe()
     except OSError as err:
         return _emit_error(CliError("os_error", str(err)), as_json)
     for warning in outcome.warnings:
@@ -885,11 +932,37 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps({"warning": warning}), file=sys.stderr)
         else:
             print(f"warning: {warning}", file=sys.stderr)
-    if as_json:
-        print(json.dumps(outcome.data, ensure_ascii=False))
-    else:
-        print(outcome.text)
+    try:
+        if as_json:
+            print(json.dumps(outcome.data, ensure_ascii=False))
+        else:
+            print(outcome.text)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `tidings history … | head -1`: the reader has what it wanted
+        return _closed_pipe()
     return outcome.exit_code
+
+
+def _closed_pipe() -> int:
+    """Standard output was closed by its reader: stop quietly, exit 0 (no traceback when
+    Python flushes stdout at exit)."""
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return EXIT_OK
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("tidings")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def cli_everyday_default_profile() -> Path:
+    from tidings.cli_everyday import default_profile
+
+    return default_profile()
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from tidings.protocol import MAX_PAYLOAD_BYTES, ErrorCode, Watermark, rest, rout
 from tidings.protocol import keys as wire
 from tidings.protocol import push as push_wire
 from tidings.protocol.close import CloseCode
-from tidings.protocol.content import MAX_TEXT_CHARS, Reaction, Text
+from tidings.protocol.content import Content, Reaction, Text
 
 from . import provisioning, tls
 from .backup.service import BackupService, BackupStatus
@@ -51,6 +51,8 @@ from .errors import (
     ServerRefused,
     ServerTimeout,
 )
+from .features.everyday import EverydayFeatures
+from .features.validation import check_emoji, check_text
 from .mediaapi import AttachmentFeatures
 from .mediaflow import MediaFlow
 from .push import NotificationSetting, PushRegistration, PushState
@@ -186,7 +188,7 @@ class _Subscription:
         return await self.queue.get()
 
 
-class Client(AttachmentFeatures):
+class Client(AttachmentFeatures, EverydayFeatures):
     """One account on one device, backed by a profile directory."""
 
     def __init__(
@@ -784,10 +786,7 @@ class Client(AttachmentFeatures):
     ) -> Message:
         """Store a new message as ``sending`` and send it as soon as the server is there."""
         self._check_open()
-        if len(body) > MAX_TEXT_CHARS:
-            raise ClientError(
-                "payload_too_large", f"a text has at most {MAX_TEXT_CHARS} characters"
-            )
+        check_text(body)  # empty_message, payload_too_large
         if not self._store.has_conversation(conv_id):
             raise ClientError("not_found", "no such conversation")
         content = Text(body=body, reply_to=reply_to)
@@ -801,11 +800,10 @@ class Client(AttachmentFeatures):
     ) -> None:
         """Add (or remove) an emoji reaction to message ``target``."""
         self._check_open()
-        if not 1 <= len(emoji) <= 16:
-            raise ClientError("bad_emoji", "an emoji is 1 to 16 characters")
+        check_emoji(emoji)  # one emoji, nothing else
         await self._send(conv_id, Reaction(target=target, emoji=emoji, remove=remove))
 
-    async def _send(self, conv_id: str, content: Text | Reaction) -> uuid.UUID:
+    async def _send(self, conv_id: str, content: Content) -> uuid.UUID:
         message_id = uuid.uuid4()
         payload = encode_bound(content, conv_id, message_id)
         if len(payload) > MAX_PAYLOAD_BYTES:

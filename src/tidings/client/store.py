@@ -27,12 +27,13 @@ import msgspec
 from tidings.migrations import migrate
 from tidings.migrations import version as schema_version
 from tidings.protocol import Envelope, decode_system_event, rest
-from tidings.protocol.content import Content, Media, Reaction, Text
+from tidings.protocol.content import Content, Delete, Edit, Media, Reaction, Text
 
 from . import attachments
 from .core import engine
 from .core.opening import WRITE_EFFECTS, OpenedEnvelope, StoreOpened
 from .errors import ProfileCorrupt
+from .features import edits
 from .keystore import SCHEMA as KEYSTORE_SCHEMA
 from .keystore import KeyStore
 from .push import migrate_schema as push_schema
@@ -52,6 +53,8 @@ from .types import (
 UNSENT_ORD = 1 << 50
 #: characters of the quoted message shown in a reply preview
 PREVIEW_CHARS = 80
+#: the title of the conversation with only this account's own devices
+NOTE_TO_SELF = "Note to Self"
 #: the local placeholder of a message that could not be decrypted
 UNDECRYPTABLE_BODY = "This message could not be decrypted"
 
@@ -296,6 +299,7 @@ class LocalStore:
     def migrate(self) -> None:
         """Bring the schema to the newest version, one migration per transaction."""
         migrate(self.db, MIGRATIONS)
+        edits.migrate_schema(self.db)  # the "everyday" component: edits, tombstones, settings
         attachments.migrate_schema(self.db)
         push_schema(self.db)  # the "push" component: notification settings, mentions_me
 
@@ -474,6 +478,8 @@ class LocalStore:
             return True
         if isinstance(content, Reaction) and content.target is not None:
             self._react(content, env.sender, env.ts, changes)
+        if isinstance(content, Edit | Delete):
+            edits.apply_received(self.db, env, content, changes.updated)
         return False  # a reaction, or content this client does not understand: not shown
 
     def identity_line(self, account_id: str, at: int) -> tuple[str, uuid.UUID] | None:
@@ -555,6 +561,10 @@ class LocalStore:
             (effect.id.hex, effect.conv_id, effect.payload, effect.created_at),
         )
         content = effect.content
+        if isinstance(content, Edit | Delete):
+            if edits.allowed(self.db, content, effect.conv_id, self.account_id, effect.created_at):
+                edits.apply(self.db, content, effect.created_at, changes.updated)
+            return
         if isinstance(content, Reaction):
             if content.target is not None:
                 self._react(content, self.account_id, effect.created_at, changes)
@@ -677,9 +687,11 @@ class LocalStore:
     def _conversation(self, row: tuple[str, str, str, int, int]) -> Conversation:
         conv_id, kind, title, last_activity, read_upto = row
         members = self.members(conv_id)
+        note_to_self = kind == "direct" and bool(members)
         if kind == "direct":
             peers = [m.username for m in members if m.account_id != self.account_id]
-            title = peers[0] if peers else title
+            title = peers[0] if peers else NOTE_TO_SELF if note_to_self else title
+            note_to_self = not peers and note_to_self
         last = self.db.execute(
             _SELECT_MESSAGE + " WHERE m.conv_id = ? ORDER BY m.ord DESC LIMIT 1", (conv_id,)
         ).fetchall()
@@ -698,6 +710,7 @@ class LocalStore:
             last_activity=last_activity,
             unread=unread,
             is_admin=bool(me) and me[0].role == "admin",
+            note_to_self=note_to_self,
         )
 
     def awaiting_receipts(self) -> list[str]:
@@ -811,7 +824,7 @@ class LocalStore:
                 ):
                     replies[qid] = f"{name}: {body[:PREVIEW_CHARS]}"
         built = [self._message(r, reactions.get(str(r[0]), []), replies) for r in rows]
-        return attachments.with_attachments(self.db, built)
+        return attachments.with_attachments(self.db, edits.with_flags(self.db, built))
 
     def _message(
         self, r: tuple[object, ...], reacts: list[tuple[str, str]], replies: dict[str, str]

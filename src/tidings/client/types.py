@@ -72,6 +72,12 @@ class Message:
     created_at: int
     #: someone else's message that mentions me (``@me``, or a reply to my message)
     mentions_me: bool = False
+    #: the sender changed the text (``Client.edit``); the earlier texts: ``Client.edit_history``
+    edited: bool = False
+    #: when it was last edited (ms), if it was
+    edited_at: int | None = None
+    #: deleted for everyone: ``body`` is "This message was deleted", nothing else is kept
+    deleted: bool = False
     #: photos, video, a voice note or files the message carries (``body`` is their caption)
     attachments: tuple[Attachment, ...] = ()
 
@@ -90,6 +96,8 @@ class Conversation:
     #: messages from others above my read watermark
     unread: int
     is_admin: bool
+    #: the conversation with only this account's own devices (``Client.note_to_self``)
+    note_to_self: bool = False
 
 
 @dataclass(frozen=True)
@@ -227,6 +235,75 @@ class TransferProgress:
     total: int
 
 
+@dataclass(frozen=True)
+class TypingChanged:
+    """Someone started or stopped typing in a conversation (never stored; shown while it
+    lasts: a ``typing=True`` without a follow-up expires after ``TYPING_EXPIRES`` seconds)."""
+
+    conv_id: str
+    account_id: str
+    #: the display name of who is typing
+    name: str
+    typing: bool
+
+
+@dataclass(frozen=True)
+class UnreadMarker:
+    """Where the unread separator of a chat goes: the first message from others above my
+    read watermark (None: nothing unread) and how many there are."""
+
+    conv_id: str
+    first_unread: uuid.UUID | None
+    count: int
+
+
+@dataclass(frozen=True)
+class MemberReceipt:
+    """How far one member got with an own message: whether it reached one of their devices,
+    and whether they read it (from their watermarks)."""
+
+    account_id: str
+    name: str
+    delivered: bool
+    read: bool
+
+
+@dataclass(frozen=True)
+class MessageRemoved:
+    """A message was deleted on this device only (``Client.delete_for_me``): drop its row."""
+
+    conv_id: str
+    message_id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class MessageDetails:
+    message: Message
+    #: every other member of the conversation (own messages only; empty for others')
+    receipts: tuple[MemberReceipt, ...]
+    #: earlier texts of an edited message, oldest first: (text, written at ms)
+    edits: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """One device of this account (``Client.devices``)."""
+
+    device_id: int
+    name: str
+    #: ms since the epoch
+    created_at: int
+    #: ms since the epoch of its last connection or request (None: never seen)
+    last_seen: int | None
+    #: the device this client runs on
+    current: bool
+
+
+#: Where an attachment is: received and not downloaded yet (``remote``), in the local cache
+#: (``ready``: ``Attachment.path``), or, for an own message, on its way up.
+AttachmentState = Literal["remote", "ready", "preparing", "uploading", "uploaded", "failed"]
+
+
 ClientEvent = (
     Notify
     | MessageAdded
@@ -237,4 +314,6 @@ ClientEvent = (
     | IdentityChanged
     | Undecryptable
     | TransferProgress
+    | TypingChanged
+    | MessageRemoved
 )

@@ -54,7 +54,29 @@ class Media(_Content, tag="media"):
     reply_to: uuid.UUID | None = None
 
 
-Content = Text | Reaction | Media
+class Edit(_Content, tag="edit"):
+    """Replace the text of the sender's own message ``target`` with ``body``. Receivers apply
+    it only from the original sender and within :data:`EDIT_WINDOW_MS` of the original's
+    server time; the earlier text is kept as the message's edit history."""
+
+    target: uuid.UUID | None = None
+    body: Annotated[str, msgspec.Meta(max_length=MAX_TEXT_CHARS)] = ""
+
+
+class Delete(_Content, tag="delete"):
+    """Delete the sender's own message ``target`` for everyone: receivers drop its text (and
+    its edit history) and keep a "message deleted" line; only from the original sender and
+    within :data:`DELETE_WINDOW_MS`."""
+
+    target: uuid.UUID | None = None
+
+
+#: how long after sending a message its sender may edit it (ms)
+EDIT_WINDOW_MS = 24 * 3600 * 1000
+#: how long after sending a message its sender may delete it for everyone (ms)
+DELETE_WINDOW_MS = 24 * 3600 * 1000
+
+Content = Text | Reaction | Media | Edit | Delete
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder: msgspec.msgpack.Decoder[Content] = msgspec.msgpack.Decoder(Content)

@@ -383,10 +383,10 @@ class DeliveryService:
         return await self.store.conversations_of(device.account_id)
 
     async def create_direct(self, device: Device, username: str) -> tuple[ConversationRecord, bool]:
-        """The direct conversation with ``username``, and whether it was made just now."""
+        """The direct conversation with ``username``, and whether it was made just now. With
+        the caller's own username it is the account's note to self: a direct conversation
+        whose only member is the account (its devices write to each other)."""
         (peer,) = await self._accounts([username])
-        if peer == device.account_id:
-            raise Refused(ErrorCode.BAD_FRAME, "a direct conversation needs another user")
         change, created = await self.store.create_direct(self._new(device), peer)
         if created:
             await self._announce(change)

@@ -836,6 +836,9 @@ class Sealer:
                 self.e2ee.set_members(conv_id, members)
         if kind == "direct":
             payloads = yield from self.e2ee.encrypt_direct(conv_id, frame.payload)
+            if not payloads:  # note to self on the account's only device
+                digest = devices_digest(())
+                return msgspec.structs.replace(frame, payload=b"", devices_digest=digest)
             return msgspec.structs.replace(frame, payload=b"", device_payloads=payloads)
         for _ in range(DISTRIBUTION_TRIES - 1):
             yield from self._distribute(conv_id)

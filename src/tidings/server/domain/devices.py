@@ -33,6 +33,16 @@ def check_device_list(
     current = {device_address(a, d) for a, ids in devices.items() for d in ids} - {me}
     stale = {account: list(ids) for account, ids in devices.items()}
     if kind == "direct":
+        if (
+            not message.device_payloads
+            and message.devices_digest
+            and set(devices) <= {message.sender}
+        ):
+            # note to self (the account is the only member) from its only device: nobody to
+            # encrypt to, and the digest of no device at all says the sender knows it
+            if current or not hmac.compare_digest(devices_digest(()), message.devices_digest):
+                raise StaleDeviceList(sorted(current), [], stale)
+            return
         if not message.device_payloads:
             raise Refused(ErrorCode.BAD_FRAME, "a direct conversation takes device_payloads")
         given = {device_address(a, d) for (a, d), _ in message.device_payloads}

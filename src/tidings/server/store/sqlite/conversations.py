@@ -59,6 +59,7 @@ class Conversations(Database):
 
     async def create_direct(self, new: NewConversation, peer: str) -> tuple[MembershipChange, bool]:
         key = rules.direct_key(new.actor, peer)
+        everyone = tuple(dict.fromkeys((new.actor, peer)))  # one account: note to self
 
         def tx(conn: sqlite3.Connection) -> tuple[MembershipChange, bool]:
             row = conn.execute(
@@ -69,9 +70,7 @@ class Conversations(Database):
                 try:
                     envelope = envelope_at(conn, record.id, 1)
                 except LookupError:  # past the retention period: what it said, without its id
-                    event = SystemEvent(
-                        action="created", actor=new.actor, members=[new.actor, peer]
-                    )
+                    event = SystemEvent(action="created", actor=new.actor, members=list(everyone))
                     envelope = Envelope(
                         conv=record.id,
                         seq=1,
@@ -88,14 +87,14 @@ class Conversations(Database):
                 " VALUES (?, 'direct', '', ?, 0, ?)",
                 (new.conv_id, key, new.now),
             )
-            for account in (new.actor, peer):
+            for account in everyone:
                 _insert_member(conn, new.conv_id, account, "member", joined_seq=1)
-            event = SystemEvent(action="created", actor=new.actor, members=[new.actor, peer])
+            event = SystemEvent(action="created", actor=new.actor, members=list(everyone))
             envelope = append_system(
                 conn, new.conv_id, event, new.event_id, new.actor_device, new.now
             )
             record = must_conversation(conn, new.conv_id)
-            return MembershipChange(record, envelope, (new.actor, peer)), True
+            return MembershipChange(record, envelope, everyone), True
 
         return await self._write(tx)
 
