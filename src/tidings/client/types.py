@@ -299,11 +299,6 @@ class DeviceInfo:
     current: bool
 
 
-#: Where an attachment is: received and not downloaded yet (``remote``), in the local cache
-#: (``ready``: ``Attachment.path``), or, for an own message, on its way up.
-AttachmentState = Literal["remote", "ready", "preparing", "uploading", "uploaded", "failed"]
-
-
 ClientEvent = (
     Notify
     | MessageAdded
