@@ -1,7 +1,7 @@
 """tools/android_check.py: the offline resolution of buildozer.spec and the import scan.
 
 The resolver tests need python-for-android in ``build/android-check/p4a``, which ``make
-android-check`` (a prerequisite of ``make test``) installs; without it they skip.
+android-check`` (a prerequisite of ``make test``) installs; the fixture installs it when missing.
 """
 
 from __future__ import annotations
@@ -19,8 +19,17 @@ sys.path.insert(0, str(ROOT / "tools"))
 import android_check  # noqa: E402
 import android_imports  # noqa: E402
 
-P4A = android_check.WORK / "p4a" / "bin" / "python"
-needs_p4a = pytest.mark.skipif(not P4A.exists(), reason="run `make android-check` first")
+
+@pytest.fixture(scope="module")
+def p4a() -> Path:
+    """python-for-android from PyPI, in the venv `make android-check` keeps (made if missing)."""
+    return android_check.ensure_venv(
+        android_check.WORK / "p4a",
+        [f"python-for-android=={android_check.P4A_VERSION}"],
+        "python-for-android",
+    )
+
+
 _APP_EXCLUDED = ["tidings/server/*", "tidings/app/harness.py", "tidings/app/screenshots.py"]
 
 
@@ -34,10 +43,9 @@ def test_spec_names_the_local_recipes() -> None:
         assert (ROOT / "android" / "recipes" / recipe / "__init__.py").is_file()
 
 
-@needs_p4a
-def test_spec_resolves_with_the_local_recipes() -> None:
+def test_spec_resolves_with_the_local_recipes(p4a: Path) -> None:
     requirements, local, _ = android_check.read_spec()
-    report = android_check.resolve(P4A, requirements, local)
+    report = android_check.resolve(p4a, requirements, local)
     assert report["problems"] == []
     entries = report["entries"]
     assert entries["libsodium"]["recipe"] == "local"
@@ -50,29 +58,26 @@ def test_spec_resolves_with_the_local_recipes() -> None:
     assert "kyber-py" in report["pip"]
 
 
-@needs_p4a
-def test_stock_recipes_fail_the_floors() -> None:
+def test_stock_recipes_fail_the_floors(p4a: Path) -> None:
     """What the spec would ship without android/recipes: the problems the brief started from."""
     requirements, _, _ = android_check.read_spec()
-    problems = android_check.resolve(P4A, requirements, None)["problems"]
+    problems = android_check.resolve(p4a, requirements, None)["problems"]
     text = "\n".join(problems)
     assert "libsodium: recipe version 1.0.16 is below the floor 1.0.18" in text
     assert "pynacl: recipe version 1.3.0 is below the floor 1.4" in text
     assert "sqlite3: the recipe does not build with -DSQLITE_ENABLE_FTS5" in text
 
 
-@needs_p4a
-def test_a_pin_below_its_floor_fails() -> None:
-    report = android_check.resolve(P4A, ["python3", "kyber-py==1.0.0", "libsodium==1.0.17"], None)
+def test_a_pin_below_its_floor_fails(p4a: Path) -> None:
+    report = android_check.resolve(p4a, ["python3", "kyber-py==1.0.0", "libsodium==1.0.17"], None)
     assert "kyber-py: pin 1.0.0 is below the floor 1.2" in report["problems"]
     assert "libsodium: recipe version 1.0.17 is below the floor 1.0.18" in report["problems"]
 
 
-@needs_p4a
-def test_unknown_or_unpinned_requirements_fail() -> None:
+def test_unknown_or_unpinned_requirements_fail(p4a: Path) -> None:
     requirements = ["python3", "websockets", "no-such-dist-tidings==1.0"]
-    report = android_check.resolve(P4A, requirements, None)
-    problems = android_check.check_build(report, requirements, P4A)
+    report = android_check.resolve(p4a, requirements, None)
+    problems = android_check.check_build(report, requirements, p4a)
     assert "websockets: no recipe, so it must be pinned (name==version)" in problems
     assert any(p.startswith("no-such-dist-tidings==1.0: neither a recipe") for p in problems)
 
@@ -134,8 +139,7 @@ def test_wheel_requirements_follow_markers(tmp_path: Path) -> None:
     assert android_imports.wheel_requirements(wheel, "3.15") == ["idna"]
 
 
-@pytest.mark.skipif(not P4A.exists(), reason="run `make android-check` first")
-def test_check_passes_without_tests() -> None:
+def test_check_passes_without_tests(p4a: Path) -> None:
     out = subprocess.run(
         [sys.executable, str(ROOT / "tools" / "android_check.py"), "--no-tests"],
         capture_output=True,

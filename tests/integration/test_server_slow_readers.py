@@ -12,8 +12,6 @@ import struct
 import uuid
 from pathlib import Path
 
-import pytest
-
 from tidings.protocol import Accepted, Hello, Rejected, Send, encode
 
 SERVER_ENV = {
@@ -115,9 +113,3 @@ async def test_a_send_flood_is_throttled(server_factory, server_kit):
     await asyncio.sleep(1.0)
     again = await peer.post(conv, b"f", id=refused[0].id)
     assert again.seq == len(accepted) + 2
-
-
-@pytest.fixture(autouse=True)
-def _linux_only() -> None:
-    if not Path("/proc/self/status").exists():
-        pytest.skip("reads /proc")
