@@ -21,6 +21,7 @@ from kivy.properties import BooleanProperty, ObjectProperty, StringProperty
 from kivy.uix.floatlayout import FloatLayout
 from kivy.uix.screenmanager import NoTransition, ScreenManager, SlideTransition
 
+from tidings.app.notifier import Notifier
 from tidings.app.screens.base import AppScreen
 from tidings.app.screens.chat import ChatScreen
 from tidings.app.screens.chat_list import ChatListScreen
@@ -28,6 +29,7 @@ from tidings.app.screens.group_info import GroupInfoScreen
 from tidings.app.screens.link import ApproveDeviceScreen, LinkThisDeviceScreen
 from tidings.app.screens.new_chat import NewChatScreen
 from tidings.app.screens.new_group import NewGroupScreen
+from tidings.app.screens.notifications import NotificationsScreen
 from tidings.app.screens.onboarding import OnboardingScreen
 from tidings.app.screens.profile_error import ProfileErrorScreen, breakable
 from tidings.app.screens.safety import SafetyNumberScreen
@@ -44,10 +46,12 @@ from tidings.client.types import (
     Connection,
     ConnectionChanged,
     ConnectionState,
+    Conversation,
     ConversationUpdated,
     IdentityChanged,
     MessageAdded,
     MessageUpdated,
+    Notify,
     Synced,
 )
 
@@ -66,6 +70,7 @@ KV_FILES = (
     "new_group",
     "group_info",
     "settings",
+    "notifications",
     "safety",
     "link",
     "profile_error",
@@ -105,6 +110,8 @@ class TidingsApp(App):  # type: ignore[misc]
         #: contacts whose identity key changed in this session (username -> had been verified),
         #: until the user verifies them again
         self.identity_changes: dict[str, bool] = {}
+        #: local notifications for Notify events (tests swap its sink: tidings.app.notifier)
+        self.notifier = Notifier()
 
     # ------------------------------------------------------------------ building
 
@@ -127,6 +134,7 @@ class TidingsApp(App):  # type: ignore[misc]
             NewGroupScreen(name="new_group"),
             GroupInfoScreen(name="group_info"),
             SettingsScreen(name="settings"),
+            NotificationsScreen(name="notifications"),
             SafetyNumberScreen(name="safety"),
             LinkThisDeviceScreen(name="link_this_device"),
             ApproveDeviceScreen(name="approve_device"),
@@ -217,10 +225,13 @@ class TidingsApp(App):  # type: ignore[misc]
             chat_list.on_conversation(event.conversation)
             chat.on_conversation(event.conversation)
             group_info.on_conversation(event.conversation)
+            self._notifications().on_conversation(event.conversation)
         elif isinstance(event, Synced):
             self.tasks.spawn(chat_list.reload())
         elif isinstance(event, IdentityChanged):
             self._identity_changed(event, chat)
+        elif isinstance(event, Notify):
+            self.notifier.on_notify(event)
 
     def _identity_changed(self, event: IdentityChanged, chat: ChatScreen) -> None:
         """A contact's safety number changed: remember it (the chat shows sending as paused
@@ -333,6 +344,17 @@ class TidingsApp(App):  # type: ignore[misc]
     def home(self) -> None:
         self._stack.clear()
         self.navigate("chat_list", remember=False)
+
+    def _notifications(self) -> NotificationsScreen:
+        screen = self.screen("notifications")
+        assert isinstance(screen, NotificationsScreen)
+        return screen
+
+    def open_notifications(self, conv: Conversation | None) -> None:
+        """A chat's notification level and mute (from its header or group info)."""
+        if conv is not None:
+            self._notifications().show(conv)
+            self.navigate("notifications")
 
     def open_chat(self, conv_id: str, around: Any = None, replace: bool = False) -> None:
         """Show a conversation, at its latest messages or around message id `around`."""

@@ -20,7 +20,7 @@ from kivy.uix.label import Label
 from kivy.uix.widget import Widget
 from kivy.utils import get_hex_from_color
 
-from tidings.app import timefmt
+from tidings.app import mentions, timefmt
 from tidings.app.screens.base import running_app
 from tidings.app.text.widgets import IntlWrapLabel
 from tidings.app.theme import (
@@ -218,6 +218,8 @@ class MessageRow(BoxLayout):  # type: ignore[misc]
             max_width=inner,
         )
         self.body = body
+        me = running_app().require_client().account.username
+        mentions.decorate(body, bubble, message, me, theme.primary)
         parts.append(body)
         meta = WrapLabel(
             text=self._meta_markup(message, muted),
@@ -256,7 +258,7 @@ class MessageRow(BoxLayout):  # type: ignore[misc]
     def _meta_markup(self, message: Message, muted: list[float]) -> str:
         stamp = timefmt.clock(message.created_at)
         if not message.is_own:
-            return stamp
+            return mentions.meta_mark(message) + stamp
         theme = running_app().theme
         if message.status is MessageStatus.FAILED:
             return f"[color={FAILED_ON_OWN}][b]Not sent \u2014 tap to retry[/b][/color]  {stamp}"

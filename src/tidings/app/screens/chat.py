@@ -23,9 +23,11 @@ from tidings.app.bubbles import (
     PlaceholderRow,
     SystemNote,
 )
+from tidings.app.mentions import MentionAutocomplete
 from tidings.app.screens.base import AppScreen
 from tidings.app.screens.chat_list import ChatListScreen
 from tidings.app.screens.group_info import GroupInfoScreen
+from tidings.app.screens.notifications import notifications_off
 from tidings.app.screens.safety import is_identity_line, is_undecryptable
 from tidings.app.theme import (
     QUICK_REACTIONS,
@@ -121,6 +123,8 @@ class ChatScreen(AppScreen):
     #: composer says so and leads to the safety number, or to the members of a group)
     paused = BooleanProperty(False)
     paused_text = StringProperty("")
+    #: notifications of this chat are muted (or off): the header's bell is struck through
+    muted = BooleanProperty(False)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -139,6 +143,7 @@ class ChatScreen(AppScreen):
         self._spacer = self.ids.spacer.__self__
         self._composer_bar = self.ids.composer_bar.__self__
         self._not_member = NotMemberNote()
+        self.mentions = MentionAutocomplete(self)
         # bubbles are as wide as the window allows: lay them out again when it changes
         self.bind(width=Clock.create_trigger(lambda _dt: self._refit(), 0.2))
 
@@ -221,6 +226,7 @@ class ChatScreen(AppScreen):
         regrouped = self.conversation is None or (conv.kind == "group") != self.is_group
         self.conversation = conv
         self.title = conv.title
+        self.muted = notifications_off(self.client.notifications(conv.id))
         self.is_group = conv.kind == "group"
         me = self.client.account.account_id
         self.member = not self.is_group or any(m.account_id == me for m in conv.members)

@@ -11,6 +11,7 @@ from kivy.uix.boxlayout import BoxLayout
 
 from tidings.app import timefmt
 from tidings.app.screens.base import AppScreen, running_app
+from tidings.app.screens.notifications import notifications_off
 from tidings.app.theme import TICK_DOUBLE, TICK_SENDING, TICK_SENT
 from tidings.client.types import Conversation, Message, MessageStatus
 
@@ -53,6 +54,8 @@ class ChatRow(ButtonBehavior, BoxLayout):  # type: ignore[misc]  # kivy is untyp
     tick_read = BooleanProperty(False)
     failed = BooleanProperty(False)
     is_group = BooleanProperty(False)
+    #: notifications muted or off: a struck-through bell beside the title
+    muted = BooleanProperty(False)
 
     def show(self, conv: Conversation) -> None:
         self.conv_id = conv.id
@@ -65,6 +68,7 @@ class ChatRow(ButtonBehavior, BoxLayout):  # type: ignore[misc]  # kivy is untyp
         last = conv.last_message
         self.tick_read = last is not None and last.status is MessageStatus.READ
         self.failed = last is not None and last.status is MessageStatus.FAILED
+        self.muted = notifications_off(running_app().require_client().notifications(conv.id))
 
     def on_release(self) -> None:
         running_app().open_chat(self.conv_id)

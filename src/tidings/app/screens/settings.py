@@ -19,3 +19,4 @@ class SettingsScreen(AppScreen):
         self.account_id = account.account_id
         self.device_id = str(account.device_id)
         self.server = account.server_url
+        self.ids.push.refresh()
