@@ -200,7 +200,7 @@ async def test_a_notify_while_the_window_is_not_in_front_reaches_the_notifier(
     bob: Client = await peer("bob")
     driver = await app("alice")
     shown: list[tuple[str, str]] = []
-    driver.app.notifier.sink = lambda title, message: shown.append((title, message))
+    driver.app.local_notifier.sink = lambda title, message: shown.append((title, message))
     conv = await bob.open_direct("alice")
     await bob.send_text(conv.id, "while you look")
     await driver.wait_for(

@@ -21,7 +21,7 @@ from kivy.properties import BooleanProperty, ObjectProperty, StringProperty
 from kivy.uix.floatlayout import FloatLayout
 from kivy.uix.screenmanager import NoTransition, ScreenManager, SlideTransition
 
-from tidings.app.notifier import Notifier
+from tidings.app.local_notify import LocalNotifier
 from tidings.app.screens.base import AppScreen
 from tidings.app.screens.chat import ChatScreen
 from tidings.app.screens.chat_list import ChatListScreen
@@ -110,8 +110,8 @@ class TidingsApp(App):  # type: ignore[misc]
         #: contacts whose identity key changed in this session (username -> had been verified),
         #: until the user verifies them again
         self.identity_changes: dict[str, bool] = {}
-        #: local notifications for Notify events (tests swap its sink: tidings.app.notifier)
-        self.notifier = Notifier()
+        #: local notifications for Notify events (tests swap its sink: tidings.app.local_notify)
+        self.local_notifier = LocalNotifier()
 
     # ------------------------------------------------------------------ building
 
@@ -231,7 +231,7 @@ class TidingsApp(App):  # type: ignore[misc]
         elif isinstance(event, IdentityChanged):
             self._identity_changed(event, chat)
         elif isinstance(event, Notify):
-            self.notifier.on_notify(event)
+            self.local_notifier.on_notify(event)
 
     def _identity_changed(self, event: IdentityChanged, chat: ChatScreen) -> None:
         """A contact's safety number changed: remember it (the chat shows sending as paused

@@ -1,5 +1,6 @@
-"""Local notifications: what the app shows on this device when the client core says a message
-should alert (the ``Notify`` event) and the window is not in front.
+"""Local notifications of the running app: what it shows on this device when the client core
+says a message should alert (the ``Notify`` event) and the window is not in front. (The
+Android push service, which runs without the app, posts its own: ``tidings.app.notifier``.)
 
 Whether a message alerts is the core's decision (``tidings.client.push.should_notify``: own
 messages, muted chats and levels are handled there); the app only decides *how* to show it.
@@ -12,9 +13,9 @@ manager); where there is none (a Linux box without a notification daemon, plyer 
 installed) the first failure is logged once and later ones are dropped quietly: a missing
 notification never breaks the app.
 
-Hook for tests and embedders: assign ``app.notifier.sink`` to any callable taking
-``(title, message)``; ``app.notifier.focused`` is the callable that tells whether the window
-is in front (``Window.focus`` by default).
+Hook for tests and embedders: assign ``app.local_notifier.sink`` to any callable taking
+``(title, message)``; ``app.local_notifier.focused`` is the callable that tells whether the
+window is in front (``Window.focus`` by default).
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def _window_focused() -> bool:
     return bool(Window.focus)
 
 
-class Notifier:
+class LocalNotifier:
     """Turns ``Notify`` events into local notifications while the window is not in front."""
 
     def __init__(self, sink: Sink | None = None, focused: Callable[[], bool] | None = None) -> None:
