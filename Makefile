@@ -4,6 +4,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed-stamp
+SERVER_STAMP := $(VENV)/.server-stamp
+# Reproducible CI: requirements/ci.lock is `pip freeze` of a working test venv (`make lock`
+# writes it). `make test LOCKED=1` installs with it as constraints (pip install -c), so CI gets
+# exactly those versions. Off by default: a lock made on one Python and platform may name
+# versions that have no wheel elsewhere, and `make test` must work on any fresh machine.
+LOCK := requirements/ci.lock
+CONSTRAINTS := $(if $(LOCKED),-c $(LOCK),)
 HOST ?= 127.0.0.1
 PORT ?= 8080
 DATA ?= ./tidings-data
@@ -13,15 +20,26 @@ export KIVY_NO_CONSOLELOG := 1
 export KIVY_LOG_MODE := PYTHON
 export KIVY_HOME := $(CURDIR)/.kivy
 
-.PHONY: run test lint typecheck app screenshots bench bench-quick bench-deps ui-deps interop-deps android-check clean
+.PHONY: run test lint typecheck app screenshots bench bench-quick bench-deps ui-deps interop-deps android-check clean lock
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -e '.[test,app]'
-	touch $(STAMP)
+	$(PIP) install --quiet $(CONSTRAINTS) -e '.[test]'
+	touch $(STAMP) $(SERVER_STAMP)
 
-run: $(STAMP)
+# The server alone (`tidings[server]`: no Kivy, no media or client crypto libraries).
+$(SERVER_STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet $(CONSTRAINTS) -e '.[server]'
+	touch $(SERVER_STAMP)
+
+lock: $(STAMP)
+	mkdir -p requirements
+	$(PIP) freeze --exclude-editable | sed -E 's/^([A-Za-z0-9_.-]+) @ file:.*\/[^/]+-([0-9][^-]*)-.*$$/\1==\2/' > $(LOCK)
+
+run: $(SERVER_STAMP)
 	$(VENV)/bin/tidings serve --host $(HOST) --port $(PORT) --data $(DATA)
 
 # System packages for Kivy under Xvfb, installed only when missing.

@@ -30,6 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import android_imports  # a sibling module, found through the line above
+import android_push  # a sibling module, found through the line above
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "build" / "android-check"
@@ -182,7 +183,8 @@ def test_venv_packages(pins: dict[str, str]) -> list[str]:
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extra = []
-    for spec in project["dependencies"]:
+    server = project.get("optional-dependencies", {}).get("server", [])
+    for spec in [*project["dependencies"], *server]:
         name = re.split(r"[\[<>=!~; ]", spec, maxsplit=1)[0]
         if _normalize(name) in {_normalize(h) for h in HOST_ONLY}:
             extra.append(spec)
@@ -212,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     report = resolve(p4a, requirements, local)
     problems = check_build(report, requirements, p4a)
     problems += android_imports.uncovered(ROOT, excluded, report)
+    problems += android_push.check(ROOT)
     entries: dict[str, dict[str, object]] = report["entries"]  # type: ignore[assignment]
     for name in sorted(e.partition("==")[0].lower() for e in requirements):
         entry = entries[name]

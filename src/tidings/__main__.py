@@ -2,6 +2,6 @@
 
 import sys
 
-from tidings.cli import main
+from tidings.command import main
 
 sys.exit(main())

@@ -17,11 +17,20 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
 from tidings import cli_render
+
+# Shared with a server-only install's command (tidings.command); re-exported for the
+# commands of other modules.
+from tidings.cli_base import EXIT_ERROR as EXIT_ERROR
+from tidings.cli_base import EXIT_OK as EXIT_OK
+from tidings.cli_base import EXIT_TIMEOUT as EXIT_TIMEOUT
+from tidings.cli_base import EXIT_USAGE as EXIT_USAGE
+from tidings.cli_base import CliError as CliError
+from tidings.cli_base import Outcome as Outcome
+from tidings.cli_base import add_serve_parser
 from tidings.client import Client
 from tidings.client.api import ClientConfig
 from tidings.client.errors import ClientError, ConnectionEnded, NotConnected
@@ -37,38 +46,12 @@ from tidings.client.types import (
     Synced,
 )
 
-#: Exit codes: 0 success, 1 a typed error, 2 bad usage, 3 a bounded wait ran out.
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-EXIT_TIMEOUT = 3
-
 #: How long a command waits for the server (connect + initial sync) unless told otherwise.
 DEFAULT_TIMEOUT = 30.0
 #: Quiet time after which ``sync`` considers the connection idle.
 IDLE_SECONDS = 0.5
 #: Why a server cannot be reached, when waiting cannot help: one-shot commands fail at once.
 HOPELESS_CAUSES = frozenset({"refused", "dns", "wrong_scheme", "tls"})
-
-
-class CliError(Exception):
-    """A failure the CLI reports as ``{code, message}`` with exit code ``exit_code``."""
-
-    def __init__(self, code: str, message: str, exit_code: int = EXIT_ERROR) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.exit_code = exit_code
-
-
-@dataclass
-class Outcome:
-    """What a command produced: ``data`` for ``--json``, ``text`` for people."""
-
-    data: Any
-    text: str
-    exit_code: int = EXIT_OK
-    warnings: list[str] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- rendering
@@ -667,27 +650,6 @@ async def cmd_conversations(args: argparse.Namespace) -> Outcome:
     return Outcome({"conversations": [conversation_json(c) for c in convs]}, text)
 
 
-def cmd_serve(args: argparse.Namespace) -> Outcome:
-    from tidings.server.config import ConfigError, ServerConfig
-    from tidings.server.main import serve
-
-    overrides: dict[str, object] = {
-        "host": args.host,
-        "port": args.port,
-        "data_dir": Path(args.data) if args.data else None,
-        "log_level": args.log_level,
-        "log_format": args.log_format,
-        "tls_cert": args.tls_cert,
-        "tls_key": args.tls_key,
-    }
-    try:
-        config = ServerConfig.load(overrides, toml_path=Path(args.config) if args.config else None)
-    except ConfigError as exc:
-        raise CliError("bad_config", str(exc), EXIT_USAGE) from exc
-    serve(config)
-    return Outcome({"stopped": True}, "server stopped")
-
-
 def cmd_app(args: argparse.Namespace) -> Outcome:
     try:
         import kivy  # noqa: F401
@@ -739,21 +701,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tidings {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    p = sub.add_parser("serve", parents=[common], help="run a server")
-    p.add_argument("--host", default=None)
-    p.add_argument("--port", type=int, default=None)
-    p.add_argument("--data", default=None, help="data directory")
-    p.add_argument("--config", default=None, help="config file")
-    p.add_argument(
-        "--log-level",
-        default=None,
-        choices=["critical", "error", "warning", "info", "debug"],
-        help="log level (default info); no level logs a token, key or payload",
-    )
-    p.add_argument("--log-format", default=None, choices=["text", "json"])
-    p.add_argument("--tls-cert", default=None, help="PEM certificate chain (HTTPS; SIGHUP reloads)")
-    p.add_argument("--tls-key", default=None, help="PEM private key of --tls-cert")
-    p.set_defaults(sync_handler=cmd_serve)
+    add_serve_parser(sub, common)
 
     account = sub.add_parser("account", help="accounts").add_subparsers(
         dest="account_command", required=True, parser_class=_Parser
