@@ -40,6 +40,8 @@ NOT_ON_ANDROID = {
 # Recipes that are not Python distributions one could pip-install into a desktop venv.
 NATIVE_ONLY = {"kivy", "pyjnius", "android", "genericndkbuild", "setuptools"}
 _ENTRY = "tidings/app/android_main.py"
+#: the push service, p4a's other entry point (buildozer.spec ``services``)
+_SERVICE_ENTRY = "tidings/app/android_service.py"
 
 
 def _module_file(src: Path, dotted: str) -> Path | None:
@@ -94,7 +96,7 @@ def scan(root: Path, excluded: list[str]) -> dict[str, dict[str, object]]:
     src = root / "src"
     found: dict[str, dict[str, object]] = {}
     seen: set[Path] = set()
-    queue = [src / _ENTRY]
+    queue = [src / _ENTRY] + [p for p in [src / _SERVICE_ENTRY] if p.exists()]
     while queue:
         path = queue.pop()
         if path in seen:

@@ -540,13 +540,15 @@ async def cmd_search(args: argparse.Namespace) -> Outcome:
     async with _opened(Path(args.profile)) as client:
         hits = await client.search(args.query, limit=args.limit)
         names = await _chat_names(client, [h.message.conv_id for h in hits])
+        mode = client.search_mode
+    note = "note: this SQLite has no FTS5; searching by a slower scan\n" if mode == "scan" else ""
     text = "\n".join(
         f"{names[h.message.conv_id]} [{h.message.seq}] "
         f"{'me' if h.message.is_own else cli_render.safe(h.message.sender_name)}: "
         f"{cli_render.safe_body(h.snippet)}  {h.message.id}"
         for h in hits
     )
-    return Outcome({"hits": [_hit_json(h) for h in hits]}, text or "no matches")
+    return Outcome({"hits": [_hit_json(h) for h in hits]}, note + (text or "no matches"))
 
 
 async def cmd_read(args: argparse.Namespace) -> Outcome:

@@ -21,6 +21,7 @@ from kivy.properties import BooleanProperty, ObjectProperty, StringProperty
 from kivy.uix.floatlayout import FloatLayout
 from kivy.uix.screenmanager import NoTransition, ScreenManager, SlideTransition
 
+from tidings.app import lifecycle
 from tidings.app.local_notify import LocalNotifier
 from tidings.app.screens.base import AppScreen
 from tidings.app.screens.chat import ChatScreen
@@ -268,13 +269,11 @@ class TidingsApp(App):  # type: ignore[misc]
 
     # Android: paused apps close their socket (the server then pushes), resumed ones reconnect
     def on_pause(self) -> bool:
-        if self.client is not None:
-            self.tasks.spawn(self.client.background())
+        lifecycle.pause(self)  # synchronously: the loop freezes when this returns
         return True
 
     def on_resume(self) -> None:
-        if self.client is not None:
-            self.tasks.spawn(self.client.foreground())
+        self.tasks.spawn(lifecycle.resume(self))
 
     def first_list_shown(self) -> None:
         if self.time_to_chat_list is None:

@@ -31,7 +31,7 @@ from tidings.protocol import push as push_wire
 from tidings.protocol.close import CloseCode
 from tidings.protocol.content import Content, Reaction, Text
 
-from . import provisioning, tls
+from . import lifecycle, profilelock, provisioning, tls
 from .backup.service import BackupService, BackupStatus
 from .core import engine
 from .core.payload import encode_bound
@@ -201,6 +201,11 @@ class Client(AttachmentFeatures, EverydayFeatures):
     ) -> None:
         self.profile = profile
         self.account = account
+        try:  # one process at a time (client/profilelock.py), for this client's lifetime
+            self._profile_lock: profilelock.ProfileLock | None = profilelock.acquire(profile)
+        except ClientError:
+            store.close()
+            raise
         if config is None:  # what the profile was created with (client/tls.py)
             insecure, ca_file = tls.load(profile)
             config = ClientConfig(insecure=insecure, ca_file=ca_file)
@@ -253,6 +258,8 @@ class Client(AttachmentFeatures, EverydayFeatures):
         self._hopeless = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
         self._closed = False
+        #: PRAGMA data_version at suspend(): resume() tells whether another process wrote
+        self._suspended_at = 0
         self._backup = BackupService(
             store,
             account,
@@ -460,14 +467,18 @@ class Client(AttachmentFeatures, EverydayFeatures):
         token_path = profile / TOKEN_NAME
         if not (profile / DB_NAME).exists() or not token_path.exists():
             raise ProfileNotFound(f"no account in {profile}")
-        store = LocalStore(profile / DB_NAME)
-        account = store.account()
-        if account is None:
-            store.close()
-            raise ProfileNotFound(f"no account in {profile}")
-        if not store.keys.has_identity():  # a profile from before end-to-end encryption
-            store.keys.set_identity(IdentityKeyPair.generate())
-        return cls(profile, store, account, token_path.read_text().strip(), config)
+        lock = profilelock.acquire(profile)  # ProfileInUse; before migrations touch the store
+        try:
+            store = LocalStore(profile / DB_NAME)
+            account = store.account()
+            if account is None:
+                store.close()
+                raise ProfileNotFound(f"no account in {profile}")
+            if not store.keys.has_identity():  # a profile from before end-to-end encryption
+                store.keys.set_identity(IdentityKeyPair.generate())
+            return cls(profile, store, account, token_path.read_text().strip(), config)
+        finally:
+            lock.release()  # the client holds its own reference
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -541,6 +552,34 @@ class Client(AttachmentFeatures, EverydayFeatures):
         """Reconnect after :meth:`background`."""
         await self._runtime.start()
 
+    def suspend(self) -> lifecycle.Paused:
+        """Synchronous :meth:`background` for a loop about to freeze (Kivy's ``on_pause`` on
+        Android, client/lifecycle.py): store and ack what arrived, write the close frame, and
+        let go of the profile so the push service may sync it meanwhile. :meth:`resume`."""
+        paused = lifecycle.pause_now(self._runtime)
+        self._suspended_at = lifecycle.data_version(self._runtime)
+        if self._profile_lock is not None:
+            self._profile_lock.release()
+            self._profile_lock = None
+        return paused
+
+    async def resume(self, wait: float = 30.0) -> bool:
+        """Take the profile back after :meth:`suspend` (waiting up to ``wait`` s for the push
+        service to finish; ProfileInUse after that) and reconnect. False, without
+        reconnecting, when another process changed the profile meanwhile: this client's
+        state is stale, close it and :meth:`open` the profile again."""
+        if self._profile_lock is None:
+            self._profile_lock = await profilelock.acquire_async(self.profile, wait)
+        if lifecycle.data_version(self._runtime) != self._suspended_at:
+            return False
+        await self._runtime.start()
+        return True
+
+    @property
+    def search_mode(self) -> str:
+        """``"fts5"``, or ``"scan"`` on an SQLite without FTS5 (slower, same results)."""
+        return self._store.search_mode
+
     async def close(self) -> None:
         """Stop the runtime, flush what is pending, close the store."""
         if self._closed:
@@ -553,6 +592,9 @@ class Client(AttachmentFeatures, EverydayFeatures):
         await self._runtime.close()
         await self._rest.aclose()
         self._store.close()
+        if self._profile_lock is not None:
+            self._profile_lock.release()
+            self._profile_lock = None
 
     def events(self) -> AsyncIterator[ClientEvent]:
         """A new subscription: every event from now on, in order."""

@@ -39,6 +39,21 @@ class ProfileCorrupt(ClientError):
         self.detail = detail
 
 
+class ProfileInUse(ClientError):
+    """Another process holds the profile (the app and its sync service, two commands): one
+    process at a time may use it. ``pid`` is the holder's process id, if known."""
+
+    def __init__(self, path: str, pid: int | None) -> None:
+        holder = f"process {pid}" if pid is not None else "another process"
+        super().__init__(
+            "profile_in_use",
+            f"the profile {path} is in use by {holder}; close it there (or wait until it"
+            " ends) and try again",
+        )
+        self.path = path
+        self.pid = pid
+
+
 #: why a server could not be reached (:attr:`NotConnected.cause`)
 CAUSE_UNKNOWN = "unknown"
 CAUSE_REFUSED = "refused"

@@ -29,7 +29,7 @@ from tidings.migrations import version as schema_version
 from tidings.protocol import Envelope, decode_system_event, rest
 from tidings.protocol.content import Content, Delete, Edit, Media, Reaction, Text
 
-from . import attachments
+from . import attachments, fts
 from .core import engine
 from .core.opening import WRITE_EFFECTS, OpenedEnvelope, StoreOpened
 from .errors import ProfileCorrupt
@@ -149,20 +149,9 @@ MIGRATIONS: tuple[str, ...] = (
         read INTEGER NOT NULL,
         PRIMARY KEY (conv_id, account_id)
     );
-    CREATE VIRTUAL TABLE messages_fts USING fts5(
-        body, content='messages', content_rowid='pk', tokenize='unicode61 remove_diacritics 2'
-    );
-    CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
-        INSERT INTO messages_fts (rowid, body) VALUES (new.pk, new.body);
-    END;
-    CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
-        INSERT INTO messages_fts (messages_fts, rowid, body) VALUES ('delete', old.pk, old.body);
-    END;
-    CREATE TRIGGER messages_fts_update AFTER UPDATE OF body ON messages BEGIN
-        INSERT INTO messages_fts (messages_fts, rowid, body) VALUES ('delete', old.pk, old.body);
-        INSERT INTO messages_fts (rowid, body) VALUES (new.pk, new.body);
-    END;
     """,
+    # (the FTS5 index over bodies, messages_fts, and its triggers: fts.prepare after these,
+    # only where SQLite has FTS5)
     # 2: own messages still waiting for receipts, found without a scan (syncs, promotions)
     """
     CREATE INDEX messages_own_open ON messages (conv_id, seq)
@@ -281,6 +270,8 @@ class LocalStore:
         if problems != ["ok"]:
             raise ProfileCorrupt(path or ":memory:", "; ".join(map(str, problems)))
         self.migrate()
+        #: "fts5", or "scan" on a SQLite without FTS5 (client/fts.py)
+        self.search_mode: fts.SearchMode = fts.prepare(self.db)
         #: the device's keys, in this database (a decrypted message and the session state it
         #: advanced commit together)
         self.keys = KeyStore(self.db)
@@ -786,10 +777,13 @@ class LocalStore:
     def search(self, query: str, limit: int) -> list[SearchHit]:
         """Messages matching every word of ``query`` (the last word as a prefix), most recently
         stored first."""
-        words = query.split()
-        if not words:
+        match = fts.fts_query(query)
+        if match is None:
             return []
-        match = " ".join('"' + w.replace('"', '""') + '"' for w in words) + "*"
+        if self.search_mode == "scan":
+            found = fts.scan(self.db, query, limit)
+            messages = {m.id: m for m in self.messages([i for i, _ in found])}
+            return [SearchHit(messages[i], snip) for i, snip in found if i in messages]
         rows = self.db.execute(
             "SELECT m.id, snippet(messages_fts, 0, '[', ']', '…', 12) FROM messages_fts"
             " JOIN messages m ON m.pk = messages_fts.rowid WHERE messages_fts MATCH ?"

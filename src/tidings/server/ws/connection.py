@@ -219,6 +219,8 @@ class DeviceConnection:
             self._advance(Phase.CLOSED)
             self._idle_cell[0] = None
             await self._bus.detach(self)
+            if self._tasks:  # an Ack right before the client's close (an app pausing) counts
+                await asyncio.wait(set(self._tasks), timeout=CLOSE_GRACE)
             for task in (pump, *self._tasks):
                 task.cancel()
             await asyncio.gather(pump, *self._tasks, return_exceptions=True)
