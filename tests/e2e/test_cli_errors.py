@@ -24,7 +24,7 @@ def error_of(capsys: pytest.CaptureFixture[str]) -> dict[str, str]:
     [
         ["frobnicate", "--json"],
         ["send", "--profile", "p", "--json"],
-        ["history", "--json", "@bob"],
+        ["history", "--profile", "p", "--json"],
         ["group", "--json"],
         ["sync", "--profile", "p", "--for", "soon", "--json"],
     ],

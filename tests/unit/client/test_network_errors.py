@@ -168,7 +168,7 @@ async def test_websocket_connect_says_why_and_fails_fast(
     url = {
         "refused": f"http://127.0.0.1:{_closed_port()}",
         "wrong_scheme": f"http://127.0.0.1:{tls_port}",
-        "dns": "http://nonexistent.invalid:8080",
+        "dns": "https://nonexistent.invalid:8443",
     }[case]
     client = await Client.open(_offline_profile(tmp_path / "p", url))
     try:
