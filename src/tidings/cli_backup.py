@@ -1,4 +1,4 @@
-"""`tidings backup enable|status|now|export|import|change-passphrase` and
+"""`tidings backup enable|status|now|export|import|change-passphrase|reset` and
 `tidings account recover` (client/backup; docs/e2ee.md "The history vault").
 
 Passphrases come from a prompt (getpass, twice when a new one is chosen), or for scripts and
@@ -9,6 +9,7 @@ stderr so that ``--json`` output stays clean.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import getpass
 import sys
 from collections.abc import Callable
@@ -53,6 +54,23 @@ async def cmd_backup_enable(args: argparse.Namespace) -> Outcome:
         await client.enable_backup(passphrase)
         pages = await client.backup_now(_progress("upload"))
     return Outcome({"enabled": True, "pages": pages}, f"backup enabled; {pages} pages uploaded")
+
+
+async def cmd_backup_reset(args: argparse.Namespace) -> Outcome:
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise CliError("bad_argument", "reset deletes the backup on the server: add --yes")
+        print(
+            "This deletes the account's backup on the server; history kept only there is"
+            " lost, and no device can recover the account from it.",
+            file=sys.stderr,
+        )
+        answer = await asyncio.to_thread(input, 'Type "reset" to go on: ')
+        if answer.strip().lower() != "reset":
+            raise CliError("cancelled", "nothing was deleted")
+    async with _opened(_profile(args)) as client:
+        await client.reset_backup()
+    return Outcome({"reset": True}, "backup deleted; tidings backup enable starts a new one")
 
 
 async def cmd_backup_now(args: argparse.Namespace) -> Outcome:
@@ -148,6 +166,11 @@ def add_parsers(
     )
     p.add_argument("--new-passphrase-file", default=None)
     p.set_defaults(handler=cmd_backup_change)
+    p = backup.add_parser(
+        "reset", parents=[common, profile], help="delete the backup (then enable a new one)"
+    )
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.set_defaults(handler=cmd_backup_reset)
 
     account_parser = sub.choices["account"]
     account = next(a for a in account_parser._actions if isinstance(a, argparse._SubParsersAction))

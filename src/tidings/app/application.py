@@ -23,6 +23,7 @@ from kivy.uix.screenmanager import NoTransition, ScreenManager, SlideTransition
 
 from tidings.app import lifecycle
 from tidings.app.local_notify import LocalNotifier
+from tidings.app.screens.backup import BackupScreen
 from tidings.app.screens.base import AppScreen
 from tidings.app.screens.chat import ChatScreen
 from tidings.app.screens.chat_list import ChatListScreen
@@ -33,6 +34,7 @@ from tidings.app.screens.new_group import NewGroupScreen
 from tidings.app.screens.notifications import NotificationsScreen
 from tidings.app.screens.onboarding import OnboardingScreen
 from tidings.app.screens.profile_error import ProfileErrorScreen, breakable
+from tidings.app.screens.restore import RestoreScreen
 from tidings.app.screens.safety import SafetyNumberScreen
 from tidings.app.screens.search import SearchScreen
 from tidings.app.screens.settings import SettingsScreen
@@ -71,6 +73,7 @@ KV_FILES = (
     "new_group",
     "group_info",
     "settings",
+    "backup",
     "notifications",
     "safety",
     "link",
@@ -135,6 +138,8 @@ class TidingsApp(App):  # type: ignore[misc]
             NewGroupScreen(name="new_group"),
             GroupInfoScreen(name="group_info"),
             SettingsScreen(name="settings"),
+            BackupScreen(name="backup"),
+            RestoreScreen(name="restore"),
             NotificationsScreen(name="notifications"),
             SafetyNumberScreen(name="safety"),
             LinkThisDeviceScreen(name="link_this_device"),

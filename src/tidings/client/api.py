@@ -910,9 +910,17 @@ class Client(AttachmentFeatures, EverydayFeatures):
 
     async def enable_backup(self, passphrase: str) -> None:
         """Enrol the account's history vault under ``passphrase`` (``weak_passphrase`` if the
-        estimate is too low) and start uploading in the background."""
+        estimate is too low) and start uploading in the background. If the account already
+        has a vault, its key is adopted when ``passphrase`` opens it (``BackupExists``
+        otherwise: change the passphrase or :meth:`reset_backup`)."""
         self._check_open()
         await self._backup.enable(passphrase)
+
+    async def reset_backup(self) -> None:
+        """Delete the account's vault on the server (history kept only there is lost) and
+        turn backup off on this device; :meth:`enable_backup` starts a new one."""
+        self._check_open()
+        await self._backup.reset()
 
     async def backup_status(self) -> BackupStatus:
         return await self._backup.status()

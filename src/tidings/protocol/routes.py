@@ -148,9 +148,11 @@ VAULT_LIST_PAGES = Route("vault_list_pages", "GET", "/v1/vault/pages", response=
 VAULT_FETCH_PAGES = Route(
     "vault_fetch_pages", "POST", "/v1/vault/pages/fetch", vault.FetchPages, list[vault.VaultPage]
 )
+#: a signed-in device deletes the account's vault (enrolment, pages, tickets): "reset backup"
+VAULT_RESET = Route("vault_reset", "DELETE", "/v1/vault", response=vault.VaultStatus)
 VAULT_ROUTES = (
     VAULT_STATUS, VAULT_ENROL, VAULT_PARAMS, VAULT_RECOVER, VAULT_REGISTER, VAULT_PASSPHRASE,
-    VAULT_PUT_PAGES, VAULT_LIST_PAGES, VAULT_FETCH_PAGES,
+    VAULT_PUT_PAGES, VAULT_LIST_PAGES, VAULT_FETCH_PAGES, VAULT_RESET,
 )  # fmt: skip
 
 # Push notifications: this device's registration, the server's VAPID key, and the account's

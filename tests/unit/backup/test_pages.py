@@ -91,11 +91,20 @@ def test_a_page_has_at_most_500_messages() -> None:
 
 
 def test_a_page_has_at_most_256_kib() -> None:
-    big = HistoryPage("c", 0, [message("c", 0, "x" * MAX_PAGE_BYTES)])
+    half = "x" * (MAX_PAGE_BYTES // 2)
+    big = HistoryPage("c", 0, [message("c", 0, half), message("c", 1, half)])
     with pytest.raises(PageError):
         encode_page(big)
     with pytest.raises(PageError):
         decode_page(msgspec.msgpack.encode(big))
+    # one message alone may take an oversized page, up to the vault's 1 MiB
+    alone = HistoryPage("c", 0, [message("c", 0, "x" * MAX_PAGE_BYTES)])
+    assert decode_page(encode_page(alone)) == alone
+    huge = HistoryPage("c", 0, [message("c", 0, "x" * (1 << 20))])
+    with pytest.raises(PageError):
+        encode_page(huge)
+    with pytest.raises(PageError):
+        decode_page(msgspec.msgpack.encode(huge))
 
 
 @pytest.mark.parametrize(
@@ -138,7 +147,7 @@ def test_packing_respects_both_bounds_and_keeps_order() -> None:
 
 def test_packing_refuses_a_message_too_big_for_any_page_or_of_another_conversation() -> None:
     with pytest.raises(PageError):
-        pack_pages("c", [message("c", 0, "z" * MAX_PAGE_BYTES)])
+        pack_pages("c", [message("c", 0, "z" * (1 << 20))])
     with pytest.raises(PageError):
         pack_pages("c", [message("d", 0)])
 

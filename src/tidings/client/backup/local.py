@@ -7,7 +7,10 @@ generation the server acknowledged per page id, with the digest of that page's p
 ``vault_dirty`` lists the (conversation, span) whose messages changed since their page was
 uploaded; triggers on the messages and reactions tables fill it, so every writer of history
 marks what it touched without knowing about the vault. ``vault_pruned`` says below which seq a
-conversation's rows were removed locally (they are only in the vault).
+conversation's rows were removed locally (they are only in the vault), and
+``vault_pruned_ids`` where each removed message was: a reaction that arrives for a message no
+longer on the device (only its reaction row is stored) marks that message's span, whose
+vault copy the uploader then merges with the new reaction.
 """
 
 from __future__ import annotations
@@ -66,6 +69,23 @@ SCHEMA = (
     CREATE TRIGGER vault_dirty_unreact AFTER DELETE ON reactions BEGIN
         INSERT INTO vault_dirty SELECT conv_id, (seq - 1) / {SPAN}, 1 FROM messages
             WHERE id = old.message_id AND seq IS NOT NULL ON CONFLICT DO UPDATE SET n = n + 1;
+    END;
+    """,  # noqa: S608 - SPAN is a constant
+    f"""
+    CREATE TABLE vault_pruned_ids (
+        id TEXT PRIMARY KEY,
+        conv_id TEXT NOT NULL,
+        seq INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TRIGGER vault_dirty_react_pruned AFTER INSERT ON reactions
+        WHEN NOT EXISTS (SELECT 1 FROM messages WHERE id = new.message_id) BEGIN
+        INSERT INTO vault_dirty SELECT conv_id, (seq - 1) / {SPAN}, 1 FROM vault_pruned_ids
+            WHERE id = new.message_id ON CONFLICT DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER vault_dirty_unreact_pruned AFTER DELETE ON reactions
+        WHEN NOT EXISTS (SELECT 1 FROM messages WHERE id = old.message_id) BEGIN
+        INSERT INTO vault_dirty SELECT conv_id, (seq - 1) / {SPAN}, 1 FROM vault_pruned_ids
+            WHERE id = old.message_id ON CONFLICT DO UPDATE SET n = n + 1;
     END;
     """,  # noqa: S608 - SPAN is a constant
 )

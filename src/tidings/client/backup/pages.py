@@ -9,6 +9,12 @@ for (conversation and index) and internally consistent. A page holds at most
 page always encodes to the same bytes (msgspec structs as arrays, fields in a fixed order, no
 maps, no floats), so re-sealing an unchanged page can be skipped by comparing encodings.
 
+A single message larger than that (64,000 characters of 4-byte UTF-8 text alone are 256,000
+bytes, before its reactions, attachment pointers and metadata) gets an *oversized* page of its
+own: a page of exactly one message may encode to :data:`MAX_SINGLE_BYTES` (the vault's 1 MiB
+plaintext limit). :func:`fits` says whether a message fits even that; one that does not is
+left out of the vault by the uploader (logged), never the rest of its span.
+
 The model is generic on purpose: statuses, kinds and reactions are strings and lists, the
 attachment pointer and any system-event metadata are opaque bytes owned by the client store.
 """
@@ -20,11 +26,12 @@ from typing import Annotated
 
 import msgspec
 
-from tidings.crypto.vault import open_page, seal_page
+from tidings.crypto.vault import MAX_PAGE_PLAINTEXT, open_page, seal_page
 
 __all__ = [
     "MAX_PAGE_BYTES",
     "MAX_PAGE_MESSAGES",
+    "MAX_SINGLE_BYTES",
     "PAGE_FORMAT",
     "HistoryPage",
     "MessageRecord",
@@ -32,6 +39,7 @@ __all__ = [
     "Reaction",
     "decode_page",
     "encode_page",
+    "fits",
     "history_page_id",
     "open_history_page",
     "pack_pages",
@@ -41,6 +49,8 @@ __all__ = [
 PAGE_FORMAT = 1
 MAX_PAGE_BYTES = 256 * 1024
 MAX_PAGE_MESSAGES = 500
+#: the bound of an oversized page (one message alone)
+MAX_SINGLE_BYTES = MAX_PAGE_PLAINTEXT
 MAX_CONV_ID = 200
 
 _U63 = msgspec.Meta(ge=0, le=(1 << 63) - 1)
@@ -124,12 +134,17 @@ def _check(page: HistoryPage) -> None:
         seen.add(message.id)
 
 
+def _bound(page_bytes: int, messages: int) -> None:
+    limit = MAX_SINGLE_BYTES if messages == 1 else MAX_PAGE_BYTES
+    if page_bytes > limit:
+        raise PageError(f"the page is {page_bytes} bytes > {limit}")
+
+
 def encode_page(page: HistoryPage) -> bytes:
     """The deterministic msgpack encoding; :class:`PageError` if the page breaks a bound."""
     _check(page)
     data = _encoder.encode(page)
-    if len(data) > MAX_PAGE_BYTES:
-        raise PageError(f"the page encodes to {len(data)} bytes > {MAX_PAGE_BYTES}")
+    _bound(len(data), len(page.messages))
     # Round-trip through the decoder so that a page that could not be read back is never sealed.
     decode_page(data)
     return data
@@ -137,22 +152,29 @@ def encode_page(page: HistoryPage) -> bytes:
 
 def decode_page(data: bytes) -> HistoryPage:
     """Decode under the bounds; :class:`PageError` on anything malformed or out of bounds."""
-    if len(data) > MAX_PAGE_BYTES:
-        raise PageError(f"the page is {len(data)} bytes > {MAX_PAGE_BYTES}")
+    if len(data) > MAX_SINGLE_BYTES:
+        raise PageError(f"the page is {len(data)} bytes > {MAX_SINGLE_BYTES}")
     try:
         page = _decoder.decode(data)
     except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
         raise PageError(f"malformed page: {exc}") from None
     _check(page)
+    _bound(len(data), len(page.messages))
     return page
+
+
+def fits(message: MessageRecord) -> bool:
+    """Whether ``message`` fits a page, an oversized one at most."""
+    return len(_encoder.encode(message)) + _PAGE_OVERHEAD <= MAX_SINGLE_BYTES
 
 
 def pack_pages(
     conv_id: str, messages: Iterable[MessageRecord], *, start_index: int = 0
 ) -> list[HistoryPage]:
-    """Split messages, in the given order, into as few pages as the bounds allow.
+    """Split messages, in the given order, into as few pages as the bounds allow; a message
+    too large for a normal page gets an oversized page of its own.
 
-    :class:`PageError` if one message alone would not fit in a page.
+    :class:`PageError` if one message alone would not fit even that (see :func:`fits`).
     """
     pages: list[HistoryPage] = []
     batch: list[MessageRecord] = []
@@ -161,8 +183,14 @@ def pack_pages(
         if message.conv_id != conv_id:
             raise PageError(f"message {message.id!r} belongs to another conversation")
         length = len(_encoder.encode(message))
-        if length + _PAGE_OVERHEAD > MAX_PAGE_BYTES:
+        if length + _PAGE_OVERHEAD > MAX_SINGLE_BYTES:
             raise PageError(f"message {message.id!r} alone exceeds a page")
+        if length + _PAGE_OVERHEAD > MAX_PAGE_BYTES:  # oversized: a page of its own
+            if batch:
+                pages.append(HistoryPage(conv_id, start_index + len(pages), batch))
+            pages.append(HistoryPage(conv_id, start_index + len(pages), [message]))
+            batch, size = [], _PAGE_OVERHEAD
+            continue
         if batch and (len(batch) == MAX_PAGE_MESSAGES or size + length > MAX_PAGE_BYTES):
             pages.append(HistoryPage(conv_id, start_index + len(pages), batch))
             batch, size = [], _PAGE_OVERHEAD

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 
 import msgspec
 
+from ..store import UNSENT_ORD
 from .pages import MessageRecord, Reaction
 
 _COLUMNS = (
@@ -65,6 +66,56 @@ def _records(db: sqlite3.Connection, rows: Sequence[tuple[object, ...]]) -> list
             )
         )
     return out
+
+
+def reactions_of(db: sqlite3.Connection, ids: Sequence[str]) -> dict[str, list[Reaction]]:
+    """The reaction rows stored for ``ids`` (also for messages no longer on the device)."""
+    found: dict[str, list[Reaction]] = {}
+    for start in range(0, len(ids), 500):
+        chunk = list(ids[start : start + 500])
+        marks = ",".join("?" * len(chunk))
+        for message_id, account_id, emoji, at in db.execute(
+            "SELECT message_id, account_id, emoji, created_at FROM reactions"  # noqa: S608
+            f" WHERE message_id IN ({marks}) ORDER BY created_at, rowid",
+            chunk,
+        ):
+            found.setdefault(str(message_id), []).append(Reaction(account_id, emoji, at))
+    return found
+
+
+def pending_records(db: sqlite3.Connection) -> list[MessageRecord]:
+    """Messages not accepted by the server yet (sending or failed), oldest first."""
+    rows = db.execute(
+        f"SELECT {_COLUMNS} FROM messages WHERE seq IS NULL AND is_own"  # noqa: S608
+        " AND status IN ('sending', 'failed') ORDER BY created_at, pk"
+    ).fetchall()
+    return _records(db, rows)
+
+
+def insert_pending(
+    db: sqlite3.Connection, account_id: str, records: Iterable[MessageRecord]
+) -> int:
+    """Store unsent records after the conversation's unsent rows, as the outbox orders them
+    (existing ids are left alone); how many were new."""
+    added = 0
+    for r in records:
+        if r.seq is not None:
+            continue
+        (order,) = db.execute(
+            "SELECT COALESCE(MAX(ord), ?) + 1 FROM messages WHERE conv_id = ? AND ord > ?",
+            (UNSENT_ORD, r.conv_id, UNSENT_ORD),
+        ).fetchone()
+        cur = db.execute(
+            "INSERT OR IGNORE INTO messages (id, conv_id, seq, ord, sender_id, sender_device,"
+            " is_own, kind, body, meta, reply_to, status, created_at)"
+            " VALUES (?, ?, NULL, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?)",
+            (
+                r.id, r.conv_id, order, account_id, r.sender_device, r.kind, r.body, r.meta,
+                r.reply_to, r.status, r.ts,
+            ),
+        )  # fmt: skip
+        added += max(cur.rowcount, 0)
+    return added
 
 
 def span_records(

@@ -44,7 +44,8 @@ from ..store import LocalStore, private_dir
 from ..types import Account
 from . import local
 from .pages import encode_page, open_history_page
-from .records import insert_records
+from .pending import PENDING_PAGE_ID, open_pending
+from .records import insert_pending, insert_records
 from .retention import prune
 from .secrets import SECRETS_PAGE_ID, open_secrets
 from .service import WrongPassphraseError
@@ -137,6 +138,14 @@ async def adopt_vault(
                 )
         if on_progress is not None:
             on_progress("restore", min(start + 16, len(history)), len(history))
+    if PENDING_PAGE_ID in listing:
+        sealed = (await api.fetch([PENDING_PAGE_ID]))[PENDING_PAGE_ID].sealed
+        unsent = open_pending(
+            vault_key, account_id, sealed, min_generation=manifest.get(PENDING_PAGE_ID, 0)
+        )
+        with store.transaction():
+            restored += insert_pending(db, account_id, unsent)
+            local.record_upload(db, PENDING_PAGE_ID, listing[PENDING_PAGE_ID][0], None)
     db.execute("DELETE FROM vault_dirty")
     db.commit()
     prune(store, keep)

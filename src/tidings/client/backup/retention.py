@@ -50,15 +50,18 @@ def prune(store: LocalStore, keep: int) -> int:
         if cutoff < 1:
             continue
         with store.transaction():
-            ids = [
-                r[0]
-                for r in db.execute(
-                    "SELECT id FROM messages WHERE conv_id = ? AND seq IS NOT NULL AND seq <= ?",
-                    (conv_id, cutoff),
-                )
-            ]
-            if not ids:
+            rows = db.execute(
+                "SELECT id, seq FROM messages WHERE conv_id = ? AND seq IS NOT NULL AND seq <= ?",
+                (conv_id, cutoff),
+            ).fetchall()
+            if not rows:
                 continue
+            ids = [r[0] for r in rows]
+            # where each went: a later reaction to it is merged into its vault page
+            db.executemany(
+                "INSERT OR REPLACE INTO vault_pruned_ids VALUES (?, ?, ?)",
+                [(mid, conv_id, seq) for mid, seq in rows],
+            )
             for start in range(0, len(ids), 500):
                 chunk = ids[start : start + 500]
                 marks = ",".join("?" * len(chunk))
@@ -90,6 +93,10 @@ class VaultHistory:
         assert account is not None
         self.account_id = account.account_id
         self._cache: OrderedDict[tuple[str, int], list[MessageRecord]] = OrderedDict()
+
+    def forget(self) -> None:
+        """Drop the cached spans (their pages were re-uploaded)."""
+        self._cache.clear()
 
     def _spans(self, conv_id: str) -> dict[int, list[str]]:
         spans: dict[int, list[str]] = {}

@@ -14,9 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tidings.crypto.errors import VaultError, WrongPassphrase
-from tidings.crypto.vault import KdfLimits, KdfParams, change_passphrase, enrol
+from tidings.crypto.vault import (
+    KdfLimits,
+    KdfParams,
+    change_passphrase,
+    derive_vault_secrets,
+    enrol,
+    unwrap_vault_key,
+)
 
-from ..errors import ClientError, ServerRefused
+from ..errors import ClientError, Conflict, Forbidden, ServerRefused
 from ..rest import Rest
 from ..store import LocalStore
 from ..types import Account, Page, SearchHit
@@ -39,6 +46,17 @@ class WrongPassphraseError(ClientError):
 
     def __init__(self, message: str = "wrong passphrase") -> None:
         super().__init__("wrong_passphrase", message)
+
+
+class BackupExists(ClientError):
+    """``backup_exists``: the account already has a vault under another passphrase."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "backup_exists",
+            "backup is already set up with another passphrase: use change-passphrase, or"
+            " reset backup",
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,21 +113,76 @@ class BackupService:
             raise ClientError("weak_passphrase", f"the passphrase is too weak: {hint}")
 
     async def enable(self, passphrase: str) -> None:
-        """Enrol this account's vault and start uploading; ``weak_passphrase`` if too weak,
-        ``conflict`` if the account already has a vault (use change_passphrase or recover)."""
+        """Enrol this account's vault and start uploading; ``weak_passphrase`` if too weak.
+
+        If the account already has a vault (another device enrolled it, or an enable of this
+        device was killed after the server stored the enrolment), the passphrase is proved
+        against it and its vault key adopted: :class:`BackupExists` if it does not match."""
         if self.keys is not None:
             raise ClientError("backup_enabled", "backup is already enabled on this device")
         self._check_strength(passphrase)
+        if (await self.api.status()).enrolled:
+            await self._readopt(passphrase)
+            return
         enrolment = await asyncio.to_thread(
             enrol, passphrase, self.account.account_id, params=self.params, limits=self.limits
         )
-        await self.api.enrol(enrolment.wrapped, enrolment.params.encode(), enrolment.credential)
+        try:
+            await self.api.enrol(enrolment.wrapped, enrolment.params.encode(), enrolment.credential)
+        except Conflict:  # enrolled meanwhile
+            await self._readopt(passphrase)
+            return
         keys = local.VaultKeys(enrolment.vault_key, enrolment.wrapped)
         with self.store.transaction():
             local.save_keys(self.store.db, keys, _now_ms())
             local.mark_all_dirty(self.store.db)
         self.keys = keys
         self.wake()
+
+    async def _readopt(self, passphrase: str) -> None:
+        """Prove ``passphrase`` against the account's existing vault (the recovery proof: it
+        counts toward the server's backoff like any other) and use its vault key."""
+        try:
+            params = KdfParams.decode(await self.api.params(self.account.username))
+            derived = await asyncio.to_thread(
+                derive_vault_secrets, passphrase, params, limits=self.limits
+            )
+        except VaultError as exc:
+            refused = f"the server's vault params are refused: {exc}"
+            raise ClientError("bad_vault", refused) from None
+        try:
+            recovered = await self.api.recover(self.account.username, derived.credential)
+        except Forbidden:
+            raise BackupExists() from None
+        if recovered.account_id != self.account.account_id:
+            raise ClientError("bad_vault", "the server answered for another account")
+        try:
+            vault_key = unwrap_vault_key(
+                recovered.wrapped, derived.wrapping_key, account_id=recovered.account_id
+            )
+        except WrongPassphrase:
+            raise BackupExists() from None
+        from .recovery import adopt_vault  # recovery imports the Client, which imports this
+
+        await adopt_vault(
+            self.store, self.api, vault_key, recovered.wrapped, keep=self.keep, restore=False
+        )
+        with self.store.transaction():
+            local.mark_all_dirty(self.store.db)
+        self.keys = local.VaultKeys(vault_key, recovered.wrapped)
+        self._history = None
+        log.info("backup: adopted the account's existing vault")
+        self.wake()
+
+    async def reset(self) -> None:
+        """Delete the account's vault on the server and forget it here (every device of the
+        account stops backing up into it); enable again to start a new one."""
+        await self.api.reset()
+        with self.store.transaction():
+            for table in ("vault_local", "vault_uploaded", "vault_dirty", "vault_pruned"):
+                self.store.db.execute(f"DELETE FROM {table}")  # noqa: S608  # constant names
+        self.keys = None
+        self._history = None
 
     def adopt(self, vault_key: bytes, wrapped: bytes) -> None:
         """Use a vault key handed over by another device of the account (device linking)."""
@@ -190,6 +263,8 @@ class BackupService:
                 if uploader.pending_spans() == 0:
                     break
             self.last_upload = _now_ms()
+            if total and self._history is not None:
+                self._history.forget()  # pages changed: read them again when asked
             prune(self.store, self.keep)
             return total
 

@@ -10,7 +10,9 @@ the server holds: the first run of a process reads the server's list). The manif
 (:data:`MANIFEST_PAGE_ID`: every page id with its generation) is uploaded *after* the pages it
 names, so a restoring device never meets a manifest that names a page not yet stored; it
 refuses pages older than the manifest says (partial rollback). A span whose rows were partly
-removed locally (retention) is merged with its vault copy before it is re-sealed.
+removed locally (retention) is merged with its vault copy before it is re-sealed, with the
+reactions stored since for its messages no longer on the device. Unsent messages go to their
+own page (:mod:`.pending`); a message too large even for an oversized page is left out alone.
 """
 
 from __future__ import annotations
@@ -31,12 +33,15 @@ from . import local
 from .pages import (
     MessageRecord,
     PageError,
+    Reaction,
     encode_page,
+    fits,
     history_page_id,
     open_history_page,
     pack_pages,
 )
-from .records import span_records
+from .pending import PENDING_PAGE_ID, encode_pending
+from .records import pending_records, reactions_of, span_records
 from .secrets import (
     SECRETS_PAGE_ID,
     AccountSecrets,
@@ -161,6 +166,9 @@ class Uploader:
             pending.append(_Pending(wire.VaultPage(page_id, generation, sealed), digest, span))
 
         add(SECRETS_PAGE_ID, encode_secrets(account_secrets(self.store)), None)
+        unsent = pending_records(self.db)
+        if unsent or PENDING_PAGE_ID in generations:
+            add(PENDING_PAGE_ID, encode_pending([r for r in unsent if fits(r)]), None)
         dirty = self.db.execute(
             "SELECT conv_id, span, n FROM vault_dirty ORDER BY conv_id, span LIMIT ?",
             (SPANS_PER_RUN,),
@@ -193,12 +201,20 @@ class Uploader:
         records = span_records(self.db, conv_id, first, last)
         if local.pruned_below(self.db, conv_id) > first:
             merged = {r.id: r for r in await self.download_span(conv_id, span)}
+            gone = [i for i in merged if i not in {r.id for r in records}]
+            for message_id, added in reactions_of(self.db, gone).items():
+                merged[message_id] = _with_reactions(merged[message_id], added)
             merged.update((r.id, r) for r in records)
             records = sorted(merged.values(), key=lambda r: r.seq or 0)
+        kept = [r for r in records if fits(r)]
+        if len(kept) < len(records):
+            log.warning(
+                "%d messages of %s are too large for the vault", len(records) - len(kept), conv_id
+            )
         try:
-            return pack_pages(conv_id, records, start_index=span * local.PARTS)
+            return pack_pages(conv_id, kept, start_index=span * local.PARTS)
         except PageError:
-            log.warning("a message of %s is too large for a vault page; not backed up", conv_id)
+            log.warning("a span of %s does not fit in vault pages; not backed up", conv_id)
             return []
 
     async def download_span(self, conv_id: str, span: int) -> list[MessageRecord]:
@@ -241,6 +257,15 @@ class Uploader:
                     on_progress(done, len(pending))
             batch, size = ([item], len(item.page.sealed)) if item is not None else ([], 0)
         return done
+
+
+def _with_reactions(record: MessageRecord, added: list[Reaction]) -> MessageRecord:
+    """``record`` with the reactions stored locally since it left the device: they win over
+    the vault copy's for the same account and emoji."""
+    known = {(r.sender, r.emoji) for r in added}
+    kept = [r for r in record.reactions if (r.sender, r.emoji) not in known]
+    merged = sorted([*kept, *added], key=lambda r: (r.ts, r.sender, r.emoji))
+    return msgspec.structs.replace(record, reactions=merged)
 
 
 def open_manifest(vault_key: bytes, account_id: str, sealed: bytes) -> dict[str, int]:

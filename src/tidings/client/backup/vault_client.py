@@ -25,6 +25,10 @@ class VaultApi:
         body = wire.VaultEnrol(wrapped=wrapped, params=params, credential=credential)
         return await self.rest.call(routes.VAULT_ENROL, wire.VaultStatus, body)
 
+    async def reset(self) -> wire.VaultStatus:
+        """Delete the account's vault (enrolment and pages)."""
+        return await self.rest.call(routes.VAULT_RESET, wire.VaultStatus)
+
     async def params(self, username: str) -> bytes:
         found = await self.rest.call(routes.VAULT_PARAMS, wire.VaultParams, username=username)
         return found.params

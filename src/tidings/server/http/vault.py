@@ -89,6 +89,11 @@ async def vault_fetch_pages(
     return to_json(await _service(vault).fetch_pages(caller.account_id, body))
 
 
+@endpoint(routes.VAULT_RESET)
+async def vault_reset(caller: Injected[Device], vault: Injected[VaultService | None]) -> bytes:
+    return to_json(await _service(vault).reset(caller.account_id))
+
+
 HANDLERS: list[HTTPRouteHandler] = [
     vault_status,
     vault_enrol,
@@ -99,4 +104,5 @@ HANDLERS: list[HTTPRouteHandler] = [
     vault_put_pages,
     vault_list_pages,
     vault_fetch_pages,
+    vault_reset,
 ]

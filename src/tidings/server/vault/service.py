@@ -179,6 +179,12 @@ class VaultService:
         count, size = await self.store.vault_put_pages(account_id, pages, self.quota, self.clock())
         return wire.VaultStatus(enrolled=True, pages=count, bytes=size, quota=self.quota)
 
+    async def reset(self, account_id: str) -> wire.VaultStatus:
+        """Delete the account's vault (a signed-in device asked: "reset backup")."""
+        if await self.store.vault_delete(account_id):
+            log.info("vault: account %s deleted its vault", account_id)
+        return await self.status(account_id)
+
     async def list_pages(self, account_id: str) -> wire.PageList:
         rows = await self.store.vault_list(account_id)
         return wire.PageList(pages=[wire.PageInfo(i, g, s) for i, g, s in rows])

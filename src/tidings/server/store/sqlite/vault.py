@@ -149,6 +149,15 @@ class Vault(Database):
 
         return await self._write(tx)
 
+    async def vault_delete(self, account_id: str) -> bool:
+        def tx(conn: sqlite3.Connection) -> bool:
+            found = conn.execute("DELETE FROM vault_keys WHERE account_id = ?", (account_id,))
+            conn.execute("DELETE FROM vault_pages WHERE account_id = ?", (account_id,))
+            conn.execute("DELETE FROM vault_tickets WHERE account_id = ?", (account_id,))
+            return found.rowcount > 0
+
+        return await self._write(tx)
+
     async def vault_usage(self, account_id: str) -> tuple[int, int]:
         return await self._read(lambda conn: _usage(conn, account_id))
 
