@@ -306,6 +306,7 @@ def figures(results: Json) -> list[Figure]:
             )
     else:
         rows.append(Figure("Client store page / FTS5", "n/a", "≤ 2 ms / ≤ 20 ms at 1M", None))
+    rows += _media_figures(_data(results, "media"))
     crypto = _data(results, "crypto")
     for row in crypto.get("rows", []) if crypto else []:
         if isinstance(row, dict) and "one-way" in str(row.get("workload")) and row.get("ratio"):
@@ -318,6 +319,47 @@ def figures(results: Json) -> list[Figure]:
                 )
             )
             break
+    return rows
+
+
+def _media_figures(media: Json | None) -> list[Figure]:
+    """The media part's headline rows: photo preparation time and size, transfer rates."""
+    if not media:
+        return [Figure("12 MP photo \u2192 1280 px JPEG + BlurHash p50", "n/a", "≤ 150 ms", None)]
+    p50, ratio = media.get("photo_prepare_ms_p50"), media.get("photo_out_ratio_pct")
+    rows = [
+        Figure(
+            "12 MP photo \u2192 1280 px JPEG + BlurHash p50",
+            f"{_num(p50)} ms",
+            "≤ 150 ms",
+            None if p50 is None else p50 <= 150,
+        ),
+        Figure(
+            "Prepared photo / original bytes",
+            f"{ratio} %",
+            "≤ 5 %",
+            None if ratio is None else ratio <= 5,
+        ),
+    ]
+    for key, name in (("local", "local store"), ("s3_moto", "S3 (moto)")):
+        rates = media.get(key) or {}
+        if "encrypt_upload_mib_s" in rates:
+            rows.append(
+                Figure(
+                    f"{media.get('transfer_mib', 50)} MiB up / down, {name}",
+                    f"{rates['encrypt_upload_mib_s']} / {rates['download_decrypt_mib_s']} MiB/s",
+                    "(reported)",
+                    None,
+                )
+            )
+    rows.append(
+        Figure(
+            "Encoding 60 s of voice",
+            f"{_num(media.get('voice_60s_encode_s'), 2)} s",
+            "(reported)",
+            None,
+        )
+    )
     return rows
 
 
@@ -543,6 +585,29 @@ def _describe(name: str, data: Json) -> list[str]:
                     _num(data.get("upload_msgs_per_s")),
                     _num(data.get("restore_s"), 2),
                     f"{data.get('older_page_ms_p50')} / {data.get('older_page_ms_max')}",
+                ]
+            ],
+        )
+        if data.get("note"):
+            out += ["", str(data["note"])]
+    elif name == "media":
+        local, s3 = data.get("local") or {}, data.get("s3_moto") or {}
+        out += _table(
+            [
+                "12 MP photo \u2192 1280 px p50 ms",
+                "Out / in bytes",
+                "50 MiB up / down MiB/s (local)",
+                "(S3, moto)",
+                "60 s voice encode s",
+            ],
+            [
+                [
+                    _num(data.get("photo_prepare_ms_p50"), 1),
+                    f"{data.get('photo_out_bytes', 0):,} / {data.get('photo_in_bytes', 0):,}"
+                    f" ({data.get('photo_out_ratio_pct')} %)",
+                    f"{local.get('encrypt_upload_mib_s')} / {local.get('download_decrypt_mib_s')}",
+                    f"{s3.get('encrypt_upload_mib_s')} / {s3.get('download_decrypt_mib_s')}",
+                    _num(data.get("voice_60s_encode_s"), 3),
                 ]
             ],
         )

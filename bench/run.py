@@ -321,6 +321,14 @@ def part_backup(ctx: RunContext) -> Json:
     return backup.measure(ctx.quick, ctx.part_dir("backup"))
 
 
+def part_media(ctx: RunContext) -> Json:
+    """12 MP photo preparation, 50 MiB through the local store and S3 (moto), 60 s of voice
+    (bench/media.py)."""
+    from bench import media
+
+    return media.measure(ctx.quick, ctx.part_dir("media"))
+
+
 def part_prosody(ctx: RunContext) -> Json:
     from bench.peers import prosody
 
@@ -385,6 +393,7 @@ PARTS: dict[str, Callable[[RunContext], Json]] = {
     "connections": part_connections,
     "client_store": part_client_store,
     "backup": part_backup,
+    "media": part_media,
     "push": part_push,
     "prosody": part_prosody,
     "synapse": part_synapse,

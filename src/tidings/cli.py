@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from tidings import cli_render
+from tidings.cli_attachments import attachment_json
 
 # Shared with a server-only install's command (tidings.command); re-exported for the
 # commands of other modules.
@@ -76,6 +77,7 @@ def message_json(message: Message) -> dict[str, Any]:
         "edited": message.edited,
         "edited_at": message.edited_at,
         "deleted": message.deleted,
+        "attachments": [attachment_json(a) for a in message.attachments],
     }
 
 
@@ -402,6 +404,12 @@ async def cmd_verify(args: argparse.Namespace) -> Outcome:
 
 
 async def cmd_send(args: argparse.Namespace) -> Outcome:
+    if args.file is not None or args.voice is not None:  # an attachment (cli_media.py)
+        from tidings.cli_media import cmd_send_media
+
+        return await cmd_send_media(args)
+    if args.text is None:
+        raise CliError("usage", "send: give a text, --file PATH or --voice PATH", EXIT_USAGE)
     reply_to = _parse_message_id(args.reply_to) if args.reply_to else None
     async with _opened(Path(args.profile)) as client, EventWatch(client) as watch:
         await client.start()
@@ -716,12 +724,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("username")
     p.set_defaults(handler=cmd_account_create)
 
-    p = sub.add_parser("send", parents=[common, profile], help="send a text message")
+    p = sub.add_parser("send", parents=[common, profile], help="send a message or a file")
     p.add_argument("target", help="@user or #group-id")
-    p.add_argument("text")
+    p.add_argument("text", nargs="?", help="the text; - reads it from standard input")
     p.add_argument("--reply-to", default=None, metavar="MESSAGE-ID")
     p.add_argument("--wait", type=float, default=10.0, help="seconds to wait for 'sent'")
     p.set_defaults(handler=cmd_send)
+    from tidings import cli_media  # send --file/--voice, download
+
+    cli_media.add_send_options(p)
+    cli_media.add_parsers(sub, common, profile)
 
     p = sub.add_parser("sync", parents=[common, profile, waits], help="receive new messages")
     p.add_argument("--for", dest="for_seconds", type=float, default=None, metavar="SECONDS")

@@ -68,6 +68,10 @@ def message_line(message: Message, chat: str | None = None) -> str:
     who = "me" if message.is_own else safe(message.sender_name)
     prefix = f"{chat} " if chat else ""
     body = safe_body(message.body)
+    if message.attachments and not message.deleted:
+        from tidings.cli_attachments import attachment_tags
+
+        body = f"{attachment_tags(message)} {body}".rstrip()
     if message.deleted:
         body = "(this message was deleted)"
     line = f"{prefix}[{seq:>5}] {_clock(message.created_at)} {who}: {body}"
@@ -79,6 +83,8 @@ def message_line(message: Message, chat: str | None = None) -> str:
         line += "  " + " ".join(f"{safe(emoji)}{len(users)}" for emoji, users in message.reactions)
     if message.is_own and message.kind == "text" and not message.deleted:
         line += f"  <{message.status}>"
+        if message.fail_reason and message.status == "failed":
+            line += f" ({safe(message.fail_reason)})"
     return f"{line}  {message.id}"
 
 

@@ -21,7 +21,7 @@ from kivy.properties import BooleanProperty, ObjectProperty, StringProperty
 from kivy.uix.floatlayout import FloatLayout
 from kivy.uix.screenmanager import NoTransition, ScreenManager, SlideTransition
 
-from tidings.app import lifecycle
+from tidings.app import lifecycle, media_bubbles
 from tidings.app.local_notify import LocalNotifier
 from tidings.app.screens.backup import BackupScreen
 from tidings.app.screens.base import AppScreen
@@ -56,6 +56,7 @@ from tidings.client.types import (
     MessageUpdated,
     Notify,
     Synced,
+    TransferProgress,
 )
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ KV_FILES = (
     "onboarding",
     "chat_list",
     "chat",
+    "media",
     "search",
     "new_chat",
     "new_group",
@@ -238,6 +240,8 @@ class TidingsApp(App):  # type: ignore[misc]
             self._identity_changed(event, chat)
         elif isinstance(event, Notify):
             self.local_notifier.on_notify(event)
+        elif isinstance(event, TransferProgress):
+            media_bubbles.on_progress(event)
 
     def _identity_changed(self, event: IdentityChanged, chat: ChatScreen) -> None:
         """A contact's safety number changed: remember it (the chat shows sending as paused

@@ -20,7 +20,7 @@ from kivy.uix.label import Label
 from kivy.uix.widget import Widget
 from kivy.utils import get_hex_from_color
 
-from tidings.app import mentions, timefmt
+from tidings.app import media_bubbles, mentions, timefmt
 from tidings.app.screens.base import running_app
 from tidings.app.text.widgets import IntlWrapLabel
 from tidings.app.theme import (
@@ -211,6 +211,8 @@ class MessageRow(BoxLayout):  # type: ignore[misc]
                 )
             )
             parts.append(quote)
+        if message.attachments:  # photos, voice notes, files (media_bubbles.py)
+            parts.append(media_bubbles.media_block(message, self.chat, inner))
         body = IntlWrapLabel(
             text=message.body,
             font_size=dp(15.5),
@@ -220,7 +222,8 @@ class MessageRow(BoxLayout):  # type: ignore[misc]
         self.body = body
         me = running_app().require_client().account.username
         mentions.decorate(body, bubble, message, me, theme.primary)
-        parts.append(body)
+        if message.body or not message.attachments:  # a caption, if any
+            parts.append(body)
         meta = WrapLabel(
             text=self._meta_markup(message, muted),
             markup=True,

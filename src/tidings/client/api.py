@@ -249,6 +249,7 @@ class Client(AttachmentFeatures, EverydayFeatures):
             send=self._send_media,
             changed=self._media_changed,
             progress=self._media_progress,
+            verify=self._tls,  # blob URLs are checked like the server (client/tls.py)
         )
         self._key_upload = asyncio.Lock()
         # Weak: a subscriber that stopped iterating (its task was cancelled) just goes away.

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import os
 import shutil
+import ssl
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -73,6 +74,7 @@ class MediaFlow:
         send: SendHook,
         changed: ChangedHook,
         progress: EventHook,
+        verify: ssl.SSLContext | None = None,
     ) -> None:
         root = profile / MEDIA_DIR
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -84,7 +86,7 @@ class MediaFlow:
         self._incoming = root / "incoming"
         self._incoming.mkdir(mode=0o700, exist_ok=True)
         self.cache = MediaCache(root / "cache", cache_bytes)
-        self.transfers = Transfers(server_url)
+        self.transfers = Transfers(server_url, verify)
         self.auto_download_bytes = auto_download_bytes
         self.uploads = Uploader(
             store, rest, self.transfers, self.cache, root / "outgoing",

@@ -14,12 +14,14 @@ Failures: :class:`UrlRefused` for an answer that a fresh URL may fix (expired or
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from urllib.parse import urljoin
 
 import httpx
 
+from . import tls
 from .errors import ClientError
 from .network import diagnose
 
@@ -41,12 +43,16 @@ class UrlRefused(ClientError):
 
 
 class Transfers:
-    """One HTTP client for blob URLs, relative to ``server_url``."""
+    """One HTTP client for blob URLs, relative to ``server_url``. ``verify`` is the client's
+    TLS context (:func:`tidings.client.tls.ssl_context`: the profile's CA file or certifi's
+    CAs), so a bucket or CDN on https is checked exactly like the server itself."""
 
-    def __init__(self, server_url: str) -> None:
+    def __init__(self, server_url: str, verify: ssl.SSLContext | None = None) -> None:
         self.base = server_url.rstrip("/") + "/"
         self.http = httpx.AsyncClient(
-            timeout=httpx.Timeout(STALL_TIMEOUT, connect=10.0), follow_redirects=False
+            timeout=httpx.Timeout(STALL_TIMEOUT, connect=10.0),
+            follow_redirects=False,
+            verify=verify if verify is not None else tls.ssl_context(),
         )
 
     async def aclose(self) -> None:

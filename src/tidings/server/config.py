@@ -96,6 +96,10 @@ class ServerConfig:
     header_timeout: float = 10.0
     #: seconds a client has, once the headers are in, to send the rest of the request body
     body_timeout: float = 30.0
+    #: seconds a client has for the body of a PUT to the local blob store (/v1/blobs: one part
+    #: of an attachment, up to media_part_size bytes, on a slow mobile link) instead of
+    #: body_timeout
+    blob_body_timeout: float = 900.0
     #: connections still sending their request line and headers at once; a new one past this
     #: closes the oldest (a slow-header flood cannot hold every file descriptor)
     max_pending_connections: int = 512
@@ -139,8 +143,8 @@ class ServerConfig:
     media_quota_bytes: int = 2 * 1024 * 1024 * 1024
     #: blobs above this are uploaded in parts of this size and resume after a cut (S3: >= 5 MiB)
     media_part_size: int = 8 * 1024 * 1024
-    #: hours after which an upload never completed is deleted
-    media_abandoned_hours: int = 24
+    #: hours after which an upload never completed is deleted (fractions allowed: 0.5)
+    media_abandoned_hours: float = 24.0
     #: days after which an uploaded blob is deleted. The server cannot see which messages
     #: refer to a blob (the pointer is inside the ciphertext), so this is the only rule:
     #: a recipient that has not downloaded by then cannot any more
@@ -325,8 +329,8 @@ class ServerConfig:
             raise ConfigError("vault_backoff_cap_seconds must be at least 1")
         if self.max_devices_per_account < 1:
             raise ConfigError("max_devices_per_account must be at least 1")
-        if self.header_timeout <= 0 or self.body_timeout <= 0:
-            raise ConfigError("header_timeout and body_timeout must be positive")
+        if self.header_timeout <= 0 or self.body_timeout <= 0 or self.blob_body_timeout <= 0:
+            raise ConfigError("header_timeout, body_timeout and blob_body_timeout must be positive")
         if self.max_pending_connections < 1:
             raise ConfigError("max_pending_connections must be at least 1")
         try:

@@ -8,7 +8,9 @@ request line holds a socket, and a file descriptor, for ever. The protocol made 
 * a **header deadline**: from connecting (or from the first byte of the next request on a
   kept-alive connection) a client has ``header_timeout`` seconds to send the request line and
   every header, a WebSocket upgrade request too; then it gets 408 and the connection closes;
-* a **body deadline**: ``body_timeout`` seconds more for the body;
+* a **body deadline**: ``body_timeout`` seconds more for the body; a request to one of
+  ``long_body_paths`` (the local store's blob endpoint, whose part PUTs are megabytes on a slow
+  phone link) gets ``long_body_timeout`` instead — still a deadline, only a longer one;
 * a **cap on half-open connections**: at most ``max_pending`` connections may be sending their
   headers at once; one more closes the oldest of them. A legitimate request's headers arrive
   within milliseconds, so the ones that are old are the ones trickling.
@@ -35,11 +37,19 @@ _WARN_EVERY = 60.0
 
 
 def guarded_http_protocol(
-    *, header_timeout: float, body_timeout: float, max_pending: int
+    *,
+    header_timeout: float,
+    body_timeout: float,
+    max_pending: int,
+    long_body_timeout: float | None = None,
+    long_body_paths: tuple[str, ...] = (),
 ) -> type[HttpToolsProtocol]:
     """A subclass of uvicorn's httptools protocol with these limits (module docstring). Each
-    call makes a class of its own, with its own set of half-open connections."""
-    if header_timeout <= 0 or body_timeout <= 0 or max_pending < 1:
+    call makes a class of its own, with its own set of half-open connections.
+    ``long_body_paths`` are path prefixes (``"/v1/blobs/"``) whose bodies get
+    ``long_body_timeout`` seconds (default: ``body_timeout``)."""
+    long_timeout = body_timeout if long_body_timeout is None else long_body_timeout
+    if header_timeout <= 0 or body_timeout <= 0 or long_timeout <= 0 or max_pending < 1:
         raise ValueError("timeouts must be positive and max_pending at least 1")
     #: connections sending their headers, oldest first (a dict keeps insertion order)
     pending: dict[GuardedHttpProtocol, None] = {}
@@ -87,7 +97,9 @@ def guarded_http_protocol(
         def on_headers_complete(self) -> None:
             super().on_headers_complete()
             pending.pop(self, None)
-            self._arm(body_timeout)
+            path = self.scope.get("path", "") if isinstance(self.scope, dict) else ""
+            long = bool(long_body_paths) and str(path).startswith(long_body_paths)
+            self._arm(long_timeout if long else body_timeout)
             self._in_body = True
 
         def on_message_complete(self) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import uvicorn
 
 from tidings.protocol import MAX_FRAME_BYTES
+from tidings.protocol.routes import BLOB_PATH
 from tidings.server import logjson, logredact, tls
 from tidings.server.app import create_app
 from tidings.server.config import ServerConfig
@@ -119,6 +120,9 @@ def serve(config: ServerConfig) -> None:
             header_timeout=config.header_timeout,
             body_timeout=config.body_timeout,
             max_pending=config.max_pending_connections,
+            # part PUTs of the local blob store: megabytes, on slow phone links too
+            long_body_timeout=config.blob_body_timeout,
+            long_body_paths=(BLOB_PATH + "/",),
         ),
         # Forwarded headers are ForwardedHeaders' job, believed only from configured proxies
         # (uvicorn's own default believes X-Forwarded-For from 127.0.0.1).

@@ -537,6 +537,18 @@ class ChatScreen(AppScreen):
         self.tidings.tasks.spawn(self.client.send_text(self.conv_id, body, reply_to=reply_to))
         Clock.schedule_once(lambda _dt: setattr(composer, "focus", True), 0)
 
+    def attach(self) -> None:
+        """The attach button: pick a file and send it (tidings.app.attach)."""
+        from tidings.app.attach import attach_file
+
+        attach_file(self)
+
+    def record_voice(self) -> None:
+        """The voice button: record, or pick an audio file (tidings.app.attach)."""
+        from tidings.app.attach import voice_note
+
+        voice_note(self)
+
     def retry(self, message: Message) -> None:
         self.tidings.tasks.spawn(self.client.retry(message.id))
 

@@ -35,7 +35,7 @@ def media_settings(config: ServerConfig) -> MediaSettings:
         download_url_ttl_s=config.media_download_url_seconds,
         resumable_threshold=part,
         part_size=part,
-        abandoned_upload_ttl_s=config.media_abandoned_hours * 3600,
+        abandoned_upload_ttl_s=max(1, round(config.media_abandoned_hours * 3600)),
         retention_s=config.media_retention_days * _DAY,
     )
 
