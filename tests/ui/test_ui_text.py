@@ -38,6 +38,7 @@ def test_initials() -> None:
 
 def test_times_read_like_a_messenger() -> None:
     now = dt.datetime(2026, 11, 28, 15, 0).astimezone()
+    timefmt.set_locale("en_GB")  # test_ui_everyday covers en_US and de_DE
 
     def ms(when: dt.datetime) -> int:
         return int(when.timestamp() * 1000)
@@ -45,11 +46,12 @@ def test_times_read_like_a_messenger() -> None:
     assert timefmt.list_stamp(ms(now.replace(hour=9, minute=5)), now) == "09:05"
     assert timefmt.list_stamp(ms(now - dt.timedelta(days=1)), now) == "Yesterday"
     assert timefmt.list_stamp(ms(now - dt.timedelta(days=3)), now) == "Wed"
-    assert timefmt.list_stamp(ms(now - dt.timedelta(days=30)), now) == "29/10/26"
+    assert timefmt.list_stamp(ms(now - dt.timedelta(days=30)), now) == "29/10/2026"
     assert timefmt.day_label(now.date(), now) == "Today"
     assert timefmt.day_label(dt.date(2026, 11, 27), now) == "Yesterday"
-    assert timefmt.day_label(dt.date(2026, 11, 2), now) == "Monday 2 November"
+    assert timefmt.day_label(dt.date(2026, 11, 2), now) == "Monday, 2 November"
     assert timefmt.day_label(dt.date(2025, 3, 9), now) == "9 March 2025"
+    timefmt.set_locale(None)
 
 
 def test_the_symbol_font_has_the_ticks_and_quick_reactions() -> None:

@@ -22,13 +22,16 @@ from kivy.uix.floatlayout import FloatLayout
 from kivy.uix.screenmanager import NoTransition, ScreenManager, SlideTransition
 
 from tidings.app import lifecycle, media_bubbles
+from tidings.app.layout import NO_CHAT, NoChatScreen, PaneLayout
 from tidings.app.local_notify import LocalNotifier
 from tidings.app.screens.backup import BackupScreen
 from tidings.app.screens.base import AppScreen
 from tidings.app.screens.chat import ChatScreen
 from tidings.app.screens.chat_list import ChatListScreen
+from tidings.app.screens.devices import DevicesScreen
 from tidings.app.screens.group_info import GroupInfoScreen
 from tidings.app.screens.link import ApproveDeviceScreen, LinkThisDeviceScreen
+from tidings.app.screens.message_info import MessageInfoScreen
 from tidings.app.screens.new_chat import NewChatScreen
 from tidings.app.screens.new_group import NewGroupScreen
 from tidings.app.screens.notifications import NotificationsScreen
@@ -52,7 +55,9 @@ from tidings.client.types import (
     Conversation,
     ConversationUpdated,
     IdentityChanged,
+    Message,
     MessageAdded,
+    MessageRemoved,
     MessageUpdated,
     Notify,
     Synced,
@@ -80,6 +85,9 @@ KV_FILES = (
     "safety",
     "link",
     "profile_error",
+    "everyday",
+    "message_info",
+    "devices",
 )
 SETTINGS_FILE = "app-settings.json"
 #: Escape on desktop, the back button on Android.
@@ -130,6 +138,7 @@ class TidingsApp(App):  # type: ignore[misc]
             self._kv_loaded = True
         root = Root()
         manager = ScreenManager(transition=NoTransition())
+        self._screens: dict[str, AppScreen] = {}
         for screen in (
             SplashScreen(name="splash"),
             OnboardingScreen(name="onboarding"),
@@ -147,10 +156,16 @@ class TidingsApp(App):  # type: ignore[misc]
             LinkThisDeviceScreen(name="link_this_device"),
             ApproveDeviceScreen(name="approve_device"),
             ProfileErrorScreen(name="profile_error"),
+            NoChatScreen(name=NO_CHAT),
+            MessageInfoScreen(name="message_info"),
+            DevicesScreen(name="devices"),
         ):
             manager.add_widget(screen)
+            self._screens[screen.name] = screen
         root.add_widget(manager)
         self.manager = manager
+        # two panes on a wide window (chat list beside the chat), one screen on a phone
+        self.layout = PaneLayout(root, manager, self._screens["chat_list"])
         self.toast = Toast()
         root.add_widget(self.toast)
         # on a phone, keep the focused field (the composer) above the soft keyboard
@@ -202,6 +217,7 @@ class TidingsApp(App):  # type: ignore[misc]
         self._pump = self.tasks.spawn(self._follow(client.events()))
         await client.start()
         self._stack.clear()
+        self.layout.enable()
         self.navigate("chat_list", remember=False)
         chat_list = self.screen("chat_list")
         assert isinstance(chat_list, ChatListScreen)
@@ -229,6 +245,8 @@ class TidingsApp(App):  # type: ignore[misc]
         elif isinstance(event, MessageUpdated):
             chat_list.on_message(event.message)
             chat.on_message_updated(event.message)
+        elif isinstance(event, MessageRemoved):
+            chat.on_message_removed(event.conv_id, event.message_id)
         elif isinstance(event, ConversationUpdated):
             chat_list.on_conversation(event.conversation)
             chat.on_conversation(event.conversation)
@@ -327,11 +345,10 @@ class TidingsApp(App):  # type: ignore[misc]
     # ------------------------------------------------------------------ navigation
 
     def screen(self, name: str) -> AppScreen:
-        screen = self.manager.get_screen(name)
-        assert isinstance(screen, AppScreen)
-        return screen
+        return self._screens[name]
 
     def navigate(self, name: str, remember: bool = True) -> None:
+        name = self.layout.resolve(name)
         current = self.manager.current
         if remember and current and current != name:
             self._stack.append(current)
@@ -343,7 +360,7 @@ class TidingsApp(App):  # type: ignore[misc]
         """Go to the previous screen; False when there is none."""
         if not self._stack:
             return False
-        name = self._stack.pop()
+        name = self.layout.resolve(self._stack.pop())
         self.manager.transition = SlideTransition(direction="right", duration=0.18)
         self.manager.current = name
         self.screen(name).on_shown()
@@ -363,6 +380,13 @@ class TidingsApp(App):  # type: ignore[misc]
         if conv is not None:
             self._notifications().show(conv)
             self.navigate("notifications")
+
+    def open_message_info(self, message: Message) -> None:
+        """Delivered/read per member and the edit history of a message (its menu's Info)."""
+        info = self.screen("message_info")
+        assert isinstance(info, MessageInfoScreen)
+        self.navigate("message_info")
+        info.show(message)
 
     def open_chat(self, conv_id: str, around: Any = None, replace: bool = False) -> None:
         """Show a conversation, at its latest messages or around message id `around`."""

@@ -216,7 +216,9 @@ class MessageRow(BoxLayout):  # type: ignore[misc]
         body = IntlWrapLabel(
             text=message.body,
             font_size=dp(15.5),
-            color=text_colour,
+            # deleted for everyone: "This message was deleted", muted
+            italic=message.deleted,
+            color=muted if message.deleted else text_colour,
             max_width=inner,
         )
         self.body = body
@@ -260,6 +262,8 @@ class MessageRow(BoxLayout):  # type: ignore[misc]
 
     def _meta_markup(self, message: Message, muted: list[float]) -> str:
         stamp = timefmt.clock(message.created_at)
+        if message.edited and not message.deleted:
+            stamp = f"edited  {stamp}"
         if not message.is_own:
             return mentions.meta_mark(message) + stamp
         theme = running_app().theme
@@ -307,6 +311,9 @@ class MessageRow(BoxLayout):  # type: ignore[misc]
         if self.bubble is None or not self.bubble.collide_point(*touch.pos):
             return bool(super().on_touch_down(touch))
         if super().on_touch_down(touch):
+            return True
+        if getattr(touch, "button", None) == "right":  # a right click on a desktop
+            self._long_press()
             return True
         self._long_pressed = False
         self._press = Clock.schedule_once(lambda _dt: self._long_press(), LONG_PRESS_SECONDS)

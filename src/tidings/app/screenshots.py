@@ -2,7 +2,8 @@
 
 Starts a throw-away server process, fills it with a few people and conversations through the
 public client API, then drives the real app (see :mod:`tidings.app.harness`) and saves the chat
-list, a chat, search results, group info and a safety number in the light and the dark theme.
+list, a chat, a chat in several scripts (emoji, CJK, Arabic), search results, group info, a
+safety number and the two-pane desktop layout in the light and the dark theme.
 Needs a display (run it under `xvfb-run` on a headless machine, as `make screenshots` does).
 """
 
@@ -27,6 +28,9 @@ from tidings.client import Client  # after the Kivy environment is set
 from tidings.client.types import Message, MessageStatus
 
 PHONE = (390, 844)
+DESKTOP = (1280, 800)
+#: the conversation in several scripts (its title too)
+TRIP = "Trip to Kyoto \u65c5\u884c \u2708\ufe0f"
 START_TIMEOUT = 20.0
 
 
@@ -157,6 +161,32 @@ async def populate(server_url: str, root: Path) -> tuple[Path, list[Client]]:
     seats = await carol.send_text(hike.id, "I can take three people, leaving at 8")
     await has_message(alice, hike.id, seats)
 
+    trip = await carol.create_group(TRIP, ["alice", "dave"])
+    await until(lambda: _knows(dave, trip.id))
+    await until(lambda: _knows(alice, trip.id))
+    kyoto = await carol.send_text(
+        trip.id,
+        "\u4eac\u90fd\u306e\u5bbf\u3001\u4e88\u7d04\u3057\u307e\u3057\u305f\uff01 \U0001f3ef",
+    )
+    await has_message(dave, trip.id, kyoto)
+    arabic = await dave.send_text(
+        trip.id,
+        # "Great! See you at the airport"
+        "\u0645\u0645\u062a\u0627\u0632! \u0623\u0631\u0627\u0643\u0645 "
+        "\u0641\u064a \u0627\u0644\u0645\u0637\u0627\u0631 \u2708\ufe0f",
+    )
+    await has_message(alice, trip.id, arabic)
+    await alice.react(trip.id, kyoto.id, "\U0001f389")
+    await dave.react(trip.id, kyoto.id, "\U0001f389")
+    await alice.mark_read(trip.id)
+    train = await alice.send_text(trip.id, "Shinkansen tickets: 2 \u00d7 \u00a514,170 \U0001f684")
+    await has_message(carol, trip.id, train)
+    await alice.edit(train.id, "Shinkansen tickets: 3 \u00d7 \u00a514,170 \U0001f684")
+    await has_message(dave, trip.id, train)
+
+    notes = await alice.note_to_self()
+    await alice.send_text(notes.id, "Passport \u2714\ufe0f  Yen \U0001f4b4  Adapter \U0001f50c")
+
     with_carol = await carol.open_direct("alice")
     await carol.send_text(with_carol.id, "Did you see the photos from the lake trail?")
     last = await carol.send_text(with_carol.id, "The sunset one is my new wallpaper")
@@ -170,6 +200,8 @@ async def _knows(client: Client, conv_id: str) -> bool:
 
 
 async def shoot(out_dir: Path, themes: Sequence[str] = ("light", "dark")) -> list[Path]:
+    from kivy.core.window import Window
+
     from tidings.app.bubbles import MessageRow
     from tidings.app.harness import AppDriver
     from tidings.app.screens.chat import ChatScreen
@@ -192,8 +224,8 @@ async def shoot(out_dir: Path, themes: Sequence[str] = ("light", "dark")) -> lis
             assert isinstance(chat_list, ChatListScreen)
             assert isinstance(chat, ChatScreen)
             await driver.wait_for(
-                lambda: len(chat_list.conversations) == 4 and app.connection_state == "online",
-                what="four conversations, online",
+                lambda: len(chat_list.conversations) == 6 and app.connection_state == "online",
+                what="six conversations, online",
             )
             titles = {c.title: c.id for c in chat_list.conversations.values()}
             safety = app.screen("safety")
@@ -219,6 +251,11 @@ async def shoot(out_dir: Path, themes: Sequence[str] = ("light", "dark")) -> lis
                 await driver.settle(0.6)
                 saved.append(driver.screenshot(out_dir / f"group-info-{theme}.png"))
 
+                app.open_chat(titles[TRIP])
+                await driver.wait_for(lambda: len(driver.find(MessageRow)) >= 3, what="trip")
+                await driver.settle(0.8)
+                saved.append(driver.screenshot(out_dir / f"intl-chat-{theme}.png"))
+
                 app.open_safety_number("bob")
                 await driver.wait_for(
                     lambda: safety.number and not safety.busy, what="the safety number"
@@ -237,6 +274,15 @@ async def shoot(out_dir: Path, themes: Sequence[str] = ("light", "dark")) -> lis
                 saved.append(driver.screenshot(out_dir / f"search-{theme}.png"))
                 search.ids.query.text = ""
                 search.ids.query.focus = False
+
+                Window.size = DESKTOP
+                await driver.wait_for(lambda: app.layout.wide, what="two panes")
+                app.open_chat(titles["bob"])
+                await driver.wait_for(lambda: len(driver.find(MessageRow)) >= 5, what="bob chat")
+                await driver.settle(0.8)
+                saved.append(driver.screenshot(out_dir / f"desktop-{theme}.png"))
+                Window.size = PHONE
+                await driver.wait_for(lambda: not app.layout.wide, what="one pane")
             await driver.stop()
         finally:
             for client in friends:

@@ -27,6 +27,9 @@ TEXT_FONT = "Roboto"
 #: Reactions offered by the quick-react bar: all of them have glyphs in the symbol font.
 QUICK_REACTIONS: tuple[str, ...] = ("\u2764", "\U0001f602", "\U0001f62e", "\U0001f622", "\u2714")
 
+#: The avatar of the Note to Self chat (a writing hand, in the symbol font).
+NOTE_ICON = "\u270d"
+
 #: Status marks of own messages (rendered with the symbol font).
 TICK_SENDING = "\u25f7"
 TICK_SENT = "\u2713"

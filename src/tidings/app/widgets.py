@@ -52,14 +52,18 @@ class FlatButton(ButtonBehavior, Label):  # type: ignore[misc]
 
 
 class Avatar(Label):  # type: ignore[misc]
-    """A coloured disc with the initials of a name."""
+    """A coloured disc with the initials of a name (or a symbol: `icon`)."""
 
     name = StringProperty("")
+    icon = StringProperty("")
     disc = ListProperty([0.5, 0.5, 0.5, 1])
 
     def on_name(self, _instance: Any, value: str) -> None:
-        self.text = initials(value)
+        self.text = self.icon or initials(value)
         self.disc = avatar_colour(value)
+
+    def on_icon(self, _instance: Any, value: str) -> None:
+        self.text = value or initials(self.name)
 
 
 class Badge(Label):  # type: ignore[misc]

@@ -7,11 +7,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from kivy.clock import Clock
-from kivy.core.clipboard import Clipboard
 from kivy.metrics import dp
 from kivy.properties import BooleanProperty, ObjectProperty, StringProperty
 from kivy.uix.label import Label
-from kivy.uix.modalview import ModalView
 from kivy.uix.textinput import TextInput
 from kivy.uix.widget import Widget
 
@@ -23,19 +21,17 @@ from tidings.app.bubbles import (
     PlaceholderRow,
     SystemNote,
 )
+from tidings.app.editing import Editing
 from tidings.app.mentions import MentionAutocomplete
+from tidings.app.message_menu import MessageActions
 from tidings.app.screens.base import AppScreen
 from tidings.app.screens.chat_list import ChatListScreen
 from tidings.app.screens.group_info import GroupInfoScreen
 from tidings.app.screens.notifications import notifications_off
 from tidings.app.screens.safety import is_identity_line, is_undecryptable
-from tidings.app.theme import (
-    QUICK_REACTIONS,
-    SYMBOL_FONT,
-    rich,
-)
-from tidings.app.widgets import Chip, FlatButton
-from tidings.client.types import Conversation, Message, MessageStatus, Page
+from tidings.app.theme import rich
+from tidings.app.unread import UnreadMarkers
+from tidings.client.types import Conversation, Message, Page
 
 #: Messages per page when scrolling up.
 PAGE_SIZE = 40
@@ -63,51 +59,6 @@ class ComposerInput(TextInput):  # type: ignore[misc]
         return bool(super().keyboard_on_key_down(window, keycode, text, modifiers))
 
 
-class MessageActions(ModalView):  # type: ignore[misc]
-    """The sheet that a long press opens: quick reactions, reply, retry, copy."""
-
-    def __init__(self, chat: ChatScreen, message: Message, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.chat = chat
-        self.message = message
-        reactions = self.ids.reactions
-        for emoji in QUICK_REACTIONS:
-            chip = Chip(text=f"[font={SYMBOL_FONT}]{emoji}[/font]", font_size=dp(22))
-            chip.height = dp(44)
-            chip.bind(on_release=self._reactor(emoji))
-            reactions.add_widget(chip)
-        actions = self.ids.actions
-        if message.kind == "text" and message.seq is not None:
-            actions.add_widget(self._action("Reply", self._reply))
-        if message.status is MessageStatus.FAILED:
-            actions.add_widget(self._action("Retry sending", self._retry))
-        actions.add_widget(self._action("Copy text", self._copy))
-
-    def _action(self, text: str, handler: Callable[[], None]) -> FlatButton:
-        button = FlatButton(text=text)
-        button.bind(on_release=lambda _b: handler())
-        return button
-
-    def _reactor(self, emoji: str) -> Callable[[Any], None]:
-        def react(_chip: Any) -> None:
-            self.dismiss()
-            self.chat.react(self.message, emoji)
-
-        return react
-
-    def _reply(self) -> None:
-        self.dismiss()
-        self.chat.start_reply(self.message)
-
-    def _retry(self) -> None:
-        self.dismiss()
-        self.chat.retry(self.message)
-
-    def _copy(self) -> None:
-        self.dismiss()
-        Clipboard.copy(self.message.body)
-
-
 class ChatScreen(AppScreen):
     conv_id = StringProperty("")
     title = StringProperty("")
@@ -123,6 +74,8 @@ class ChatScreen(AppScreen):
     #: composer says so and leads to the safety number, or to the members of a group)
     paused = BooleanProperty(False)
     paused_text = StringProperty("")
+    #: the composer edits an own message (`editor.message`) instead of writing a new one
+    editing = BooleanProperty(False)
     #: notifications of this chat are muted (or off): the header's bell is struck through
     muted = BooleanProperty(False)
 
@@ -144,6 +97,8 @@ class ChatScreen(AppScreen):
         self._composer_bar = self.ids.composer_bar.__self__
         self._not_member = NotMemberNote()
         self.mentions = MentionAutocomplete(self)
+        self.editor = Editing(self)
+        self.unread = UnreadMarkers(self)
         # bubbles are as wide as the window allows: lay them out again when it changes
         self.bind(width=Clock.create_trigger(lambda _dt: self._refit(), 0.2))
 
@@ -184,6 +139,7 @@ class ChatScreen(AppScreen):
         chat_list = self.tidings.screen("chat_list")
         self.title = chat_list.title_of(conv_id) if isinstance(chat_list, ChatListScreen) else ""
         self.subtitle = ""
+        self.unread.opening(conv_id, around)
         tasks = self.tidings.tasks
         tasks.spawn(
             self.client.conversation(conv_id),
@@ -237,6 +193,8 @@ class ChatScreen(AppScreen):
             self.subtitle = f"{count} member{'' if count == 1 else 's'} \u00b7 {names}" + (
                 f" +{more}" if more > 0 else ""
             )
+        elif conv.note_to_self:
+            self.subtitle = "notes to yourself \u00b7 on all your devices"
         else:
             self.subtitle = "direct chat \u00b7 end-to-end encrypted"
         if regrouped and self.messages:
@@ -249,7 +207,7 @@ class ChatScreen(AppScreen):
     def peer(self) -> str | None:
         """The other person of a direct chat."""
         conv = self.conversation
-        if conv is None or conv.kind != "direct":
+        if conv is None or conv.kind != "direct" or conv.note_to_self:
             return None
         me = self.client.account.account_id
         others = [m.username for m in conv.members if m.account_id != me]
@@ -385,6 +343,9 @@ class ChatScreen(AppScreen):
             if day != last_day:
                 widgets.append(DaySeparator(text=timefmt.day_label(day)))
                 last_day = day
+            separator = self.unread.before(msg)
+            if separator is not None:
+                widgets.append(separator)
             if is_undecryptable(msg):
                 widgets.append(PlaceholderRow(msg, self))
                 continue
@@ -429,6 +390,24 @@ class ChatScreen(AppScreen):
 
     def row_for(self, message_id: uuid.UUID) -> MessageRow | None:
         return self.rows.get(message_id)
+
+    def on_message_removed(self, conv_id: str, message_id: uuid.UUID) -> None:
+        """A message was deleted on this device only: its row goes."""
+        if conv_id != self.conv_id or message_id not in self.rows:
+            return
+        self.messages = [m for m in self.messages if m.id != message_id]
+        del self.rows[message_id]
+        self.refresh_items()
+
+    def refresh_items(self) -> None:
+        """Lay the item list out again (the unread separator came, a row went)."""
+        at_bottom = self._near_bottom()
+        self._rebuild()
+        if at_bottom:
+            self._stick_to_bottom()
+
+    def scroll_into_view(self, widget: Widget) -> None:
+        self._scroll_to(widget)
 
     # ------------------------------------------------------------------ scrolling
 
@@ -525,6 +504,8 @@ class ChatScreen(AppScreen):
             self.tidings.tasks.spawn(self.client.mark_read(self.conv_id))
 
     def send(self) -> None:
+        if self.editor.save():
+            return
         composer = self.ids.composer
         body = composer.text.strip()
         if not body or not self.conv_id:
@@ -562,6 +543,7 @@ class ChatScreen(AppScreen):
         self.ids.composer.focus = True
 
     def cancel_reply(self) -> None:
+        self.editor.cancel()
         self.reply_to = None
         self.reply_text = ""
         self.reply_name = ""

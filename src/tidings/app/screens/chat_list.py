@@ -56,10 +56,13 @@ class ChatRow(ButtonBehavior, BoxLayout):  # type: ignore[misc]  # kivy is untyp
     is_group = BooleanProperty(False)
     #: notifications muted or off: a struck-through bell beside the title
     muted = BooleanProperty(False)
+    #: the Note to Self chat: its own icon, pinned at the top
+    note = BooleanProperty(False)
 
     def show(self, conv: Conversation) -> None:
         self.conv_id = conv.id
         self.title = conv.title
+        self.note = conv.note_to_self
         self.is_group = conv.kind == "group"
         self.preview = preview_of(conv)
         self.stamp = timefmt.list_stamp(conv.last_activity) if conv.last_activity else ""
@@ -110,7 +113,11 @@ class ChatListScreen(AppScreen):
         self._reload_trigger()
 
     def _render(self) -> None:
-        ordered = sorted(self.conversations.values(), key=lambda c: c.last_activity, reverse=True)
+        ordered = sorted(
+            self.conversations.values(),
+            key=lambda c: (c.note_to_self, c.last_activity),
+            reverse=True,
+        )
         box = self.ids.rows
         for conv in ordered:
             row = self._rows.get(conv.id)

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from kivy.core.clipboard import Clipboard
-from kivy.properties import BooleanProperty, StringProperty
+from kivy.properties import BooleanProperty, ObjectProperty, StringProperty
 
+from tidings.app.qr import camera_scanner, qr_texture
 from tidings.app.screens.base import AppScreen
 from tidings.client import Client
 
@@ -41,6 +42,8 @@ class LinkThisDeviceScreen(AppScreen):
     code = StringProperty("")
     device_name = StringProperty("")
     error = StringProperty("")
+    #: the link code as a QR code, to scan with the other device (None without a code)
+    qr = ObjectProperty(None, allownone=True)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -74,6 +77,9 @@ class LinkThisDeviceScreen(AppScreen):
 
     def _got_code(self, code: str) -> None:
         self.code = code
+
+    def on_code(self, _instance: Any, code: str) -> None:
+        self.qr = qr_texture(code) if code else None
 
     def _linked(self, client: Client) -> None:
         self._waiter = None
@@ -119,6 +125,18 @@ class ApproveDeviceScreen(AppScreen):
     error = StringProperty("")
     #: the confirmation after an approval ("" before)
     done = StringProperty("")
+    #: a camera to scan the new device's QR code with (none on desktop: type or paste)
+    can_scan = BooleanProperty(False)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._scanner = camera_scanner()
+        self.can_scan = self._scanner is not None
+
+    def scan(self) -> None:
+        """Scan the QR code the new device shows into the code field."""
+        if self._scanner is not None:
+            self._scanner(lambda code: setattr(self.ids.code, "text", "".join(code.split())))
 
     def on_shown(self) -> None:
         self.busy = False

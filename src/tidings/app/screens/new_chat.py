@@ -27,6 +27,15 @@ class NewChatScreen(AppScreen):
             self.client.open_direct(username), on_done=self._opened, on_error=self._failed
         )
 
+    def open_note(self) -> None:
+        """Note to Self: messages to one's own devices."""
+        if self.busy:
+            return
+        self.busy = True
+        self.tidings.tasks.spawn(
+            self.client.note_to_self(), on_done=self._opened, on_error=self._failed
+        )
+
     def _opened(self, conv: Conversation) -> None:
         self.busy = False
         self.tidings.open_chat(conv.id, replace=True)
