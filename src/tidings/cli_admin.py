@@ -213,6 +213,35 @@ def cmd_backup(args: argparse.Namespace) -> Outcome:
     return Outcome({"dest": str(dest), "files": copied, "integrity": check}, text)
 
 
+def cmd_migrate_store(args: argparse.Namespace) -> Outcome:
+    """Copy a SQLite store into an empty PostgreSQL database (the server stopped)."""
+    import asyncio
+
+    from tidings.server.store.postgres.transfer import TransferError, copy_sqlite
+    from tidings.server.store.sqlite import SqliteStore
+
+    source, target = str(args.source), str(args.target)
+    if not source.startswith("sqlite:") or not target.startswith(("postgresql://", "postgres://")):
+        raise CliError("usage", "--from sqlite:PATH --to postgresql://...", EXIT_USAGE)
+    path = Path(source.removeprefix("sqlite:")).expanduser()
+    if not path.is_file():
+        raise CliError("no_database", f"no database at {path}")
+
+    async def run() -> dict[str, int]:
+        store = SqliteStore(path)  # opening it brings its schema up to date
+        await store.open()
+        await store.close()
+        return await copy_sqlite(path, target)
+
+    try:
+        copied = asyncio.run(run())
+    except TransferError as exc:
+        raise CliError("migrate_failed", str(exc)) from exc
+    lines = [f"{table:<20} {rows}" for table, rows in copied.items()]
+    text = "\n".join([f"copied {path} into PostgreSQL (counts verified):", *lines])
+    return Outcome({"tables": copied}, text)
+
+
 def add_admin_parser(sub: Any, common: argparse.ArgumentParser, parser_class: Any) -> None:
     """``tidings admin …``, under the top-level subcommands ``sub``."""
     where = parser_class(add_help=False)
@@ -254,6 +283,13 @@ def add_admin_parser(sub: Any, common: argparse.ArgumentParser, parser_class: An
     p = invite.add_parser("revoke", parents=parents, help="revoke an invite")
     p.add_argument("invite_id", metavar="INVITE-ID")
     p.set_defaults(sync_handler=cmd_invite_revoke)
+
+    p = admin.add_parser(
+        "migrate-store", parents=[common], help="copy a SQLite store into an empty PostgreSQL"
+    )
+    p.add_argument("--from", dest="source", required=True, metavar="sqlite:PATH")
+    p.add_argument("--to", dest="target", required=True, metavar="postgresql://...")
+    p.set_defaults(sync_handler=cmd_migrate_store)
 
     device = admin.add_parser("device", help="an account's devices").add_subparsers(
         dest="admin_device_command", required=True, parser_class=parser_class

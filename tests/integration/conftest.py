@@ -199,14 +199,19 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 @pytest.fixture
 def server_factory(
-    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
+    store_env: dict[str, str],
 ) -> Iterator[ServerFactory]:
     """Make servers: ``server_factory(env={"TIDINGS_MEMBER_CAP": "5"}, data_dir=None,
     start=True, extra_args=())``, with ``env`` on top of the test module's ``SERVER_ENV``. All of
     them are killed at the end of the test; if the test failed, the end of each server's log is
     printed."""
     made: list[ServerProcess] = []
-    module_env: Mapping[str, str] = getattr(request.module, "SERVER_ENV", {})
+    module_env: Mapping[str, str] = {
+        **getattr(request.module, "SERVER_ENV", {}),
+        **store_env,
+    }
 
     def make(
         *,
@@ -229,6 +234,13 @@ def server_factory(
             proc.kill()
             if request.node.stash.get(_failed, False):
                 print(f"\n--- end of {proc.log_path} ---\n{proc.log_text()[-3000:]}")
+
+
+@pytest.fixture
+def store_env() -> dict[str, str]:
+    """Settings naming the store of a test's servers: none (SQLite in data_dir) unless the
+    module overrides this (``store_inspection.store_env``: SQLite and PostgreSQL legs)."""
+    return {}
 
 
 @pytest.fixture

@@ -1,9 +1,10 @@
 """A look at the raw tables of a test server's store, for checks no API answers (what is, or
 is no longer, stored).
 
-The server processes of these tests keep their state in SQLite under ``data_dir``; a run on
-another back end (PostgreSQL) adds its inspector here, with the same two questions. Tables and
-columns are named as in the SQLite schema. (The unit tests' twin is
+The server processes of these tests keep their state in SQLite under ``data_dir``, or, in a
+module that imports :func:`store_env` (a fixture: one leg per back end, the PostgreSQL one
+marked ``postgres``), in a PostgreSQL database of the test's own: the inspector asks either.
+Tables and columns are named as in the SQLite schema. (The unit tests' twin is
 ``tests/unit/server/backends.py``.)
 """
 
@@ -11,8 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import pytest
+from tests.standins.postgres import PostgresInspector, drop_database, fresh_database
 
 
 class SqliteInspector:
@@ -38,6 +43,22 @@ class SqliteInspector:
             return db.execute(sql, tuple(where.values())).fetchall()
 
 
-def inspector(server: Any) -> SqliteInspector:
+def inspector(server: Any) -> SqliteInspector | PostgresInspector:
     """The inspector of a ``ServerProcess``'s store."""
+    dsn = server.env.get("TIDINGS_STORE", "sqlite")
+    if dsn != "sqlite":
+        return PostgresInspector(dsn)
     return SqliteInspector(server.data_dir / "tidings.sqlite3")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """The store settings of a test's servers, once per back end (overrides the conftest's)."""
+    if request.param == "sqlite":
+        yield {}
+        return
+    dsn = fresh_database()
+    try:
+        yield {"TIDINGS_STORE": dsn}
+    finally:
+        drop_database(dsn)

@@ -8,7 +8,7 @@ import uuid
 import msgspec
 import pytest
 import websockets
-from store_inspection import inspector
+from store_inspection import inspector, store_env  # noqa: F401 - store_env: both legs
 
 from tidings.protocol import (
     MAX_FRAME_BYTES,

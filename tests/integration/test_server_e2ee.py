@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 import pytest
 import websockets
-from store_inspection import inspector
+from store_inspection import inspector, store_env  # noqa: F401 - store_env: both legs
 
 from tidings.protocol import (
     Accepted,

@@ -23,6 +23,7 @@ from tidings.server.delivery import DeliveryService
 from tidings.server.directory import KeyDirectory, Provisioner
 from tidings.server.groupadds import GroupAddGate
 from tidings.server.logjson import RequestIds
+from tidings.server.media.quota import QuotaLedger
 from tidings.server.media.service import MediaService
 from tidings.server.media.setup import build_blob_store
 from tidings.server.metrics import MeteredBus, Metrics, chain
@@ -32,6 +33,9 @@ from tidings.server.push.service import PushService, load_or_create_hint_key
 from tidings.server.push.wiring import build_providers
 from tidings.server.ratelimit import RateLimiter
 from tidings.server.sendlimits import SendLimiter, SendRates
+from tidings.server.store.postgres import PostgresStore
+from tidings.server.store.postgres.admin import PostgresAdmin
+from tidings.server.store.postgres.media import PostgresQuotaLedger
 from tidings.server.store.sqlite import SqliteStore
 from tidings.server.store.sqlite.admin import SqliteAdmin
 from tidings.server.store.sqlite.media import SqliteQuotaLedger
@@ -45,8 +49,19 @@ log = logging.getLogger(__name__)
 PURGE_INTERVAL = 300.0
 
 
+def _stores(
+    config: ServerConfig,
+) -> tuple[SqliteStore | PostgresStore, SqliteAdmin | PostgresAdmin, QuotaLedger]:
+    """The store the ``store`` setting names, with its admin view and media quota ledger."""
+    if config.store == "sqlite":
+        sqlite = SqliteStore(config.database_path, synchronous=config.sqlite_synchronous)
+        return sqlite, SqliteAdmin(sqlite), SqliteQuotaLedger(sqlite)
+    postgres = PostgresStore(config.store)
+    return postgres, PostgresAdmin(postgres), PostgresQuotaLedger(postgres)
+
+
 def create_app(config: ServerConfig) -> Litestar:
-    store = SqliteStore(config.database_path, synchronous=config.sqlite_synchronous)
+    store, admin_store, quota_ledger = _stores(config)
     metrics = Metrics()
     store.commit_observer = metrics.observe_commit
     bus = PresenceBus(LocalBus())  # knows which devices are live, for push wake-ups
@@ -93,7 +108,7 @@ def create_app(config: ServerConfig) -> Litestar:
     )
     delivery.push = push
     blob_store = build_blob_store(config)
-    media = MediaService(blob_store.store, store, SqliteQuotaLedger(store))
+    media = MediaService(blob_store.store, store, quota_ledger)
     auth = Authenticator(store)
     keys = KeyDirectory(store, claims_per_minute=config.key_claims_per_minute)
     delivery.group_adds = GroupAddGate(
@@ -113,7 +128,7 @@ def create_app(config: ServerConfig) -> Litestar:
     metrics.instrument_delivery(delivery)
     metrics.push_counters(lambda: chain(services, "push", "dispatcher", "counters"))
     admin = AdminService(
-        SqliteAdmin(store),
+        admin_store,
         store,
         auth,
         bus,

@@ -119,6 +119,10 @@ class ServerConfig:
     #: but may lose the last second or so of accepted messages on power loss (never on a crash
     #: of the process alone)
     sqlite_synchronous: str = "full"
+    #: where the server keeps its state: "sqlite" (the default: tidings.sqlite3 in data_dir) or
+    #: a PostgreSQL DSN, postgresql://user:password@host:port/database, which several server
+    #: nodes may share (the schema is created or migrated at start)
+    store: str = dataclasses.field(default="sqlite", repr=False)
     # ---- attachments (docs/e2ee.md "Attachments"): ciphertext blobs behind presigned URLs
     #: where blobs are kept: "local" (files under media_dir, served by this server at
     #: /v1/blobs with HMAC-presigned URLs) or "s3" (a bucket the clients PUT to and GET from
@@ -345,6 +349,8 @@ class ServerConfig:
             )
         if self.sqlite_synchronous not in SQLITE_SYNCHRONOUS:
             raise ConfigError(f"sqlite_synchronous must be one of {', '.join(SQLITE_SYNCHRONOUS)}")
+        if self.store != "sqlite" and not self.store.startswith(("postgresql://", "postgres://")):
+            raise ConfigError('store must be "sqlite" or a postgresql:// DSN')
         if self.push_coalesce_seconds < 0 or self.push_silent_interval < 0:
             raise ConfigError("push_coalesce_seconds and push_silent_interval must not be negative")
         if self.push_queue_size < 1 or self.push_workers < 1 or self.push_max_attempts < 1:

@@ -3,7 +3,9 @@
 Tests get their store from the ``store`` fixture (``conftest.py``), parametrized by
 :data:`BACKENDS`; where they must check what is (not) stored beyond what :class:`Store` methods
 show, they ask the back end's :class:`Inspector`. A new back end (PostgreSQL) is a new class
-here and a new name in :data:`BACKENDS`.
+here and a new name in :data:`BACKENDS`. The PostgreSQL leg runs on a real server
+(``tests/standins/postgres.py``: one per session, a fresh database per test) and is marked
+``postgres``: ``-m postgres`` runs only it, ``-m "not postgres"`` leaves it out.
 """
 
 from __future__ import annotations
@@ -13,11 +15,15 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Protocol
 
+import pytest
+from tests.standins.postgres import PostgresInspector, drop_database, fresh_database
+
 from tidings.server.store import Store
+from tidings.server.store.postgres import PostgresStore
 from tidings.server.store.sqlite import SqliteStore
 
-#: Names of the back ends every store-agnostic test runs on.
-BACKENDS = ("sqlite",)
+#: The back ends every store-agnostic test runs on (fixture params, with their marks).
+BACKENDS = ("sqlite", pytest.param("postgres", marks=pytest.mark.postgres))
 
 
 class Inspector(Protocol):
@@ -37,6 +43,9 @@ class Backend(Protocol):
         """A new, unopened store on this back end's data (the same data every time)."""
 
     def inspector(self) -> Inspector: ...
+
+    def discard(self) -> None:
+        """Remove the back end's data (at the end of the test)."""
 
 
 class SqliteInspector:
@@ -72,9 +81,32 @@ class SqliteBackend:
     def inspector(self) -> SqliteInspector:
         return SqliteInspector(self.path)
 
+    def discard(self) -> None:
+        pass  # the temporary directory goes by itself
+
+
+class PostgresBackend:
+    """A database of its own on the session's PostgreSQL server."""
+
+    name = "postgres"
+
+    def __init__(self) -> None:
+        self.dsn = fresh_database()
+
+    def store(self) -> PostgresStore:
+        return PostgresStore(self.dsn)
+
+    def inspector(self) -> PostgresInspector:
+        return PostgresInspector(self.dsn)
+
+    def discard(self) -> None:
+        drop_database(self.dsn)
+
 
 def backend(name: str, data_dir: Path) -> Backend:
     """The back end called ``name``, keeping its data in (or for) ``data_dir``."""
     if name == "sqlite":
         return SqliteBackend(data_dir)
+    if name == "postgres":
+        return PostgresBackend()
     raise ValueError(f"unknown store back end {name!r}")

@@ -1,11 +1,11 @@
-"""The delivery engine on a real store (each back end of ``backends.BACKENDS``, in a temporary
-directory), with a recording bus."""
+"""The delivery engine on a real store (each back end of ``backends.BACKENDS``: SQLite in a
+temporary directory, PostgreSQL in a database of the test's own), with a recording bus."""
 
 from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -131,9 +131,13 @@ def backend_kind(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def store_backend(backend_kind: str, tmp_path) -> Backend:
-    """The back end, with its data in the test's temporary directory."""
-    return backend(backend_kind, tmp_path)
+def store_backend(backend_kind: str, tmp_path) -> Iterator[Backend]:
+    """The back end, with its data in the test's temporary directory (or database)."""
+    made = backend(backend_kind, tmp_path)
+    try:
+        yield made
+    finally:
+        made.discard()
 
 
 @pytest.fixture

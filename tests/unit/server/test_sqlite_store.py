@@ -14,10 +14,11 @@ from tidings.server.store import NewMessage
 from tidings.server.store.sqlite import SqliteStore, migrations
 
 
-@pytest.fixture(autouse=True)
-def _sqlite_only(backend_kind: str) -> None:
-    if backend_kind != "sqlite":
-        pytest.skip("SQLite specifics")
+@pytest.fixture
+def backend_kind() -> str:
+    """SQLite specifics: the ``store`` of these tests is a SQLite one (this overrides the
+    conftest's fixture parametrized over every back end)."""
+    return "sqlite"
 
 
 def test_the_migration_steps_are_the_packaged_scripts():

@@ -1,0 +1,181 @@
+"""Push registrations (one per device) and notification levels (per account and conversation),
+in the ``push`` migration component. A registration references its device with ``ON DELETE
+CASCADE``: whatever removes a device removes its registration in the same transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from tidings.protocol.push import NotifyLevel, PushPlatform
+from tidings.server.push.store import NotifySetting, PushTargets, StoredRegistration
+from tidings.server.store.postgres.database import Connection, Database
+
+_REG_COLUMNS = "account_id, device_id, platform, token, p256dh, auth, topic, updated_at"
+
+
+def _registration(row: Iterable[object]) -> StoredRegistration:
+    account_id, device_id, platform, token, p256dh, auth, topic, updated_at = row
+    assert isinstance(device_id, int) and isinstance(updated_at, int)
+    return StoredRegistration(
+        str(account_id),
+        device_id,
+        _platform(platform),
+        str(token),
+        str(p256dh),
+        str(auth),
+        str(topic),
+        updated_at,
+    )
+
+
+def _platform(value: object) -> PushPlatform:
+    if value == "apns":
+        return "apns"
+    if value == "fcm":
+        return "fcm"
+    if value == "webpush":
+        return "webpush"
+    return "log"
+
+
+def _level(value: object) -> NotifyLevel:
+    if value == "mentions":
+        return "mentions"
+    if value == "none":
+        return "none"
+    return "all"
+
+
+def _setting(level: object, muted_until: object) -> NotifySetting:
+    return NotifySetting(_level(level), muted_until if isinstance(muted_until, int) else None)
+
+
+class PushRecords(Database):
+    async def set_push_registration(self, registration: StoredRegistration) -> None:
+        r = registration
+
+        async def tx(conn: Connection) -> None:
+            await conn.execute(
+                f"INSERT INTO push_registrations ({_REG_COLUMNS})"  # noqa: S608  # constant columns
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (account_id, device_id)"
+                " DO UPDATE SET platform = excluded.platform, token = excluded.token,"
+                " p256dh = excluded.p256dh, auth = excluded.auth, topic = excluded.topic,"
+                " updated_at = excluded.updated_at",
+                r.account_id,
+                r.device_id,
+                r.platform,
+                r.token,
+                r.p256dh,
+                r.auth,
+                r.topic,
+                r.updated_at,
+            )
+
+        await self._write(tx)
+
+    async def push_registration(self, account_id: str, device_id: int) -> StoredRegistration | None:
+        async def q(conn: Connection) -> StoredRegistration | None:
+            row = await conn.fetchrow(
+                f"SELECT {_REG_COLUMNS} FROM push_registrations"  # noqa: S608  # constant columns
+                " WHERE account_id = $1 AND device_id = $2",
+                account_id,
+                device_id,
+            )
+            return _registration(row) if row is not None else None
+
+        return await self._read(q)
+
+    async def clear_push_registration(self, account_id: str, device_id: int) -> bool:
+        async def tx(conn: Connection) -> bool:
+            status = await conn.execute(
+                "DELETE FROM push_registrations WHERE account_id = $1 AND device_id = $2",
+                account_id,
+                device_id,
+            )
+            return status != "DELETE 0"
+
+        return await self._write(tx)
+
+    async def drop_push_registration(self, account_id: str, device_id: int, token: str) -> bool:
+        async def tx(conn: Connection) -> bool:
+            status = await conn.execute(
+                "DELETE FROM push_registrations"
+                " WHERE account_id = $1 AND device_id = $2 AND token = $3",
+                account_id,
+                device_id,
+                token,
+            )
+            return status != "DELETE 0"
+
+        return await self._write(tx)
+
+    async def push_targets(self, conv_id: str, accounts: Sequence[str]) -> PushTargets:
+        wanted = list(dict.fromkeys(accounts))
+
+        async def q(conn: Connection) -> PushTargets:
+            kind = await conn.fetchval("SELECT kind FROM conversations WHERE id = $1", conv_id)
+            registrations = [
+                _registration(r)
+                for r in await conn.fetch(
+                    f"SELECT {_REG_COLUMNS} FROM push_registrations"  # noqa: S608  # constant columns
+                    " WHERE account_id = ANY($1::text[])",
+                    wanted,
+                )
+            ]
+            settings = {
+                str(r[0]): _setting(r[1], r[2])
+                for r in await conn.fetch(
+                    "SELECT account_id, level, muted_until FROM notify_levels"
+                    " WHERE conv_id = $1 AND account_id = ANY($2::text[])",
+                    conv_id,
+                    wanted,
+                )
+            }
+            return PushTargets(str(kind) if kind else "", registrations, settings)
+
+        return await self._read(q)
+
+    async def notify_setting(self, account_id: str, conv_id: str) -> NotifySetting:
+        async def q(conn: Connection) -> NotifySetting:
+            row = await conn.fetchrow(
+                "SELECT level, muted_until FROM notify_levels WHERE account_id = $1"
+                " AND conv_id = $2",
+                account_id,
+                conv_id,
+            )
+            return _setting(row[0], row[1]) if row is not None else NotifySetting()
+
+        return await self._read(q)
+
+    async def notify_settings_of(self, account_id: str) -> dict[str, NotifySetting]:
+        async def q(conn: Connection) -> dict[str, NotifySetting]:
+            rows = await conn.fetch(
+                "SELECT conv_id, level, muted_until FROM notify_levels WHERE account_id = $1",
+                account_id,
+            )
+            return {str(r[0]): _setting(r[1], r[2]) for r in rows}
+
+        return await self._read(q)
+
+    async def set_notify_setting(
+        self, account_id: str, conv_id: str, setting: NotifySetting
+    ) -> None:
+        async def tx(conn: Connection) -> None:
+            if setting.level == "all" and setting.muted_until is None:
+                await conn.execute(
+                    "DELETE FROM notify_levels WHERE account_id = $1 AND conv_id = $2",
+                    account_id,
+                    conv_id,
+                )
+                return
+            await conn.execute(
+                "INSERT INTO notify_levels (account_id, conv_id, level, muted_until)"
+                " VALUES ($1, $2, $3, $4) ON CONFLICT (conv_id, account_id)"
+                " DO UPDATE SET level = excluded.level, muted_until = excluded.muted_until",
+                account_id,
+                conv_id,
+                setting.level,
+                setting.muted_until,
+            )
+
+        await self._write(tx)

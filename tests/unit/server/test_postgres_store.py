@@ -1,0 +1,196 @@
+"""PostgreSQL specifics: the migration runner, the guarantees between nodes (two stores on one
+database stand for two server nodes), and ``tidings admin migrate-store``."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import pytest
+from tests.standins.postgres import drop_database, fresh_database
+
+from tidings.migrations import SchemaTooNew
+from tidings.protocol.keys import KeyUpload, KyberPreKey, OneTimePreKey, SignedPreKey
+from tidings.server.domain import NewConversation, NewMessage
+from tidings.server.store.postgres import PostgresStore, migrations
+from tidings.server.store.postgres.transfer import TransferError, copy_sqlite
+from tidings.server.store.sqlite import SqliteStore
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def dsn() -> Iterator[str]:
+    made = fresh_database()
+    try:
+        yield made
+    finally:
+        drop_database(made)
+
+
+@pytest.fixture
+async def nodes(dsn: str) -> AsyncIterator[tuple[PostgresStore, PostgresStore]]:
+    """Two stores on one database: two server nodes."""
+    first, second = PostgresStore(dsn), PostgresStore(dsn)
+    await first.open()
+    await second.open()
+    try:
+        yield first, second
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def accounts(store: PostgresStore, *names: str) -> list[str]:
+    ids = []
+    for name in names:
+        account_id = f"a_{name}"
+        await store.create_account(
+            account_id=account_id,
+            username=name,
+            device_name="primary",
+            token_key=f"k_{name}",
+            token_hash=b"h" * 32,
+            now=1,
+        )
+        ids.append(account_id)
+    return ids
+
+
+async def group(store: PostgresStore, actor: str, others: list[str]) -> str:
+    new = NewConversation("c1", uuid.uuid4(), actor, 1, 1)
+    await store.create_group(new, "g", others, cap=100)
+    return "c1"
+
+
+def message(conv: str, sender: str, msg_id: uuid.UUID | None = None) -> NewMessage:
+    return NewMessage(
+        id=msg_id or uuid.uuid4(),
+        conv=conv,
+        sender=sender,
+        sender_device=1,
+        payload=b"x",
+        mentions=(),
+        ts=5,
+    )
+
+
+async def test_the_schema_is_versioned_per_component_and_reopens_without_migrating(dsn):
+    store = PostgresStore(dsn)
+    await store.open()
+    await store.close()
+    conn = await asyncpg.connect(dsn)
+    try:
+        versions = dict(await conn.fetch("SELECT component, version FROM schema_versions"))
+        assert versions == {
+            "": len(migrations.SCRIPTS),
+            **{name: len(scripts) for name, scripts in migrations.COMPONENTS.items()},
+        }
+        await conn.execute("UPDATE schema_versions SET version = 99 WHERE component = ''")
+    finally:
+        await conn.close()
+    with pytest.raises(SchemaTooNew):
+        await PostgresStore(dsn).open()
+
+
+async def test_sends_from_two_nodes_get_gapless_seqs(nodes):
+    one, two = nodes
+    alice, bob = await accounts(one, "alice", "bob")
+    conv = await group(one, alice, [bob])
+    results = await asyncio.gather(
+        *((one if i % 2 else two).append(message(conv, alice if i % 3 else bob)) for i in range(60))
+    )
+    assert sorted(r.envelope.seq for r in results) == list(range(2, 62))
+    assert (await two.conversation(conv)).last_seq == 61
+
+
+async def test_the_same_send_on_two_nodes_is_stored_once(nodes):
+    one, two = nodes
+    alice, bob = await accounts(one, "alice", "bob")
+    conv = await group(one, alice, [bob])
+    msg_id = uuid.uuid4()
+    results = await asyncio.gather(
+        *((one if i % 2 else two).append(message(conv, alice, msg_id)) for i in range(10))
+    )
+    assert {r.envelope.seq for r in results} == {2}
+    assert sum(not r.duplicate for r in results) == 1
+    assert (await one.conversation(conv)).last_seq == 2  # no seq lost to the duplicates
+
+
+async def test_concurrent_claims_on_two_nodes_take_each_prekey_once(nodes):
+    one, two = nodes
+    (alice,) = await accounts(one, "alice")
+    claimers = await accounts(one, *(f"c{i}" for i in range(20)))
+    upload = KeyUpload(
+        identity_key=b"\x05" + b"i" * 32,
+        registration_id=7,
+        signed_prekey=SignedPreKey(1, b"\x05" + b"s" * 32, b"g" * 64),
+        kyber_last_resort=KyberPreKey(1, b"\x08" + b"k" * 1568, b"g" * 64),
+        prekeys=[OneTimePreKey(i, b"\x05" + bytes([i]) * 32) for i in range(1, 11)],
+    )
+    await one.upload_keys(alice, 1, upload, 1)
+    bundles = await asyncio.gather(
+        *(
+            (one if i % 2 else two).claim_keys((claimer, 1), {alice: []})
+            for i, claimer in enumerate(claimers)
+        )
+    )
+    taken = [b[0].devices[0].prekey for b in bundles if b[0].devices[0].prekey is not None]
+    assert sorted(p.id for p in taken) == list(range(1, 11))  # ten keys, ten claimers
+    assert (await two.key_counts(alice, 1)).prekeys == 0
+
+
+async def test_the_same_direct_conversation_from_two_nodes_is_one(nodes):
+    one, two = nodes
+    alice, bob = await accounts(one, "alice", "bob")
+    made = await asyncio.gather(
+        one.create_direct(NewConversation("d1", uuid.uuid4(), alice, 1, 1), bob),
+        two.create_direct(NewConversation("d2", uuid.uuid4(), bob, 1, 1), alice),
+    )
+    assert made[0][0].conversation.id == made[1][0].conversation.id
+    assert sorted(created for _, created in made) == [False, True]
+
+
+async def test_migrate_store_copies_every_table_and_refuses_a_full_target(tmp_path, dsn):
+    path = tmp_path / "tidings.sqlite3"
+    source = SqliteStore(path)
+    await source.open()
+    try:
+        alice, bob = await accounts(source, "alice", "bob")  # type: ignore[arg-type]
+        conv = await group(source, alice, [bob])  # type: ignore[arg-type]
+        for _ in range(3):
+            await source.append(message(conv, alice))
+        await source.ack(bob, 1, {conv: 2}, 9)
+        await source.set_group_adds(bob, "contacts")
+    finally:
+        await source.close()
+    copied = await copy_sqlite(path, dsn)
+    assert copied["accounts"] == 2 and copied["envelopes"] == 4 and copied["members"] == 2
+    assert copied["pending"] == 3  # bob acked up to 2 of 4; alice has `created` pending
+    store = PostgresStore(dsn)
+    await store.open()
+    try:
+        record = await store.conversation(conv)
+        assert record is not None and record.last_seq == 4
+        assert [m.account_id for m in record.members] == [alice, bob]
+        assert [e.seq for e in await store.pending(bob, 1, ("", 0), 10)] == [3, 4]
+        assert await store.group_adds(bob) == "contacts"
+        sent = await store.append(message(conv, bob))  # the seq goes on
+        assert sent.envelope.seq == 5
+        await store.create_group(NewConversation("c2", uuid.uuid4(), bob, 1, 1), "h", [alice], 9)
+        again = await store.conversation("c2")
+        assert again is not None and [m.account_id for m in again.members] == [bob, alice]
+    finally:
+        await store.close()
+    with pytest.raises(TransferError, match="not empty"):
+        await copy_sqlite(path, dsn)
+
+
+async def test_a_nodes_sends_to_a_conversation_keep_their_order(nodes):
+    one, _ = nodes
+    alice, bob = await accounts(one, "alice", "bob")
+    conv = await group(one, alice, [bob])
+    results = await asyncio.gather(*(one.append(message(conv, alice)) for _ in range(20)))
+    assert [r.envelope.seq for r in results] == list(range(2, 22))
