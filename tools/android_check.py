@@ -46,6 +46,9 @@ FLOORS = {
     "websockets": "14",
     "kivy": "2.3.1",
     "kyber-py": "1.2",  # ML-KEM per FIPS 203 final, key_derive from a 64-byte seed
+    "av": "14.1",  # VideoFrame.rotation: portrait videos' thumbnails upright (media.video)
+    "numpy": "1.26",  # the voice waveform's peaks (media.voice); pyproject's floor
+    "qrcode": "7.4",  # the link code (app.qr); pyproject's floor
 }
 FEATURES = {"sqlite3": ["-DSQLITE_ENABLE_FTS5"]}  # the client store's search index
 
@@ -58,8 +61,9 @@ TEST_TOOLS = [
     "coverage[toml]>=7.5",
 ]
 TEST_PATHS = ["tests/unit/crypto", "tests/unit/client", "tests/unit/e2ee"]
-# Server-side packages the client tests' in-process server needs; not in the APK.
-HOST_ONLY = {"litestar", "uvicorn", "hypercorn"}
+# Server-side packages the client tests' in-process server needs, and the command line's
+# platformdirs (its default profile; the app does not import it): not in the APK.
+HOST_ONLY = {"litestar", "uvicorn", "hypercorn", "platformdirs"}
 
 
 def log(message: str) -> None:
@@ -183,8 +187,8 @@ def test_venv_packages(pins: dict[str, str]) -> list[str]:
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extra = []
-    server = project.get("optional-dependencies", {}).get("server", [])
-    for spec in [*project["dependencies"], *server]:
+    extras = project.get("optional-dependencies", {})
+    for spec in [*project["dependencies"], *extras.get("server", []), *extras.get("client", [])]:
         name = re.split(r"[\[<>=!~; ]", spec, maxsplit=1)[0]
         if _normalize(name) in {_normalize(h) for h in HOST_ONLY}:
             extra.append(spec)

@@ -154,6 +154,15 @@ def uncovered(root: Path, excluded: list[str], report: dict[str, object]) -> lis
     return problems
 
 
+# Environment markers' values on p4a's Python 3.14 (``sys.platform`` is "android" from 3.13).
+_ANDROID_MARKERS = {
+    "sys_platform": {"android"},
+    "platform_system": {"Android"},
+    "os_name": {"posix"},
+}
+_PLATFORM_MARKER = r'\b(sys_platform|platform_system|os_name)\s*(==|!=)\s*["\']([^"\']*)["\']'
+
+
 def wheel_requirements(wheel: Path, python_version: str) -> list[str]:
     """Distributions a pure wheel needs at run time on ``python_version`` (no extras)."""
     target = tuple(int(p) for p in python_version.split("."))
@@ -173,6 +182,8 @@ def wheel_requirements(wheel: Path, python_version: str) -> list[str]:
             keep &= {"<": target < want, "<=": target <= want, ">": target > want}.get(
                 op, {">=": target >= want, "==": target == want, "!=": target != want}.get(op, True)
             )
+        for key, op, value in re.findall(_PLATFORM_MARKER, marker):
+            keep &= (value in _ANDROID_MARKERS[key]) == (op == "==")
         if keep and " or " not in marker:
             needed.append(re.split(r"[\[<>=!~( ]", spec.strip(), maxsplit=1)[0])
     return needed

@@ -50,6 +50,24 @@ def test_broken_copies_fail(tmp_path: Path) -> None:
     assert any("TidingsUnifiedPushReceiver.java" in p for p in problems)
 
 
+def test_the_apps_java_calls_are_checked(tmp_path: Path) -> None:
+    root = _copy(tmp_path)
+    shutil.copy(ROOT / "src/tidings/app/android_push.py", root / "src/tidings/app")
+    assert android_push.check(root) == []
+    helper = root / "android/src/org/tidings/push/PushRegistration.java"
+    text = helper.read_text()
+    helper.write_text(
+        text.replace("String fcmToken()", "String currentFcmToken()").replace(
+            "boolean fcmAvailable(Context context)", "boolean fcmAvailable()"
+        )
+    )
+    problems = android_push.check(root)
+    assert any("declares no public static fcmToken()" in p for p in problems), problems
+    assert any("fcmAvailable takes no 1 argument(s)" in p for p in problems), problems
+    helper.unlink()
+    assert any("has no Java source" in p for p in android_push.check(root))
+
+
 def test_the_hook_declares_the_receivers_and_firebase(tmp_path: Path) -> None:
     hook = _hook()
     main = tmp_path / "src/main"

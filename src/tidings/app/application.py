@@ -24,6 +24,7 @@ from kivy.uix.screenmanager import NoTransition, ScreenManager, SlideTransition
 from tidings.app import lifecycle, media_bubbles
 from tidings.app.layout import NO_CHAT, NoChatScreen, PaneLayout
 from tidings.app.local_notify import LocalNotifier
+from tidings.app.push_setup import register_on_android
 from tidings.app.screens.backup import BackupScreen
 from tidings.app.screens.base import AppScreen
 from tidings.app.screens.chat import ChatScreen
@@ -216,6 +217,8 @@ class TidingsApp(App):  # type: ignore[misc]
         # subscribe before starting, so that no event of the first sync is missed
         self._pump = self.tasks.spawn(self._follow(client.events()))
         await client.start()
+        # Android: the notification permission and this phone's push registration
+        self.tasks.spawn(register_on_android(client, self.profile))
         self._stack.clear()
         self.layout.enable()
         self.navigate("chat_list", remember=False)

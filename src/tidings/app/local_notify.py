@@ -7,11 +7,13 @@ messages, muted chats and levels are handled there); the app only decides *how* 
 The sender's name and a short preview are put together here, on the device: nothing of it
 goes through the server (a push only wakes the app; it carries no text).
 
-The notification is handed to a **sink**, ``(title, message) -> None``. The default sink is
-plyer's ``notification.notify`` (a desktop notification daemon, Android's notification
-manager); where there is none (a Linux box without a notification daemon, plyer not
-installed) the first failure is logged once and later ones are dropped quietly: a missing
-notification never breaks the app.
+The notification is handed to a **sink**, ``(title, message) -> None``. On Android the default
+sink is :class:`tidings.app.notifier.AndroidNotifier` (the push service's: the ``messages``
+channel, one notification per chat, tapping opens the app), so the app and the service post
+alike; elsewhere it is plyer's ``notification.notify`` (a desktop notification daemon). Where
+there is none (a Linux box without a notification daemon, plyer not installed) the first
+failure is logged once and later ones are dropped quietly: a missing notification never
+breaks the app.
 
 Hook for tests and embedders: assign ``app.local_notifier.sink`` to any callable taking
 ``(title, message)``; ``app.local_notifier.focused`` is the callable that tells whether the
@@ -48,6 +50,37 @@ def plyer_sink(title: str, message: str) -> None:
         notification.notify(title=title, message=message, app_name=APP_NAME, timeout=8)
 
 
+class AndroidSink:
+    """Posts through :class:`AndroidNotifier`; given the chat, a newer message replaces its
+    chat's notification as the push service's do."""
+
+    def __init__(self) -> None:
+        from tidings.app.notifier import AndroidNotifier
+
+        self.notifier = AndroidNotifier()
+
+    def __call__(self, title: str, message: str, conv_id: str = "") -> None:
+        from tidings.app.notifier import Alert
+
+        self.notifier.notify(Alert(conv_id or title, title, message))
+
+
+def android_sink() -> AndroidSink | None:
+    """The Android sink on Android (``kivy.utils.platform``), None elsewhere."""
+    from kivy.utils import platform
+
+    return AndroidSink() if platform == "android" else None
+
+
+def default_sink() -> Sink:
+    """Android's notifier on a phone, plyer elsewhere (see the module docstring)."""
+    try:
+        return android_sink() or plyer_sink
+    except Exception:  # no notification manager: fall back to plyer, which logs its failure
+        log.warning("the Android notifier is unavailable", exc_info=True)
+        return plyer_sink
+
+
 def preview(text: str, limit: int = PREVIEW_CHARS) -> str:
     """One line of ``text``, cut at ``limit`` characters with an ellipsis."""
     line = " ".join(text.split())
@@ -77,7 +110,7 @@ class LocalNotifier:
     """Turns ``Notify`` events into local notifications while the window is not in front."""
 
     def __init__(self, sink: Sink | None = None, focused: Callable[[], bool] | None = None) -> None:
-        self.sink: Sink = sink if sink is not None else plyer_sink
+        self.sink: Sink = sink if sink is not None else default_sink()
         self.focused: Callable[[], bool] = focused if focused is not None else _window_focused
         self._failed_once = False
 
@@ -90,7 +123,10 @@ class LocalNotifier:
             log.debug("cannot tell whether the window is focused", exc_info=True)
         title, message = describe(event)
         try:
-            self.sink(title, message)
+            if isinstance(self.sink, AndroidSink):
+                self.sink(title, message, conv_id=event.message.conv_id)
+            else:
+                self.sink(title, message)
         except Exception as exc:
             if not self._failed_once:
                 self._failed_once = True

@@ -77,7 +77,7 @@ def blurhash_texture(hash_: str, width: int, height: int) -> Texture | None:
     """The placeholder as a small texture of the picture's aspect (None if it does not
     decode: a peer may send anything)."""
     try:
-        import blurhash
+        from tidings.client.media import blurhash
 
         across = 32
         down = max(4, min(64, round(across * height / max(1, width))))

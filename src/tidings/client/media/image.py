@@ -13,7 +13,7 @@ raise :class:`.errors.UnsupportedMediaError`.
 
 JPEG inputs are decoded with ``Image.draft`` (DCT scaling) at the smallest scale still at least
 1280 px, which makes a 12 MP photo several times cheaper to open. The BlurHash placeholder (4x3
-components) is computed on a ≈32 px copy.
+components) is computed on a ≈32 px copy, in pure Python (:mod:`.blurhash`).
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ import warnings
 from dataclasses import dataclass
 from typing import IO, Final
 
-import blurhash
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
+from . import blurhash
 from .errors import MediaTooLargeError, UnsupportedMediaError
 
 __all__ = [
@@ -72,8 +72,7 @@ def image_blurhash(image: Image.Image) -> str:
     """The 4x3-component BlurHash of ``image``, computed on a ≈32 px copy (input untouched)."""
     small = image.convert("RGB") if image.mode != "RGB" else image.copy()
     small.thumbnail((BLURHASH_SIDE, BLURHASH_SIDE), Image.Resampling.BILINEAR)
-    # blurhash.encode closes the image it is given: it only ever sees this private copy.
-    return str(blurhash.encode(small, *BLURHASH_COMPONENTS))
+    return blurhash.encode(small, *BLURHASH_COMPONENTS)
 
 
 def _to_srgb(image: Image.Image, icc: bytes | None) -> Image.Image:

@@ -13,6 +13,7 @@ public class TidingsFcmService extends FirebaseMessagingService {
 
     @Override
     public void onNewToken(String token) {
+        PushRegistration.tokenRefreshed(token);
         Wake.register(this, "fcm", token, "", "");
     }
 }

@@ -19,8 +19,10 @@ public class TidingsUnifiedPushReceiver extends MessagingReceiver {
     @Override
     public void onNewEndpoint(Context context, PushEndpoint endpoint, String instance) {
         PublicKeySet keys = endpoint.getPubKeySet();
-        Wake.register(context, "webpush", endpoint.getUrl(),
-                keys == null ? "" : keys.getPubKey(), keys == null ? "" : keys.getAuth());
+        String p256dh = keys == null ? "" : keys.getPubKey();
+        String auth = keys == null ? "" : keys.getAuth();
+        PushRegistration.endpointReceived(endpoint.getUrl(), p256dh, auth);
+        Wake.register(context, "webpush", endpoint.getUrl(), p256dh, auth);
     }
 
     @Override
