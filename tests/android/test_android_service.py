@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.integration.conftest import server, server_factory  # noqa: F401
+from tests.integration.conftest import server, server_factory, store_env  # noqa: F401
 
 from tidings.app import android_service
 from tidings.app.notifier import Alert

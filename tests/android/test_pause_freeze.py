@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
-from tests.integration.conftest import server, server_factory  # noqa: F401
+from tests.integration.conftest import server, server_factory, store_env  # noqa: F401
 
 from tidings.client import Client
 from tidings.client.types import MessageAdded, MessageStatus
