@@ -21,7 +21,7 @@ os.environ.setdefault("KIVY_NO_CONSOLELOG", "1")
 os.environ.setdefault("KIVY_LOG_MODE", "PYTHON")
 os.environ.setdefault("KIVY_HOME", str(Path(__file__).resolve().parents[2] / ".kivy"))
 
-from tests.integration.conftest import ServerProcess, server, server_factory  # noqa: F401
+from tests.integration.conftest import ServerProcess, server, server_factory, store_env  # noqa: F401
 
 from tidings.client import Client
 
