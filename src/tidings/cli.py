@@ -82,7 +82,12 @@ def message_json(message: Message) -> dict[str, Any]:
 
 
 def member_json(member: Member) -> dict[str, Any]:
-    return {"account_id": member.account_id, "username": member.username, "role": member.role}
+    return {
+        "account_id": member.account_id,
+        "username": member.username,
+        "name": member.name or member.username,
+        "role": member.role,
+    }
 
 
 def conversation_json(conv: Conversation) -> dict[str, Any]:
@@ -841,6 +846,10 @@ def build_parser() -> argparse.ArgumentParser:
     from tidings import cli_everyday  # edit, delete, device list, settings, block, follow
 
     cli_everyday.add_parsers(sub, common, profile, waits)
+
+    from tidings import cli_profiles  # profile, block, device list, settings receipts/typing
+
+    cli_profiles.add_parsers(sub, common, profile, waits, device, settings)
 
     p = sub.add_parser("app", parents=[common, profile], help="start the Kivy app")
     p.add_argument("--server", default=None, help="server URL to offer when signing up")

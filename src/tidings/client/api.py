@@ -29,7 +29,7 @@ from tidings.protocol import MAX_PAYLOAD_BYTES, ErrorCode, Watermark, rest, rout
 from tidings.protocol import keys as wire
 from tidings.protocol import push as push_wire
 from tidings.protocol.close import CloseCode
-from tidings.protocol.content import Content, Reaction, Text
+from tidings.protocol.content import Content, ProfileKey, Reaction, Text
 
 from . import lifecycle, profilelock, provisioning, tls
 from .backup.service import BackupService, BackupStatus
@@ -52,6 +52,7 @@ from .errors import (
     ServerTimeout,
 )
 from .features.everyday import EverydayFeatures
+from .features.social import SocialFeatures
 from .features.validation import check_emoji, check_text
 from .mediaapi import AttachmentFeatures
 from .mediaflow import MediaFlow
@@ -188,7 +189,7 @@ class _Subscription:
         return await self.queue.get()
 
 
-class Client(AttachmentFeatures, EverydayFeatures):
+class Client(AttachmentFeatures, EverydayFeatures, SocialFeatures):
     """One account on one device, backed by a profile directory."""
 
     def __init__(
@@ -237,6 +238,7 @@ class Client(AttachmentFeatures, EverydayFeatures):
             self._members_of,
         )
         self._runtime.ssl_context = self._tls
+        self._social_init()  # typing, receipt times (features/social.py)
         self._push = PushState(store.db)
         self._runtime.annotate = self._push.annotator(account.account_id)
         self._media = MediaFlow(
@@ -586,6 +588,7 @@ class Client(AttachmentFeatures, EverydayFeatures):
         if self._closed:
             return
         self._closed = True
+        self._social_close()
         for task in list(self._background):
             task.cancel()
         await self._backup.stop()
@@ -847,6 +850,8 @@ class Client(AttachmentFeatures, EverydayFeatures):
         await self._send(conv_id, Reaction(target=target, emoji=emoji, remove=remove))
 
     async def _send(self, conv_id: str, content: Content) -> uuid.UUID:
+        if not isinstance(content, ProfileKey):
+            await self._before_send(conv_id)  # profile key first, typing off
         message_id = uuid.uuid4()
         payload = encode_bound(content, conv_id, message_id)
         if len(payload) > MAX_PAYLOAD_BYTES:
@@ -1064,6 +1069,8 @@ class Client(AttachmentFeatures, EverydayFeatures):
             self._in_background(self._upload_keys())
         for sender, conv_id, message_id in changes.undecryptable:
             self._emit(Undecryptable(sender, conv_id, message_id))
+        synced = any(isinstance(e, engine.SyncedNotice) for e in effects)
+        self._social_applied(changes, synced)  # blocked senders, profile keys (social.py)
         self._media.on_added(changes.added)  # small images download at once
         if not self._subscribers:
             return
@@ -1114,6 +1121,7 @@ class Client(AttachmentFeatures, EverydayFeatures):
                 marks = await self._rest.call(routes.RECEIPTS, list[Watermark], conv=conv_id)
             except ServerRefused:
                 continue
+            self._record_marks(marks)  # their times, for message details
             self._engine.watermarks(marks)
         await self._runtime.flush()
 

@@ -38,6 +38,7 @@ from tidings.protocol import (
     Send,
     ServerFrame,
     StaleDevices,
+    TypingNotice,
     decode_server_frame,
     encode,
     routes,
@@ -177,6 +178,9 @@ class Runtime:
         self.last_failure: NotConnected | None = None
         #: whether a WebSocket was ever opened by this runtime
         self.ever_connected = False
+        #: shown every frame before the engine (receipt times); TypingNotice frames go only
+        #: here (ephemeral: the engine has nothing to do with them)
+        self.observe: Callable[[ServerFrame], None] | None = None
 
     @staticmethod
     def now() -> float:
@@ -325,6 +329,12 @@ class Runtime:
             return await asyncio.wait_for(future, DEVICE_SEND_TIMEOUT)
         finally:
             self._waiting.pop(frame.id, None)
+
+    async def transmit_now(self, frame: ClientFrame) -> bool:
+        """Send an ephemeral frame (Typing) if the server has greeted us; False otherwise."""
+        if self.engine.phase not in (engine.Phase.REPLAY, engine.Phase.LIVE):
+            return False
+        return await self._transmit(frame)
 
     async def _transmit(self, frame: ClientFrame) -> bool:
         socket = self._socket
@@ -475,6 +485,13 @@ class Runtime:
                     return
                 if isinstance(frame, StaleDevices | DeviceAccepted):
                     self._sealer_frame(frame)
+                if self.observe is not None:
+                    try:
+                        self.observe(frame)
+                    except Exception:
+                        log.exception("the client failed to observe a frame")
+                if isinstance(frame, TypingNotice):
+                    return
                 self.engine.receive(frame, now)
             case _Local():
                 self.engine.receive(item.frame, now)

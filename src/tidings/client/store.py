@@ -27,13 +27,13 @@ import msgspec
 from tidings.migrations import migrate
 from tidings.migrations import version as schema_version
 from tidings.protocol import Envelope, decode_system_event, rest
-from tidings.protocol.content import Content, Delete, Edit, Media, Reaction, Text
+from tidings.protocol.content import Content, Delete, Edit, Media, ProfileKey, Reaction, Text
 
 from . import attachments, fts
 from .core import engine
 from .core.opening import WRITE_EFFECTS, OpenedEnvelope, StoreOpened
 from .errors import ProfileCorrupt
-from .features import edits
+from .features import edits, profiles
 from .keystore import SCHEMA as KEYSTORE_SCHEMA
 from .keystore import KeyStore
 from .push import migrate_schema as push_schema
@@ -170,12 +170,12 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 _SELECT_MESSAGE = """
-    SELECT m.id, m.conv_id, m.seq, m.sender_id, COALESCE(u.username, m.sender_id), m.is_own,
+    SELECT m.id, m.conv_id, m.seq, m.sender_id, COALESCE(u.name, m.sender_id), m.is_own,
            m.kind, m.body, m.meta, m.reply_to, m.status, m.fail_reason, m.created_at,
            COALESCE(c.read_upto, 0), m.ord, m.mentions_me
     FROM messages m
     LEFT JOIN conversations c ON c.id = m.conv_id
-    LEFT JOIN users u ON u.account_id = m.sender_id
+    LEFT JOIN display_names u ON u.account_id = m.sender_id
 """
 
 # Each spells out the partial index's condition so that SQLite uses messages_own_open.
@@ -291,6 +291,7 @@ class LocalStore:
         """Bring the schema to the newest version, one migration per transaction."""
         migrate(self.db, MIGRATIONS)
         edits.migrate_schema(self.db)  # the "everyday" component: edits, tombstones, settings
+        profiles.migrate_schema(self.db)  # "social": profiles, blocked, display names
         attachments.migrate_schema(self.db)
         push_schema(self.db)  # the "push" component: notification settings, mentions_me
 
@@ -471,6 +472,8 @@ class LocalStore:
             self._react(content, env.sender, env.ts, changes)
         if isinstance(content, Edit | Delete):
             edits.apply_received(self.db, env, content, changes.updated)
+        if isinstance(content, ProfileKey):
+            profiles.take_key(self.db, env.sender, content.key, self.account_id)
         return False  # a reaction, or content this client does not understand: not shown
 
     def identity_line(self, account_id: str, at: int) -> tuple[str, uuid.UUID] | None:
@@ -560,6 +563,8 @@ class LocalStore:
             if content.target is not None:
                 self._react(content, self.account_id, effect.created_at, changes)
             return
+        if isinstance(content, ProfileKey):
+            return  # no row: the share is tracked by features.profiles
         row = self.db.execute(
             "SELECT COALESCE(MAX(ord), ?) + 1 FROM messages WHERE conv_id = ? AND ord > ?",
             (UNSENT_ORD, effect.conv_id, UNSENT_ORD),
@@ -666,10 +671,11 @@ class LocalStore:
 
     def members(self, conv_id: str) -> tuple[Member, ...]:
         return tuple(
-            Member(account, name, role)
-            for account, name, role in self.db.execute(
-                "SELECT m.account_id, COALESCE(u.username, m.account_id), m.role FROM members m"
-                " LEFT JOIN users u ON u.account_id = m.account_id WHERE m.conv_id = ?"
+            Member(account, username, role, name)
+            for account, username, role, name in self.db.execute(
+                "SELECT m.account_id, COALESCE(u.username, m.account_id), m.role,"
+                " COALESCE(u.name, m.account_id) FROM members m"
+                " LEFT JOIN display_names u ON u.account_id = m.account_id WHERE m.conv_id = ?"
                 " ORDER BY m.role, u.username",
                 (conv_id,),
             )
@@ -680,7 +686,7 @@ class LocalStore:
         members = self.members(conv_id)
         note_to_self = kind == "direct" and bool(members)
         if kind == "direct":
-            peers = [m.username for m in members if m.account_id != self.account_id]
+            peers = [m.name or m.username for m in members if m.account_id != self.account_id]
             title = peers[0] if peers else NOTE_TO_SELF if note_to_self else title
             note_to_self = not peers and note_to_self
         last = self.db.execute(
@@ -802,8 +808,8 @@ class LocalStore:
         if ids:
             marks = ",".join("?" * len(ids))
             for message_id, emoji, name in self.db.execute(
-                "SELECT r.message_id, r.emoji, COALESCE(u.username, r.account_id)"  # noqa: S608
-                f" FROM reactions r LEFT JOIN users u ON u.account_id = r.account_id"
+                "SELECT r.message_id, r.emoji, COALESCE(u.name, r.account_id)"  # noqa: S608
+                f" FROM reactions r LEFT JOIN display_names u ON u.account_id = r.account_id"
                 f" WHERE r.message_id IN ({marks}) ORDER BY r.created_at, r.rowid",
                 ids,
             ):
@@ -812,8 +818,9 @@ class LocalStore:
             if quoted:
                 marks = ",".join("?" * len(quoted))
                 for qid, name, body in self.db.execute(
-                    "SELECT m.id, COALESCE(u.username, m.sender_id), m.body FROM messages m"  # noqa: S608
-                    f" LEFT JOIN users u ON u.account_id = m.sender_id WHERE m.id IN ({marks})",
+                    "SELECT m.id, COALESCE(u.name, m.sender_id), m.body FROM messages m"  # noqa: S608
+                    f" LEFT JOIN display_names u ON u.account_id = m.sender_id"
+                    f" WHERE m.id IN ({marks})",
                     quoted,
                 ):
                     replies[qid] = f"{name}: {body[:PREVIEW_CHARS]}"
@@ -875,7 +882,7 @@ class LocalStore:
                 return f'{actor} changed the title to "{event.title or ""}"'
 
     def _name(self, account_id: str) -> str:
-        return self.username(account_id) or account_id
+        return profiles.display_name(self.db, account_id) or account_id
 
 
 def _kind(value: object) -> MessageKind:

@@ -46,6 +46,8 @@ class Member:
     account_id: str
     username: str
     role: str  # "admin" | "member"
+    #: the display name: the profile's name, or the username without one
+    name: str = ""
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,8 @@ class Conversation:
     id: str
     #: "direct" | "group"
     kind: str
-    #: the group title, or the peer's username for a direct chat
+    #: the group title, or the peer's display name (profile name, else username) for a
+    #: direct chat
     title: str
     members: tuple[Member, ...]
     last_message: Message | None
@@ -189,7 +192,7 @@ class Notify:
     and it mentions me (every message of a direct chat)."""
 
     message: Message
-    #: the group title or the peer's username
+    #: the group title or the peer's display name
     title: str
     mentioned: bool
 
@@ -236,6 +239,23 @@ class TransferProgress:
 
 
 @dataclass(frozen=True)
+class Profile:
+    """What an account shows of itself (``Client.profile``): end-to-end encrypted on the
+    server, opened with the profile key it shared with us. Without that key only the
+    username is known (``name`` is then the username and ``has_key`` False)."""
+
+    account_id: str
+    username: str
+    #: the display name: the profile's name, or the username without one
+    name: str
+    about: str
+    #: JPEG bytes (≤ 256 px, ≤ 64 KiB), if it has an avatar
+    avatar: bytes | None
+    version: int
+    has_key: bool
+
+
+@dataclass(frozen=True)
 class TypingChanged:
     """Someone started or stopped typing in a conversation (never stored; shown while it
     lasts: a ``typing=True`` without a follow-up expires after ``TYPING_EXPIRES`` seconds)."""
@@ -266,6 +286,10 @@ class MemberReceipt:
     name: str
     delivered: bool
     read: bool
+    #: when their watermark passed this message, approximately: the time their delivered
+    #: (read) watermark last moved, if it covers the message (ms; None: unknown)
+    delivered_at: int | None = None
+    read_at: int | None = None
 
 
 @dataclass(frozen=True)

@@ -71,12 +71,20 @@ class Delete(_Content, tag="delete"):
     target: uuid.UUID | None = None
 
 
+class ProfileKey(_Content, tag="profile_key"):
+    """The sender's profile key (32 bytes): with it a receiver fetches and decrypts the
+    sender's profile (name, about, avatar) from the server. Sent when a conversation starts
+    and again after the key rotates; never shown as a message."""
+
+    key: Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)] = b"\0" * 32
+
+
 #: how long after sending a message its sender may edit it (ms)
 EDIT_WINDOW_MS = 24 * 3600 * 1000
 #: how long after sending a message its sender may delete it for everyone (ms)
 DELETE_WINDOW_MS = 24 * 3600 * 1000
 
-Content = Text | Reaction | Media | Edit | Delete
+Content = Text | Reaction | Media | Edit | Delete | ProfileKey
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder: msgspec.msgpack.Decoder[Content] = msgspec.msgpack.Decoder(Content)

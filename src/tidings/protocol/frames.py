@@ -128,7 +128,18 @@ class Ping(_Frame, tag="ping"):
     n: SmallInt = 0
 
 
-ClientFrame = Hello | Send | DeviceSend | Ack | Read | Fetch | Ping
+class Typing(_Frame, tag="typing"):
+    """The user is typing in ``conv`` (``on``) or stopped. Ephemeral: never stored, relayed
+    only to the devices of the other members (and the sender's own other devices) that are
+    connected right now, as :class:`TypingNotice`. Clients send it throttled (at the start,
+    then every 3 s while typing, off after 5 s idle or on send); the server limits it per
+    device and drops it when sender or recipient turned typing indicators off."""
+
+    conv: ConvId
+    on: bool = True
+
+
+ClientFrame = Hello | Send | DeviceSend | Ack | Read | Fetch | Ping | Typing
 
 
 # --------------------------------------------------------------------------- server → client
@@ -141,6 +152,10 @@ class Watermark(msgspec.Struct, frozen=True):
     account: AccountId
     delivered: Seq
     read: Seq
+    #: when ``delivered`` (``read``) last moved (ms; None: unknown, or hidden from this
+    #: reader): the time the watermark passed a message, not a time per message
+    delivered_at: Millis | None = None
+    read_at: Millis | None = None
 
 
 class Welcome(_Frame, tag="welcome"):
@@ -241,6 +256,18 @@ class Receipt(_Frame, tag="receipt"):
     account: AccountId
     delivered: Seq
     read: Seq
+    #: when the watermarks last moved (ms), as in :class:`Watermark`
+    delivered_at: Millis | None = None
+    read_at: Millis | None = None
+
+
+class TypingNotice(_Frame, tag="typing"):
+    """``account`` started (``on``) or stopped typing in ``conv`` (from a :class:`Typing`
+    of one of its devices). Never stored or replayed; clients let it expire after 6 s."""
+
+    conv: ConvId
+    account: AccountId
+    on: bool = True
 
 
 class Synced(_Frame, tag="synced"):
@@ -273,6 +300,7 @@ ServerFrame = (
     | Synced
     | Error
     | Pong
+    | TypingNotice
 )
 
 

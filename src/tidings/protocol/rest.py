@@ -131,9 +131,16 @@ class AccountSettings(msgspec.Struct):
     """The calling account's settings (``GET``/``PUT /v1/settings``)."""
 
     group_adds: GroupAdds = "everyone"
+    #: send read receipts; when off the account's read position still reaches its own
+    #: devices, but nobody else learns it, and it sees nobody's (docs/e2ee.md)
+    read_receipts: bool = True
+    #: send and see typing indicators (the server relays none from or to it when off)
+    typing_indicators: bool = True
 
 
 class UpdateSettings(msgspec.Struct, forbid_unknown_fields=True):
     """``PUT /v1/settings``: the settings to change; a field left out keeps its value."""
 
     group_adds: GroupAdds | None = None
+    read_receipts: bool | None = None
+    typing_indicators: bool | None = None

@@ -17,7 +17,7 @@ import re
 import urllib.parse
 from typing import Any, Literal
 
-from tidings.protocol import keys, media, push, rest, vault
+from tidings.protocol import keys, media, push, rest, social, vault
 from tidings.protocol.frames import Watermark
 
 Method = Literal["GET", "POST", "PUT", "DELETE"]
@@ -215,6 +215,18 @@ BLOB_PATH = "/v1/blobs"
 BLOB_METHODS: tuple[str, ...] = ("PUT", "GET", "HEAD")
 
 ROUTES = ROUTES + MEDIA_ROUTES
+
+# Profiles (end-to-end encrypted blobs), blocking, the account's devices
+# (tidings.protocol.social).
+SET_PROFILE = Route("set_profile", "PUT", "/v1/profile", social.ProfileUpload, social.Profile)
+PROFILE = Route("profile", "GET", "/v1/profiles/{account_id:str}", response=social.Profile)
+DEVICES = Route("devices", "GET", "/v1/devices", response=list[social.DeviceInfo])
+BLOCKED = Route("blocked", "GET", "/v1/blocks", response=list[social.BlockedAccount])
+BLOCK = Route("block", "PUT", "/v1/blocks/{account_id:str}", status=204)
+UNBLOCK = Route("unblock", "DELETE", "/v1/blocks/{account_id:str}", status=204)
+SOCIAL_ROUTES = (SET_PROFILE, PROFILE, DEVICES, BLOCKED, BLOCK, UNBLOCK)
+
+ROUTES = ROUTES + SOCIAL_ROUTES
 
 #: Routes by name.
 BY_NAME: dict[str, Route] = {r.name: r for r in ROUTES}

@@ -33,6 +33,7 @@ from tidings.server.push.service import PushService, load_or_create_hint_key
 from tidings.server.push.wiring import build_providers
 from tidings.server.ratelimit import RateLimiter
 from tidings.server.sendlimits import SendLimiter, SendRates
+from tidings.server.social import SocialService
 from tidings.server.store.postgres import PostgresStore
 from tidings.server.store.postgres.admin import PostgresAdmin
 from tidings.server.store.postgres.media import PostgresQuotaLedger
@@ -107,6 +108,8 @@ def create_app(config: ServerConfig) -> Litestar:
         allow_private_endpoints=config.push_allow_private_endpoints,
     )
     delivery.push = push
+    if isinstance(store, SqliteStore):  # the "social" tables (a PostgreSQL port: to come)
+        delivery.social = SocialService(store, bus)  # receipt privacy, blocking, typing, profiles
     blob_store = build_blob_store(config)
     media = MediaService(blob_store.store, store, quota_ledger)
     auth = Authenticator(store)

@@ -40,6 +40,7 @@ from tidings.server.bus import Bus, Delivery
 from tidings.server.groupadds import GroupAddGate
 from tidings.server.push.hook import PushHook
 from tidings.server.sendlimits import SendLimiter
+from tidings.server.social import SocialService
 from tidings.server.store import (
     ConversationRecord,
     MembershipChange,
@@ -128,6 +129,8 @@ class DeliveryService:
         #: told after a message, receipt or membership change is stored, to wake offline
         #: devices (None: no push); returns at once
         self.push: PushHook | None = None
+        #: receipt privacy, blocking and typing (tidings.server.social; None: none of it)
+        self.social: SocialService | None = None
 
     # ------------------------------------------------------------------ messages
 
@@ -234,6 +237,8 @@ class DeliveryService:
             (address, parse_address(address), payload)
             for address, payload in frame.messages.items()
         ]
+        if self.social is not None:  # nothing reaches an account that blocks the sender
+            messages = await self.social.drop_blocked(device.account_id, messages)
         queued = await self.store.queue_to_devices(device.address, frame.id, messages, self.clock())
         for (account, device_id), envelope in queued.queued:
             await self.bus.to_device(
@@ -299,6 +304,8 @@ class DeliveryService:
                 ]
             )
         marks = await self.store.welcome_watermarks(device.account_id, device.device_id, now)
+        if self.social is not None:
+            marks = await self.social.mask(device.account_id, marks)
         welcome = Welcome(
             version=PROTOCOL_VERSION,
             account_id=device.account_id,
@@ -308,7 +315,14 @@ class DeliveryService:
             watermarks=marks[:MAX_WELCOME_WATERMARKS],
         )
         overflow = [
-            Receipt(conv=w.conv, account=w.account, delivered=w.delivered, read=w.read)
+            Receipt(
+                conv=w.conv,
+                account=w.account,
+                delivered=w.delivered,
+                read=w.read,
+                delivered_at=w.delivered_at,
+                read_at=w.read_at,
+            )
             for w in marks[MAX_WELCOME_WATERMARKS:]
         ]
         return welcome, overflow
@@ -355,18 +369,28 @@ class DeliveryService:
 
     async def _relay(self, move: WatermarkMove, device: Device) -> None:
         receipt = Receipt(
-            conv=move.conv, account=move.account, delivered=move.delivered, read=move.read
+            conv=move.conv,
+            account=move.account,
+            delivered=move.delivered,
+            read=move.read,
+            delivered_at=move.delivered_at,
+            read_at=move.read_at,
         )
         # Senders of the newly covered messages, and the member's own other devices.
-        await self.bus.to_accounts(
-            (*move.senders, move.account), Delivery(encode(receipt)), skip=device.address
-        )
+        if self.social is None:
+            await self.bus.to_accounts(
+                (*move.senders, move.account), Delivery(encode(receipt)), skip=device.address
+            )
+        else:  # as receipt privacy and blocking allow
+            for accounts, frame in await self.social.receipts(move, receipt):
+                await self.bus.to_accounts(accounts, Delivery(encode(frame)), skip=device.address)
         if self.push is not None:
             self.push.receipt(move, device.address)
 
     async def receipts(self, device: Device, conv: str) -> list[Watermark]:
         await self.conversation_for(device, conv)
-        return await self.store.watermarks(conv)
+        marks = await self.store.watermarks(conv)
+        return marks if self.social is None else await self.social.mask(device.account_id, marks)
 
     # ------------------------------------------------------------------ conversations
 

@@ -24,7 +24,7 @@ from ..types import (
     MessageStatus,
     UnreadMarker,
 )
-from . import edits
+from . import edits, profiles
 from .validation import check_text
 
 if TYPE_CHECKING:
@@ -151,16 +151,21 @@ class EverydayFeatures:
                     (message.conv_id,),
                 )
             }
+            times = profiles.times(self._store.db, message.conv_id)
             for member in self._store.members(message.conv_id):
                 if member.account_id == self.account.account_id:
                     continue
                 delivered, read = marks.get(member.account_id, (0, 0))
+                delivered_at, read_at = times.get(member.account_id, (None, None))
                 receipts.append(
                     MemberReceipt(
                         member.account_id,
-                        member.username,
+                        member.name or member.username,
                         delivered >= message.seq,
                         read >= message.seq,
+                        # the time the watermark last moved, shown once it covers the message
+                        delivered_at if delivered >= message.seq else None,
+                        read_at if read >= message.seq else None,
                     )
                 )
         history = tuple((e.body, e.at) for e in edits.history(self._store.db, message_id))

@@ -171,6 +171,9 @@ class WatermarkMove:
     delivered: int
     read: int
     senders: tuple[str, ...]
+    #: when the delivered (read) watermark last moved (ms), if known
+    delivered_at: int | None = None
+    read_at: int | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -182,3 +185,20 @@ class NewConversation:
     actor: str
     actor_device: int
     now: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PrivacyFacts:
+    """What the receipt, typing and blocking rules need to know about a viewer and some
+    accounts and conversations (the "social" tables; tidings.server.social)."""
+
+    #: accounts that block the viewer
+    blocking_viewer: frozenset[str]
+    #: accounts the viewer blocks
+    blocked_by_viewer: frozenset[str]
+    #: accounts (the viewer included) that turned read receipts off
+    receipts_off: frozenset[str]
+    #: accounts (the viewer included) that turned typing indicators off
+    typing_off: frozenset[str]
+    #: the direct conversations among those asked about
+    direct: frozenset[str]

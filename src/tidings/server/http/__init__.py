@@ -12,6 +12,7 @@ from tidings.server.http import (
     groups,
     keys,
     media,
+    profiles,
     provisioning,
     settings,
 )
@@ -36,6 +37,7 @@ def router(services: Services) -> Router:
             *media.HANDLERS,
             *push_routes.HANDLERS,
             *vault_routes.HANDLERS,
+            *profiles.HANDLERS,
         ],
         dependencies=dependencies(services),
     )

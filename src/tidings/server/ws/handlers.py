@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import msgspec
 
-from tidings.protocol import Ack, DeviceSend, Fetch, Hello, Ping, Pong, Read, Send
+from tidings.protocol import Ack, DeviceSend, Fetch, Hello, Ping, Pong, Read, Send, Typing
 from tidings.server.store import Refused
 from tidings.server.ws.phase import GREETED, OPEN, Phase
 
@@ -80,6 +80,21 @@ async def on_fetch(connection: DeviceConnection, frame: Fetch) -> None:
     await connection.start(_fetch(connection, frame))
 
 
+async def on_typing(connection: DeviceConnection, frame: Typing) -> None:
+    # Not progress: typing alone does not keep an idle connection open.
+    social = connection.service.social
+    if social is not None:
+        await connection.start(_typing(connection, frame))
+
+
+async def _typing(connection: DeviceConnection, frame: Typing) -> None:
+    social, device = connection.service.social, connection.device
+    assert social is not None  # checked by on_typing
+    code = await social.typing(device.account_id, device.device_id, frame)
+    if code is not None:
+        connection.error(code, f"cannot type in {frame.conv}", "typing")
+
+
 async def _send(connection: DeviceConnection, frame: Send) -> None:
     connection.reply(await connection.service.send(connection.device, frame))
 
@@ -116,4 +131,5 @@ HANDLERS: Mapping[type[msgspec.Struct], FrameHandler[Any]] = {
     Ack: FrameHandler(on_ack, GREETED),
     Read: FrameHandler(on_read, GREETED),
     Fetch: FrameHandler(on_fetch, GREETED),
+    Typing: FrameHandler(on_typing, GREETED),
 }

@@ -17,6 +17,13 @@ from tidings.server.store.sqlite.writer import Database
 ENVELOPE_COLUMNS = "conv_id, seq, id, sender, sender_device, ts, kind, payload, mentions"
 #: the same, of the envelopes table aliased ``e``
 _E_ENVELOPE_COLUMNS = ", ".join(f"e.{c}" for c in ENVELOPE_COLUMNS.split(", "))
+#: An envelope of a direct conversation from an account the reader (parameter) blocked is
+#: not for the reader: no pending row is made for it and a Fetch leaves it out (the
+#: "social" component's blocks table; docs/e2ee.md, blocking).
+_NOT_BLOCKED = (
+    "NOT (e.kind = 'msg' AND EXISTS (SELECT 1 FROM blocks b JOIN conversations c"
+    " ON c.id = e.conv_id AND c.kind = 'direct' WHERE b.blocker = ? AND b.blocked = e.sender))"
+)
 #: JSON lists of strings (mentions, refused addresses)
 strings_decoder = msgspec.json.Decoder(list[str])
 
@@ -32,8 +39,9 @@ class Envelopes(Database):
                 f"SELECT {_E_ENVELOPE_COLUMNS}, p.payload FROM envelopes e"  # noqa: S608  # constant column list
                 " LEFT JOIN pending p ON p.account_id = ? AND p.device_id = ?"
                 " AND p.conv_id = e.conv_id AND p.seq = e.seq"
-                " WHERE e.conv_id = ? AND e.seq > ? AND NOT e.dropped ORDER BY e.seq LIMIT ?",
-                (account_id, device_id, conv_id, after, limit),
+                " WHERE e.conv_id = ? AND e.seq > ? AND NOT e.dropped"
+                f" AND {_NOT_BLOCKED} ORDER BY e.seq LIMIT ?",
+                (account_id, device_id, conv_id, after, account_id, limit),
             )
             return [envelope_of(row) for row in rows]
 
@@ -178,8 +186,20 @@ def store_envelope(
         " SELECT d.account_id, d.device_id, ?, ?, ? FROM members m"
         " JOIN devices d ON d.account_id = m.account_id"
         " WHERE m.conv_id = ? AND NOT (d.account_id = ? AND d.device_id = ?)"
+        " AND NOT (? = 'msg' AND EXISTS (SELECT 1 FROM blocks b JOIN conversations c"
+        " ON c.id = m.conv_id AND c.kind = 'direct'"
+        " WHERE b.blocker = m.account_id AND b.blocked = ?))"
         " RETURNING account_id",
-        (envelope.conv, envelope.seq, envelope.ts, envelope.conv, skip_account, skip_id),
+        (
+            envelope.conv,
+            envelope.seq,
+            envelope.ts,
+            envelope.conv,
+            skip_account,
+            skip_id,
+            envelope.kind,
+            envelope.sender,
+        ),
     )
     return {account for (account,) in rows}
 

@@ -45,8 +45,8 @@ class Receipts(Database):
     async def watermarks(self, conv_id: str) -> list[Watermark]:
         def q(conn: sqlite3.Connection) -> list[Watermark]:
             rows = conn.execute(
-                "SELECT conv_id, account_id, delivered, read FROM members WHERE conv_id = ?"
-                " ORDER BY joined_seq, rowid",
+                "SELECT conv_id, account_id, delivered, read, NULLIF(delivered_at, 0),"
+                " NULLIF(read_at, 0) FROM members WHERE conv_id = ? ORDER BY joined_seq, rowid",
                 (conv_id,),
             )
             return [Watermark(*row) for row in rows]
@@ -70,7 +70,8 @@ class Receipts(Database):
             # marks if one of them has not read it all yet, and any marks that moved since
             # this device's previous Welcome (it may have missed the Receipt).
             rows = conn.execute(
-                "SELECT w.conv_id, w.account_id, w.delivered, w.read FROM members me"
+                "SELECT w.conv_id, w.account_id, w.delivered, w.read, NULLIF(w.delivered_at, 0),"
+                " NULLIF(w.read_at, 0) FROM members me"
                 " JOIN members w ON w.conv_id = me.conv_id AND w.account_id != me.account_id"
                 " WHERE me.account_id = ? AND me.last_sent > 0 AND (w.marks_at >= ? OR EXISTS ("
                 "   SELECT 1 FROM members o WHERE o.conv_id = me.conv_id"
@@ -100,10 +101,17 @@ def _raise_watermarks(
     if move is None:
         return None
     conn.execute(
-        "UPDATE members SET delivered = ?, read = ?, marks_at = ?"
+        "UPDATE members SET delivered = ?, read = ?, marks_at = ?,"
+        " delivered_at = CASE WHEN ? > delivered THEN ? ELSE delivered_at END,"
+        " read_at = CASE WHEN ? > read THEN ? ELSE read_at END"
         " WHERE conv_id = ? AND account_id = ?",
-        (move.delivered, move.read, now, conv_id, account),
+        (move.delivered, move.read, now, move.delivered, now, move.read, now, conv_id, account),
     )
+    times = conn.execute(
+        "SELECT NULLIF(delivered_at, 0), NULLIF(read_at, 0) FROM members"
+        " WHERE conv_id = ? AND account_id = ?",
+        (conv_id, account),
+    ).fetchone()
     senders = tuple(
         sender
         for (sender,) in conn.execute(
@@ -112,4 +120,4 @@ def _raise_watermarks(
             (conv_id, move.low, move.high, account),
         )
     )
-    return WatermarkMove(conv_id, account, move.delivered, move.read, senders)
+    return WatermarkMove(conv_id, account, move.delivered, move.read, senders, *times)

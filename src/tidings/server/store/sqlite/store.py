@@ -11,6 +11,7 @@ from tidings.server.store.sqlite.provisioning import Provisioning
 from tidings.server.store.sqlite.push import PushRecords
 from tidings.server.store.sqlite.receipts import Receipts
 from tidings.server.store.sqlite.settings import AccountSettings
+from tidings.server.store.sqlite.social import Social
 from tidings.server.store.sqlite.vault import Vault
 
 
@@ -25,6 +26,7 @@ class SqliteStore(
     PushRecords,
     Vault,
     MediaBlobs,
+    Social,
 ):
     """:class:`~tidings.server.store.base.Store` on one SQLite database file.
 

@@ -33,6 +33,7 @@ COMPONENTS: dict[str, tuple[str, ...]] = {
     "media": ("media_v1.sql",),
     "vault": ("vault_v1.sql",),
     "admin": ("admin_v1.sql",),
+    "social": ("social_v1.sql",),
 }
 
 
