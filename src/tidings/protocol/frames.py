@@ -28,6 +28,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from tidings.protocol.channels import Post
+
 #: Version spoken by this code. A server refuses a Hello with another major version.
 PROTOCOL_VERSION = 1
 #: Largest WebSocket frame either side accepts (bytes). Bigger frames get ``frame_too_large``.
@@ -270,6 +272,14 @@ class TypingNotice(_Frame, tag="typing"):
     on: bool = True
 
 
+class ChannelPosted(_Frame, tag="cpost"):
+    """A new post of a channel this account subscribes to (tidings.protocol.channels), pushed
+    to live devices only: the channel's log is the record, read from the device's own cursor
+    (``GET /v1/channels/{id}/posts``). A device that sees a gap fetches it from there."""
+
+    post: Post
+
+
 class Synced(_Frame, tag="synced"):
     """The replay of the pending queue that followed Welcome is complete."""
 
@@ -301,6 +311,7 @@ ServerFrame = (
     | Error
     | Pong
     | TypingNotice
+    | ChannelPosted
 )
 
 

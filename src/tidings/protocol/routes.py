@@ -17,7 +17,7 @@ import re
 import urllib.parse
 from typing import Any, Literal
 
-from tidings.protocol import keys, media, push, rest, social, vault
+from tidings.protocol import channels, keys, media, push, rest, social, vault
 from tidings.protocol.frames import Watermark
 
 Method = Literal["GET", "POST", "PUT", "DELETE"]
@@ -227,6 +227,65 @@ UNBLOCK = Route("unblock", "DELETE", "/v1/blocks/{account_id:str}", status=204)
 SOCIAL_ROUTES = (SET_PROFILE, PROFILE, DEVICES, BLOCKED, BLOCK, UNBLOCK)
 
 ROUTES = ROUTES + SOCIAL_ROUTES
+
+# Broadcast channels (tidings.protocol.channels): posts signed, not end-to-end encrypted.
+CREATE_CHANNEL = Route(
+    "create_channel", "POST", "/v1/channels", channels.CreateChannel, channels.ChannelInfo,
+    status=201,
+)  # fmt: skip
+MY_CHANNELS = Route("my_channels", "GET", "/v1/channels", response=list[channels.ChannelInfo])
+CHANNEL = Route("channel", "GET", "/v1/channels/{channel:str}", response=channels.ChannelInfo)
+CHANNEL_BY_HANDLE = Route(
+    "channel_by_handle", "GET", "/v1/channel-handles/{handle:str}", response=channels.ChannelInfo
+)
+SUBSCRIBE = Route(
+    "subscribe", "POST", "/v1/channels/{channel:str}/subscription", channels.JoinChannel,
+    channels.ChannelInfo,
+)  # fmt: skip
+UNSUBSCRIBE = Route(
+    "unsubscribe", "DELETE", "/v1/channels/{channel:str}/subscription", status=204
+)
+JOIN_BY_INVITE = Route(
+    "join_by_invite", "POST", "/v1/channel-invites/{token:str}", response=channels.ChannelInfo
+)
+CREATE_INVITE = Route(
+    "create_invite", "POST", "/v1/channels/{channel:str}/invites",
+    response=channels.ChannelInvite, status=201,
+)  # fmt: skip
+REVOKE_INVITE = Route(
+    "revoke_invite", "DELETE", "/v1/channels/{channel:str}/invites/{token:str}", status=204
+)
+ADD_CHANNEL_ADMIN = Route(
+    "add_channel_admin", "PUT", "/v1/channels/{channel:str}/admins/{username:str}",
+    response=channels.ChannelInfo,
+)  # fmt: skip
+REMOVE_CHANNEL_ADMIN = Route(
+    "remove_channel_admin", "DELETE", "/v1/channels/{channel:str}/admins/{username:str}",
+    response=channels.ChannelInfo,
+)  # fmt: skip
+CHANNEL_SUBSCRIBERS = Route(
+    "channel_subscribers", "GET", "/v1/channels/{channel:str}/subscribers",
+    response=channels.SubscriberPage, query=("start", "limit"),
+)  # fmt: skip
+CHANNEL_NOTIFY = Route(
+    "channel_notify", "PUT", "/v1/channels/{channel:str}/notify", channels.SetChannelNotify,
+    channels.ChannelInfo,
+)  # fmt: skip
+POST_TO_CHANNEL = Route(
+    "post_to_channel", "POST", "/v1/channels/{channel:str}/posts", channels.NewPost,
+    channels.PostAccepted,
+)  # fmt: skip
+CHANNEL_POSTS = Route(
+    "channel_posts", "GET", "/v1/channels/{channel:str}/posts", response=channels.PostPage,
+    query=("after", "before", "limit"),
+)  # fmt: skip
+CHANNEL_ROUTES = (
+    CREATE_CHANNEL, MY_CHANNELS, CHANNEL, CHANNEL_BY_HANDLE, SUBSCRIBE, UNSUBSCRIBE,
+    JOIN_BY_INVITE, CREATE_INVITE, REVOKE_INVITE, ADD_CHANNEL_ADMIN, REMOVE_CHANNEL_ADMIN,
+    CHANNEL_SUBSCRIBERS, CHANNEL_NOTIFY, POST_TO_CHANNEL, CHANNEL_POSTS,
+)  # fmt: skip
+
+ROUTES = ROUTES + CHANNEL_ROUTES
 
 #: Routes by name.
 BY_NAME: dict[str, Route] = {r.name: r for r in ROUTES}

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
+import socket
 from collections.abc import AsyncIterator
 
 from litestar import Litestar
@@ -18,6 +20,9 @@ from tidings.server.admin.service import AdminService
 from tidings.server.admin.wiring import operations_lifespan
 from tidings.server.auth import Authenticator
 from tidings.server.bus.local import LocalBus
+from tidings.server.channels.fanout import ChannelDeliverer, FanoutQueue, LocalFanout
+from tidings.server.channels.push import ChannelPush
+from tidings.server.channels.service import ChannelService
 from tidings.server.config import ServerConfig
 from tidings.server.delivery import DeliveryService
 from tidings.server.directory import KeyDirectory, Provisioner
@@ -59,6 +64,33 @@ def _stores(
         return sqlite, SqliteAdmin(sqlite), SqliteQuotaLedger(sqlite)
     postgres = PostgresStore(config.store)
     return postgres, PostgresAdmin(postgres), PostgresQuotaLedger(postgres)
+
+
+def _channel_queue(
+    config: ServerConfig, store: SqliteStore, deliverer: ChannelDeliverer
+) -> FanoutQueue:
+    """The channel fan-out queue: JetStream when ``nats_url`` is set, else in-process."""
+    if not config.nats_url:
+        return LocalFanout(store, deliverer)
+    from tidings.server.bus.jetstream import JetStreamFanout
+
+    node = config.nats_node or f"{socket.gethostname()}-{config.port}"
+    return JetStreamFanout(
+        config.nats_url,
+        store,
+        deliverer,
+        node=re.sub(r"[^A-Za-z0-9_-]", "_", node),
+        stream=config.nats_stream,
+    )
+
+
+def _node_bus(config: ServerConfig) -> LocalBus | NatsBus:
+    """The bus: over NATS between several nodes when ``nats_url`` is set, else in-process."""
+    if not config.nats_url:
+        return LocalBus()
+    from tidings.server.bus.nats import NatsBus
+
+    return NatsBus(config.nats_url, node=config.node_id or f"{socket.gethostname()}-{config.port}")
 
 
 def create_app(config: ServerConfig) -> Litestar:
@@ -110,6 +142,14 @@ def create_app(config: ServerConfig) -> Litestar:
     delivery.push = push
     if isinstance(store, SqliteStore):  # the "social" tables (a PostgreSQL port: to come)
         delivery.social = SocialService(store, bus)  # receipt privacy, blocking, typing, profiles
+    channel_queue: FanoutQueue | None = None
+    if isinstance(store, SqliteStore):  # the "channels" tables (a PostgreSQL port: to come)
+        channel_queue = _channel_queue(config, store, ChannelDeliverer(store, bus))
+        delivery.channels = ChannelService(
+            store,
+            channel_queue,
+            push=ChannelPush(store, push, interval=config.channel_push_interval),
+        )
     blob_store = build_blob_store(config)
     media = MediaService(blob_store.store, store, quota_ledger)
     auth = Authenticator(store)
@@ -195,6 +235,8 @@ def create_app(config: ServerConfig) -> Litestar:
     @contextlib.asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         await store.open()
+        if channel_queue is not None:
+            await channel_queue.start()  # resumes the fan-out from the log
         purger = asyncio.create_task(purge_forever())
         media_gc = asyncio.create_task(
             media.collect_forever(config.media_gc_interval_seconds, blob_store.rotate)
@@ -213,6 +255,8 @@ def create_app(config: ServerConfig) -> Litestar:
             await push.stop()
             await push.dispatcher.stop()
             await push_providers.aclose()
+            if channel_queue is not None:
+                await channel_queue.stop()
             await store.close()
 
     return Litestar(

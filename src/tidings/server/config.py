@@ -230,6 +230,21 @@ class ServerConfig:
     #: (mode 0600 in the 0700 data directory: only the server's user and root reach it);
     #: empty: no admin API
     admin_socket: str = "admin.sock"
+    # ---- broadcast channels (docs/e2ee.md "Channels")
+    #: NATS server of the channel fan-out queue (JetStream), e.g. nats://127.0.0.1:4222;
+    #: empty: the embedded in-process queue (one node)
+    nats_url: str = ""
+    #: JetStream stream of channel posts (its subjects are <stream>.posts and .members)
+    nats_stream: str = "tidings_channels"
+    #: this node's durable consumer name; empty: host name and port (keep it stable across
+    #: restarts: a node resumes from its consumer's position)
+    nats_node: str = ""
+    #: at most one push per device per this many seconds for channel posts (subscribers who
+    #: chose the level all; channels default to none)
+    channel_push_interval: float = 300.0
+    #: this node's name among several sharing store and nats_url (the bus's presence keys and
+    #: logs); empty: host name and port
+    node_id: str = ""
     #: critical, error, warning, info or debug; no level logs a token, key or payload
     log_level: str = "info"
 

@@ -37,6 +37,7 @@ from tidings.protocol import (
     encode,
 )
 from tidings.server.bus import Bus, Delivery
+from tidings.server.channels.service import ChannelService
 from tidings.server.groupadds import GroupAddGate
 from tidings.server.push.hook import PushHook
 from tidings.server.sendlimits import SendLimiter
@@ -129,6 +130,8 @@ class DeliveryService:
         #: told after a message, receipt or membership change is stored, to wake offline
         #: devices (None: no push); returns at once
         self.push: PushHook | None = None
+        #: broadcast channels (tidings.server.channels; None: this server has none)
+        self.channels: ChannelService | None = None
         #: receipt privacy, blocking and typing (tidings.server.social; None: none of it)
         self.social: SocialService | None = None
 

@@ -18,7 +18,13 @@ from tidings.protocol import rest, routes
 _PLACEHOLDER = re.compile(r"\{(\w+):(str|int)\}")
 _REF = "#/components/schemas/{name}"
 #: Query parameters are all integers.
-_QUERY_TYPES = {"after": "integer", "limit": "integer", "device": "integer"}
+_QUERY_TYPES = {
+    "after": "integer",
+    "before": "integer",
+    "limit": "integer",
+    "device": "integer",
+    "start": "string",
+}
 
 #: Routes served beside the table: (method, path, summary).
 OPERATIONS_EXTRA = (

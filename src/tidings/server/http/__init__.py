@@ -16,6 +16,7 @@ from tidings.server.http import (
     provisioning,
     settings,
 )
+from tidings.server.http import channels as channel_routes
 from tidings.server.http import push as push_routes
 from tidings.server.http import vault as vault_routes
 from tidings.server.http.common import EXCEPTION_HANDLERS, Services, dependencies
@@ -37,6 +38,7 @@ def router(services: Services) -> Router:
             *media.HANDLERS,
             *push_routes.HANDLERS,
             *vault_routes.HANDLERS,
+            *channel_routes.HANDLERS,
             *profiles.HANDLERS,
         ],
         dependencies=dependencies(services),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tidings.server.store.sqlite.accounts import Accounts
+from tidings.server.store.sqlite.channels import Channels
 from tidings.server.store.sqlite.conversations import Conversations
 from tidings.server.store.sqlite.envelopes import Envelopes
 from tidings.server.store.sqlite.keys import Keys
@@ -27,6 +28,7 @@ class SqliteStore(
     Vault,
     MediaBlobs,
     Social,
+    Channels,
 ):
     """:class:`~tidings.server.store.base.Store` on one SQLite database file.
 

@@ -1,0 +1,1 @@
+"""Broadcast channels: one log per channel, fanned out through a durable queue."""
