@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 from collections.abc import AsyncIterator, Generator
 from pathlib import Path
 from typing import Any
@@ -42,9 +43,12 @@ async def side_listener(
             yield
             return
         _remove(uds)  # a socket left by a server that was killed
+    # Bound here, 0600 from its first moment: given ``uds``, uvicorn would chmod it 0666 and
+    # leave it open to every local user until our chmod (a connection made then stays open).
+    sock = _bind_private(uds) if uds is not None else None
     config = uvicorn.Config(
         app,
-        uds=str(uds) if uds is not None else None,
+        fd=sock.fileno() if sock is not None else None,
         host=host or "127.0.0.1",
         port=port,
         lifespan="off",
@@ -58,9 +62,9 @@ async def side_listener(
     while not server.started and not task.done():
         await asyncio.wait({task}, timeout=0.01)
     if task.done():
+        if sock is not None:
+            sock.close()
         task.result()  # a bind failure: raise it, the server does not start half-way
-    if uds is not None:
-        os.chmod(uds, 0o600)
     log.info("%s listening on %s", name, uds if uds is not None else f"{host}:{port}")
     try:
         yield
@@ -68,8 +72,26 @@ async def side_listener(
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        if sock is not None:
+            sock.close()
         if uds is not None:
             _remove(uds)
+
+
+def _bind_private(path: Path) -> socket.socket:
+    """A Unix socket bound at ``path`` with mode 0600 from the start (the umask covers the
+    bind; it only ever narrows what other threads create meanwhile)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    except BaseException:
+        sock.close()
+        raise
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    return sock
 
 
 def _remove(path: Path) -> None:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: Pages one account may hold, whatever their size: the byte quota counts only sealed bytes,
+#: so without a count a flood of one-byte pages would make rows (ids, indexes) unbounded.
+MAX_PAGES_PER_ACCOUNT = 100_000
+
 
 @dataclass(frozen=True, slots=True)
 class VaultKeyRecord:
