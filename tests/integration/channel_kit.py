@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from websockets.exceptions import ConnectionClosed
 
 from tidings.protocol import decode_server_frame
 from tidings.protocol.channels import encode_content
@@ -132,7 +133,7 @@ class Reader:
 async def drain(ws: Any, reader: Reader, until: int, wait: float) -> None:
     """Read live frames until the reader's cursor reaches ``until`` (gaps are left to the
     caller) or ``wait`` seconds pass without a frame."""
-    with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
+    with contextlib.suppress(TimeoutError, asyncio.TimeoutError, ConnectionClosed):
         while reader.cursor < until:
             data = await asyncio.wait_for(ws.recv(), wait)
             if isinstance(data, bytes):
