@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -323,7 +324,12 @@ class BackupService:
         listing = await self.api.list()
         ids = sorted(listing)
         tmp = path.with_name(path.name + ".part")
-        with tmp.open("wb") as stream:
+        # The export holds the wrapped key (a passphrase guess can be tested against it): 0600,
+        # and never through a link someone else left at the temporary name.
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+        with os.fdopen(os.open(tmp, flags, 0o600), "wb") as stream:
             writer = ExportWriter(
                 stream, vault_key=keys.vault_key, account_id=self.account.account_id,
                 wrapped=keys.wrapped,
