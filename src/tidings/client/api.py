@@ -33,6 +33,7 @@ from tidings.protocol.content import Content, ProfileKey, Reaction, Text
 
 from . import lifecycle, profilelock, provisioning, tls
 from .backup.service import BackupService, BackupStatus
+from .channels import ChannelFeatures
 from .core import engine
 from .core.payload import encode_bound
 from .core.sealing import EndToEnd
@@ -189,7 +190,7 @@ class _Subscription:
         return await self.queue.get()
 
 
-class Client(AttachmentFeatures, EverydayFeatures, SocialFeatures):
+class Client(AttachmentFeatures, EverydayFeatures, SocialFeatures, ChannelFeatures):
     """One account on one device, backed by a profile directory."""
 
     def __init__(
@@ -239,6 +240,7 @@ class Client(AttachmentFeatures, EverydayFeatures, SocialFeatures):
         )
         self._runtime.ssl_context = self._tls
         self._social_init()  # typing, receipt times (features/social.py)
+        self._channels_init()  # broadcast channels (client/channels.py)
         self._push = PushState(store.db)
         self._runtime.annotate = self._push.annotator(account.account_id)
         self._media = MediaFlow(
@@ -589,6 +591,7 @@ class Client(AttachmentFeatures, EverydayFeatures, SocialFeatures):
             return
         self._closed = True
         self._social_close()
+        self._channels_close()
         for task in list(self._background):
             task.cancel()
         await self._backup.stop()
@@ -881,6 +884,8 @@ class Client(AttachmentFeatures, EverydayFeatures, SocialFeatures):
     async def mark_read(self, conv_id: str) -> None:
         """Everything received in ``conv_id`` up to now is read."""
         self._check_open()
+        if self.is_channel(conv_id):  # client/channels.py
+            return self.channel_mark_read(conv_id)
         # Up to the cursor: everything below it is stored (and shown); above it may be a gap.
         seq = self._engine.cursors.get(conv_id, 0)
         if seq > self._store.read_upto(conv_id):
@@ -890,6 +895,8 @@ class Client(AttachmentFeatures, EverydayFeatures, SocialFeatures):
     async def history(self, conv_id: str, before: int | None = None, limit: int = 50) -> Page:
         """A page of messages older than ``before`` (the newest page when None); past the
         local history it continues from the vault (same shape, more latency)."""
+        if self.is_channel(conv_id):  # a channel's older posts come from its log
+            return await self.channel_history(conv_id, before, max(1, limit))
         page = self._store.history(conv_id, before, max(1, limit))
         return await self._backup.history(conv_id, before, max(1, limit), page)
 
@@ -1060,6 +1067,7 @@ class Client(AttachmentFeatures, EverydayFeatures, SocialFeatures):
                 self._emit(ConnectionChanged(self.connection))
             elif isinstance(effect, engine.SyncedNotice):
                 self._synced.set()
+                self._in_background(self._channels_sync())  # client/channels.py
                 self._in_background(self._catch_up_receipts())
                 self._in_background(self._upload_keys())
                 self._emit(Synced())

@@ -45,6 +45,7 @@ from tidings.protocol import (
 )
 from tidings.protocol import keys as wire
 from tidings.protocol.close import CloseCode
+from tidings.protocol.frames import ChannelPosted
 
 from . import tls
 from .core import engine
@@ -181,6 +182,8 @@ class Runtime:
         #: shown every frame before the engine (receipt times); TypingNotice frames go only
         #: here (ephemeral: the engine has nothing to do with them)
         self.observe: Callable[[ServerFrame], None] | None = None
+        #: ChannelPosted frames go only here (client/channels.py), never to the engine
+        self.on_channel_post: Callable[[ChannelPosted], None] | None = None
 
     @staticmethod
     def now() -> float:
@@ -491,6 +494,10 @@ class Runtime:
                     except Exception:
                         log.exception("the client failed to observe a frame")
                 if isinstance(frame, TypingNotice):
+                    return
+                if isinstance(frame, ChannelPosted):
+                    if self.on_channel_post is not None:
+                        self.on_channel_post(frame)
                     return
                 self.engine.receive(frame, now)
             case _Local():

@@ -29,7 +29,7 @@ from tidings.migrations import version as schema_version
 from tidings.protocol import Envelope, decode_system_event, rest
 from tidings.protocol.content import Content, Delete, Edit, Media, ProfileKey, Reaction, Text
 
-from . import attachments, fts
+from . import attachments, channel_store, fts
 from .core import engine
 from .core.opening import WRITE_EFFECTS, OpenedEnvelope, StoreOpened
 from .errors import ProfileCorrupt
@@ -292,6 +292,7 @@ class LocalStore:
         migrate(self.db, MIGRATIONS)
         edits.migrate_schema(self.db)  # the "everyday" component: edits, tombstones, settings
         profiles.migrate_schema(self.db)  # "social": profiles, blocked, display names
+        channel_store.migrate_schema(self.db)  # "channels": channels, signed posts, keys
         attachments.migrate_schema(self.db)
         push_schema(self.db)  # the "push" component: notification settings, mentions_me
 
@@ -698,7 +699,7 @@ class LocalStore:
             (conv_id, read_upto),
         ).fetchone()
         me = [m for m in members if m.account_id == self.account_id]
-        return Conversation(
+        conv = Conversation(
             id=conv_id,
             kind=kind,
             title=title,
@@ -709,6 +710,7 @@ class LocalStore:
             is_admin=bool(me) and me[0].role == "admin",
             note_to_self=note_to_self,
         )
+        return channel_store.with_channel(self.db, conv)
 
     def awaiting_receipts(self) -> list[str]:
         """Conversations with own messages that are not read by everyone yet."""
@@ -825,7 +827,8 @@ class LocalStore:
                 ):
                     replies[qid] = f"{name}: {body[:PREVIEW_CHARS]}"
         built = [self._message(r, reactions.get(str(r[0]), []), replies) for r in rows]
-        return attachments.with_attachments(self.db, edits.with_flags(self.db, built))
+        built = attachments.with_attachments(self.db, edits.with_flags(self.db, built))
+        return channel_store.with_verified(self.db, built)
 
     def _message(
         self, r: tuple[object, ...], reacts: list[tuple[str, str]], replies: dict[str, str]

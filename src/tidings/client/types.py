@@ -82,6 +82,8 @@ class Message:
     deleted: bool = False
     #: photos, video, a voice note or files the message carries (``body`` is their caption)
     attachments: tuple[Attachment, ...] = ()
+    #: False for a channel post whose signature did not check out ("could not verify")
+    verified: bool = True
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,8 @@ class Conversation:
     is_admin: bool
     #: the conversation with only this account's own devices (``Client.note_to_self``)
     note_to_self: bool = False
+    #: a channel's subscriber count (kind "channel")
+    subscribers: int = 0
 
 
 @dataclass(frozen=True)
