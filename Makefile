@@ -20,7 +20,7 @@ export KIVY_NO_CONSOLELOG := 1
 export KIVY_LOG_MODE := PYTHON
 export KIVY_HOME := $(CURDIR)/.kivy
 
-.PHONY: run test lint typecheck app screenshots bench bench-quick bench-deps ui-deps interop-deps android-check clean lock
+.PHONY: run test lint typecheck app screenshots bench bench-quick bench-deps ui-deps haproxy-deps interop-deps android-check clean lock
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,14 @@ ui-deps:
 		(sudo apt-get update -qq && sudo apt-get install -y -qq $(APT_UI_PACKAGES) >/dev/null); \
 	fi
 
+# HAProxy in front of two server nodes for the multinode leg, installed only when missing.
+haproxy-deps:
+	@if ! command -v haproxy >/dev/null 2>&1; then \
+		echo "installing HAProxy for the multinode tests"; \
+		(apt-get update -qq && apt-get install -y -qq haproxy >/dev/null) || \
+		(sudo apt-get update -qq && sudo apt-get install -y -qq haproxy >/dev/null); \
+	fi
+
 # The libsignal oracle (test-only, AGPL, never shipped): pinned by package-lock.json.
 interop-deps:
 	@if [ -f tests/interop/package-lock.json ]; then \
@@ -69,7 +77,7 @@ typecheck: $(STAMP)
 android-check:
 	$(PYTHON) tools/android_check.py
 
-test: $(STAMP) ui-deps interop-deps lint typecheck android-check
+test: $(STAMP) ui-deps haproxy-deps interop-deps lint typecheck android-check
 	xvfb-run -a -s "-screen 0 1280x1024x24" $(PY) -m pytest -q -p no:cacheprovider
 
 app: $(STAMP)

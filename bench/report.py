@@ -483,6 +483,9 @@ def _describe(name: str, data: Json) -> list[str]:
         rows = [_load_row("relay", data)]
         rows += [_load_row(f"run: {p['processes']} load procs", p) for p in data.get("probe", [])]
         out += _table(_LOAD_HEADER, rows)
+    elif name == "multinode":
+        rows = [_load_row(k.replace("_", " "), v) for k, v in data.items() if isinstance(v, dict)]
+        out += _table(_LOAD_HEADER, rows)
     elif name == "tidings_1to1":
         rows = [_load_row(k, data[k]) for k in ("load", "sequential") if k in data]
         probes = data.get("load", {}).get("probe", [])

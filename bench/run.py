@@ -386,9 +386,16 @@ def _json_from_output(text: str) -> Json:
     raise RuntimeError(f"no JSON in crypto_bench output: {text[-500:]!r}")
 
 
+def part_multinode(ctx: RunContext) -> Json:
+    from bench.multinode import part_multinode as run
+
+    return run(ctx)
+
+
 PARTS: dict[str, Callable[[RunContext], Json]] = {
     "relay": part_relay,
     "tidings_1to1": part_tidings_1to1,
+    "multinode": part_multinode,
     "group_fanout": part_group_fanout,
     "connections": part_connections,
     "client_store": part_client_store,

@@ -11,6 +11,7 @@ import logging
 import re
 import socket
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from litestar import Litestar
 
@@ -48,6 +49,9 @@ from tidings.server.store.sqlite.media import SqliteQuotaLedger
 from tidings.server.vault.attempts import Backoff
 from tidings.server.vault.keys import VaultKeys
 from tidings.server.vault.service import VaultService
+
+if TYPE_CHECKING:
+    from tidings.server.bus.nats import NatsBus
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +101,11 @@ def create_app(config: ServerConfig) -> Litestar:
     store, admin_store, quota_ledger = _stores(config)
     metrics = Metrics()
     store.commit_observer = metrics.observe_commit
-    bus = PresenceBus(LocalBus())  # knows which devices are live, for push wake-ups
+    node_bus = _node_bus(config)
+    # knows which devices are live (here, or on another node), for push wake-ups
+    bus = PresenceBus(node_bus, remote=getattr(node_bus, "live_elsewhere", None))
+    if not isinstance(node_bus, LocalBus):
+        node_bus.on_remote_connect = bus.connected_elsewhere
     delivery = DeliveryService(
         store,
         bus,
@@ -144,7 +152,9 @@ def create_app(config: ServerConfig) -> Litestar:
         delivery.social = SocialService(store, bus)  # receipt privacy, blocking, typing, profiles
     channel_queue: FanoutQueue | None = None
     if isinstance(store, SqliteStore):  # the "channels" tables (a PostgreSQL port: to come)
-        channel_queue = _channel_queue(config, store, ChannelDeliverer(store, bus))
+        # every node consumes every post: it hands them to its own sockets only, never over NATS
+        local = node_bus if isinstance(node_bus, LocalBus) else node_bus.local
+        channel_queue = _channel_queue(config, store, ChannelDeliverer(store, local))
         delivery.channels = ChannelService(
             store,
             channel_queue,
@@ -235,6 +245,8 @@ def create_app(config: ServerConfig) -> Litestar:
     @contextlib.asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         await store.open()
+        if not isinstance(node_bus, LocalBus):
+            await node_bus.start()  # presence known before the first connection
         if channel_queue is not None:
             await channel_queue.start()  # resumes the fan-out from the log
         purger = asyncio.create_task(purge_forever())
@@ -257,6 +269,8 @@ def create_app(config: ServerConfig) -> Litestar:
             await push_providers.aclose()
             if channel_queue is not None:
                 await channel_queue.stop()
+            if not isinstance(node_bus, LocalBus):
+                await node_bus.stop()
             await store.close()
 
     return Litestar(

@@ -1,9 +1,9 @@
 """Which devices hold a live connection to this node, and when each last connected: a
 :class:`~tidings.server.bus.base.Bus` that wraps another and watches attach/detach.
 
-Kept in memory, per node: with one node (the local bus) it is exact. A multi-node deployment
-will ask the shared bus instead (a device online on another node must not be pushed); until
-then, a device connected elsewhere would at worst get one unneeded wake.
+Kept in memory, per node: with one node (the local bus) it is exact. With several nodes
+(:class:`~tidings.server.bus.nats.NatsBus`) ``remote`` asks the shared bus whether another live
+node holds the device, and the bus reports connects elsewhere to :meth:`connected_elsewhere`.
 """
 
 from __future__ import annotations
@@ -19,8 +19,16 @@ Address = tuple[str, int]
 class PresenceBus:
     """Delegates every call to ``inner``; records live devices and connect times."""
 
-    def __init__(self, inner: Bus, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        inner: Bus,
+        clock: Callable[[], float] = time.time,
+        *,
+        remote: Callable[[str, int], bool] | None = None,
+    ) -> None:
         self.inner = inner
+        #: whether another node holds a live socket of the device (several nodes only)
+        self.remote = remote
         self._clock = clock
         self._live: dict[Address, int] = {}
         #: (account, device) → seconds since the epoch of its last connect
@@ -29,7 +37,15 @@ class PresenceBus:
         self.on_connect: Callable[[Address], None] | None = None
 
     def is_live(self, account_id: str, device_id: int) -> bool:
-        return self._live.get((account_id, device_id), 0) > 0
+        if self._live.get((account_id, device_id), 0) > 0:
+            return True
+        return self.remote is not None and self.remote(account_id, device_id)
+
+    def connected_elsewhere(self, address: Address) -> None:
+        """The device connected to another node: a connect all the same, for push state."""
+        self.last_connect[address] = self._clock()
+        if self.on_connect is not None:
+            self.on_connect(address)
 
     async def attach(self, subscriber: Subscriber) -> None:
         address = (subscriber.account_id, subscriber.device_id)
