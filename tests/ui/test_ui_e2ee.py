@@ -224,7 +224,7 @@ async def test_a_verified_contacts_changed_identity_pauses_sending(
     await bob.send_text(conv.id, "before")
     await open_chat_when(driver, conv.id, "before")
     chat = chat_screen(driver)
-    await driver.tap(chat.ids.info)
+    await driver.tap(chat.ids.header)  # the header opens the contact's safety number
     safety = safety_screen(driver)
     await driver.wait_for(lambda: safety.number and safety.username == "bob", what="bob")
     old_number = safety.number

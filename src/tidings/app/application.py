@@ -37,6 +37,7 @@ from tidings.app.screens.new_chat import NewChatScreen
 from tidings.app.screens.new_group import NewGroupScreen
 from tidings.app.screens.notifications import NotificationsScreen
 from tidings.app.screens.onboarding import OnboardingScreen
+from tidings.app.screens.profile import ProfileScreen
 from tidings.app.screens.profile_error import ProfileErrorScreen, breakable
 from tidings.app.screens.restore import RestoreScreen
 from tidings.app.screens.safety import SafetyNumberScreen
@@ -45,6 +46,7 @@ from tidings.app.screens.settings import SettingsScreen
 from tidings.app.screens.splash import SplashScreen
 from tidings.app.tasks import Tasks
 from tidings.app.theme import Theme, register_fonts
+from tidings.app.typing_indicator import TypingState
 from tidings.app.widgets import Toast
 from tidings.client import Client
 from tidings.client.errors import ClientError, ProfileCorrupt, ProfileNotFound
@@ -63,6 +65,7 @@ from tidings.client.types import (
     Notify,
     Synced,
     TransferProgress,
+    TypingChanged,
 )
 
 log = logging.getLogger(__name__)
@@ -89,6 +92,7 @@ KV_FILES = (
     "everyday",
     "message_info",
     "devices",
+    "profile",
 )
 SETTINGS_FILE = "app-settings.json"
 #: Escape on desktop, the back button on Android.
@@ -127,6 +131,8 @@ class TidingsApp(App):  # type: ignore[misc]
         self.identity_changes: dict[str, bool] = {}
         #: local notifications for Notify events (tests swap its sink: tidings.app.local_notify)
         self.local_notifier = LocalNotifier()
+        #: who is typing where (tidings.app.typing_indicator)
+        self.typing = TypingState(self)
 
     # ------------------------------------------------------------------ building
 
@@ -160,6 +166,7 @@ class TidingsApp(App):  # type: ignore[misc]
             NoChatScreen(name=NO_CHAT),
             MessageInfoScreen(name="message_info"),
             DevicesScreen(name="devices"),
+            ProfileScreen(name="profile"),
         ):
             manager.add_widget(screen)
             self._screens[screen.name] = screen
@@ -263,6 +270,8 @@ class TidingsApp(App):  # type: ignore[misc]
             self.local_notifier.on_notify(event)
         elif isinstance(event, TransferProgress):
             media_bubbles.on_progress(event)
+        elif isinstance(event, TypingChanged):
+            self.typing.on_event(event)
 
     def _identity_changed(self, event: IdentityChanged, chat: ChatScreen) -> None:
         """A contact's safety number changed: remember it (the chat shows sending as paused

@@ -22,7 +22,7 @@ from kivy.utils import get_hex_from_color
 
 from tidings.app import media_bubbles, mentions, timefmt
 from tidings.app.screens.base import running_app
-from tidings.app.text.widgets import IntlWrapLabel
+from tidings.app.text.widgets import IntlLabel, IntlWrapLabel
 from tidings.app.theme import (
     SYMBOL_FONT,
     TICK_DOUBLE,
@@ -80,8 +80,8 @@ class DaySeparator(Label):  # type: ignore[misc]
     """ "Today", "Yesterday", a date: centred between days."""
 
 
-class SystemNote(Label):  # type: ignore[misc]
-    """A system message ("alice added bob"), centred."""
+class SystemNote(IntlLabel):
+    """A system message ("alice added bob"), centred; display names can be in any script."""
 
 
 class IdentityNote(ButtonBehavior, Label):  # type: ignore[misc]

@@ -10,6 +10,7 @@ from kivy.properties import (
     ColorProperty,
     ListProperty,
     NumericProperty,
+    ObjectProperty,
     StringProperty,
 )
 from kivy.uix.behaviors import ButtonBehavior
@@ -51,19 +52,34 @@ class FlatButton(ButtonBehavior, Label):  # type: ignore[misc]
     """A text-only button (links, secondary actions)."""
 
 
-class Avatar(Label):  # type: ignore[misc]
-    """A coloured disc with the initials of a name (or a symbol: `icon`)."""
+class Avatar(IntlLabel):
+    """A round picture (`photo`, a texture: tidings.app.avatars), else a coloured disc with
+    the initials of a name (any script: drawn by the international text engine), or a
+    symbol (`icon`, in the symbol font)."""
 
     name = StringProperty("")
     icon = StringProperty("")
     disc = ListProperty([0.5, 0.5, 0.5, 1])
+    photo = ObjectProperty(None, allownone=True)
 
     def on_name(self, _instance: Any, value: str) -> None:
-        self.text = self.icon or initials(value)
+        self._relabel()
         self.disc = avatar_colour(value)
 
-    def on_icon(self, _instance: Any, value: str) -> None:
-        self.text = value or initials(self.name)
+    def on_icon(self, _instance: Any, _value: str) -> None:
+        self._relabel()
+
+    def on_photo(self, _instance: Any, _value: Any) -> None:
+        self._relabel()
+
+    def _relabel(self) -> None:
+        self.text = "" if self.photo is not None else (self.icon or initials(self.name))
+
+    def texture_update(self, *args: Any) -> None:
+        if self.icon:  # the symbol font: Kivy's own text provider
+            Label.texture_update(self, *args)
+        else:
+            super().texture_update(*args)
 
 
 class Badge(Label):  # type: ignore[misc]

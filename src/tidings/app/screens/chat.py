@@ -13,7 +13,8 @@ from kivy.uix.label import Label
 from kivy.uix.textinput import TextInput
 from kivy.uix.widget import Widget
 
-from tidings.app import timefmt
+from tidings.app import blocking, timefmt
+from tidings.app.avatars import avatar_of, peer_id
 from tidings.app.bubbles import (
     DaySeparator,
     IdentityNote,
@@ -78,6 +79,12 @@ class ChatScreen(AppScreen):
     editing = BooleanProperty(False)
     #: notifications of this chat are muted (or off): the header's bell is struck through
     muted = BooleanProperty(False)
+    #: "bob is typing…" under the title while someone types (tidings.app.typing_indicator)
+    typing_text = StringProperty("")
+    #: the other person's avatar picture in a direct chat (tidings.app.avatars)
+    photo = ObjectProperty(None, allownone=True)
+    #: a direct chat with someone this account blocks: a banner replaces the composer
+    blocked = BooleanProperty(False)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -99,6 +106,7 @@ class ChatScreen(AppScreen):
         self.mentions = MentionAutocomplete(self)
         self.editor = Editing(self)
         self.unread = UnreadMarkers(self)
+        self.ids.composer.bind(text=lambda _c, text: self._draft_changed(text))
         # bubbles are as wide as the window allows: lay them out again when it changes
         self.bind(width=Clock.create_trigger(lambda _dt: self._refit(), 0.2))
 
@@ -128,6 +136,9 @@ class ChatScreen(AppScreen):
         self.conversation = None
         self.member = True
         self.paused = False
+        self.blocked = False
+        self.photo = None
+        self.typing_text = self.tidings.typing.text(conv_id)
         self.messages = []
         self.rows = {}
         self.before = None
@@ -186,6 +197,8 @@ class ChatScreen(AppScreen):
         self.is_group = conv.kind == "group"
         me = self.client.account.account_id
         self.member = not self.is_group or any(m.account_id == me for m in conv.members)
+        self.photo = avatar_of(self.client, peer_id(conv, me))
+        self.refresh_blocked()
         if self.is_group:
             names = ", ".join(m.username for m in conv.members[:4])
             more = len(conv.members) - 4
@@ -201,6 +214,26 @@ class ChatScreen(AppScreen):
             self.rows = {}
             self._rebuild()
         self._update_paused()
+
+    # ------------------------------------------------------------------ typing and blocking
+
+    def _draft_changed(self, text: str) -> None:
+        """Typing goes out while the draft has text (the core throttles), stops when cleared."""
+        if not self.conv_id or self.tidings.client is None or self.editing:
+            return
+        call = self.client.typing if text.strip() else self.client.stop_typing
+        self.tidings.tasks.spawn(call(self.conv_id))
+
+    def refresh_blocked(self) -> None:
+        conv = self.conversation
+        peer = peer_id(conv, self.client.account.account_id) if conv is not None else None
+        self.blocked = peer is not None and self.client.is_blocked(peer)
+
+    def on_blocked(self, _instance: Any, blocked: bool) -> None:
+        blocking.show_blocked(self, blocked)
+
+    def open_menu(self) -> None:
+        blocking.open_menu(self)
 
     # ------------------------------------------------------------------ changed safety numbers
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from kivy.clock import Clock
-from kivy.properties import BooleanProperty, NumericProperty, StringProperty
+from kivy.properties import BooleanProperty, NumericProperty, ObjectProperty, StringProperty
 from kivy.uix.behaviors import ButtonBehavior
 from kivy.uix.boxlayout import BoxLayout
 
 from tidings.app import timefmt
+from tidings.app.avatars import avatar_of, peer_id
 from tidings.app.screens.base import AppScreen, running_app
 from tidings.app.screens.notifications import notifications_off
 from tidings.app.theme import TICK_DOUBLE, TICK_SENDING, TICK_SENT
@@ -58,6 +59,10 @@ class ChatRow(ButtonBehavior, BoxLayout):  # type: ignore[misc]  # kivy is untyp
     muted = BooleanProperty(False)
     #: the Note to Self chat: its own icon, pinned at the top
     note = BooleanProperty(False)
+    #: someone types there: "typing…" instead of the preview (tidings.app.typing_indicator)
+    typing = BooleanProperty(False)
+    #: the other person's avatar picture in a direct chat (None: initials)
+    photo = ObjectProperty(None, allownone=True)
 
     def show(self, conv: Conversation) -> None:
         self.conv_id = conv.id
@@ -71,7 +76,9 @@ class ChatRow(ButtonBehavior, BoxLayout):  # type: ignore[misc]  # kivy is untyp
         last = conv.last_message
         self.tick_read = last is not None and last.status is MessageStatus.READ
         self.failed = last is not None and last.status is MessageStatus.FAILED
-        self.muted = notifications_off(running_app().require_client().notifications(conv.id))
+        client = running_app().require_client()
+        self.muted = notifications_off(client.notifications(conv.id))
+        self.photo = avatar_of(client, peer_id(conv, client.account.account_id))
 
     def on_release(self) -> None:
         running_app().open_chat(self.conv_id)

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from kivy.properties import BooleanProperty, StringProperty
+from kivy.properties import BooleanProperty, ObjectProperty, StringProperty
 from kivy.uix.behaviors import ButtonBehavior
 from kivy.uix.boxlayout import BoxLayout
 
+from tidings.app.avatars import avatar_of
 from tidings.app.screens.base import AppScreen, running_app
 from tidings.client.types import Conversation
 
@@ -20,6 +21,9 @@ class MemberRow(ButtonBehavior, BoxLayout):  # type: ignore[misc]  # kivy is unt
     role = StringProperty("member")
     removable = BooleanProperty(False)
     is_me = BooleanProperty(False)
+    #: the display name, and the avatar picture (tidings.app.avatars)
+    display = StringProperty("")
+    photo = ObjectProperty(None, allownone=True)
 
     def remove(self) -> None:
         screen = running_app().screen("group_info")
@@ -59,6 +63,8 @@ class GroupInfoScreen(AppScreen):
             box.add_widget(
                 MemberRow(
                     username=member.username,
+                    display=member.name,
+                    photo=avatar_of(self.client, member.account_id),
                     role=member.role,
                     is_me=member.username == me,
                     removable=conv.is_admin and member.username != me,

@@ -9,6 +9,7 @@ from kivy.properties import BooleanProperty, StringProperty
 
 from tidings.app.screens.base import AppScreen
 from tidings.app.screens.link import LinkThisDeviceScreen
+from tidings.app.screens.profile import ProfileScreen
 from tidings.client import Client
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
@@ -39,7 +40,16 @@ class OnboardingScreen(AppScreen):
         )
 
     def _created(self, client: Client) -> None:
-        self.tidings.tasks.spawn(self.tidings.attach(client), on_error=self._failed)
+        self.tidings.tasks.spawn(
+            self.tidings.attach(client), on_done=self._ask_name, on_error=self._failed
+        )
+
+    def _ask_name(self, _result: object) -> None:
+        """Then a display name (skippable): screens/profile.py."""
+        self.busy = False
+        profile = self.tidings.screen("profile")
+        if isinstance(profile, ProfileScreen):
+            profile.start_welcome()
 
     def _failed(self, exc: BaseException) -> None:
         self.busy = False

@@ -305,6 +305,17 @@ class SocialFeatures:
             found.has_key,
         )  # fmt: skip
 
+    def known_profile(self, account_id: str) -> Profile | None:
+        """What this device holds of a profile, without asking the server (None: nothing yet);
+        for drawing avatars and names in lists. ``profile_of`` fetches it again."""
+        found = profiles.stored(self._store.db, account_id)
+        if found is None:
+            return None
+        name = found.name or ""
+        return Profile(
+            account_id, "", name, found.about, found.avatar, found.version, found.has_key
+        )  # fmt: skip
+
     async def rotate_profile_key(self) -> None:
         """A new profile key: the profile is sealed and uploaded again under it and the key
         shared with every conversation that holds no blocked account. Whoever has only the
