@@ -78,6 +78,7 @@ def message_json(message: Message) -> dict[str, Any]:
         "edited_at": message.edited_at,
         "deleted": message.deleted,
         "attachments": [attachment_json(a) for a in message.attachments],
+        "verified": message.verified,
     }
 
 
@@ -100,6 +101,7 @@ def conversation_json(conv: Conversation) -> dict[str, Any]:
         "last_activity": conv.last_activity,
         "unread": conv.unread,
         "is_admin": conv.is_admin,
+        "subscribers": conv.subscribers,
     }
 
 
@@ -558,7 +560,7 @@ async def cmd_search(args: argparse.Namespace) -> Outcome:
     text = "\n".join(
         f"{names[h.message.conv_id]} [{h.message.seq}] "
         f"{'me' if h.message.is_own else cli_render.safe(h.message.sender_name)}: "
-        f"{cli_render.safe_body(h.snippet)}  {h.message.id}"
+        f"{cli_render.safe_body(h.snippet)}{cli_render.unverified(h.message)}  {h.message.id}"
         for h in hits
     )
     return Outcome({"hits": [_hit_json(h) for h in hits]}, note + (text or "no matches"))
@@ -846,6 +848,10 @@ def build_parser() -> argparse.ArgumentParser:
     from tidings import cli_everyday  # edit, delete, device list, settings, block, follow
 
     cli_everyday.add_parsers(sub, common, profile, waits)
+
+    from tidings import cli_channels  # channel create|info|post|subscribe|join|invite|admins
+
+    cli_channels.add_parsers(sub, common, profile, waits)
 
     from tidings import cli_profiles  # profile, block, device list, settings receipts/typing
 

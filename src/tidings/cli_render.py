@@ -55,6 +55,8 @@ def chat_name(conv: Conversation | None) -> str:
         return f"[{safe(conv.title)}]"
     if conv.kind == "group":
         return f"#{safe(conv.title)}" if conv.title else "#(untitled group)"
+    if conv.kind == "channel":
+        return f"#{safe(conv.title)} (channel)"
     return f"@{safe(conv.title)}"
 
 
@@ -77,6 +79,7 @@ def message_line(message: Message, chat: str | None = None) -> str:
     line = f"{prefix}[{seq:>5}] {_clock(message.created_at)} {who}: {body}"
     if message.edited:
         line += "  (edited)"
+    line += unverified(message)
     if message.reply_preview:
         line += f"  (reply to {safe(message.reply_preview)})"
     if message.reactions:
@@ -88,10 +91,17 @@ def message_line(message: Message, chat: str | None = None) -> str:
     return f"{line}  {message.id}"
 
 
+def unverified(message: Message) -> str:
+    """The mark of a channel post whose signature did not check out."""
+    return "" if message.verified else "  (unverified)"
+
+
 def conversation_line(conv: Conversation) -> str:
     """A chat list entry: its name, how to address it, unread count and preview."""
-    address = f"#{conv.id}" if conv.kind == "group" else ""
+    address = f"#{conv.id}" if conv.kind in ("group", "channel") else ""
     unread = f" ({conv.unread} unread)" if conv.unread else ""
+    if conv.kind == "channel":
+        unread += f" ({conv.subscribers} subscribers{', admin' if conv.is_admin else ''})"
     preview = ""
     last = conv.last_message
     if last is not None:

@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
     from .runtime import Runtime
     from .store import LocalStore
     from .types import Account
+
+log = logging.getLogger("tidings.client")
 
 
 @dataclass(frozen=True)
@@ -133,9 +136,7 @@ class ChannelFeatures(ChannelSync):
         self._check_open()
         body = wire.JoinChannel(invite=invite)
         info = await self._rest.call(routes.SUBSCRIBE, wire.ChannelInfo, body, channel=channel_id)
-        channel = self._channel_saved(info)
-        self._in_background(self._channel_catch_up(channel.id))
-        return channel
+        return await self._joined(info)
 
     async def join_channel(self, link: str) -> Channel:
         """Join from a public handle (``@news`` or ``news``) or an invite link/token."""
@@ -145,9 +146,20 @@ class ChannelFeatures(ChannelSync):
             found = await self.find_channel(token)
             return await self.subscribe(found.id)
         info = await self._rest.call(routes.JOIN_BY_INVITE, wire.ChannelInfo, token=token)
+        return await self._joined(info)
+
+    async def _joined(self, info: wire.ChannelInfo) -> Channel:
         channel = self._channel_saved(info)
-        self._in_background(self._channel_catch_up(channel.id))
+        try:  # its newest posts at once (the next sync retries a failure)
+            await self._channel_catch_up(channel.id)
+        except ClientError as exc:
+            log.info("catching up with a new channel failed: %s", exc.message)
         return channel
+
+    async def sync_channels(self) -> None:
+        """Catch up with every subscribed channel now and resend own posts without an answer
+        (the client does this by itself after every connect)."""
+        await self._channels_sync()
 
     async def unsubscribe(self, channel_id: str) -> None:
         self._check_open()
