@@ -129,10 +129,17 @@ async def test_direct_conversation_is_unique_per_pair(server, server_kit):
     assert again.status_code == 200 and again.json()["id"] == conv["id"]
     assert (await kit.direct(alice, carol))["id"] != conv["id"]
 
+    # A direct conversation with yourself is your Note to Self: one member, created once.
     self_chat = await kit.http.post(
         "/v1/conversations/direct", json={"username": "alice"}, headers=alice.headers
     )
-    assert self_chat.status_code == 400
+    assert self_chat.status_code == 201
+    note = self_chat.json()
+    assert [m["username"] for m in note["members"]] == ["alice"]
+    self_again = await kit.http.post(
+        "/v1/conversations/direct", json={"username": "alice"}, headers=alice.headers
+    )
+    assert self_again.status_code == 200 and self_again.json()["id"] == note["id"]
     nobody = await kit.http.post(
         "/v1/conversations/direct", json={"username": "nobody"}, headers=alice.headers
     )
@@ -146,7 +153,8 @@ async def test_direct_conversation_is_unique_per_pair(server, server_kit):
     assert page["envelopes"][0]["kind"] == "system"
 
     listed = (await kit.http.get("/v1/conversations", headers=alice.headers)).json()
-    assert {c["id"] for c in listed} == {conv["id"], (await kit.direct(alice, carol))["id"]}
+    carol_chat = (await kit.direct(alice, carol))["id"]
+    assert {c["id"] for c in listed} == {conv["id"], carol_chat, note["id"]}
 
     outsider = await kit.http.get(f"/v1/conversations/{conv['id']}", headers=carol.headers)
     assert outsider.status_code == 403 and outsider.json()["code"] == "not_member"
