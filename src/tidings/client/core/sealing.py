@@ -44,7 +44,6 @@ Nothing here logs plaintext, keys or tokens.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 import uuid
@@ -87,6 +86,8 @@ from tidings.protocol import (
     decode_system_event,
 )
 from tidings.protocol import keys as wire
+from tidings.protocol.digest import device_address
+from tidings.protocol.digest import devices_digest as wire_digest
 
 from ..keystore import KeyStore
 
@@ -276,7 +277,7 @@ class DeviceResult:
 
 def address_text(address: ProtocolAddress) -> str:
     """The wire form ``<account>:<device>``."""
-    return f"{address.name}:{address.device_id}"
+    return device_address(address.name, address.device_id)
 
 
 def parse_address(text: str) -> ProtocolAddress:
@@ -285,9 +286,9 @@ def parse_address(text: str) -> ProtocolAddress:
 
 
 def devices_digest(addresses: Iterable[ProtocolAddress]) -> bytes:
-    """SHA-256 of the sorted, newline-joined addresses (``Send.devices_digest``)."""
-    joined = "\n".join(sorted(address_text(a) for a in addresses))
-    return hashlib.sha256(joined.encode()).digest()
+    """``Send.devices_digest`` of these devices: the wire's own digest, so client and server
+    cannot compute it differently."""
+    return wire_digest(address_text(a) for a in addresses)
 
 
 # ----------------------------------------------------------------------------- the layer
