@@ -505,6 +505,19 @@ def _describe(name: str, data: Json) -> list[str]:
         if errors:
             out += ["", f"Errors: {errors[:5]}"]
         out += _profile(data.get("profile"), "Server profile under load")
+    elif name == "channels":
+        for mode, row in data.items():
+            if not isinstance(row, dict):
+                continue
+            out.append(
+                f"{mode}: one post to {row.get('subscribers', 0):,} subscribers "
+                f"({row.get('online', 0):,} online): durable and queued after "
+                f"{_num(row.get('accepted_ms'))} ms (goal ≤ 2000); online subscribers had it "
+                f"p50 {_num(row.get('p50_ms'))} ms, p99 {_num(row.get('p99_ms'))} ms, all "
+                f"{_num(row.get('all_online_ms'))} ms; server memory "
+                f"{row.get('bytes_per_subscriber')} B per subscriber, "
+                f"{row.get('bytes_per_online')} B per online connection."
+            )
     elif name == "group_fanout":
         out += [
             f"{data.get('members'):,} members online from one load process, "

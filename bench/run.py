@@ -386,6 +386,13 @@ def _json_from_output(text: str) -> Json:
     raise RuntimeError(f"no JSON in crypto_bench output: {text[-500:]!r}")
 
 
+def part_channels(ctx: RunContext) -> Json:
+    """One channel post to 50,000 subscribers (bench/channels.py); --quick: 2,000."""
+    from bench.channels import part as run
+
+    return run(2_000, 1_000) if ctx.quick else run()
+
+
 def part_multinode(ctx: RunContext) -> Json:
     from bench.multinode import part_multinode as run
 
@@ -397,6 +404,7 @@ PARTS: dict[str, Callable[[RunContext], Json]] = {
     "tidings_1to1": part_tidings_1to1,
     "multinode": part_multinode,
     "group_fanout": part_group_fanout,
+    "channels": part_channels,
     "connections": part_connections,
     "client_store": part_client_store,
     "backup": part_backup,
