@@ -17,6 +17,7 @@ import httpx
 import pytest
 from tests.integration.channel_kit import Reader, create_channel, drain, nats_server, post
 from tests.integration.conftest import free_port
+from tests.standins.postgres import drop_database, fresh_database
 
 SERVER_ENV = {"TIDINGS_IDLE_TIMEOUT": "900"}
 
@@ -29,6 +30,26 @@ def queue_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[s
         return
     with nats_server(tmp_path / "nats", free_port()) as url:
         yield {"TIDINGS_NATS_URL": url, "TIDINGS_NATS_NODE": "node1"}
+
+
+@pytest.fixture
+def store_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """The servers' store: SQLite in data_dir, or (a test marked :data:`BOTH_STORES`, its
+    postgres leg) a PostgreSQL database of the test's own."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        yield {}
+        return
+    dsn = fresh_database()
+    try:
+        yield {"TIDINGS_STORE": dsn}
+    finally:
+        drop_database(dsn)
+
+
+#: the light tests run on both store back ends; the 5,000-subscriber ones stay on SQLite
+BOTH_STORES = pytest.mark.parametrize(
+    "store_env", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
 
 
 async def _accounts(kit, prefix: str, n: int, parallel: int = 8):
@@ -72,6 +93,7 @@ async def _read_all(peers, readers, until: int, wait: float) -> None:
     )
 
 
+@BOTH_STORES
 async def test_only_admins_post_and_a_revoked_invite_joins_nobody(
     queue_env, server_factory, server_kit
 ):
@@ -135,6 +157,7 @@ async def test_only_admins_post_and_a_revoked_invite_joins_nobody(
     assert r.json()["subscribers"] == 2
 
 
+@BOTH_STORES
 async def test_offline_readers_catch_up_and_a_long_absence_may_skip_ahead(
     queue_env, server_factory, server_kit
 ):

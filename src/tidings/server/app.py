@@ -71,7 +71,7 @@ def _stores(
 
 
 def _channel_queue(
-    config: ServerConfig, store: SqliteStore, deliverer: ChannelDeliverer
+    config: ServerConfig, store: SqliteStore | PostgresStore, deliverer: ChannelDeliverer
 ) -> FanoutQueue:
     """The channel fan-out queue: JetStream when ``nats_url`` is set, else in-process."""
     if not config.nats_url:
@@ -148,18 +148,16 @@ def create_app(config: ServerConfig) -> Litestar:
         allow_private_endpoints=config.push_allow_private_endpoints,
     )
     delivery.push = push
-    if isinstance(store, SqliteStore):  # the "social" tables (a PostgreSQL port: to come)
-        delivery.social = SocialService(store, bus)  # receipt privacy, blocking, typing, profiles
-    channel_queue: FanoutQueue | None = None
-    if isinstance(store, SqliteStore):  # the "channels" tables (a PostgreSQL port: to come)
-        # every node consumes every post: it hands them to its own sockets only, never over NATS
-        local = node_bus if isinstance(node_bus, LocalBus) else node_bus.local
-        channel_queue = _channel_queue(config, store, ChannelDeliverer(store, local))
-        delivery.channels = ChannelService(
-            store,
-            channel_queue,
-            push=ChannelPush(store, push, interval=config.channel_push_interval),
-        )
+    delivery.social = SocialService(store, bus)  # receipt privacy, blocking, typing, profiles
+    # every node consumes every post: it hands them to its own sockets only, never over NATS
+    local = node_bus if isinstance(node_bus, LocalBus) else node_bus.local
+    queue = _channel_queue(config, store, ChannelDeliverer(store, local))
+    channel_queue: FanoutQueue | None = queue
+    delivery.channels = ChannelService(
+        store,
+        queue,
+        push=ChannelPush(store, push, interval=config.channel_push_interval),
+    )
     blob_store = build_blob_store(config)
     media = MediaService(blob_store.store, store, quota_ledger)
     auth = Authenticator(store)

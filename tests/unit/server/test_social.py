@@ -1,5 +1,5 @@
 """The server side of typing, read-receipt privacy, blocking, profiles, the device list and
-watermark times (tidings.server.social, the "social" tables of the SQLite store)."""
+watermark times (tidings.server.social, the "social" tables), on every store back end."""
 
 from __future__ import annotations
 
@@ -11,11 +11,6 @@ from tidings.protocol import DeviceSend, Envelope, Error, Receipt, TypingNotice
 from tidings.protocol.frames import Typing
 from tidings.server.domain import Refused
 from tidings.server.social import SocialService
-
-
-@pytest.fixture
-def backend_kind() -> str:
-    return "sqlite"  # the social tables live in the SQLite store's "social" component
 
 
 @pytest.fixture

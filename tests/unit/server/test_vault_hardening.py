@@ -37,9 +37,11 @@ async def test_a_spent_ticket_is_not_answered_for_a_token_with_another_secret(
 async def test_the_number_of_pages_is_bounded_not_only_their_bytes(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from tidings.server.store.postgres import vault as postgres_vault
     from tidings.server.store.sqlite import vault as sqlite_vault
 
     monkeypatch.setattr(sqlite_vault, "MAX_PAGES_PER_ACCOUNT", 3, raising=False)
+    monkeypatch.setattr(postgres_vault, "MAX_PAGES_PER_ACCOUNT", 3, raising=False)
     vault = service(world, Clock(), quota=1_000_000)
     account_id = await enrolled(world, vault)
     pages = [wire.VaultPage(f"p{i}", 1, b"x") for i in range(3)]

@@ -5,7 +5,7 @@ asyncpg. The same parts as the SQLite store, one module each with its SQL:
 - ``schema``: the migration runner (``schema_versions``, one transaction per step)
 - ``accounts``, ``conversations``, ``envelopes``, ``receipts``, ``keys``, ``provisioning``,
   ``settings``: the :class:`~tidings.server.store.base.Store` protocol
-- ``push``, ``media``, ``vault``, ``admin``: the feature stores
+- ``push``, ``media``, ``vault``, ``admin``, ``social``, ``channels``: the feature stores
 - ``migrations``: the schema, one SQL script per version, and the feature components
 - ``transfer``: ``tidings admin migrate-store``, a SQLite store copied into an empty database
 - ``store``: :class:`PostgresStore`, all of the above together

@@ -16,6 +16,13 @@ from tidings.server.store.postgres.database import Connection, Database, Retry
 ENVELOPE_COLUMNS = "conv_id, seq, id, sender, sender_device, ts, kind, payload, mentions"
 #: the same, of the envelopes table aliased ``e``
 _E_ENVELOPE_COLUMNS = ", ".join(f"e.{c}" for c in ENVELOPE_COLUMNS.split(", "))
+#: An envelope of a direct conversation from an account the reader (``$1``) blocked is not
+#: for the reader: no pending row is made for it and a Fetch leaves it out (the "social"
+#: component's blocks table; docs/e2ee.md, blocking).
+_NOT_BLOCKED = (
+    "NOT (e.kind = 'msg' AND EXISTS (SELECT 1 FROM blocks b JOIN conversations c"
+    " ON c.id = e.conv_id AND c.kind = 'direct' WHERE b.blocker = $1 AND b.blocked = e.sender))"
+)
 #: JSON lists of strings (mentions, refused addresses)
 strings_decoder = msgspec.json.Decoder(list[str])
 
@@ -31,7 +38,8 @@ class Envelopes(Database):
                 f"SELECT {_E_ENVELOPE_COLUMNS}, p.payload FROM envelopes e"  # noqa: S608  # constant column list
                 " LEFT JOIN pending p ON p.account_id = $1 AND p.device_id = $2"
                 " AND p.conv_id = e.conv_id AND p.seq = e.seq"
-                " WHERE e.conv_id = $3 AND e.seq > $4 AND e.dropped = 0 ORDER BY e.seq LIMIT $5",
+                " WHERE e.conv_id = $3 AND e.seq > $4 AND e.dropped = 0"
+                f" AND {_NOT_BLOCKED} ORDER BY e.seq LIMIT $5",
                 account_id,
                 device_id,
                 conv_id,
@@ -196,12 +204,17 @@ async def store_envelope(
         " SELECT d.account_id, d.device_id, $1, $2, $3 FROM members m"
         " JOIN devices d ON d.account_id = m.account_id"
         " WHERE m.conv_id = $1 AND NOT (d.account_id = $4 AND d.device_id = $5)"
+        " AND NOT ($6 = 'msg' AND EXISTS (SELECT 1 FROM blocks b JOIN conversations c"
+        " ON c.id = m.conv_id AND c.kind = 'direct'"
+        " WHERE b.blocker = m.account_id AND b.blocked = $7))"
         " RETURNING account_id",
         envelope.conv,
         envelope.seq,
         envelope.ts,
         skip_account,
         skip_id,
+        envelope.kind,
+        envelope.sender,
     )
     return {row[0] for row in rows}
 

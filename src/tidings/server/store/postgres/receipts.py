@@ -48,8 +48,8 @@ class Receipts(Database):
     async def watermarks(self, conv_id: str) -> list[Watermark]:
         async def q(conn: Connection) -> list[Watermark]:
             rows = await conn.fetch(
-                "SELECT conv_id, account_id, delivered, read FROM members WHERE conv_id = $1"
-                " ORDER BY joined_seq, pos",
+                "SELECT conv_id, account_id, delivered, read, NULLIF(delivered_at, 0),"
+                " NULLIF(read_at, 0) FROM members WHERE conv_id = $1 ORDER BY joined_seq, pos",
                 conv_id,
             )
             return [Watermark(*row) for row in rows]
@@ -74,7 +74,8 @@ class Receipts(Database):
             # marks if one of them has not read it all yet, and any marks that moved since
             # this device's previous Welcome (it may have missed the Receipt).
             rows = await conn.fetch(
-                "SELECT w.conv_id, w.account_id, w.delivered, w.read FROM members me"
+                "SELECT w.conv_id, w.account_id, w.delivered, w.read, NULLIF(w.delivered_at, 0),"
+                " NULLIF(w.read_at, 0) FROM members me"
                 " JOIN members w ON w.conv_id = me.conv_id AND w.account_id != me.account_id"
                 " WHERE me.account_id = $1 AND me.last_sent > 0 AND (w.marks_at >= $2 OR EXISTS ("
                 "   SELECT 1 FROM members o WHERE o.conv_id = me.conv_id"
@@ -106,15 +107,20 @@ async def _raise_watermarks(
     move = raise_marks(old_delivered, old_read, head, delivered=delivered, read=read)
     if move is None:
         return None
-    await conn.execute(
-        "UPDATE members SET delivered = $1, read = $2, marks_at = $3"
-        " WHERE conv_id = $4 AND account_id = $5",
+    # The times a watermark moved; returned by the same statement (0: unknown, as None).
+    times = await conn.fetchrow(
+        "UPDATE members SET delivered = $1, read = $2, marks_at = $3,"
+        " delivered_at = CASE WHEN $1 > delivered THEN $3 ELSE delivered_at END,"
+        " read_at = CASE WHEN $2 > read THEN $3 ELSE read_at END"
+        " WHERE conv_id = $4 AND account_id = $5"
+        " RETURNING NULLIF(delivered_at, 0), NULLIF(read_at, 0)",
         move.delivered,
         move.read,
         now,
         conv_id,
         account,
     )
+    assert times is not None
     senders = tuple(
         row[0]
         for row in await conn.fetch(
@@ -126,4 +132,4 @@ async def _raise_watermarks(
             account,
         )
     )
-    return WatermarkMove(conv_id, account, move.delivered, move.read, senders)
+    return WatermarkMove(conv_id, account, move.delivered, move.read, senders, *times)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tidings.server.store.postgres.accounts import Accounts
+from tidings.server.store.postgres.channels import Channels
 from tidings.server.store.postgres.conversations import Conversations
 from tidings.server.store.postgres.envelopes import Envelopes
 from tidings.server.store.postgres.keys import Keys
@@ -11,6 +12,7 @@ from tidings.server.store.postgres.provisioning import Provisioning
 from tidings.server.store.postgres.push import PushRecords
 from tidings.server.store.postgres.receipts import Receipts
 from tidings.server.store.postgres.settings import AccountSettings
+from tidings.server.store.postgres.social import Social
 from tidings.server.store.postgres.vault import Vault
 
 
@@ -25,6 +27,8 @@ class PostgresStore(
     PushRecords,
     MediaBlobs,
     Vault,
+    Social,
+    Channels,
 ):
     """:class:`~tidings.server.store.base.Store` on one PostgreSQL database (a DSN,
     ``postgresql://...``).

@@ -46,6 +46,14 @@ TABLES = (
     "vault_tickets",
     "invites",
     "account_status",
+    "profiles",
+    "blocks",
+    "privacy_settings",
+    "channels",
+    "channel_members",
+    "channel_posts",
+    "channel_invites",
+    "channel_fanout",
 )
 
 #: Tables of the SQLite file that are not state (SQLite's own, the migration runner's).

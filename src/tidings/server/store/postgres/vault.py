@@ -10,7 +10,12 @@ from tidings.protocol import ErrorCode
 from tidings.server.domain import Refused
 from tidings.server.store.postgres.database import Connection, Database
 from tidings.server.store.postgres.media import lock_account
-from tidings.server.vault.records import RegisteredDevice, StoredPage, VaultKeyRecord
+from tidings.server.vault.records import (
+    MAX_PAGES_PER_ACCOUNT,
+    RegisteredDevice,
+    StoredPage,
+    VaultKeyRecord,
+)
 
 _KEY_COLUMNS = "account_id, wrapped, params, verifier, failures, blocked_until, last_failure"
 
@@ -164,6 +169,11 @@ class Vault(Database):
                     now,
                 )
             count, size = await _usage(conn, account_id)
+            if count > MAX_PAGES_PER_ACCOUNT:
+                raise Refused(
+                    ErrorCode.QUOTA_EXCEEDED,
+                    f"the vault holds at most {MAX_PAGES_PER_ACCOUNT} pages",
+                )
             if quota and size > quota:
                 raise Refused(ErrorCode.QUOTA_EXCEEDED, f"the vault holds at most {quota} bytes")
             return count, size
@@ -234,16 +244,21 @@ class Vault(Database):
     ) -> RegisteredDevice:
         async def tx(conn: Connection) -> RegisteredDevice:
             row = await conn.fetchrow(
-                "SELECT t.account_id, t.expires_at, t.device_id, t.token_key, a.username"
-                " FROM vault_tickets t JOIN accounts a ON a.id = t.account_id"
-                " WHERE t.ticket_hash = $1 FOR UPDATE OF t",
+                "SELECT t.account_id, t.expires_at, t.device_id, t.token_key, a.username,"
+                " d.token_hash FROM vault_tickets t JOIN accounts a ON a.id = t.account_id"
+                " LEFT JOIN devices d ON d.account_id = t.account_id"
+                " AND d.device_id = t.device_id WHERE t.ticket_hash = $1 FOR UPDATE OF t",
                 ticket_hash,
             )
             if row is None:
                 raise Refused(ErrorCode.NOT_FOUND, "no such recovery ticket")
-            account_id, expires_at, device_id, used_key, username = row
+            account_id, expires_at, device_id, used_key, username, used_hash = row
             if device_id is not None:
-                if used_key == token_key:  # the same registration again: its answer was lost
+                if (
+                    used_key == token_key
+                    and used_hash is not None
+                    and hmac.compare_digest(bytes(used_hash), token_hash)
+                ):  # the same registration again (the same whole token): its answer was lost
                     return RegisteredDevice(account_id, username, int(device_id))
                 raise Refused(ErrorCode.CONFLICT, "the recovery ticket was used")
             if expires_at <= now:

@@ -22,6 +22,8 @@ COMPONENTS: dict[str, tuple[str, ...]] = {
     "media": ("media_v1.sql",),
     "vault": ("vault_v1.sql",),
     "admin": ("admin_v1.sql",),
+    "social": ("social_v1.sql",),
+    "channels": ("channels_v1.sql",),
 }
 
 
