@@ -15,3 +15,4 @@ _spec.loader.exec_module(_integration)
 
 server_factory = _integration.server_factory
 server = _integration.server
+store_env = _integration.store_env

@@ -23,12 +23,6 @@ def plain(cli: Any, *args: str) -> str:
     return done.stdout
 
 
-@pytest.fixture
-def store_env() -> dict[str, str]:
-    """SQLite (the test alters a post in the server's database file)."""
-    return {}
-
-
 @pytest.mark.timeout(300)
 def test_channel_create_post_subscribe_and_verify(server: Any, tmp_path: Any) -> None:
     alice, bob, carol = accounts(server, tmp_path, "alice", "bob", "carol")
