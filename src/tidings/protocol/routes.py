@@ -242,9 +242,7 @@ SUBSCRIBE = Route(
     "subscribe", "POST", "/v1/channels/{channel:str}/subscription", channels.JoinChannel,
     channels.ChannelInfo,
 )  # fmt: skip
-UNSUBSCRIBE = Route(
-    "unsubscribe", "DELETE", "/v1/channels/{channel:str}/subscription", status=204
-)
+UNSUBSCRIBE = Route("unsubscribe", "DELETE", "/v1/channels/{channel:str}/subscription", status=204)
 JOIN_BY_INVITE = Route(
     "join_by_invite", "POST", "/v1/channel-invites/{token:str}", response=channels.ChannelInfo
 )
