@@ -237,16 +237,44 @@ class ServerProcess:
         self.stop()
 
 
-def tidings_server(data_dir: Path, port: int, synchronous: str | None = None) -> ServerProcess:
+#: Per-device ciphertext of a 1:1 message (a SignalMessage around a 100-byte text padded to
+#: 160 bytes: version, ratchet key, counters, AES-CBC body, MAC).
+E2EE_DEVICE_CIPHERTEXT_BYTES = 226
+#: A group message's shared ciphertext (a SenderKeyMessage around the same padded text:
+#: distribution id, chain id, iteration, AES-CBC body, XEdDSA signature).
+E2EE_GROUP_CIPHERTEXT_BYTES = 270
+
+#: Limits lifted for the load: the workloads send thousands of messages per second from one
+#: account, far above what a person can (server/config.py send_rate_*, send_burst_*), and
+#: one account fills the 1,000-member group (group_adds_*).
+_UNLIMITED_SENDS = {
+    "TIDINGS_SEND_RATE_DEVICE": "1000000000",
+    "TIDINGS_SEND_BURST_DEVICE": "1000000000",
+    "TIDINGS_SEND_RATE_ACCOUNT": "1000000000",
+    "TIDINGS_SEND_BURST_ACCOUNT": "1000000000",
+    "TIDINGS_SEND_BYTES_PER_SECOND": str(1 << 40),
+    "TIDINGS_SEND_BURST_BYTES": str(1 << 40),
+    # the fan-out group is made by one admin adding 999 accounts
+    "TIDINGS_GROUP_ADDS_PER_MINUTE": "1000000",
+    "TIDINGS_GROUP_ADDS_PER_TARGET_PER_MINUTE": "1000000",
+}
+
+
+def tidings_server(
+    data_dir: Path, port: int, synchronous: str | None = None, *, require_e2ee: bool = True
+) -> ServerProcess:
     """The Tidings server as ``make run`` starts it, on loopback, with its own data dir;
-    ``synchronous`` sets ``sqlite_synchronous`` ("full", the default, or "normal")."""
+    ``synchronous`` sets ``sqlite_synchronous`` ("full", the default, or "normal").
+    ``require_e2ee`` False lets plaintext-shaped Sends in (the reference row only: users'
+    servers refuse them)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, TIDINGS_LOG_LEVEL="warning")
     if synchronous is not None:
         env["TIDINGS_SQLITE_SYNCHRONOUS"] = synchronous
-    # The raw-protocol loads send content in clear; the real client encrypts either way.
-    env.setdefault("TIDINGS_REQUIRE_E2EE", "false")
+    env.setdefault("TIDINGS_REQUIRE_E2EE", "true" if require_e2ee else "false")
     env.setdefault("TIDINGS_ACCOUNTS_PER_MINUTE", "10000000")
+    for name, value in _UNLIMITED_SENDS.items():
+        env.setdefault(name, value)
     argv = [sys.executable, "-m", "tidings.server", "--host", LOOPBACK, "--port", str(port)]
     argv += ["--data", str(data_dir)]
     return ServerProcess("tidings", argv, data_dir / "server.log", env=env)
@@ -260,9 +288,15 @@ class Account:
     username: str
     account_id: str
     token: str
+    device_id: int = 1
 
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
+
+    @property
+    def address(self) -> str:
+        """The device as frames name it (``account:device``)."""
+        return f"{self.account_id}:{self.device_id}"
 
 
 async def create_accounts(
@@ -289,7 +323,9 @@ async def create_accounts(
                     continue
                 if response.status_code == 201:
                     body = response.json()
-                    return Account(body["username"], body["account_id"], body["token"])
+                    return Account(
+                        body["username"], body["account_id"], body["token"], body["device_id"]
+                    )
                 if response.status_code == 409 and attempt > 0 and not strict:
                     return None
                 raise RuntimeError(
@@ -307,6 +343,44 @@ async def create_accounts(
     if strict and len(made) != len(usernames):
         raise RuntimeError(f"created {len(made)} of {len(usernames)} accounts")
     return made
+
+
+def _key_upload() -> bytes:
+    """A minimal valid key set for one load device: sizes and type bytes are what the server
+    checks (it never verifies signatures: clients do). Random bytes; nobody decrypts."""
+    from tidings.protocol import keys
+
+    def curve() -> bytes:
+        return b"\x05" + os.urandom(32)
+
+    upload = keys.KeyUpload(
+        identity_key=curve(),
+        registration_id=1 + int.from_bytes(os.urandom(2), "big") % 16380,
+        signed_prekey=keys.SignedPreKey(id=1, key=curve(), signature=os.urandom(64)),
+        kyber_last_resort=keys.KyberPreKey(
+            id=1, key=b"\x08" + os.urandom(1568), signature=os.urandom(64)
+        ),
+    )
+    return msgspec.json.encode(upload)
+
+
+async def upload_keys(base_url: str, accounts: Sequence[Account], concurrency: int = 32) -> None:
+    """``PUT /v1/keys`` for each account's device, so that it may send and receive
+    end-to-end-encrypted-shaped messages (a device without keys is on no device list)."""
+    queue: deque[Account] = deque(accounts)
+    async with httpx.AsyncClient(base_url=base_url, timeout=NET_TIMEOUT) as http:
+
+        async def worker() -> None:
+            while queue:
+                account = queue.popleft()
+                headers = {**account.auth(), "Content-Type": "application/json"}
+                response = await http.put("/v1/keys", content=_key_upload(), headers=headers)
+                if response.status_code >= 400:
+                    raise RuntimeError(
+                        f"PUT /v1/keys: {response.status_code} {response.text[:200]}"
+                    )
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
 async def open_directs(
@@ -416,6 +490,10 @@ class PairSpec(msgspec.Struct, frozen=True):
     conv: str
     sender_token: str = ""
     receiver_token: str = ""
+    #: Tidings, end-to-end-encrypted shape: the receiver's device address; Sends then carry
+    #: ``device_payloads`` for it (random ciphertext) and no shared payload, as the client's.
+    #: Empty: the plaintext shape (one shared payload), which only require_e2ee = false takes.
+    receiver_device: str = ""
 
 
 class LoadSpec(msgspec.Struct, frozen=True):
@@ -478,6 +556,13 @@ class _PairDriver:
         self.relay = spec.mode == "relay"
         self.conv = pair.conv
         self.payload = os.urandom(spec.payload_bytes)
+        #: E2EE-shaped: a fresh ciphertext per message would only cost the load generator;
+        #: the server sees bytes of the right size either way.
+        self.device_payloads = (
+            {pair.receiver_device: os.urandom(E2EE_DEVICE_CIPHERTEXT_BYTES)}
+            if pair.receiver_device
+            else None
+        )
         self.sender = sender
         self.receiver = receiver
         self.meter = meter
@@ -516,7 +601,12 @@ class _PairDriver:
             self.inflight[mid] = _Flight(now)
             if self.relay:
                 self.unacked.append(mid)
-            frame = send_frame(id=mid, conv=self.conv, payload=self.payload)
+            if self.device_payloads is None:
+                frame = send_frame(id=mid, conv=self.conv, payload=self.payload)
+            else:
+                frame = send_frame(
+                    id=mid, conv=self.conv, payload=b"", device_payloads=self.device_payloads
+                )
             await self.sender.send(encode(frame))
 
     async def sender_reader(self) -> None:
@@ -674,6 +764,9 @@ class FanoutSpec(msgspec.Struct, frozen=True):
     #: back (or ``post_timeout`` passed), so the ack/receipt storm of one post is not timed
     #: in the next
     pause: float = 0.1
+    #: E2EE shape: the group's device-list digest (tidings.protocol.digest) the posts carry,
+    #: with a Sender Key-sized random payload; empty: plaintext posts of ``payload_bytes``
+    devices_digest: bytes = b""
 
 
 class FanoutResult(msgspec.Struct):
@@ -754,7 +847,7 @@ async def drive_fanout(
 
     tasks = [asyncio.ensure_future(member_reader(ws)) for ws in members]
     tasks.append(asyncio.ensure_future(sender_reader()))
-    payload = os.urandom(spec.payload_bytes)
+    payload = os.urandom(E2EE_GROUP_CIPHERTEXT_BYTES if spec.devices_digest else spec.payload_bytes)
     times: list[float] = []
     receipt_times: list[float] = []
     receipt_misses = post_misses = 0
@@ -769,7 +862,8 @@ async def drive_fanout(
         all_receipts.clear()
         cpu_start = time.process_time()
         sent_at = time.monotonic()
-        await sender.send(fr.encode(fr.Send(id=mid, conv=spec.conv, payload=payload)))
+        post = fr.Send(id=mid, conv=spec.conv, payload=payload, devices_digest=spec.devices_digest)
+        await sender.send(fr.encode(post))
         try:
             async with asyncio.timeout(spec.post_timeout):
                 await done.wait()

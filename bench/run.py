@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import report
+from bench import loadgen, report
 from bench.loadgen import (
     CACHE_DIR,
     LOOPBACK,
@@ -40,9 +40,11 @@ from bench.loadgen import (
     run_fanout,
     run_load,
     tidings_server,
+    upload_keys,
     ws_url,
 )
 from bench.relay import PAIRS, WINDOW, relay_server
+from tidings.protocol.digest import devices_digest
 
 Json = dict[str, Any]
 
@@ -126,12 +128,12 @@ def part_relay(ctx: RunContext) -> Json:
 
 
 def _start_tidings(
-    ctx: RunContext, name: str, synchronous: str | None = None
+    ctx: RunContext, name: str, synchronous: str | None = None, *, require_e2ee: bool = True
 ) -> tuple[ServerProcess, str]:
     port = free_port()
     data_dir = ctx.part_dir(name) / "data"
     shutil.rmtree(data_dir, ignore_errors=True)
-    server = tidings_server(data_dir, port, synchronous).start()
+    server = tidings_server(data_dir, port, synchronous, require_e2ee=require_e2ee).start()
     url = f"http://{LOOPBACK}:{port}"
     try:
         server.wait_http(f"{url}/v1/health")
@@ -146,13 +148,22 @@ def _drop_database(ctx: RunContext, name: str) -> None:
         path.unlink()
 
 
-async def _direct_pairs(url: str, count: int, prefix: str) -> list[PairSpec]:
+async def _direct_pairs(url: str, count: int, prefix: str, *, e2ee: bool = True) -> list[PairSpec]:
+    """``count`` direct conversations; ``e2ee``: every device uploads keys first and the
+    pairs send end-to-end-encrypted-shaped messages (what users run)."""
     names = [f"{prefix}{i:05d}{side}" for i in range(count) for side in "sr"]
     accounts = await create_accounts(url, names)
+    if e2ee:
+        await upload_keys(url, accounts)
     couples = [(accounts[2 * i], accounts[2 * i + 1]) for i in range(count)]
     convs = await open_directs(url, couples)
     return [
-        PairSpec(conv=c, sender_token=s.token, receiver_token=r.token)
+        PairSpec(
+            conv=c,
+            sender_token=s.token,
+            receiver_token=r.token,
+            receiver_device=r.address if e2ee else "",
+        )
         for c, (s, r) in zip(convs, couples, strict=True)
     ]
 
@@ -185,6 +196,7 @@ def part_tidings_1to1(ctx: RunContext) -> Json:
         _drop_database(ctx, "tidings_1to1")
     profile = load.pop("profile", None)
     durability = durability_rows(ctx, int(load.get("processes") or 1))
+    plaintext = plaintext_row(ctx, int(load.get("processes") or 1))
     note = (
         f"{PAIRS} sender/receiver pairs, {WINDOW} messages in flight each (a message leaves "
         "the window when the sender has Accepted AND the receiver has the Envelope), 100-byte "
@@ -192,14 +204,18 @@ def part_tidings_1to1(ctx: RunContext) -> Json:
         "are measured with 1 and 2 load processes (and, in a full run, once more for 10 s "
         "with the better layout); the headline is the best of these runs, listed below. "
         "Sequential: one "
-        "pair, one message in flight. Sends are plain (shared payload): E2EE-shaped sends "
-        "(device_payloads) need devices that published keys first, which this workload does "
-        "not do yet."
+        "pair, one message in flight. Sends are E2EE-shaped as the client's: every load "
+        "device uploaded a minimal key set, each Send carries device_payloads for the "
+        f"receiver's device ({loadgen.E2EE_DEVICE_CIPHERTEXT_BYTES} bytes of random "
+        "ciphertext, a SignalMessage of a 100-byte text) and the server has require_e2ee on "
+        "and the send limits raised; the 'plaintext' row is the old shape (one shared "
+        "100-byte payload, require_e2ee off), for reference only."
     )
     return {
         "load": load,
         "sequential": sequential.as_dict(),
         "durability": durability,
+        "plaintext": plaintext,
         "profile": profile,
         "note": note,
     }
@@ -237,6 +253,29 @@ def durability_rows(ctx: RunContext, processes: int) -> Json:
     return rows
 
 
+def plaintext_row(ctx: RunContext, processes: int) -> Json:
+    """The 1:1 load in the plaintext shape (one shared payload, no keys) against a server with
+    require_e2ee off: the figure of earlier reports, kept as a reference row."""
+    server, url = _start_tidings(ctx, "tidings_1to1_plain", require_e2ee=False)
+    try:
+        pairs = asyncio.run(_direct_pairs(url, PAIRS, "t", e2ee=False))
+        row = run_load(
+            "tidings",
+            ws_url(url),
+            pairs,
+            WINDOW,
+            0.5,
+            ctx.probe_seconds if ctx.quick else ctx.load_seconds / 2,
+            processes,
+            server.pid,
+        ).as_dict()
+        server.check_alive()
+    finally:
+        server.stop()
+        _drop_database(ctx, "tidings_1to1_plain")
+    return row
+
+
 # --------------------------------------------------------------------------- group fan-out
 
 
@@ -248,13 +287,19 @@ def part_group_fanout(ctx: RunContext) -> Json:
 
         async def setup() -> tuple[str, str, list[str]]:
             accounts = await create_accounts(url, [f"m{i:05d}" for i in range(members)])
+            await upload_keys(url, accounts)
             conv = await create_group(url, accounts[0], accounts[1:])
-            return conv, accounts[0].token, [a.token for a in accounts[1:]]
+            return conv, accounts[0].token, accounts[1:]
 
-        conv, sender, tokens = asyncio.run(setup())
+        conv, sender, others = asyncio.run(setup())
+        tokens = [a.token for a in others]
+        # E2EE-shaped posts: a Sender Key-sized payload and the digest of every other device.
+        digest = devices_digest(a.address for a in others)
         profile_to = ctx.part_dir("group_fanout") / "profile.txt"
         result = run_fanout(
-            FanoutSpec(ws_url(url), conv, sender, tokens, posts), server.pid, profile_to
+            FanoutSpec(ws_url(url), conv, sender, tokens, posts, devices_digest=digest),
+            server.pid,
+            profile_to,
         )
         server.check_alive()
     finally:

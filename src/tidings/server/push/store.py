@@ -42,7 +42,9 @@ DEFAULT_SETTING = NotifySetting()
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class PushTargets:
-    """Everything the push decision needs about one conversation's recipients, read at once."""
+    """Everything the push decision needs about one conversation's recipients, read at once.
+    Without registrations there is nothing to decide: a store may then leave ``conv_kind`` and
+    ``settings`` empty without reading them."""
 
     #: "direct" | "group"; "" if the conversation does not exist
     conv_kind: str

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from tidings.protocol import Envelope, ErrorCode, SystemEvent, encode
 from tidings.server.domain import (
     Appended,
+    ConversationKind,
     ConversationRecord,
     MemberRecord,
     MembershipChange,
@@ -27,7 +28,7 @@ from tidings.server.store.sqlite.envelopes import (
     store_envelope,
     stored_size,
 )
-from tidings.server.store.sqlite.writer import Database
+from tidings.server.store.sqlite.writer import Database, WriterConnection
 
 
 class Conversations(Database):
@@ -284,6 +285,30 @@ def device_map(conn: sqlite3.Connection, conv_id: str) -> dict[str, list[int]]:
     return devices
 
 
+def send_facts(
+    conn: sqlite3.Connection, conv_id: str, sender: str
+) -> tuple[ConversationKind, dict[str, list[int]]]:
+    """What an end-to-end-encrypted Send is checked against: the conversation's kind and
+    :func:`device_map`. Raises NOT_FOUND/NOT_MEMBER first: a non-member must not learn
+    anyone's devices from StaleDevices. The writer's connection keeps them between
+    transactions (:class:`~tidings.server.store.sqlite.writer.WriterConnection`)."""
+    cache = conn if isinstance(conn, WriterConnection) else None
+    facts = cache.send_facts.get(conv_id) if cache is not None else None
+    if facts is not None:
+        if sender not in facts[1]:  # every member has an entry, with or without devices
+            rules.require_member(True, False)
+        return ("direct" if facts[0] == "direct" else "group"), facts[1]
+    require_member(conn, conv_id, sender)
+    row = conn.execute("SELECT kind FROM conversations WHERE id = ?", (conv_id,)).fetchone()
+    if row is None:
+        raise Refused(ErrorCode.NOT_FOUND, "no such conversation")
+    kind: ConversationKind = "direct" if row[0] == "direct" else "group"
+    devices = device_map(conn, conv_id)
+    if cache is not None:
+        cache.remember(conv_id, (kind, devices))
+    return kind, devices
+
+
 def _append(conn: sqlite3.Connection, m: NewMessage, quota: int = 0) -> Appended:
     original = conn.execute(
         "SELECT sender, conv_id, seq FROM envelopes WHERE id = ?", (m.id.bytes,)
@@ -294,12 +319,8 @@ def _append(conn: sqlite3.Connection, m: NewMessage, quota: int = 0) -> Appended
             raise Refused(ErrorCode.CONFLICT, "this message id is already taken")
         return Appended(envelope_at(conn, original[1], original[2]), (), duplicate=True)
     if m.device_payloads or m.devices_digest:
-        # Membership first: a non-member must not learn anyone's devices from StaleDevices.
-        require_member(conn, m.conv, m.sender)
-        kind = conn.execute("SELECT kind FROM conversations WHERE id = ?", (m.conv,)).fetchone()
-        if kind is None:
-            raise Refused(ErrorCode.NOT_FOUND, "no such conversation")
-        check_device_list("direct" if kind[0] == "direct" else "group", m, device_map(conn, m.conv))
+        kind, devices = send_facts(conn, m.conv, m.sender)
+        check_device_list(kind, m, devices)
     extra = sum(len(payload) for _, payload in m.device_payloads)
     if quota > 0:
         try:

@@ -58,8 +58,20 @@ def _setting(level: object, muted_until: object) -> NotifySetting:
 
 
 class PushRecords(Database):
+    #: Accounts that have (or had) a push registration, read once; None: not read yet. It
+    #: only ever grows while the store is open (a deleted registration may stay in it: a
+    #: superset only costs a query), so most messages to accounts that never registered
+    #: (desktop clients, bots) decide "no wake" without a read.
+    _push_accounts: set[str] | None = None
+    #: Accounts registered since the store opened (kept apart so that reading the set
+    #: concurrently with a registration cannot lose it)
+    _push_added: frozenset[str] = frozenset()
+
     async def set_push_registration(self, registration: StoredRegistration) -> None:
         r = registration
+        self._push_added = self._push_added | {r.account_id}
+        if self._push_accounts is not None:
+            self._push_accounts.add(r.account_id)
 
         def tx(conn: sqlite3.Connection) -> None:
             conn.execute(
@@ -113,6 +125,9 @@ class PushRecords(Database):
 
     async def push_targets(self, conv_id: str, accounts: Sequence[str]) -> PushTargets:
         wanted = list(dict.fromkeys(accounts))
+        if not await self._may_have_registrations(wanted):
+            # Nobody to wake: what else the targets hold is only read for registrations.
+            return PushTargets("", [], {})
 
         def q(conn: sqlite3.Connection) -> PushTargets:
             row = conn.execute("SELECT kind FROM conversations WHERE id = ?", (conv_id,)).fetchone()
@@ -138,6 +153,19 @@ class PushRecords(Database):
             return PushTargets(str(row[0]) if row else "", registrations, settings)
 
         return await self._read(q)
+
+    async def _may_have_registrations(self, accounts: Sequence[str]) -> bool:
+        if self._push_accounts is None:
+
+            def q(conn: sqlite3.Connection) -> set[str]:
+                rows = conn.execute("SELECT DISTINCT account_id FROM push_registrations")
+                return {str(account) for (account,) in rows}
+
+            loaded = await self._read(q)
+            if self._push_accounts is None:
+                self._push_accounts = loaded | self._push_added
+        known = self._push_accounts
+        return any(account in known for account in accounts)
 
     async def notify_setting(self, account_id: str, conv_id: str) -> NotifySetting:
         def q(conn: sqlite3.Connection) -> NotifySetting:

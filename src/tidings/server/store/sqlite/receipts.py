@@ -100,17 +100,13 @@ def _raise_watermarks(
     move = raise_marks(old_delivered, old_read, head, delivered=delivered, read=read)
     if move is None:
         return None
-    conn.execute(
+    times = conn.execute(
         "UPDATE members SET delivered = ?, read = ?, marks_at = ?,"
         " delivered_at = CASE WHEN ? > delivered THEN ? ELSE delivered_at END,"
         " read_at = CASE WHEN ? > read THEN ? ELSE read_at END"
-        " WHERE conv_id = ? AND account_id = ?",
+        " WHERE conv_id = ? AND account_id = ?"
+        " RETURNING NULLIF(delivered_at, 0), NULLIF(read_at, 0)",
         (move.delivered, move.read, now, move.delivered, now, move.read, now, conv_id, account),
-    )
-    times = conn.execute(
-        "SELECT NULLIF(delivered_at, 0), NULLIF(read_at, 0) FROM members"
-        " WHERE conv_id = ? AND account_id = ?",
-        (conv_id, account),
     ).fetchone()
     senders = tuple(
         sender

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from tidings import migrations
 from tidings.server.store.sqlite.migrations import component_steps, steps
@@ -42,9 +42,69 @@ MAX_GROUP = 1000
 SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL"}
 
 
+#: Most conversations whose Send facts the writer keeps (insertion order: the oldest go first).
+MAX_CACHED_CONVERSATIONS = 4096
+
+
+class WriterConnection(sqlite3.Connection):
+    """The writer thread's connection. It carries what the writer caches between transactions:
+    per conversation, what every end-to-end-encrypted Send checks (the kind and every member's
+    devices with keys, :func:`~tidings.server.store.sqlite.conversations.send_facts`). TEMP
+    triggers on this connection forget an entry whenever a statement changes the rows it was
+    read from, whatever code path ran it (:func:`_watch_send_facts`); a rollback forgets all.
+    Readers and other connections have no cache and always read."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: conversation id → (kind, account id → device ids with keys, in id order)
+        self.send_facts: dict[str, tuple[str, dict[str, list[int]]]] = {}
+
+    def remember(self, conv_id: str, facts: tuple[str, dict[str, list[int]]]) -> None:
+        if len(self.send_facts) >= MAX_CACHED_CONVERSATIONS:
+            del self.send_facts[next(iter(self.send_facts))]
+        self.send_facts[conv_id] = facts
+
+    def forget(self, conv_id: str | None) -> None:
+        """Called by the triggers: one conversation changed (``None``: any may have)."""
+        if conv_id is None:
+            self.send_facts.clear()
+        else:
+            self.send_facts.pop(conv_id, None)
+
+
+#: The rows a conversation's Send facts are read from, and the triggers that forget them: a
+#: membership, a conversation's kind, and which devices have keys (any conversation of the
+#: account: forget all; rare).
+_WATCH = (
+    ("members", "INSERT", "NEW.conv_id"),
+    ("members", "DELETE", "OLD.conv_id"),
+    ("members", "UPDATE OF conv_id, account_id", "NULL"),
+    ("conversations", "DELETE", "OLD.id"),
+    ("conversations", "UPDATE OF id, kind", "NULL"),
+    ("device_keys", "INSERT", "NULL"),
+    ("device_keys", "DELETE", "NULL"),
+    ("device_keys", "UPDATE OF account_id, device_id", "NULL"),
+)
+
+
+def _watch_send_facts(conn: WriterConnection) -> None:
+    conn.create_function("tidings_forget", 1, conn.forget)
+    for i, (table, event, key) in enumerate(_WATCH):
+        conn.execute(
+            f"CREATE TEMP TRIGGER IF NOT EXISTS tidings_forget_{i} AFTER {event} ON main.{table}"
+            f" BEGIN SELECT tidings_forget({key}); END"
+        )
+
+
 def _connect(path: Path, *, read_only: bool, synchronous: str = "full") -> sqlite3.Connection:
     # isolation_level=None: no implicit transactions; every transaction is an explicit BEGIN.
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    conn = sqlite3.connect(
+        path,
+        isolation_level=None,
+        check_same_thread=False,
+        timeout=30.0,
+        factory=sqlite3.Connection if read_only else WriterConnection,
+    )
     conn.execute("PRAGMA busy_timeout = 30000")
     if read_only:
         conn.execute("PRAGMA query_only = ON")
@@ -114,6 +174,8 @@ class _Writer(threading.Thread):
             migrations.migrate(conn, steps())
             for component, scripts in component_steps().items():
                 migrations.migrate(conn, scripts, component=component)
+            assert isinstance(conn, WriterConnection)
+            _watch_send_facts(conn)
         except BaseException as exc:  # reported to open() through open_error
             self.open_error = exc
             self.ready.set()
@@ -149,20 +211,28 @@ class _Writer(threading.Thread):
                 # and run it again with a savepoint around each operation.
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
+                _forget_all(conn)  # what was cached may have come from undone rows
                 conn.execute("BEGIN IMMEDIATE")
                 _run_guarded(conn, group)
+                _forget_all(conn)
             if conn.in_transaction:
                 conn.execute("COMMIT")
         except sqlite3.Error as exc:
             log.exception("write transaction failed")
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            _forget_all(conn)
             for job in group:
                 job.fail(exc)
         if self.observe is not None:
             self.observe(time.perf_counter() - started)
         # One wake-up of the event loop per transaction, whatever the number of operations.
         self._loop.call_soon_threadsafe(_settle_all, group)
+
+
+def _forget_all(conn: sqlite3.Connection) -> None:
+    if isinstance(conn, WriterConnection):
+        conn.forget(None)
 
 
 def _run_plain(conn: sqlite3.Connection, group: list[_Work]) -> bool:
