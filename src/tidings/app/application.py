@@ -21,16 +21,18 @@ from kivy.properties import BooleanProperty, ObjectProperty, StringProperty
 from kivy.uix.floatlayout import FloatLayout
 from kivy.uix.screenmanager import NoTransition, ScreenManager, SlideTransition
 
-from tidings.app import lifecycle, media_bubbles
+from tidings.app import channels, lifecycle, media_bubbles
 from tidings.app.layout import NO_CHAT, NoChatScreen, PaneLayout
 from tidings.app.local_notify import LocalNotifier
 from tidings.app.push_setup import register_on_android
 from tidings.app.screens.backup import BackupScreen
 from tidings.app.screens.base import AppScreen
+from tidings.app.screens.channel_info import ChannelInfoScreen
 from tidings.app.screens.chat import ChatScreen
 from tidings.app.screens.chat_list import ChatListScreen
 from tidings.app.screens.devices import DevicesScreen
 from tidings.app.screens.group_info import GroupInfoScreen
+from tidings.app.screens.join_channel import JoinChannelScreen, NewChannelScreen
 from tidings.app.screens.link import ApproveDeviceScreen, LinkThisDeviceScreen
 from tidings.app.screens.message_info import MessageInfoScreen
 from tidings.app.screens.new_chat import NewChatScreen
@@ -93,6 +95,7 @@ KV_FILES = (
     "message_info",
     "devices",
     "profile",
+    "channels",
 )
 SETTINGS_FILE = "app-settings.json"
 #: Escape on desktop, the back button on Android.
@@ -167,6 +170,9 @@ class TidingsApp(App):  # type: ignore[misc]
             MessageInfoScreen(name="message_info"),
             DevicesScreen(name="devices"),
             ProfileScreen(name="profile"),
+            ChannelInfoScreen(name="channel_info"),
+            JoinChannelScreen(name="join_channel"),
+            NewChannelScreen(name="new_channel"),
         ):
             manager.add_widget(screen)
             self._screens[screen.name] = screen
@@ -261,6 +267,9 @@ class TidingsApp(App):  # type: ignore[misc]
             chat_list.on_conversation(event.conversation)
             chat.on_conversation(event.conversation)
             group_info.on_conversation(event.conversation)
+            channel_info = self.screen("channel_info")
+            if isinstance(channel_info, ChannelInfoScreen):
+                channel_info.on_conversation(event.conversation)
             self._notifications().on_conversation(event.conversation)
         elif isinstance(event, Synced):
             self.tasks.spawn(chat_list.reload())
@@ -389,7 +398,9 @@ class TidingsApp(App):  # type: ignore[misc]
 
     def open_notifications(self, conv: Conversation | None) -> None:
         """A chat's notification level and mute (from its header or group info)."""
-        if conv is not None:
+        if conv is not None and conv.kind == "channel":  # channels: all or nothing
+            channels.toggle_mute(conv.id)
+        elif conv is not None:
             self._notifications().show(conv)
             self.navigate("notifications")
 

@@ -20,7 +20,7 @@ from kivy.uix.label import Label
 from kivy.uix.widget import Widget
 from kivy.utils import get_hex_from_color
 
-from tidings.app import media_bubbles, mentions, timefmt
+from tidings.app import channels, media_bubbles, mentions, timefmt
 from tidings.app.screens.base import running_app
 from tidings.app.text.widgets import IntlLabel, IntlWrapLabel
 from tidings.app.theme import (
@@ -252,6 +252,7 @@ class MessageRow(BoxLayout):  # type: ignore[misc]
             line.add_widget(bubble)
             line.add_widget(Widget())
         self.add_widget(line)
+        channels.mark_unverified(self, bubble, message)  # a channel post that did not verify
         if message.reactions:
             self.add_widget(self._reaction_line(message))
 

@@ -13,7 +13,7 @@ from kivy.uix.label import Label
 from kivy.uix.textinput import TextInput
 from kivy.uix.widget import Widget
 
-from tidings.app import blocking, timefmt
+from tidings.app import blocking, channels, timefmt
 from tidings.app.avatars import avatar_of, peer_id
 from tidings.app.bubbles import (
     DaySeparator,
@@ -85,6 +85,8 @@ class ChatScreen(AppScreen):
     photo = ObjectProperty(None, allownone=True)
     #: a direct chat with someone this account blocks: a banner replaces the composer
     blocked = BooleanProperty(False)
+    #: a channel (tidings.app.channels): subscribers read only, admins post
+    is_channel = BooleanProperty(False)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -137,6 +139,7 @@ class ChatScreen(AppScreen):
         self.member = True
         self.paused = False
         self.blocked = False
+        channels.show_in_chat(self, None)
         self.photo = None
         self.typing_text = self.tidings.typing.text(conv_id)
         self.messages = []
@@ -214,12 +217,13 @@ class ChatScreen(AppScreen):
             self.rows = {}
             self._rebuild()
         self._update_paused()
+        channels.show_in_chat(self, conv if conv.kind == "channel" else None)
 
     # ------------------------------------------------------------------ typing and blocking
 
     def _draft_changed(self, text: str) -> None:
         """Typing goes out while the draft has text (the core throttles), stops when cleared."""
-        if not self.conv_id or self.tidings.client is None or self.editing:
+        if not self.conv_id or self.tidings.client is None or self.editing or self.is_channel:
             return
         call = self.client.typing if text.strip() else self.client.stop_typing
         self.tidings.tasks.spawn(call(self.conv_id))
@@ -548,7 +552,10 @@ class ChatScreen(AppScreen):
         self.cancel_reply()
         if not self.at_latest:
             self.open(self.conv_id)
-        self.tidings.tasks.spawn(self.client.send_text(self.conv_id, body, reply_to=reply_to))
+        if self.is_channel:
+            channels.post(self, body)
+        else:
+            self.tidings.tasks.spawn(self.client.send_text(self.conv_id, body, reply_to=reply_to))
         Clock.schedule_once(lambda _dt: setattr(composer, "focus", True), 0)
 
     def attach(self) -> None:
@@ -589,6 +596,9 @@ class ChatScreen(AppScreen):
     def open_info(self) -> None:
         """The header was tapped: a group's members, or the safety number of a direct chat."""
         if self.conversation is None:
+            return
+        if self.is_channel:
+            channels.open_info(self)
             return
         if self.is_group:
             info = self.tidings.screen("group_info")

@@ -9,7 +9,7 @@ from kivy.properties import BooleanProperty, NumericProperty, ObjectProperty, St
 from kivy.uix.behaviors import ButtonBehavior
 from kivy.uix.boxlayout import BoxLayout
 
-from tidings.app import timefmt
+from tidings.app import channels, timefmt
 from tidings.app.avatars import avatar_of, peer_id
 from tidings.app.screens.base import AppScreen, running_app
 from tidings.app.screens.notifications import notifications_off
@@ -23,6 +23,8 @@ def preview_of(conv: Conversation) -> str:
     msg = conv.last_message
     if msg is None:
         return "No messages yet"
+    if not msg.verified:  # never shown as genuine
+        return channels.UNVERIFIED_TEXT
     body = " ".join(msg.body.split())
     if msg.kind == "system":
         return body
@@ -63,6 +65,9 @@ class ChatRow(ButtonBehavior, BoxLayout):  # type: ignore[misc]  # kivy is untyp
     typing = BooleanProperty(False)
     #: the other person's avatar picture in a direct chat (None: initials)
     photo = ObjectProperty(None, allownone=True)
+    #: a channel: the megaphone beside the title and "1,204 subscribers"
+    is_channel = BooleanProperty(False)
+    subscribers = StringProperty("")
 
     def show(self, conv: Conversation) -> None:
         self.conv_id = conv.id
@@ -78,6 +83,10 @@ class ChatRow(ButtonBehavior, BoxLayout):  # type: ignore[misc]  # kivy is untyp
         self.failed = last is not None and last.status is MessageStatus.FAILED
         client = running_app().require_client()
         self.muted = notifications_off(client.notifications(conv.id))
+        self.is_channel = conv.kind == "channel"
+        self.subscribers = channels.subscriber_count(conv.subscribers) if self.is_channel else ""
+        if self.is_channel:
+            self.muted = channels.is_muted(client, conv.id)
         self.photo = avatar_of(client, peer_id(conv, client.account.account_id))
 
     def on_release(self) -> None:
