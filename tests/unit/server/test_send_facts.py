@@ -9,7 +9,7 @@ import uuid
 from tidings.protocol import Accepted, ErrorCode, Rejected, Send, StaleDevices
 from tidings.server.delivery import Device
 
-from .test_e2ee import address, curve, digest, keyed, keys, upload  # noqa: F401  # fixture
+from .test_e2ee import address, curve, digest, keyed, keys, upload  # fixture
 
 __all__ = ["keys"]
 

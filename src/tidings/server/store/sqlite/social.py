@@ -17,7 +17,28 @@ def _marks(n: int) -> str:
     return ",".join("?" * n)
 
 
+#: Most conversation kinds :meth:`Social.privacy_facts` keeps (a conversation's kind never
+#: changes and its id is never reused, so they need no invalidation).
+_MAX_KINDS = 100_000
+
+
 class Social(Database):
+    #: Accounts in any block (either side) or with privacy settings, read once and grown by
+    #: :meth:`block` and :meth:`set_privacy` before they write (never shrunk: a superset only
+    #: costs a read); None: not read yet. privacy_facts about accounts outside it, in
+    #: conversations of known kind, needs no read: most receipts (a group's acks) hit it.
+    _social_accounts: set[str] | None = None
+    #: accounts added since the store opened (kept apart so that a concurrent first read
+    #: cannot lose them)
+    _social_added: frozenset[str] = frozenset()
+    #: conversation id → kind, for the conversations privacy_facts was asked about
+    _conv_kinds: dict[str, str] | None = None
+
+    def _note_social(self, *accounts: str) -> None:
+        self._social_added = self._social_added | set(accounts)
+        if self._social_accounts is not None:
+            self._social_accounts.update(accounts)
+
     # ------------------------------------------------------------------ profiles
 
     async def put_profile(self, account_id: str, version: int, blob: bytes, now: int) -> Profile:
@@ -52,6 +73,8 @@ class Social(Database):
     # ------------------------------------------------------------------ blocking
 
     async def block(self, blocker: str, blocked: str, now: int) -> None:
+        self._note_social(blocker, blocked)
+
         def tx(conn: sqlite3.Connection) -> None:
             if conn.execute("SELECT 1 FROM accounts WHERE id = ?", (blocked,)).fetchone() is None:
                 raise Refused(ErrorCode.NOT_FOUND, "no such account")
@@ -99,6 +122,8 @@ class Social(Database):
     async def set_privacy(
         self, account_id: str, read_receipts: bool | None, typing: bool | None
     ) -> None:
+        self._note_social(account_id)
+
         def tx(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "INSERT OR IGNORE INTO privacy_settings (account_id) VALUES (?)", (account_id,)
@@ -122,8 +147,19 @@ class Social(Database):
         others = sorted(set(accounts) - {viewer})
         everyone = [viewer, *others]
         conv_ids = sorted(set(convs))
+        social, kinds = self._social_accounts, self._conv_kinds
+        if (
+            social is not None
+            and kinds is not None
+            and not any(account in social for account in everyone)
+            and all(conv in kinds for conv in conv_ids)
+        ):
+            none: frozenset[str] = frozenset()
+            direct_ids = frozenset(c for c in conv_ids if kinds[c] == "direct")
+            return PrivacyFacts(none, none, none, none, direct_ids)
+        load_social = social is None
 
-        def q(conn: sqlite3.Connection) -> PrivacyFacts:
+        def q(conn: sqlite3.Connection) -> tuple[PrivacyFacts, dict[str, str], set[str] | None]:
             blocking = {
                 str(r[0])
                 for r in conn.execute(
@@ -151,23 +187,42 @@ class Social(Database):
                     receipts_off.add(str(account))
                 if not typing:
                     typing_off.add(str(account))
-            direct = {
-                str(r[0])
+            found = {
+                str(r[0]): str(r[1])
                 for r in conn.execute(
-                    "SELECT id FROM conversations WHERE kind = 'direct'"  # noqa: S608
-                    f" AND id IN ({_marks(len(conv_ids))})",
+                    "SELECT id, kind FROM conversations"  # noqa: S608
+                    f" WHERE id IN ({_marks(len(conv_ids))})",
                     conv_ids,
                 )
             }
-            return PrivacyFacts(
+            direct = {conv for conv, kind in found.items() if kind == "direct"}
+            loaded = (
+                {
+                    str(r[0])
+                    for r in conn.execute(
+                        "SELECT blocker FROM blocks UNION SELECT blocked FROM blocks"
+                        " UNION SELECT account_id FROM privacy_settings"
+                    )
+                }
+                if load_social
+                else None
+            )
+            facts = PrivacyFacts(
                 frozenset(blocking),
                 frozenset(blocked),
                 frozenset(receipts_off),
                 frozenset(typing_off),
                 frozenset(direct),
             )
+            return facts, found, loaded
 
-        return await self._read(q)
+        facts, found, loaded = await self._read(q)
+        if loaded is not None and self._social_accounts is None:
+            self._social_accounts = loaded | self._social_added
+        if self._conv_kinds is None or len(self._conv_kinds) + len(found) > _MAX_KINDS:
+            self._conv_kinds = {}
+        self._conv_kinds.update(found)
+        return facts
 
     # ------------------------------------------------------------------ devices
 
