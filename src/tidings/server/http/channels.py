@@ -6,7 +6,14 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, FromQuery
 
 from tidings.protocol import ErrorCode, routes
-from tidings.protocol.channels import CreateChannel, JoinChannel, NewPost, SetChannelNotify
+from tidings.protocol.channels import (
+    MAX_POST_PAGE,
+    MAX_SUBSCRIBER_PAGE,
+    CreateChannel,
+    JoinChannel,
+    NewPost,
+    SetChannelNotify,
+)
 from tidings.protocol.frames import MAX_INT64
 from tidings.server.channels.service import ChannelService
 from tidings.server.delivery import DeliveryService, Device
@@ -138,6 +145,8 @@ async def channel_subscribers(
     start: FromQuery[str] = "",
     limit: FromQuery[int] = 1000,
 ) -> bytes:
+    if not 1 <= limit <= MAX_SUBSCRIBER_PAGE:
+        raise Refused(ErrorCode.BAD_FRAME, f"need 1 <= limit <= {MAX_SUBSCRIBER_PAGE}")
     page = await _channels(delivery).subscribers(caller.account_id, _id(channel), start, limit)
     return to_json(page)
 
@@ -180,6 +189,8 @@ async def channel_posts(
     for value in (after, before):
         if value is not None and not 0 <= value <= MAX_INT64:
             raise Refused(ErrorCode.BAD_FRAME, f"need 0 <= after, before <= {MAX_INT64}")
+    if not 1 <= limit <= MAX_POST_PAGE:
+        raise Refused(ErrorCode.BAD_FRAME, f"need 1 <= limit <= {MAX_POST_PAGE}")
     page = await _channels(delivery).posts(caller.account_id, _id(channel), after, before, limit)
     return to_json(page)
 
