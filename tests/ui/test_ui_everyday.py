@@ -296,8 +296,6 @@ async def test_devices_listed_and_removed_after_confirmation(
         screen = driver.app.screen("devices")
         assert isinstance(screen, DevicesScreen)
         assert driver.current == "devices"
-        if not hasattr(alice, "devices"):
-            pytest.skip("Client.devices() is not in the client core yet")
         await driver.wait_for(lambda: screen.row("laptop") is not None, what="the laptop")
         own = [r for r in screen.ids.devices.children if r.current]
         assert len(own) == 1 and "this device" in own[0].detail
