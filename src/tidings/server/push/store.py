@@ -9,7 +9,7 @@ with the device (removal, identity replacement). Notification levels belong to a
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from tidings.protocol.push import NotifyLevel, PushPlatform
@@ -38,6 +38,49 @@ class NotifySetting:
 
 
 DEFAULT_SETTING = NotifySetting()
+
+#: the registration columns, in the order :func:`registration_from_row` reads them
+REGISTRATION_COLUMNS = "account_id, device_id, platform, token, p256dh, auth, topic, updated_at"
+
+
+def registration_from_row(row: Iterable[object]) -> StoredRegistration:
+    """A stored registration from a database row of :data:`REGISTRATION_COLUMNS` (every store
+    back end reads them alike)."""
+    account_id, device_id, platform, token, p256dh, auth, topic, updated_at = row
+    assert isinstance(device_id, int) and isinstance(updated_at, int)
+    return StoredRegistration(
+        str(account_id),
+        device_id,
+        _platform(platform),
+        str(token),
+        str(p256dh),
+        str(auth),
+        str(topic),
+        updated_at,
+    )
+
+
+def setting_from_row(level: object, muted_until: object) -> NotifySetting:
+    """A notification setting from its stored level and mute time."""
+    return NotifySetting(_level(level), muted_until if isinstance(muted_until, int) else None)
+
+
+def _platform(value: object) -> PushPlatform:
+    if value == "apns":
+        return "apns"
+    if value == "fcm":
+        return "fcm"
+    if value == "webpush":
+        return "webpush"
+    return "log"
+
+
+def _level(value: object) -> NotifyLevel:
+    if value == "mentions":
+        return "mentions"
+    if value == "none":
+        return "none"
+    return "all"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -28,9 +28,12 @@ from tidings.server.channels.store import (
     SubscriberRow,
 )
 from tidings.server.domain import Refused
-from tidings.server.push.store import StoredRegistration
+from tidings.server.push.store import (
+    REGISTRATION_COLUMNS,
+    StoredRegistration,
+    registration_from_row,
+)
 from tidings.server.store.postgres.database import Connection, Database
-from tidings.server.store.postgres.push import _REG_COLUMNS, _registration
 
 _CHANNEL_COLUMNS = (
     "id, title, handle, public, description, owner, last_seq, subscribers, created_at"
@@ -345,14 +348,14 @@ class Channels(Database):
 
     async def channel_push_targets(self, channel_id: str) -> list[StoredRegistration]:
         async def q(conn: Connection) -> list[StoredRegistration]:
-            columns = ", ".join(f"r.{c.strip()}" for c in _REG_COLUMNS.split(","))
+            columns = ", ".join(f"r.{c.strip()}" for c in REGISTRATION_COLUMNS.split(","))
             rows = await conn.fetch(
                 f"SELECT {columns} FROM channel_members m"  # noqa: S608
                 " JOIN push_registrations r ON r.account_id = m.account_id"
                 " WHERE m.channel = $1 AND m.notify = 'all'",
                 channel_id,
             )
-            return [_registration(r) for r in rows]
+            return [registration_from_row(r) for r in rows]
 
         return await self._read(q)
 

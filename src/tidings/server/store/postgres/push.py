@@ -4,50 +4,17 @@ CASCADE``: whatever removes a device removes its registration in the same transa
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
-from tidings.protocol.push import NotifyLevel, PushPlatform
-from tidings.server.push.store import NotifySetting, PushTargets, StoredRegistration
+from tidings.server.push.store import (
+    REGISTRATION_COLUMNS,
+    NotifySetting,
+    PushTargets,
+    StoredRegistration,
+    registration_from_row,
+    setting_from_row,
+)
 from tidings.server.store.postgres.database import Connection, Database
-
-_REG_COLUMNS = "account_id, device_id, platform, token, p256dh, auth, topic, updated_at"
-
-
-def _registration(row: Iterable[object]) -> StoredRegistration:
-    account_id, device_id, platform, token, p256dh, auth, topic, updated_at = row
-    assert isinstance(device_id, int) and isinstance(updated_at, int)
-    return StoredRegistration(
-        str(account_id),
-        device_id,
-        _platform(platform),
-        str(token),
-        str(p256dh),
-        str(auth),
-        str(topic),
-        updated_at,
-    )
-
-
-def _platform(value: object) -> PushPlatform:
-    if value == "apns":
-        return "apns"
-    if value == "fcm":
-        return "fcm"
-    if value == "webpush":
-        return "webpush"
-    return "log"
-
-
-def _level(value: object) -> NotifyLevel:
-    if value == "mentions":
-        return "mentions"
-    if value == "none":
-        return "none"
-    return "all"
-
-
-def _setting(level: object, muted_until: object) -> NotifySetting:
-    return NotifySetting(_level(level), muted_until if isinstance(muted_until, int) else None)
 
 
 class PushRecords(Database):
@@ -56,7 +23,7 @@ class PushRecords(Database):
 
         async def tx(conn: Connection) -> None:
             await conn.execute(
-                f"INSERT INTO push_registrations ({_REG_COLUMNS})"  # noqa: S608  # constant columns
+                f"INSERT INTO push_registrations ({REGISTRATION_COLUMNS})"  # noqa: S608  # constant columns
                 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (account_id, device_id)"
                 " DO UPDATE SET platform = excluded.platform, token = excluded.token,"
                 " p256dh = excluded.p256dh, auth = excluded.auth, topic = excluded.topic,"
@@ -76,12 +43,12 @@ class PushRecords(Database):
     async def push_registration(self, account_id: str, device_id: int) -> StoredRegistration | None:
         async def q(conn: Connection) -> StoredRegistration | None:
             row = await conn.fetchrow(
-                f"SELECT {_REG_COLUMNS} FROM push_registrations"  # noqa: S608  # constant columns
+                f"SELECT {REGISTRATION_COLUMNS} FROM push_registrations"  # noqa: S608  # constant columns
                 " WHERE account_id = $1 AND device_id = $2",
                 account_id,
                 device_id,
             )
-            return _registration(row) if row is not None else None
+            return registration_from_row(row) if row is not None else None
 
         return await self._read(q)
 
@@ -115,15 +82,15 @@ class PushRecords(Database):
         async def q(conn: Connection) -> PushTargets:
             kind = await conn.fetchval("SELECT kind FROM conversations WHERE id = $1", conv_id)
             registrations = [
-                _registration(r)
+                registration_from_row(r)
                 for r in await conn.fetch(
-                    f"SELECT {_REG_COLUMNS} FROM push_registrations"  # noqa: S608  # constant columns
+                    f"SELECT {REGISTRATION_COLUMNS} FROM push_registrations"  # noqa: S608  # constant columns
                     " WHERE account_id = ANY($1::text[])",
                     wanted,
                 )
             ]
             settings = {
-                str(r[0]): _setting(r[1], r[2])
+                str(r[0]): setting_from_row(r[1], r[2])
                 for r in await conn.fetch(
                     "SELECT account_id, level, muted_until FROM notify_levels"
                     " WHERE conv_id = $1 AND account_id = ANY($2::text[])",
@@ -143,7 +110,7 @@ class PushRecords(Database):
                 account_id,
                 conv_id,
             )
-            return _setting(row[0], row[1]) if row is not None else NotifySetting()
+            return setting_from_row(row[0], row[1]) if row is not None else NotifySetting()
 
         return await self._read(q)
 
@@ -153,7 +120,7 @@ class PushRecords(Database):
                 "SELECT conv_id, level, muted_until FROM notify_levels WHERE account_id = $1",
                 account_id,
             )
-            return {str(r[0]): _setting(r[1], r[2]) for r in rows}
+            return {str(r[0]): setting_from_row(r[1], r[2]) for r in rows}
 
         return await self._read(q)
 

@@ -18,8 +18,11 @@ from tidings.server.channels.store import (
     SubscriberRow,
 )
 from tidings.server.domain import Refused
-from tidings.server.push.store import StoredRegistration
-from tidings.server.store.sqlite.push import _REG_COLUMNS, _registration
+from tidings.server.push.store import (
+    REGISTRATION_COLUMNS,
+    StoredRegistration,
+    registration_from_row,
+)
 from tidings.server.store.sqlite.writer import Database
 
 _CHANNEL_COLUMNS = (
@@ -357,13 +360,13 @@ class Channels(Database):
 
     async def channel_push_targets(self, channel_id: str) -> list[StoredRegistration]:
         def q(conn: sqlite3.Connection) -> list[StoredRegistration]:
-            columns = ", ".join(f"r.{c.strip()}" for c in _REG_COLUMNS.split(","))
+            columns = ", ".join(f"r.{c.strip()}" for c in REGISTRATION_COLUMNS.split(","))
             rows = conn.execute(
                 f"SELECT {columns} FROM channel_members m"  # noqa: S608
                 " JOIN push_registrations r ON r.account_id = m.account_id"
                 " WHERE m.channel = ? AND m.notify = 'all'",
                 (channel_id,),
             )
-            return [_registration(r) for r in rows]
+            return [registration_from_row(r) for r in rows]
 
         return await self._read(q)

@@ -11,50 +11,18 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-from tidings.protocol.push import NotifyLevel, PushPlatform
-from tidings.server.push.store import NotifySetting, PushTargets, StoredRegistration
+from tidings.server.push.store import (
+    REGISTRATION_COLUMNS,
+    NotifySetting,
+    PushTargets,
+    StoredRegistration,
+    registration_from_row,
+    setting_from_row,
+)
 from tidings.server.store.sqlite.writer import Database
 
 #: bound parameters per IN (...) list, below SQLite's limit
 _CHUNK = 500
-_REG_COLUMNS = "account_id, device_id, platform, token, p256dh, auth, topic, updated_at"
-
-
-def _registration(row: tuple[object, ...]) -> StoredRegistration:
-    account_id, device_id, platform, token, p256dh, auth, topic, updated_at = row
-    assert isinstance(device_id, int) and isinstance(updated_at, int)
-    return StoredRegistration(
-        str(account_id),
-        device_id,
-        _platform(platform),
-        str(token),
-        str(p256dh),
-        str(auth),
-        str(topic),
-        updated_at,
-    )
-
-
-def _platform(value: object) -> PushPlatform:
-    if value == "apns":
-        return "apns"
-    if value == "fcm":
-        return "fcm"
-    if value == "webpush":
-        return "webpush"
-    return "log"
-
-
-def _level(value: object) -> NotifyLevel:
-    if value == "mentions":
-        return "mentions"
-    if value == "none":
-        return "none"
-    return "all"
-
-
-def _setting(level: object, muted_until: object) -> NotifySetting:
-    return NotifySetting(_level(level), muted_until if isinstance(muted_until, int) else None)
 
 
 class PushRecords(Database):
@@ -75,7 +43,7 @@ class PushRecords(Database):
 
         def tx(conn: sqlite3.Connection) -> None:
             conn.execute(
-                f"INSERT OR REPLACE INTO push_registrations ({_REG_COLUMNS})"  # noqa: S608
+                f"INSERT OR REPLACE INTO push_registrations ({REGISTRATION_COLUMNS})"  # noqa: S608
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     r.account_id,
@@ -94,11 +62,11 @@ class PushRecords(Database):
     async def push_registration(self, account_id: str, device_id: int) -> StoredRegistration | None:
         def q(conn: sqlite3.Connection) -> StoredRegistration | None:
             row = conn.execute(
-                f"SELECT {_REG_COLUMNS} FROM push_registrations"  # noqa: S608
+                f"SELECT {REGISTRATION_COLUMNS} FROM push_registrations"  # noqa: S608
                 " WHERE account_id = ? AND device_id = ?",
                 (account_id, device_id),
             ).fetchone()
-            return _registration(row) if row is not None else None
+            return registration_from_row(row) if row is not None else None
 
         return await self._read(q)
 
@@ -137,9 +105,9 @@ class PushRecords(Database):
                 chunk = wanted[i : i + _CHUNK]
                 marks = ",".join("?" * len(chunk))
                 registrations.extend(
-                    _registration(r)
+                    registration_from_row(r)
                     for r in conn.execute(
-                        f"SELECT {_REG_COLUMNS} FROM push_registrations"  # noqa: S608
+                        f"SELECT {REGISTRATION_COLUMNS} FROM push_registrations"  # noqa: S608
                         f" WHERE account_id IN ({marks})",
                         chunk,
                     )
@@ -149,7 +117,7 @@ class PushRecords(Database):
                     f" WHERE conv_id = ? AND account_id IN ({marks})",
                     (conv_id, *chunk),
                 ):
-                    settings[str(account_id)] = _setting(level, muted_until)
+                    settings[str(account_id)] = setting_from_row(level, muted_until)
             return PushTargets(str(row[0]) if row else "", registrations, settings)
 
         return await self._read(q)
@@ -173,14 +141,14 @@ class PushRecords(Database):
                 "SELECT level, muted_until FROM notify_levels WHERE account_id = ? AND conv_id = ?",
                 (account_id, conv_id),
             ).fetchone()
-            return _setting(*row) if row is not None else NotifySetting()
+            return setting_from_row(*row) if row is not None else NotifySetting()
 
         return await self._read(q)
 
     async def notify_settings_of(self, account_id: str) -> dict[str, NotifySetting]:
         def q(conn: sqlite3.Connection) -> dict[str, NotifySetting]:
             return {
-                str(conv_id): _setting(level, muted_until)
+                str(conv_id): setting_from_row(level, muted_until)
                 for conv_id, level, muted_until in conn.execute(
                     "SELECT conv_id, level, muted_until FROM notify_levels WHERE account_id = ?",
                     (account_id,),
