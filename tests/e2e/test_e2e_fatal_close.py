@@ -10,48 +10,27 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tests.forwarder import Forwarder
+
 from tidings.client import Client
 from tidings.client.types import ConnectionState
 from tidings.protocol.close import CloseCode
 
 
-class HandshakeCounter:
+class HandshakeCounter(Forwarder):
     """Forwards 127.0.0.1 connections to ``target_port``; counts WebSocket upgrades."""
 
     def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
+        super().__init__(target_port)
         self.handshakes = 0
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
 
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
-
-    async def __aenter__(self) -> HandshakeCounter:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(BaseException):
-                await task
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        except OSError:
-            writer.close()
-            return
-
+    async def relay(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        up_reader: asyncio.StreamReader,
+        up_writer: asyncio.StreamWriter,
+    ) -> None:
         async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, up: bool) -> None:
             first = up
             while data := await src.read(65536):
@@ -62,14 +41,7 @@ class HandshakeCounter:
                 await dst.drain()
             dst.close()
 
-        try:
-            await asyncio.gather(pump(reader, up_writer, True), pump(up_reader, writer, False))
-        except (OSError, ConnectionError):
-            pass
-        finally:
-            for side in (writer, up_writer):
-                side.transport.abort()
-            self._tasks.discard(task)
+        await asyncio.gather(pump(reader, up_writer, True), pump(up_reader, writer, False))
 
 
 async def _link(first: Client, profile: Path, url: str) -> Client:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests.forwarder import Forwarder
 from tests.integration.conftest import ServerProcess
 from tests.integration.store_inspection import inspector
 
@@ -18,45 +19,23 @@ from tidings.client import Client
 from tidings.client.errors import Conflict, NotConnected
 
 
-class AnswerCutter:
+class AnswerCutter(Forwarder):
     """Forwards 127.0.0.1 connections to ``target_port``; the first ``budget[rule]`` answers
     to a request whose first line starts with ``rule[0]`` and whose answer starts with
     ``rule[1]`` are dropped: the server did the work, the client sees the connection reset."""
 
     def __init__(self, target_port: int, budget: dict[tuple[bytes, bytes], int]) -> None:
-        self.target_port = target_port
+        super().__init__(target_port)
         self.budget = dict(budget)
         self.cut = 0
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
 
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
-
-    async def __aenter__(self) -> AnswerCutter:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(BaseException):
-                await task
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        except OSError:
-            writer.close()
-            return
+    async def relay(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        up_reader: asyncio.StreamReader,
+        up_writer: asyncio.StreamWriter,
+    ) -> None:
         last_request = [b""]
 
         async def up() -> None:
@@ -84,14 +63,7 @@ class AnswerCutter:
                 await writer.drain()
             writer.close()
 
-        try:
-            await asyncio.gather(up(), down())
-        except (OSError, ConnectionError):
-            pass
-        finally:
-            for side in (writer, up_writer):
-                side.transport.abort()
-            self._tasks.discard(task)
+        await asyncio.gather(up(), down())
 
 
 SIGNUP = (b"POST /v1/accounts ", b"HTTP/1.1 20")
