@@ -10,6 +10,9 @@ written:
 - anything shaped like a device token (``<key>.<secret>``, base64url, see
   :mod:`tidings.server.auth`) or a provisioning secret (a long base64url run: 43 characters for
   256 bits), and so any long key material written as base64url, becomes ``[redacted]``;
+- an invite token (``inv-…`` for sign-up, and a channel invite as it appears in a request path,
+  ``/channel-invites/<token>`` or ``/invites/<token>``) becomes ``[redacted]``: such a token is
+  shorter than a key, but it still lets whoever reads it join;
 - a frame or a bytes value among the record's arguments is written as its type and size only
   (websockets logs every frame it sends and receives at DEBUG, with the start of its payload).
 
@@ -36,6 +39,10 @@ _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
 #: A device token: ``<key>.<secret>``, both base64url (16 and 43 characters as made).
 _TOKEN = re.compile(r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{12,24}\.[A-Za-z0-9_-]{32,}(?![A-Za-z0-9_-])")
 #: A long base64url run: a provisioning secret (43 characters), a token secret, key material.
+#: A sign-up invite token as the admin socket makes it (``inv-`` and 24 base64url characters).
+_SIGNUP_INVITE = re.compile(r"(?<![A-Za-z0-9_-])inv-[A-Za-z0-9_-]{8,}")
+#: A channel invite token in a request path (joining, revoking).
+_INVITE_PATH = re.compile(r"(/(?:channel-)?invites/)[A-Za-z0-9_-]+")
 _LONG_BASE64URL = re.compile(r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{40,}={0,2}(?![A-Za-z0-9_=-])")
 
 
@@ -44,6 +51,8 @@ def redact(text: str) -> str:
     text = _AUTHORIZATION.sub(lambda m: m.group(1) + REDACTED, text)
     text = _BEARER.sub(lambda m: m.group(1) + REDACTED, text)
     text = _TOKEN.sub(REDACTED, text)
+    text = _SIGNUP_INVITE.sub(REDACTED, text)
+    text = _INVITE_PATH.sub(lambda m: m.group(1) + REDACTED, text)
     return _LONG_BASE64URL.sub(REDACTED, text)
 
 

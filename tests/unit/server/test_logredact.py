@@ -14,6 +14,9 @@ from tidings.server.auth import new_token
 
 TOKEN = new_token().token
 PROVISIONING_SECRET = "Zq0xV8mN3kP1sR7tU2wY5aB9cD4eF6gH0iJ2kL4mN6o"
+#: invite tokens as made: sign-up ("inv-" + token_urlsafe(18)) and channel (token_urlsafe(18))
+SIGNUP_INVITE = "inv-q3V9kLm2XnP0rT5sW8yZa1Bc"
+CHANNEL_INVITE = "Hx4Tn7Qp2Lw9Zr5Kc8Vb1Md6"
 
 
 @pytest.fixture
@@ -51,6 +54,28 @@ def test_credentials_are_redacted(captured, line: str):
     assert "[redacted]" in text
     for part in (TOKEN, *TOKEN.split("."), PROVISIONING_SECRET):
         assert part not in text
+
+
+@pytest.mark.parametrize(
+    ("line", "secret"),
+    [
+        (f"invite {SIGNUP_INVITE} made", SIGNUP_INVITE),
+        (f"{{'username': 'ann', 'invite': '{SIGNUP_INVITE}'}}", SIGNUP_INVITE),
+        (
+            f'127.0.0.1:5000 - "POST /v1/channel-invites/{CHANNEL_INVITE} HTTP/1.1" 200',
+            CHANNEL_INVITE,
+        ),
+        (
+            f'127.0.0.1:5000 - "DELETE /v1/channels/c1/invites/{CHANNEL_INVITE} HTTP/1.1" 204',
+            CHANNEL_INVITE,
+        ),
+    ],
+)
+def test_invite_tokens_are_redacted(captured, line: str, secret: str):
+    logger, stream = captured
+    logger.info(line)
+    text = stream.getvalue()
+    assert secret not in text and "[redacted]" in text
 
 
 def test_arguments_are_merged_then_redacted_and_bytes_only_sized(captured):
