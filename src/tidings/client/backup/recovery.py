@@ -75,7 +75,7 @@ async def adopt_vault(
     if MANIFEST_PAGE_ID not in listing:
         manifest: dict[str, int] = {}
     else:
-        fetched = await api.fetch([MANIFEST_PAGE_ID])
+        fetched = await api.fetch_all([MANIFEST_PAGE_ID])
         manifest = open_manifest(vault_key, account_id, fetched[MANIFEST_PAGE_ID].sealed)
     # A page the manifest names but the server lacks or holds older: partial rollback.
     for page_id, generation in manifest.items():
@@ -121,7 +121,7 @@ async def adopt_vault(
     restored = 0
     for start in range(0, len(history), 16):
         chunk = history[start : start + 16]
-        fetched = await api.fetch(chunk)
+        fetched = await api.fetch_all(chunk)
         with store.transaction():
             for page_id in chunk:
                 parsed = parse_history_id(page_id)
@@ -139,7 +139,7 @@ async def adopt_vault(
         if on_progress is not None:
             on_progress("restore", min(start + 16, len(history)), len(history))
     if PENDING_PAGE_ID in listing:
-        sealed = (await api.fetch([PENDING_PAGE_ID]))[PENDING_PAGE_ID].sealed
+        sealed = (await api.fetch_all([PENDING_PAGE_ID]))[PENDING_PAGE_ID].sealed
         unsent = open_pending(
             vault_key, account_id, sealed, min_generation=manifest.get(PENDING_PAGE_ID, 0)
         )

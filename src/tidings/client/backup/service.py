@@ -329,18 +329,24 @@ class BackupService:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-        with os.fdopen(os.open(tmp, flags, 0o600), "wb") as stream:
-            writer = ExportWriter(
-                stream, vault_key=keys.vault_key, account_id=self.account.account_id,
-                wrapped=keys.wrapped,
-            )  # fmt: skip
-            for start in range(0, len(ids), 16):
-                fetched = await self.api.fetch(ids[start : start + 16])
-                for page_id in ids[start : start + 16]:
-                    writer.add(page_id, fetched[page_id].sealed)
-                if on_progress is not None:
-                    on_progress(min(start + 16, len(ids)), len(ids))
-            writer.finish()
+        try:
+            with os.fdopen(os.open(tmp, flags, 0o600), "wb") as stream:
+                writer = ExportWriter(
+                    stream, vault_key=keys.vault_key, account_id=self.account.account_id,
+                    wrapped=keys.wrapped,
+                )  # fmt: skip
+                for start in range(0, len(ids), 16):
+                    fetched = await self.api.fetch_all(ids[start : start + 16])
+                    for page_id in ids[start : start + 16]:
+                        writer.add(page_id, fetched[page_id].sealed)
+                    if on_progress is not None:
+                        on_progress(min(start + 16, len(ids)), len(ids))
+                writer.finish()
+        except BaseException:
+            # a failed export leaves no partial file behind
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            raise
         tmp.replace(path)
         return len(ids)
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from tidings.protocol import routes
 from tidings.protocol import vault as wire
 
+from ..errors import ClientError
 from ..rest import Rest
 
 #: pages and bytes of one upload call (the server takes up to 64 pages, 8 MiB of JSON)
@@ -67,4 +68,18 @@ class VaultApi:
             body = wire.FetchPages(ids=ids[start : start + 16])
             for page in await self.rest.call(routes.VAULT_FETCH_PAGES, list[wire.VaultPage], body):
                 out[page.id] = page
+        return out
+
+    async def fetch_all(self, page_ids: Sequence[str]) -> dict[str, wire.VaultPage]:
+        """:meth:`fetch`, where every page asked for must come back: a page the listing named
+        but the server no longer returns (removed meanwhile, or withheld) is a typed
+        ``vault_incomplete`` error rather than a half-written export or restore."""
+        out = await self.fetch(page_ids)
+        missing = [page_id for page_id in page_ids if page_id not in out]
+        if missing:
+            raise ClientError(
+                "vault_incomplete",
+                f"the server did not return {len(missing)} vault page(s) it had listed "
+                f"(first: {missing[0]!r}); nothing was written — try again",
+            )
         return out
