@@ -10,18 +10,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib.metadata
 import json
 import os
 import sys
-import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
-
-from tidings import cli_render
-from tidings.cli_attachments import attachment_json
+from typing import Any
 
 # Shared with a server-only install's command (tidings.command); re-exported for the
 # commands of other modules.
@@ -31,259 +25,31 @@ from tidings.cli_base import EXIT_TIMEOUT as EXIT_TIMEOUT
 from tidings.cli_base import EXIT_USAGE as EXIT_USAGE
 from tidings.cli_base import CliError as CliError
 from tidings.cli_base import Outcome as Outcome
-from tidings.cli_base import add_serve_parser
+from tidings.cli_base import add_serve_parser, emit_error, version
+from tidings.cli_common import (
+    DEFAULT_TIMEOUT,
+    Parser,
+    connect_and_sync,
+    conversation_json,
+    conversation_line,
+    conversation_text,
+    group_id,
+    opened,
+    username_arg,
+)
+from tidings.cli_messages import (
+    cmd_history,
+    cmd_react,
+    cmd_read,
+    cmd_search,
+    cmd_send,
+    cmd_status,
+    cmd_sync,
+)
+from tidings.cli_render import clock_text
 from tidings.client import Client
 from tidings.client.api import ClientConfig
-from tidings.client.errors import ClientError, ConnectionEnded, NotConnected
-from tidings.client.types import (
-    ConnectionState,
-    Conversation,
-    Member,
-    Message,
-    MessageAdded,
-    MessageStatus,
-    MessageUpdated,
-    SearchHit,
-    Synced,
-)
-
-#: How long a command waits for the server (connect + initial sync) unless told otherwise.
-DEFAULT_TIMEOUT = 30.0
-#: Quiet time after which ``sync`` considers the connection idle.
-IDLE_SECONDS = 0.5
-#: Why a server cannot be reached, when waiting cannot help: one-shot commands fail at once.
-HOPELESS_CAUSES = frozenset({"refused", "dns", "wrong_scheme", "tls"})
-
-
-# --------------------------------------------------------------------------- rendering
-
-
-def message_json(message: Message) -> dict[str, Any]:
-    return {
-        "id": str(message.id),
-        "conv_id": message.conv_id,
-        "seq": message.seq,
-        "sender_id": message.sender_id,
-        "sender_name": message.sender_name,
-        "is_own": message.is_own,
-        "kind": message.kind,
-        "body": message.body,
-        "reply_to": str(message.reply_to) if message.reply_to is not None else None,
-        "reply_preview": message.reply_preview,
-        "reactions": {emoji: list(users) for emoji, users in message.reactions},
-        "status": str(message.status),
-        "fail_reason": message.fail_reason,
-        "created_at": message.created_at,
-        "edited": message.edited,
-        "edited_at": message.edited_at,
-        "deleted": message.deleted,
-        "attachments": [attachment_json(a) for a in message.attachments],
-        "verified": message.verified,
-    }
-
-
-def member_json(member: Member) -> dict[str, Any]:
-    return {
-        "account_id": member.account_id,
-        "username": member.username,
-        "name": member.name or member.username,
-        "role": member.role,
-    }
-
-
-def conversation_json(conv: Conversation) -> dict[str, Any]:
-    return {
-        "id": conv.id,
-        "kind": conv.kind,
-        "title": conv.title,
-        "members": [member_json(m) for m in conv.members],
-        "last_message": message_json(conv.last_message) if conv.last_message else None,
-        "last_activity": conv.last_activity,
-        "unread": conv.unread,
-        "is_admin": conv.is_admin,
-        "subscribers": conv.subscribers,
-    }
-
-
-def _clock(ms: int) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ms / 1000))
-
-
-# Lines for people live in tidings.cli_render (other people's text made terminal-safe, every
-# line naming its chat); re-exported here for the commands of other modules.
-message_line = cli_render.message_line
-conversation_line = cli_render.conversation_line
-conversation_text = cli_render.conversation_text
-
-
-# --------------------------------------------------------------------------- event watching
-
-
-class EventWatch:
-    """Follows ``client.events()`` in the background and lets callers wait for a condition
-    that is checked again after every event (and at least every ``poll`` seconds, so a
-    condition that changed without an event is still noticed)."""
-
-    def __init__(self, client: Client, poll: float = 0.2) -> None:
-        self._client = client
-        self._poll = poll
-        self._changed = asyncio.Event()
-        self.synced = False
-        self.last_event = time.monotonic()
-        self.added: dict[uuid.UUID, Message] = {}
-        self.updated: dict[uuid.UUID, Message] = {}
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> EventWatch:
-        self._task = asyncio.create_task(self._pump())
-        await asyncio.sleep(0)  # let the subscription register before anything happens
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _pump(self) -> None:
-        async for event in self._client.events():
-            self.last_event = time.monotonic()
-            if isinstance(event, Synced):
-                self.synced = True
-            elif isinstance(event, MessageAdded):
-                self.added[event.message.id] = event.message
-            elif isinstance(event, MessageUpdated):
-                if event.message.id in self.added:
-                    self.added[event.message.id] = event.message
-                else:
-                    self.updated[event.message.id] = event.message
-            self._changed.set()
-
-    async def until(self, check: Callable[[], Awaitable[bool]], within: float) -> bool:
-        """Wait until ``check()`` is true; False when ``within`` seconds ran out first."""
-        deadline = time.monotonic() + within
-        while True:
-            if await check():
-                return True
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), min(self._poll, remaining))
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-@contextlib.asynccontextmanager
-async def _opened(profile: Path) -> AsyncIterator[Client]:
-    client = await Client.open(profile)
-    try:
-        yield client
-    finally:
-        await client.close()
-
-
-def _unreachable(exc: NotConnected) -> CliError:
-    """A server that cannot be reached, with the cause (refused, DNS, wrong scheme, ...)."""
-    return CliError("not_connected", exc.message)
-
-
-async def _connect(client: Client, within: float) -> None:
-    """Start the client and wait for the initial sync with the server; a first connect that
-    waiting cannot fix (refused, DNS, wrong scheme) fails at once."""
-    await client.start()
-    try:
-        await client.wait_synced(timeout=within, fail_fast=True)
-    except (TimeoutError, NotConnected) as exc:
-        if isinstance(exc, NotConnected) and exc.cause in HOPELESS_CAUSES:
-            raise _unreachable(exc) from exc
-        raise CliError(
-            "timeout",
-            f"could not sync with {client.account.server_url} within {within:g} s",
-            EXIT_TIMEOUT,
-        ) from exc
-
-
-def _check_ended(client: Client) -> None:
-    """Fail (exit 1) when the connection ended for good: the device was removed or its token
-    is invalid, another connection took over, or Tidings must be updated."""
-    connection = client.connection
-    if connection.state is ConnectionState.CLOSED:
-        reason = connection.last_error or "the connection ended"
-        raise ConnectionEnded(connection.close_code or 0, reason)
-
-
-def _parse_message_id(text: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(text)
-    except ValueError as exc:
-        raise CliError("bad_argument", f"not a message id: {text!r}") from exc
-
-
-def _text_arg(text: str) -> str:
-    """A message text argument: ``-`` reads it from standard input (one trailing newline
-    dropped, so ``echo hi | tidings send @bob -`` sends "hi")."""
-    if text != "-":
-        return text
-    data = sys.stdin.read()
-    return data[:-1] if data.endswith("\n") else data
-
-
-def _group_id(text: str) -> str:
-    return text[1:] if text.startswith("#") else text
-
-
-def _username(text: str) -> str:
-    return text[1:] if text.startswith("@") else text
-
-
-async def _resolve(client: Client, target: str) -> Conversation:
-    """``@user`` → the direct conversation with that user (``@me`` or one's own username:
-    note to self); ``#id`` (or ``#title`` of a group) → that conversation."""
-    if target.startswith("@") and len(target) > 1:
-        username = target[1:]
-        if username in ("me", client.account.username):
-            return await client.note_to_self()
-        me = client.account.account_id
-        for conv in await client.conversations():
-            others = [m for m in conv.members if m.account_id != me]
-            if conv.kind == "direct" and [m.username for m in others] == [username]:
-                return conv
-        return await client.open_direct(username)
-    if target.startswith("#") and len(target) > 1:
-        wanted = target[1:]
-        for conv in await client.conversations():
-            if conv.id == wanted:
-                return conv
-        titled = [
-            c for c in await client.conversations() if c.kind == "group" and c.title == wanted
-        ]
-        if len(titled) == 1:
-            return titled[0]
-        return await client.conversation(wanted)
-    raise CliError("bad_argument", f"expected @user or #conversation-id, got {target!r}")
-
-
-async def _own_pending(client: Client) -> set[uuid.UUID]:
-    """Own messages still ``sending`` in the newest page of every conversation."""
-    pending: set[uuid.UUID] = set()
-    for conv in await client.conversations():
-        page = await client.history(conv.id, limit=200)
-        for message in page.messages:
-            if message.is_own and message.status == MessageStatus.SENDING:
-                pending.add(message.id)
-    return pending
-
-
-async def _all_left_sending(client: Client, ids: set[uuid.UUID]) -> bool:
-    for message_id in ids:
-        message = await client.message(message_id)
-        if message is not None and message.status == MessageStatus.SENDING:
-            return False
-    return True
-
+from tidings.client.errors import ClientError
 
 # --------------------------------------------------------------------------- commands
 
@@ -362,27 +128,27 @@ async def cmd_device_link(args: argparse.Namespace) -> Outcome:
 
 
 async def cmd_device_remove(args: argparse.Namespace) -> Outcome:
-    async with _opened(Path(args.profile)) as client:
+    async with opened(Path(args.profile)) as client:
         await client.remove_device(args.device_id)
     return Outcome({"device_id": args.device_id}, f"removed device {args.device_id}")
 
 
 async def cmd_device_approve(args: argparse.Namespace) -> Outcome:
-    async with _opened(Path(args.profile)) as client:
+    async with opened(Path(args.profile)) as client:
         device_id = await client.approve_device(args.code, args.name)
     return Outcome({"device_id": device_id}, f"approved device {device_id}")
 
 
 async def cmd_safety(args: argparse.Namespace) -> Outcome:
-    username = _username(args.user)
-    async with _opened(Path(args.profile)) as client:
+    username = username_arg(args.user)
+    async with opened(Path(args.profile)) as client:
         safety = await client.safety(username)
     number, verified = safety.number, safety.verified
     groups = " ".join(number[i : i + 5] for i in range(0, len(number), 5))
     state = "verified" if verified else "not verified"
     text = f"safety number with @{username} ({state}):\n{groups}"
     if not safety.online:
-        checked = "never" if safety.checked_at is None else _clock(safety.checked_at)
+        checked = "never" if safety.checked_at is None else clock_text(safety.checked_at)
         text += (
             f"\noffline: the identity key stored for @{username};"
             f" last checked against the server: {checked}"
@@ -400,8 +166,8 @@ async def cmd_safety(args: argparse.Namespace) -> Outcome:
 
 
 async def cmd_verify(args: argparse.Namespace) -> Outcome:
-    username = _username(args.user)
-    async with _opened(Path(args.profile)) as client:
+    username = username_arg(args.user)
+    async with opened(Path(args.profile)) as client:
         if args.undo:
             await client.unverify(username)
         else:
@@ -410,245 +176,43 @@ async def cmd_verify(args: argparse.Namespace) -> Outcome:
     return Outcome({"username": username, "verified": not args.undo}, f"@{username} {word}")
 
 
-async def cmd_send(args: argparse.Namespace) -> Outcome:
-    if args.file is not None or args.voice is not None:  # an attachment (cli_media.py)
-        from tidings.cli_media import cmd_send_media
-
-        return await cmd_send_media(args)
-    if args.text is None:
-        raise CliError("usage", "send: give a text, --file PATH or --voice PATH", EXIT_USAGE)
-    reply_to = _parse_message_id(args.reply_to) if args.reply_to else None
-    async with _opened(Path(args.profile)) as client, EventWatch(client) as watch:
-        await client.start()
-        conv = await _resolve(client, args.target)
-        sent = await client.send_text(conv.id, _text_arg(args.text), reply_to=reply_to)
-        current: list[Message] = [sent]
-
-        async def left_sending() -> bool:
-            message = await client.message(sent.id)
-            if message is not None:
-                current[0] = message
-            return current[0].status != MessageStatus.SENDING
-
-        await watch.until(left_sending, args.wait)
-        message = current[0]
-    if message.status == MessageStatus.FAILED:
-        raise CliError(
-            message.fail_reason or "failed", f"message {message.id} was refused by the server"
-        )
-    outcome = Outcome(
-        {
-            "id": str(message.id),
-            "conv_id": message.conv_id,
-            "seq": message.seq,
-            "status": str(message.status),
-        },
-        str(message.id),
-    )
-    if message.status == MessageStatus.SENDING:
-        outcome.warnings.append(
-            f"not acknowledged within {args.wait:g} s: kept in the outbox, "
-            "`tidings sync` sends it later"
-        )
-    return outcome
-
-
-async def cmd_sync(args: argparse.Namespace) -> Outcome:
-    if getattr(args, "follow", False):  # one JSON object per message, as they arrive
-        from tidings.cli_everyday import cmd_follow
-
-        return await cmd_follow(args)
-    if args.once:  # one bounded sync, as a push wake-up runs it
-        from tidings.cli_push import cmd_sync_once
-
-        return await cmd_sync_once(args)
-    warnings: list[str] = []
-    async with _opened(Path(args.profile)) as client, EventWatch(client) as watch:
-        pending = await _own_pending(client)
-        await client.start()
-        if args.for_seconds is not None:
-
-            async def ended() -> bool:  # stop at once when the connection ended for good
-                return client.connection.state is ConnectionState.CLOSED
-
-            await watch.until(ended, args.for_seconds)
-            _check_ended(client)
-            synced = watch.synced
-        else:
-            try:
-                await client.wait_synced(timeout=args.timeout, fail_fast=True)
-                synced = True
-            except NotConnected as exc:
-                if exc.cause in HOPELESS_CAUSES:
-                    raise _unreachable(exc) from exc
-                synced = False
-            except TimeoutError:
-                synced = False
-            if synced:
-
-                async def idle() -> bool:
-                    quiet = time.monotonic() - watch.last_event >= IDLE_SECONDS
-                    return quiet and await _all_left_sending(client, pending)
-
-                if not await watch.until(idle, args.timeout):
-                    left = [i for i in pending if not await _all_left_sending(client, {i})]
-                    if left:
-                        warnings.append(f"{len(left)} own messages still in the outbox")
-        # Read back what the events showed: the stored row is the settled state (names of
-        # members resolved, newest status).
-        added = [await client.message(i) or m for i, m in watch.added.items()]
-        updated = [await client.message(i) or m for i, m in watch.updated.items()]
-        names = await _chat_names(client, [m.conv_id for m in added + updated])
-    if not synced and args.for_seconds is None:
-        raise CliError(
-            "timeout",
-            f"could not sync with the server within {args.timeout:g} s",
-            EXIT_TIMEOUT,
-        )
-    added.sort(key=lambda m: (m.conv_id, m.seq if m.seq is not None else 1 << 62))
-    lines = [message_line(m, names.get(m.conv_id)) for m in added]
-    lines += [
-        f"updated {message_line(m, names.get(m.conv_id))}" for m in updated if m.kind == "text"
-    ]
-    if not lines:
-        lines.append("nothing new")
-    data = {
-        "synced": synced,
-        "messages": [message_json(m) for m in added],
-        "updates": [message_json(m) for m in updated],
-    }
-    return Outcome(data, "\n".join(lines), warnings=warnings)
-
-
-async def cmd_history(args: argparse.Namespace) -> Outcome:
-    async with _opened(Path(args.profile)) as client:
-        conv = await _resolve(client, args.target)
-        page = await client.history(conv.id, before=args.before, limit=args.limit)
-    chat = cli_render.chat_name(conv)
-    text = "\n".join(message_line(m, chat) for m in page.messages) or f"{chat}: no messages"
-    if page.before is not None:
-        text += f"\n(older: --before {page.before})"
-    data = {
-        "conv_id": conv.id,
-        "messages": [message_json(m) for m in page.messages],
-        "before": page.before,
-    }
-    return Outcome(data, text)
-
-
-async def _chat_names(client: Client, conv_ids: Sequence[str]) -> dict[str, str]:
-    """How lines name each of these chats (see :func:`tidings.cli_render.chat_name`)."""
-    names: dict[str, str] = {}
-    for conv_id in dict.fromkeys(conv_ids):
-        try:
-            names[conv_id] = cli_render.chat_name(await client.conversation(conv_id))
-        except ClientError:
-            names[conv_id] = cli_render.chat_name(None)
-    return names
-
-
-def _hit_json(hit: SearchHit) -> dict[str, Any]:
-    return {"message": message_json(hit.message), "snippet": hit.snippet}
-
-
-async def cmd_search(args: argparse.Namespace) -> Outcome:
-    async with _opened(Path(args.profile)) as client:
-        hits = await client.search(args.query, limit=args.limit)
-        names = await _chat_names(client, [h.message.conv_id for h in hits])
-        mode = client.search_mode
-    note = "note: this SQLite has no FTS5; searching by a slower scan\n" if mode == "scan" else ""
-    text = "\n".join(
-        f"{names[h.message.conv_id]} [{h.message.seq}] "
-        f"{'me' if h.message.is_own else cli_render.safe(h.message.sender_name)}: "
-        f"{cli_render.safe_body(h.snippet)}{cli_render.unverified(h.message)}  {h.message.id}"
-        for h in hits
-    )
-    return Outcome({"hits": [_hit_json(h) for h in hits]}, note + (text or "no matches"))
-
-
-async def cmd_read(args: argparse.Namespace) -> Outcome:
-    async with _opened(Path(args.profile)) as client:
-        await _connect(client, args.timeout)
-        conv = await _resolve(client, args.target)
-        await client.mark_read(conv.id)
-        conv = await client.conversation(conv.id)
-    return Outcome(
-        {"conv_id": conv.id, "unread": conv.unread}, f"marked {cli_render.chat_name(conv)} read"
-    )
-
-
-async def cmd_status(args: argparse.Namespace) -> Outcome:
-    message_id = _parse_message_id(args.message_id)
-    async with _opened(Path(args.profile)) as client:
-        message = await client.message(message_id)
-    if message is None:
-        raise CliError("not_found", f"no message {message_id} in this profile")
-    data = {
-        "id": str(message.id),
-        "conv_id": message.conv_id,
-        "seq": message.seq,
-        "status": str(message.status),
-        "fail_reason": message.fail_reason,
-    }
-    return Outcome(data, str(message.status))
-
-
-async def cmd_react(args: argparse.Namespace) -> Outcome:
-    target = _parse_message_id(args.message_id)
-    async with _opened(Path(args.profile)) as client, EventWatch(client) as watch:
-        await _connect(client, args.timeout)
-        conv = await _resolve(client, args.target)
-        if await client.message(target) is None:
-            raise CliError("not_found", f"no message {target} in this profile")
-        await client.react(conv.id, target, args.emoji, remove=args.remove)
-
-        async def quiet() -> bool:
-            return time.monotonic() - watch.last_event >= IDLE_SECONDS
-
-        await watch.until(quiet, args.timeout)
-        message = await client.message(target)
-    assert message is not None
-    verb = "removed" if args.remove else "added"
-    return Outcome(message_json(message), f"{verb} {args.emoji} on {target}")
-
-
 async def cmd_group_create(args: argparse.Namespace) -> Outcome:
-    async with _opened(Path(args.profile)) as client:
-        await _connect(client, args.timeout)
-        conv = await client.create_group(args.title, [_username(u) for u in args.members])
+    async with opened(Path(args.profile)) as client:
+        await connect_and_sync(client, args.timeout)
+        conv = await client.create_group(args.title, [username_arg(u) for u in args.members])
     return Outcome(conversation_json(conv), conv.id)
 
 
 async def cmd_group_add(args: argparse.Namespace) -> Outcome:
-    async with _opened(Path(args.profile)) as client:
-        await _connect(client, args.timeout)
-        conv = await client.add_members(_group_id(args.group), [_username(u) for u in args.users])
+    async with opened(Path(args.profile)) as client:
+        await connect_and_sync(client, args.timeout)
+        conv = await client.add_members(group_id(args.group), [username_arg(u) for u in args.users])
     return Outcome(conversation_json(conv), conversation_text(conv))
 
 
 async def cmd_group_remove(args: argparse.Namespace) -> Outcome:
-    async with _opened(Path(args.profile)) as client:
-        await _connect(client, args.timeout)
-        conv = await client.remove_member(_group_id(args.group), _username(args.user))
+    async with opened(Path(args.profile)) as client:
+        await connect_and_sync(client, args.timeout)
+        conv = await client.remove_member(group_id(args.group), username_arg(args.user))
     return Outcome(conversation_json(conv), conversation_text(conv))
 
 
 async def cmd_group_leave(args: argparse.Namespace) -> Outcome:
-    group = _group_id(args.group)
-    async with _opened(Path(args.profile)) as client:
-        await _connect(client, args.timeout)
+    group = group_id(args.group)
+    async with opened(Path(args.profile)) as client:
+        await connect_and_sync(client, args.timeout)
         await client.leave_group(group)
     return Outcome({"conv_id": group, "left": True}, f"left #{group}")
 
 
 async def cmd_group_info(args: argparse.Namespace) -> Outcome:
-    async with _opened(Path(args.profile)) as client:
-        conv = await client.conversation(_group_id(args.group))
+    async with opened(Path(args.profile)) as client:
+        conv = await client.conversation(group_id(args.group))
     return Outcome(conversation_json(conv), conversation_text(conv))
 
 
 async def cmd_settings_group_adds(args: argparse.Namespace) -> Outcome:
-    async with _opened(Path(args.profile)) as client:
+    async with opened(Path(args.profile)) as client:
         if args.who is None:
             who = await client.group_adds()
         else:
@@ -661,7 +225,7 @@ async def cmd_settings_group_adds(args: argparse.Namespace) -> Outcome:
 
 
 async def cmd_conversations(args: argparse.Namespace) -> Outcome:
-    async with _opened(Path(args.profile)) as client:
+    async with opened(Path(args.profile)) as client:
         convs = await client.conversations()
     text = "\n".join(conversation_line(c) for c in convs) or "no conversations"
     return Outcome({"conversations": [conversation_json(c) for c in convs]}, text)
@@ -684,44 +248,35 @@ def cmd_app(args: argparse.Namespace) -> Outcome:
 # --------------------------------------------------------------------------- parser
 
 
-class _Parser(argparse.ArgumentParser):
-    """Raises instead of exiting, so usage errors can be reported as JSON too."""
-
-    def error(self, message: str) -> NoReturn:
-        raise CliError("usage", f"{self.prog}: {message}", EXIT_USAGE)
-
-
 AsyncCommand = Callable[[argparse.Namespace], Coroutine[Any, Any, Outcome]]
 SyncCommand = Callable[[argparse.Namespace], Outcome]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = _Parser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument(
         "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
     )
-    profile = _Parser(add_help=False)
+    profile = Parser(add_help=False)
     profile.add_argument(
         "--profile",
         default=None,
         help="profile directory (default: $TIDINGS_PROFILE, else the user data directory)",
     )
-    waits = _Parser(add_help=False)
+    waits = Parser(add_help=False)
     waits.add_argument(
         "--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds to wait for the server"
     )
 
-    parser = _Parser(
-        prog="tidings", description="Tidings messenger: server and command-line client"
-    )
+    parser = Parser(prog="tidings", description="Tidings messenger: server and command-line client")
     parser.add_argument("--json", action="store_true", default=False, help=argparse.SUPPRESS)
-    parser.add_argument("--version", action="version", version=f"tidings {_version()}")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser.add_argument("--version", action="version", version=f"tidings {version()}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     add_serve_parser(sub, common)
 
     account = sub.add_parser("account", help="accounts").add_subparsers(
-        dest="account_command", required=True, parser_class=_Parser
+        dest="account_command", required=True, parser_class=Parser
     )
     p = account.add_parser("create", parents=[common, profile], help="create an account")
     p.add_argument("--server", required=True, help="server URL, e.g. http://127.0.0.1:8080")
@@ -779,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_react)
 
     group = sub.add_parser("group", help="groups").add_subparsers(
-        dest="group_command", required=True, parser_class=_Parser
+        dest="group_command", required=True, parser_class=Parser
     )
     p = group.add_parser("create", parents=[common, profile, waits], help="create a group")
     p.add_argument("title")
@@ -801,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_group_info)
 
     settings = sub.add_parser("settings", help="account settings").add_subparsers(
-        dest="settings_command", required=True, parser_class=_Parser
+        dest="settings_command", required=True, parser_class=Parser
     )
     p = settings.add_parser(
         "group-adds", parents=[common, profile], help="who may add you to groups"
@@ -810,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_settings_group_adds)
 
     device = sub.add_parser("device", help="linked devices").add_subparsers(
-        dest="device_command", required=True, parser_class=_Parser
+        dest="device_command", required=True, parser_class=Parser
     )
     p = device.add_parser("link", parents=[common, profile], help="link this new device")
     p.add_argument("--server", required=True, help="server URL, e.g. http://127.0.0.1:8080")
@@ -862,19 +417,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(sync_handler=cmd_app)
     from tidings.cli_admin import add_admin_parser
 
-    add_admin_parser(sub, common, _Parser)
+    add_admin_parser(sub, common, Parser)
     return parser
 
 
 # --------------------------------------------------------------------------- entry point
-
-
-def _emit_error(err: CliError, as_json: bool) -> int:
-    if as_json:
-        print(json.dumps({"code": err.code, "message": err.message}), file=sys.stderr)
-    else:
-        print(f"error ({err.code}): {err.message}", file=sys.stderr)
-    return err.exit_code
 
 
 def _run(args: argparse.Namespace) -> Outcome:
@@ -895,15 +442,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.profile = str(cli_everyday_default_profile())
         outcome = _run(args)
     except CliError as err:
-        return _emit_error(err, as_json)
+        return emit_error(err, as_json)
     except ClientError as err:
-        return _emit_error(CliError(str(err.code), err.message), as_json)
+        return emit_error(CliError(str(err.code), err.message), as_json)
     except KeyboardInterrupt:
-        return _emit_error(CliError("interrupted", "interrupted", 130), as_json)
+        return emit_error(CliError("interrupted", "interrupted", 130), as_json)
     except BrokenPipeError:
         return _closed_pipe()
     except OSError as err:
-        return _emit_error(CliError("os_error", str(err)), as_json)
+        return emit_error(CliError("os_error", str(err)), as_json)
     for warning in outcome.warnings:
         if as_json:
             print(json.dumps({"warning": warning}), file=sys.stderr)
@@ -927,13 +474,6 @@ def _closed_pipe() -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
     return EXIT_OK
-
-
-def _version() -> str:
-    try:
-        return importlib.metadata.version("tidings")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def cli_everyday_default_profile() -> Path:

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from tidings.cli import CliError, Outcome, _opened, _Parser
+from tidings.cli_common import CliError, Outcome, Parser, opened
 from tidings.client.backup.recovery import recover_account
 
 
@@ -50,7 +50,7 @@ def _profile(args: argparse.Namespace) -> Path:
 
 async def cmd_backup_enable(args: argparse.Namespace) -> Outcome:
     passphrase = _passphrase(args, "New backup passphrase: ", confirm=True)
-    async with _opened(_profile(args)) as client:
+    async with opened(_profile(args)) as client:
         await client.enable_backup(passphrase)
         pages = await client.backup_now(_progress("upload"))
     return Outcome({"enabled": True, "pages": pages}, f"backup enabled; {pages} pages uploaded")
@@ -68,19 +68,19 @@ async def cmd_backup_reset(args: argparse.Namespace) -> Outcome:
         answer = await asyncio.to_thread(input, 'Type "reset" to go on: ')
         if answer.strip().lower() != "reset":
             raise CliError("cancelled", "nothing was deleted")
-    async with _opened(_profile(args)) as client:
+    async with opened(_profile(args)) as client:
         await client.reset_backup()
     return Outcome({"reset": True}, "backup deleted; tidings backup enable starts a new one")
 
 
 async def cmd_backup_now(args: argparse.Namespace) -> Outcome:
-    async with _opened(_profile(args)) as client:
+    async with opened(_profile(args)) as client:
         pages = await client.backup_now(_progress("upload"))
     return Outcome({"pages": pages}, f"{pages} pages uploaded")
 
 
 async def cmd_backup_status(args: argparse.Namespace) -> Outcome:
-    async with _opened(_profile(args)) as client:
+    async with opened(_profile(args)) as client:
         s = await client.backup_status()
     data = {
         "enabled": s.enabled, "pending": s.pending, "pages": s.pages, "bytes": s.bytes,
@@ -92,14 +92,14 @@ async def cmd_backup_status(args: argparse.Namespace) -> Outcome:
 
 
 async def cmd_backup_export(args: argparse.Namespace) -> Outcome:
-    async with _opened(_profile(args)) as client:
+    async with opened(_profile(args)) as client:
         pages = await client.export_backup(Path(args.file), _progress("export"))
     return Outcome({"file": args.file, "pages": pages}, f"{pages} pages written to {args.file}")
 
 
 async def cmd_backup_import(args: argparse.Namespace) -> Outcome:
     passphrase = _passphrase(args, "Passphrase of the export: ")
-    async with _opened(_profile(args)) as client:
+    async with opened(_profile(args)) as client:
         added = await client.import_backup(Path(args.file), passphrase)
     return Outcome({"added": added}, f"{added} messages imported")
 
@@ -112,7 +112,7 @@ async def cmd_backup_change(args: argparse.Namespace) -> Outcome:
         new = getpass.getpass("New passphrase: ")
         if getpass.getpass("Again: ") != new:
             raise CliError("bad_argument", "the passphrases differ")
-    async with _opened(_profile(args)) as client:
+    async with opened(_profile(args)) as client:
         await client.change_passphrase(old, new)
     return Outcome({"changed": True}, "passphrase changed")
 
@@ -142,12 +142,12 @@ def add_parsers(
     common: argparse.ArgumentParser,
     profile: argparse.ArgumentParser,
 ) -> None:
-    secret = _Parser(add_help=False)
+    secret = Parser(add_help=False)
     secret.add_argument(
         "--passphrase-file", default=None, help="read the passphrase from FILE (- for stdin)"
     )
     backup = sub.add_parser("backup", help="encrypted history backup").add_subparsers(
-        dest="backup_command", required=True, parser_class=_Parser
+        dest="backup_command", required=True, parser_class=Parser
     )
     p = backup.add_parser("enable", parents=[common, profile, secret], help="turn backup on")
     p.set_defaults(handler=cmd_backup_enable)

@@ -9,7 +9,15 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from tidings.cli import CliError, Outcome, _connect, _opened, _Parser, message_json, message_line
+from tidings.cli_common import (
+    CliError,
+    Outcome,
+    Parser,
+    connect_and_sync,
+    message_json,
+    message_line,
+    opened,
+)
 from tidings.cli_render import safe
 from tidings.client import Client
 from tidings.client.channels import Channel
@@ -67,7 +75,7 @@ def _done(channel: Channel) -> Outcome:
 
 
 async def cmd_create(args: argparse.Namespace) -> Outcome:
-    async with _opened(Path(args.profile)) as client:
+    async with opened(Path(args.profile)) as client:
         channel = await client.create_channel(
             args.name,
             handle=args.handle,
@@ -78,38 +86,38 @@ async def cmd_create(args: argparse.Namespace) -> Outcome:
 
 
 async def cmd_info(args: argparse.Namespace) -> Outcome:
-    async with _opened(Path(args.profile)) as client:
+    async with opened(Path(args.profile)) as client:
         return _done(await client.channel_info(await _channel_id(client, args.channel)))
 
 
 async def cmd_find(args: argparse.Namespace) -> Outcome:
-    async with _opened(Path(args.profile)) as client:
+    async with opened(Path(args.profile)) as client:
         return _done(await client.find_channel(args.handle.lstrip("@")))
 
 
 async def cmd_subscribe(args: argparse.Namespace) -> Outcome:
-    async with _opened(Path(args.profile)) as client:
+    async with opened(Path(args.profile)) as client:
         return _done(await client.subscribe(await _channel_id(client, args.channel)))
 
 
 async def cmd_join(args: argparse.Namespace) -> Outcome:
-    async with _opened(Path(args.profile)) as client:
+    async with opened(Path(args.profile)) as client:
         return _done(await client.join_channel(args.link))
 
 
 async def cmd_unsubscribe(args: argparse.Namespace) -> Outcome:
-    async with _opened(Path(args.profile)) as client:
+    async with opened(Path(args.profile)) as client:
         channel_id = await _channel_id(client, args.channel)
         await client.unsubscribe(channel_id)
     return Outcome({"channel": channel_id, "role": None}, f"unsubscribed from #{channel_id}")
 
 
 async def cmd_post(args: argparse.Namespace) -> Outcome:
-    async with _opened(Path(args.profile)) as client:
+    async with opened(Path(args.profile)) as client:
         channel_id = await _channel_id(client, args.channel)
         message = await client.post(channel_id, args.text)
         if message.seq is None:  # no answer: connect and resend it
-            await _connect(client, args.timeout)
+            await connect_and_sync(client, args.timeout)
             await client.sync_channels()
             found = await client.message(message.id)
             message = found if found is not None else message
@@ -117,7 +125,7 @@ async def cmd_post(args: argparse.Namespace) -> Outcome:
 
 
 async def cmd_invite_create(args: argparse.Namespace) -> Outcome:
-    async with _opened(Path(args.profile)) as client:
+    async with opened(Path(args.profile)) as client:
         channel_id = await _channel_id(client, args.channel)
         token = await client.create_invite(channel_id)
     return Outcome({"channel": channel_id, "token": token}, f"tidings://join/{token}")
@@ -125,14 +133,14 @@ async def cmd_invite_create(args: argparse.Namespace) -> Outcome:
 
 async def cmd_invite_revoke(args: argparse.Namespace) -> Outcome:
     token = args.token.rstrip("/").rsplit("/", 1)[-1]
-    async with _opened(Path(args.profile)) as client:
+    async with opened(Path(args.profile)) as client:
         channel_id = await _channel_id(client, args.channel)
         await client.revoke_invite(channel_id, token)
     return Outcome({"channel": channel_id, "revoked": token}, "the invite link no longer joins")
 
 
 async def cmd_admins(args: argparse.Namespace) -> Outcome:
-    async with _opened(Path(args.profile)) as client:
+    async with opened(Path(args.profile)) as client:
         channel_id = await _channel_id(client, args.channel)
         username = args.user.lstrip("@")
         if args.admins_command == "add":
@@ -143,7 +151,7 @@ async def cmd_admins(args: argparse.Namespace) -> Outcome:
 
 
 async def cmd_subscribers(args: argparse.Namespace) -> Outcome:
-    async with _opened(Path(args.profile)) as client:
+    async with opened(Path(args.profile)) as client:
         page = await client.channel_subscribers(await _channel_id(client, args.channel))
     rows = [{"username": s.username, "role": s.role} for s in page.subscribers]
     text = "\n".join(f"@{safe(s.username)} ({s.role})" for s in page.subscribers)
@@ -151,8 +159,8 @@ async def cmd_subscribers(args: argparse.Namespace) -> Outcome:
 
 
 async def cmd_channel_sync(args: argparse.Namespace) -> Outcome:
-    async with _opened(Path(args.profile)) as client:
-        await _connect(client, args.timeout)
+    async with opened(Path(args.profile)) as client:
+        await connect_and_sync(client, args.timeout)
         await client.sync_channels()
         convs = [c for c in await client.conversations() if c.kind == "channel"]
     return Outcome({"channels": [c.id for c in convs]}, f"{len(convs)} channels up to date")
@@ -167,7 +175,7 @@ def add_parsers(
     """``tidings channel create|info|find|subscribe|join|unsubscribe|post|invite|admins|
     subscribers|sync``."""
     channel = sub.add_parser("channel", help="broadcast channels").add_subparsers(
-        dest="channel_command", required=True, parser_class=_Parser
+        dest="channel_command", required=True, parser_class=Parser
     )
     parents = [common, profile]
     p = channel.add_parser("create", parents=parents, help="a new channel you own")
@@ -196,7 +204,7 @@ def add_parsers(
     p.add_argument("text")
     p.set_defaults(handler=cmd_post)
     invite = channel.add_parser("invite", help="invite links").add_subparsers(
-        dest="invite_command", required=True, parser_class=_Parser
+        dest="invite_command", required=True, parser_class=Parser
     )
     p = invite.add_parser("create", parents=parents, help="a new invite link (admins)")
     p.add_argument("channel", metavar="#CHANNEL")
@@ -206,7 +214,7 @@ def add_parsers(
     p.add_argument("token", metavar="LINK")
     p.set_defaults(handler=cmd_invite_revoke)
     admins = channel.add_parser("admins", help="who may post").add_subparsers(
-        dest="admins_command", required=True, parser_class=_Parser
+        dest="admins_command", required=True, parser_class=Parser
     )
     for verb in ("add", "remove"):
         p = admins.add_parser(verb, parents=parents, help=f"{verb} an admin (the owner)")

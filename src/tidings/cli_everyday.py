@@ -16,18 +16,18 @@ from typing import Any
 import platformdirs
 
 from tidings import cli_render
-from tidings.cli import (
+from tidings.cli_common import (
     EXIT_OK,
     IDLE_SECONDS,
     EventWatch,
     Outcome,
-    _connect,
-    _opened,
-    _parse_message_id,
-    _resolve,
-    _text_arg,
+    connect_and_sync,
     message_json,
     message_line,
+    opened,
+    parse_message_id,
+    resolve,
+    text_arg,
 )
 from tidings.client import Client
 from tidings.client.types import MessageAdded, MessageUpdated
@@ -56,30 +56,30 @@ async def _settle(client: Client, watch: EventWatch, within: float) -> None:
 
 
 async def cmd_edit(args: argparse.Namespace) -> Outcome:
-    target = _parse_message_id(args.message_id)
-    async with _opened(Path(args.profile)) as client, EventWatch(client) as watch:
-        await _connect(client, args.timeout)
-        message = await client.edit(target, _text_arg(args.text))
+    target = parse_message_id(args.message_id)
+    async with opened(Path(args.profile)) as client, EventWatch(client) as watch:
+        await connect_and_sync(client, args.timeout)
+        message = await client.edit(target, text_arg(args.text))
         await _settle(client, watch, args.timeout)
         message = await client.message(target) or message
     return Outcome(message_json(message), f"edited {target}")
 
 
 async def cmd_delete(args: argparse.Namespace) -> Outcome:
-    target = _parse_message_id(args.message_id)
-    async with _opened(Path(args.profile)) as client, EventWatch(client) as watch:
+    target = parse_message_id(args.message_id)
+    async with opened(Path(args.profile)) as client, EventWatch(client) as watch:
         if args.for_me:
             await client.delete_for_me(target)
             return Outcome({"id": str(target), "deleted": "for_me"}, f"deleted {target} here")
-        await _connect(client, args.timeout)
+        await connect_and_sync(client, args.timeout)
         await client.delete_for_everyone(target)
         await _settle(client, watch, args.timeout)
     return Outcome({"id": str(target), "deleted": "for_everyone"}, f"deleted {target}")
 
 
 async def cmd_info(args: argparse.Namespace) -> Outcome:
-    target = _parse_message_id(args.message_id)
-    async with _opened(Path(args.profile)) as client:
+    target = parse_message_id(args.message_id)
+    async with opened(Path(args.profile)) as client:
         details = await client.message_details(target)
         chat = cli_render.chat_name(await client.conversation(details.message.conv_id))
     lines = [message_line(details.message, chat)]
@@ -87,7 +87,7 @@ async def cmd_info(args: argparse.Namespace) -> Outcome:
         state = "read" if receipt.read else "delivered" if receipt.delivered else "sent"
         lines.append(f"  {cli_render.safe(receipt.name)}: {state}")
     for body, at in details.edits:
-        lines.append(f"  earlier ({cli_render._clock(at)}): {cli_render.safe_body(body)}")
+        lines.append(f"  earlier ({cli_render.clock_text(at)}): {cli_render.safe_body(body)}")
     data = {
         "message": message_json(details.message),
         "receipts": [
@@ -105,15 +105,15 @@ async def cmd_info(args: argparse.Namespace) -> Outcome:
 
 
 async def cmd_note(args: argparse.Namespace) -> Outcome:
-    async with _opened(Path(args.profile)) as client:
-        await _connect(client, args.timeout)
+    async with opened(Path(args.profile)) as client:
+        await connect_and_sync(client, args.timeout)
         conv = await client.note_to_self()
     return Outcome({"conv_id": conv.id, "title": conv.title}, cli_render.chat_name(conv))
 
 
 async def cmd_unread(args: argparse.Namespace) -> Outcome:
-    async with _opened(Path(args.profile)) as client:
-        conv = await _resolve(client, args.target)
+    async with opened(Path(args.profile)) as client:
+        conv = await resolve(client, args.target)
         marker = await client.unread_marker(conv.id)
     first = None if marker.first_unread is None else str(marker.first_unread)
     text = f"{cli_render.chat_name(conv)}: {marker.count} unread"
@@ -125,7 +125,7 @@ async def cmd_unread(args: argparse.Namespace) -> Outcome:
 async def cmd_follow(args: argparse.Namespace) -> Outcome:
     """``sync --follow``: print every message that arrives, one JSON object per line, until
     interrupted or the reader goes away (then exit 0)."""
-    async with _opened(Path(args.profile)) as client:
+    async with opened(Path(args.profile)) as client:
         events = client.events()
         await client.start()
         names: dict[str, str] = {}

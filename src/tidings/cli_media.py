@@ -19,17 +19,17 @@ import uuid
 from pathlib import Path
 from typing import Any, TextIO
 
-from tidings.cli import (
+from tidings.cli_attachments import attachment_json, attachment_tags, human_size
+from tidings.cli_common import (
     EXIT_USAGE,
     CliError,
     EventWatch,
     Outcome,
-    _opened,
-    _parse_message_id,
-    _resolve,
-    _text_arg,
+    opened,
+    parse_message_id,
+    resolve,
+    text_arg,
 )
-from tidings.cli_attachments import attachment_json, attachment_tags, human_size
 from tidings.client.types import Message, MessageStatus, TransferProgress
 
 #: seconds an upload may take before ``send`` gives up waiting (the upload then resumes at the
@@ -103,19 +103,19 @@ def _wants_bar(args: argparse.Namespace) -> bool:
 
 async def cmd_send_media(args: argparse.Namespace) -> Outcome:
     """``send --file``/``--voice``: store, upload with a progress bar, wait for ``sent``."""
-    reply_to = _parse_message_id(args.reply_to) if args.reply_to else None
+    reply_to = parse_message_id(args.reply_to) if args.reply_to else None
     caption = args.caption
     if caption is None and args.text is not None:
-        caption = _text_arg(args.text)
+        caption = text_arg(args.text)
     if args.voice is not None and (caption or reply_to):
         raise CliError("usage", "a voice note takes no caption and no --reply-to", EXIT_USAGE)
     path = Path(args.file if args.file is not None else args.voice)
     if not await asyncio.to_thread(path.is_file):
         raise CliError("not_found", f"no such file: {path}")
     bar = ProgressBar(f"sending {path.name}", enabled=_wants_bar(args))
-    async with _opened(Path(args.profile)) as client, EventWatch(client) as watch:
+    async with opened(Path(args.profile)) as client, EventWatch(client) as watch:
         await client.start()
-        conv = await _resolve(client, args.target)
+        conv = await resolve(client, args.target)
         events = client.events()
         sent: Message
         if args.voice is not None:
@@ -175,10 +175,10 @@ async def cmd_send_media(args: argparse.Namespace) -> Outcome:
 
 async def cmd_download(args: argparse.Namespace) -> Outcome:
     """Download, verify and decrypt a message's attachments (every one, or ``--index``)."""
-    message_id: uuid.UUID = _parse_message_id(args.message_id)
+    message_id: uuid.UUID = parse_message_id(args.message_id)
     dest = Path(args.output) if args.output is not None else None
     files: list[dict[str, Any]] = []
-    async with _opened(Path(args.profile)) as client:
+    async with opened(Path(args.profile)) as client:
         message = await client.message(message_id)
         if message is None:
             raise CliError("not_found", f"no message {message_id} in this profile")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from tidings import cli_render
-from tidings.cli import EXIT_USAGE, CliError, Outcome, _connect, _opened
+from tidings.cli_common import EXIT_USAGE, CliError, Outcome, connect_and_sync, opened
 from tidings.client import Client
 from tidings.client.errors import ClientError
 from tidings.client.types import Profile
@@ -68,8 +68,8 @@ async def cmd_profile_set(args: argparse.Namespace) -> Outcome:
             "usage", "say what to change: --name, --about, --avatar or --no-avatar", EXIT_USAGE
         )
     avatar = _avatar_path(args.avatar)
-    async with _opened(Path(args.profile)) as client:
-        await _connect(client, args.timeout)
+    async with opened(Path(args.profile)) as client:
+        await connect_and_sync(client, args.timeout)
         profile = await client.set_profile(
             args.name, args.about, avatar, remove_avatar=args.no_avatar
         )
@@ -78,7 +78,7 @@ async def cmd_profile_set(args: argparse.Namespace) -> Outcome:
 
 
 async def cmd_profile_show(args: argparse.Namespace) -> Outcome:
-    async with _opened(Path(args.profile)) as client:
+    async with opened(Path(args.profile)) as client:
         profile = await client.profile_of(args.user)
         if args.avatar_out and profile.avatar:
             _write(args.avatar_out, profile.avatar)
@@ -87,33 +87,33 @@ async def cmd_profile_show(args: argparse.Namespace) -> Outcome:
 
 async def cmd_block(args: argparse.Namespace) -> Outcome:
     user = args.user.removeprefix("@")
-    async with _opened(Path(args.profile)) as client:
+    async with opened(Path(args.profile)) as client:
         if args.undo:
             await client.unblock(user)
             return Outcome({"username": user, "blocked": False}, f"unblocked @{user}")
-        await _connect(client, args.timeout)
+        await connect_and_sync(client, args.timeout)
         await client.block(user)
         await _sent(client, args.timeout)  # the rotated profile key to everyone else
     return Outcome({"username": user, "blocked": True}, f"blocked @{user}")
 
 
 async def cmd_blocked(args: argparse.Namespace) -> Outcome:
-    async with _opened(Path(args.profile)) as client:
+    async with opened(Path(args.profile)) as client:
         names = await client.blocked()
     text = "\n".join(f"@{n}" for n in names) or "nobody is blocked"
     return Outcome({"blocked": names}, text)
 
 
 async def cmd_device_list(args: argparse.Namespace) -> Outcome:
-    async with _opened(Path(args.profile)) as client:
+    async with opened(Path(args.profile)) as client:
         devices = await client.devices()
     lines = []
     for d in devices:
-        seen = (
-            "never connected" if d.last_seen is None else f"seen {cli_render._clock(d.last_seen)}"
-        )
+        seen = "never connected"
+        if d.last_seen is not None:
+            seen = f"seen {cli_render.clock_text(d.last_seen)}"
         here = " (this device)" if d.current else ""
-        added = cli_render._clock(d.created_at)
+        added = cli_render.clock_text(d.created_at)
         lines.append(f"{d.device_id}  {cli_render.safe(d.name)}{here}  added {added}, {seen}")
     data = {
         "devices": [
@@ -131,7 +131,7 @@ async def cmd_device_list(args: argparse.Namespace) -> Outcome:
 
 
 async def cmd_settings_read_receipts(args: argparse.Namespace) -> Outcome:
-    async with _opened(Path(args.profile)) as client:
+    async with opened(Path(args.profile)) as client:
         if args.state is None:
             on = await client.read_receipts()
         else:
@@ -145,7 +145,7 @@ async def cmd_settings_read_receipts(args: argparse.Namespace) -> Outcome:
 
 
 async def cmd_settings_typing(args: argparse.Namespace) -> Outcome:
-    async with _opened(Path(args.profile)) as client:
+    async with opened(Path(args.profile)) as client:
         if args.state is None:
             on = await client.typing_indicators()
         else:

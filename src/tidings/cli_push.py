@@ -8,15 +8,15 @@ import datetime
 from pathlib import Path
 from typing import Any
 
-from tidings.cli import (
+from tidings.cli_common import (
     EXIT_TIMEOUT,
     CliError,
     Outcome,
-    _opened,
-    _Parser,
-    _resolve,
+    Parser,
     message_json,
     message_line,
+    opened,
+    resolve,
 )
 from tidings.client.push import MUTE_CHOICES, NotificationSetting, PushRegistration, mute_until
 from tidings.protocol.push import MUTED_FOREVER
@@ -48,7 +48,7 @@ async def cmd_push_register(args: argparse.Namespace) -> Outcome:
     token = args.token or args.endpoint
     if not token:
         raise CliError("bad_argument", "give --token (apns, fcm, log) or --endpoint (webpush)")
-    async with _opened(Path(args.profile)) as client:
+    async with opened(Path(args.profile)) as client:
         registration = await client.register_push(
             args.platform, token, p256dh=args.p256dh, auth=args.auth, topic=args.topic
         )
@@ -56,13 +56,13 @@ async def cmd_push_register(args: argparse.Namespace) -> Outcome:
 
 
 async def cmd_push_clear(args: argparse.Namespace) -> Outcome:
-    async with _opened(Path(args.profile)) as client:
+    async with opened(Path(args.profile)) as client:
         await client.clear_push()
     return Outcome({"registration": None}, "push registration removed")
 
 
 async def cmd_push_show(args: argparse.Namespace) -> Outcome:
-    async with _opened(Path(args.profile)) as client:
+    async with opened(Path(args.profile)) as client:
         registration = await client.push_registration()
         vapid = await client.vapid_key()
     data = {"registration": _registration_json(registration), "vapid_public_key": vapid}
@@ -89,8 +89,8 @@ async def cmd_notify(args: argparse.Namespace) -> Outcome:
         muted = mute_until(args.mute) if args.mute else None
     except ValueError as exc:
         raise CliError("bad_argument", str(exc)) from exc
-    async with _opened(Path(args.profile)) as client:
-        conv = await _resolve(client, args.chat)
+    async with opened(Path(args.profile)) as client:
+        conv = await resolve(client, args.chat)
         await client.refresh_all()  # the setting as another device may have left it
         setting = client.notifications(conv.id)
         if args.level is not None or muted is not None or args.unmute:
@@ -102,7 +102,7 @@ async def cmd_notify(args: argparse.Namespace) -> Outcome:
 
 async def cmd_sync_once(args: argparse.Namespace) -> Outcome:
     """``tidings sync --once``: one bounded sync, as a push wake-up runs it."""
-    async with _opened(Path(args.profile)) as client:
+    async with opened(Path(args.profile)) as client:
         first = client.conversation_for_hint(args.hint) if args.hint else None
         result = await client.sync_once(budget=args.budget)
         arrived = [await client.message(m.id) or m for m in result.arrived]
@@ -129,7 +129,7 @@ def add_parsers(
 ) -> None:
     """``tidings push register|clear|show`` and ``tidings notify``."""
     push = sub.add_parser("push", help="push wake-ups of this device").add_subparsers(
-        dest="push_command", required=True, parser_class=_Parser
+        dest="push_command", required=True, parser_class=Parser
     )
     p = push.add_parser("register", parents=[common, profile], help="set the registration")
     p.add_argument("platform", choices=PLATFORMS)

@@ -60,7 +60,7 @@ def chat_name(conv: Conversation | None) -> str:
     return f"@{safe(conv.title)}"
 
 
-def _clock(ms: int) -> str:
+def clock_text(ms: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(ms / 1000))
 
 
@@ -76,7 +76,7 @@ def message_line(message: Message, chat: str | None = None) -> str:
         body = f"{attachment_tags(message)} {body}".rstrip()
     if message.deleted:
         body = "(this message was deleted)"
-    line = f"{prefix}[{seq:>5}] {_clock(message.created_at)} {who}: {body}"
+    line = f"{prefix}[{seq:>5}] {clock_text(message.created_at)} {who}: {body}"
     if message.edited:
         line += "  (edited)"
     line += unverified(message)
