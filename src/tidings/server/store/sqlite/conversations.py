@@ -5,6 +5,9 @@ from __future__ import annotations
 import sqlite3
 import uuid
 from collections.abc import Sequence
+from typing import Any
+
+import msgspec
 
 from tidings.protocol import Envelope, ErrorCode, SystemEvent, encode
 from tidings.server.domain import (
@@ -17,18 +20,18 @@ from tidings.server.domain import (
     NewMessage,
     Refused,
     Role,
+    StaleDeviceList,
 )
 from tidings.server.domain import conversations as rules
 from tidings.server.domain.devices import check_device_list
 from tidings.server.store.sqlite.envelopes import (
+    ENVELOPE_COLUMNS,
     append_system,
-    check_quota,
     envelope_at,
-    next_seq,
-    store_envelope,
+    over_quota,
     stored_size,
 )
-from tidings.server.store.sqlite.writer import Database, WriterConnection
+from tidings.server.store.sqlite.writer import Database, Fanout, WriterConnection
 
 
 class Conversations(Database):
@@ -200,7 +203,8 @@ class Conversations(Database):
         return await self._write(tx)
 
     async def append(self, message: NewMessage, *, quota: int = 0) -> Appended:
-        return await self._write(lambda conn: _append(conn, message, quota))
+        appended: Appended = await self._write_batched(append_many, (message, quota))
+        return appended
 
     async def device_map(self, conv_id: str) -> dict[str, list[int]]:
         return await self._read(lambda conn: device_map(conn, conv_id))
@@ -309,54 +313,211 @@ def send_facts(
     return kind, devices
 
 
-def _append(conn: sqlite3.Connection, m: NewMessage, quota: int = 0) -> Appended:
-    original = conn.execute(
-        "SELECT sender, conv_id, seq FROM envelopes WHERE id = ?", (m.id.bytes,)
-    ).fetchone()
-    if original is not None:
-        if original[0] != m.sender:
-            # Someone else's id: accepting it would let a member shadow another's message.
-            raise Refused(ErrorCode.CONFLICT, "this message id is already taken")
-        return Appended(envelope_at(conn, original[1], original[2]), (), duplicate=True)
-    if m.device_payloads or m.devices_digest:
-        kind, devices = send_facts(conn, m.conv, m.sender)
-        check_device_list(kind, m, devices)
-    extra = sum(len(payload) for _, payload in m.device_payloads)
-    if quota > 0:
+def fanout(conn: sqlite3.Connection, conv_id: str) -> Fanout | None:
+    """Who the conversation's messages are queued for (None: no such conversation), from the
+    writer's cache when it has it."""
+    cache = conn if isinstance(conn, WriterConnection) else None
+    if cache is not None:
+        found = cache.fanout.get(conv_id)
+        if found is not None:
+            return found
+    row = conn.execute("SELECT kind FROM conversations WHERE id = ?", (conv_id,)).fetchone()
+    if row is None:
+        return None
+    kind = str(row[0])
+    devices: dict[str, list[int]] = {}
+    for account, device in conn.execute(
+        "SELECT m.account_id, d.device_id FROM members m"
+        " LEFT JOIN devices d ON d.account_id = m.account_id"
+        " WHERE m.conv_id = ? ORDER BY m.joined_seq, m.rowid, d.device_id",
+        (conv_id,),
+    ):
+        ids = devices.setdefault(account, [])
+        if device is not None:
+            ids.append(device)
+    blockers: dict[str, set[str]] = {}
+    if kind == "direct":
+        for blocker, blocked in conn.execute(
+            "SELECT b.blocker, b.blocked FROM blocks b JOIN members m"
+            " ON m.conv_id = ? AND m.account_id = b.blocker",
+            (conv_id,),
+        ):
+            blockers.setdefault(blocked, set()).add(blocker)
+    facts = Fanout(kind, {a: tuple(ids) for a, ids in devices.items()}, blockers)
+    if cache is not None:
+        cache.remember_fanout(conv_id, facts)
+    return facts
+
+
+#: An Append's outcome within a batch: the envelope, the recipients and whether a duplicate.
+_Outcome = tuple[Appended] | Exception
+
+
+def append_many(conn: sqlite3.Connection, items: list[tuple[NewMessage, int]]) -> list[_Outcome]:
+    """Store the Sends ``items`` (each with its sender's quota) together. Each is checked in
+    order (its id, device list, quota and membership; a refused one writes nothing), then the
+    accepted ones are written with one statement per conversation for their seqs, one per
+    sender for its stored bytes and members row, and ``executemany`` for the envelopes and
+    their pending rows (each with its device's own ciphertext). Seqs are gapless and follow
+    the order of ``items`` within each conversation. The writer runs the Sends queued back to
+    back through this (:meth:`Database._write_batched`)."""
+    outcomes: list[_Outcome | None] = [None] * len(items)
+    #: accepted: (index, message, size, fanout)
+    accepted: list[tuple[int, NewMessage, int, Fanout]] = []
+    #: ids accepted in this batch → index of the first
+    taken: dict[bytes, int] = {}
+    charged: dict[str, int] = {}  # sender → bytes stored now, after this batch's accepted ones
+    for index, (m, quota) in enumerate(items):
         try:
-            check_quota(conn, m.sender, stored_size(m.payload, m.mentions, extra), quota)
-        except Refused:
-            require_member(conn, m.conv, m.sender)  # a non-member hears that first
-            raise
-    # Membership first, and without a trace if it fails: a refused Send writes nothing, so the
-    # writer never has to roll back and rerun its group for one (the usual refusal).
-    if not conn.execute(
-        "UPDATE members SET last_sent = (SELECT last_seq + 1 FROM conversations WHERE id = ?)"
-        " WHERE conv_id = ? AND account_id = ?",
-        (m.conv, m.conv, m.sender),
-    ).rowcount:
-        require_member(conn, m.conv, m.sender)  # raises NOT_FOUND or NOT_MEMBER
-    seq = next_seq(conn, m.conv)  # the seq last_sent was just set to
-    envelope = Envelope(
-        conv=m.conv,
-        seq=seq,
-        id=m.id,
-        sender=m.sender,
-        sender_device=m.sender_device,
-        ts=m.ts,
-        payload=m.payload,
-        mentions=list(m.mentions),
-    )
-    recipients = store_envelope(
-        conn, envelope, skip_device=(m.sender, m.sender_device), extra_size=extra
-    )
-    if m.device_payloads:
-        conn.executemany(
-            "UPDATE pending SET payload = ? WHERE account_id = ? AND device_id = ?"
-            " AND conv_id = ? AND seq = ?",
-            [
-                (payload, account, device, m.conv, seq)
-                for (account, device), payload in m.device_payloads
-            ],
+            raw_id = m.id.bytes
+            first = taken.get(raw_id)
+            if first is not None:
+                if items[first][0].sender != m.sender:
+                    raise Refused(ErrorCode.CONFLICT, "this message id is already taken")
+                accepted.append((index, m, -1 - first, _NO_FANOUT))  # a duplicate of first
+                continue
+            original = conn.execute(
+                "SELECT sender, conv_id, seq FROM envelopes WHERE id = ?", (raw_id,)
+            ).fetchone()
+            if original is not None:
+                if original[0] != m.sender:
+                    raise Refused(ErrorCode.CONFLICT, "this message id is already taken")
+                outcomes[index] = (
+                    Appended(envelope_at(conn, original[1], original[2]), (), duplicate=True),
+                )
+                continue
+            if m.device_payloads or m.devices_digest:
+                kind, devices = send_facts(conn, m.conv, m.sender)
+                check_device_list(kind, m, devices)
+            extra = sum(len(payload) for _, payload in m.device_payloads)
+            size = stored_size(m.payload, m.mentions, extra)
+            stored = 0
+            if quota > 0:
+                known = charged.get(m.sender)
+                stored = _stored(conn, m.sender) if known is None else known
+                if stored + size > quota:
+                    require_member(conn, m.conv, m.sender)  # a non-member hears that first
+                    raise over_quota(quota)
+            facts = fanout(conn, m.conv)
+            if facts is None or m.sender not in facts.devices:
+                require_member(conn, m.conv, m.sender)  # raises NOT_FOUND or NOT_MEMBER
+                if isinstance(conn, WriterConnection):  # a member after all: read again
+                    conn.forget(m.conv)
+                facts = fanout(conn, m.conv)
+                if facts is None:
+                    raise Refused(ErrorCode.NOT_FOUND, "no such conversation")
+            if quota > 0:
+                charged[m.sender] = stored + size
+        except Refused as refused:
+            outcomes[index] = refused
+            continue
+        except StaleDeviceList as stale:
+            outcomes[index] = stale
+            continue
+        taken[raw_id] = index
+        accepted.append((index, m, size, facts))
+    if accepted:
+        _write_appends(conn, accepted, outcomes)
+    done = [o for o in outcomes if o is not None]
+    assert len(done) == len(items)  # every Send has its outcome
+    return done
+
+
+def _stored(conn: sqlite3.Connection, account: str) -> int:
+    row = conn.execute("SELECT stored_bytes FROM accounts WHERE id = ?", (account,)).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+_NO_FANOUT = Fanout("group", {}, {})
+
+
+def _write_appends(
+    conn: sqlite3.Connection,
+    accepted: list[tuple[int, NewMessage, int, Fanout]],
+    outcomes: list[_Outcome | None],
+) -> None:
+    """Write the checked Sends of :func:`append_many`."""
+    counts: dict[str, int] = {}
+    for _, m, size, _ in accepted:
+        if size >= 0:
+            counts[m.conv] = counts.get(m.conv, 0) + 1
+    # The seqs of each conversation: one statement for all its messages of this batch.
+    next_of: dict[str, int] = {}
+    for conv, count in counts.items():
+        (head,) = conn.execute(
+            "UPDATE conversations SET last_seq = last_seq + ? WHERE id = ? RETURNING last_seq",
+            (count, conv),
+        ).fetchone()
+        next_of[conv] = head - count + 1
+    envelope_rows: list[tuple[Any, ...]] = []
+    pending_rows: list[tuple[Any, ...]] = []
+    sizes: dict[str, int] = {}
+    last_sent: dict[tuple[str, str], int] = {}
+    for index, m, size, facts in accepted:
+        if size < 0:  # the same id twice in this batch: the first one's envelope
+            first = outcomes[-1 - size]
+            assert isinstance(first, tuple)
+            outcomes[index] = (Appended(first[0].envelope, (), duplicate=True),)
+            continue
+        seq = next_of[m.conv]
+        next_of[m.conv] = seq + 1
+        envelope = Envelope(
+            conv=m.conv,
+            seq=seq,
+            id=m.id,
+            sender=m.sender,
+            sender_device=m.sender_device,
+            ts=m.ts,
+            payload=m.payload,
+            mentions=list(m.mentions),
         )
-    return Appended(envelope, tuple(recipients), duplicate=False)
+        envelope_rows.append(
+            (
+                m.conv,
+                seq,
+                m.id.bytes,
+                m.sender,
+                m.sender_device,
+                m.ts,
+                "msg",
+                m.payload,
+                msgspec.json.encode(envelope.mentions).decode() if m.mentions else None,
+                size,
+            )
+        )
+        sizes[m.sender] = sizes.get(m.sender, 0) + size
+        last_sent[(m.conv, m.sender)] = seq
+        own = dict(m.device_payloads) if m.device_payloads else None
+        blockers = facts.blockers.get(m.sender) if facts.blockers else None
+        recipients: list[str] = []
+        for account, device_ids in facts.devices.items():
+            if blockers is not None and account in blockers:
+                continue
+            queued = False
+            for device in device_ids:
+                if account == m.sender and device == m.sender_device:
+                    continue
+                payload = own.get((account, device)) if own is not None else None
+                pending_rows.append((account, device, m.conv, seq, m.ts, payload))
+                queued = True
+            if queued:
+                recipients.append(account)
+        outcomes[index] = (Appended(envelope, tuple(recipients), duplicate=False),)
+    conn.executemany(
+        f"INSERT INTO envelopes ({ENVELOPE_COLUMNS}, size)"  # noqa: S608  # constant column list
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        envelope_rows,
+    )
+    conn.executemany(
+        "INSERT INTO pending (account_id, device_id, conv_id, seq, queued_at, payload)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        pending_rows,
+    )
+    conn.executemany(
+        "UPDATE accounts SET stored_bytes = stored_bytes + ? WHERE id = ?",
+        [(size, sender) for sender, size in sizes.items()],
+    )
+    conn.executemany(
+        "UPDATE members SET last_sent = ? WHERE conv_id = ? AND account_id = ?",
+        [(seq, conv, sender) for (conv, sender), seq in last_sent.items()],
+    )

@@ -137,10 +137,15 @@ def check_quota(conn: sqlite3.Connection, account: str, size: int, quota: int) -
         return
     row = conn.execute("SELECT stored_bytes FROM accounts WHERE id = ?", (account,)).fetchone()
     if row is not None and row[0] + size > quota:
-        raise Refused(
-            ErrorCode.QUOTA_EXCEEDED,
-            f"over the storage quota of {quota} bytes: sent again once recipients caught up",
-        )
+        raise over_quota(quota)
+
+
+def over_quota(quota: int) -> Refused:
+    """The refusal of a message that would take its sender over ``quota`` stored bytes."""
+    return Refused(
+        ErrorCode.QUOTA_EXCEEDED,
+        f"over the storage quota of {quota} bytes: sent again once recipients caught up",
+    )
 
 
 def store_envelope(

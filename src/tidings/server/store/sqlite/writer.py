@@ -58,18 +58,51 @@ class WriterConnection(sqlite3.Connection):
         super().__init__(*args, **kwargs)
         #: conversation id → (kind, account id → device ids with keys, in id order)
         self.send_facts: dict[str, tuple[str, dict[str, list[int]]]] = {}
+        #: conversation id → who a message is queued for (:class:`Fanout`)
+        self.fanout: dict[str, Fanout] = {}
 
     def remember(self, conv_id: str, facts: tuple[str, dict[str, list[int]]]) -> None:
         if len(self.send_facts) >= MAX_CACHED_CONVERSATIONS:
             del self.send_facts[next(iter(self.send_facts))]
         self.send_facts[conv_id] = facts
 
+    def remember_fanout(self, conv_id: str, fanout: Fanout) -> None:
+        if len(self.fanout) >= MAX_CACHED_CONVERSATIONS:
+            del self.fanout[next(iter(self.fanout))]
+        self.fanout[conv_id] = fanout
+
     def forget(self, conv_id: str | None) -> None:
         """Called by the triggers: one conversation changed (``None``: any may have)."""
         if conv_id is None:
             self.send_facts.clear()
+            self.fanout.clear()
         else:
             self.send_facts.pop(conv_id, None)
+            self.fanout.pop(conv_id, None)
+
+    def forget_account(self, account_id: str) -> None:
+        """Called by the triggers: the account's devices changed. Forgets the conversations it
+        is a member of (a new account is in none)."""
+        for conv_id in [c for c, f in self.fanout.items() if account_id in f.devices]:
+            del self.fanout[conv_id]
+
+
+class Fanout:
+    """Who a conversation's messages are queued for, as the writer keeps it between
+    transactions: the kind, every member's devices (all of them, keys or not, in id order)
+    and, in a direct conversation, which members block which (their messages are not
+    queued for the blocker)."""
+
+    __slots__ = ("blockers", "devices", "kind")
+
+    def __init__(
+        self, kind: str, devices: dict[str, tuple[int, ...]], blockers: dict[str, set[str]]
+    ) -> None:
+        self.kind = kind
+        #: member account → its device ids
+        self.devices = devices
+        #: blocked account → the members that block it (direct conversations only)
+        self.blockers = blockers
 
 
 #: The rows a conversation's Send facts are read from, and the triggers that forget them: a
@@ -84,15 +117,31 @@ _WATCH = (
     ("device_keys", "INSERT", "NULL"),
     ("device_keys", "DELETE", "NULL"),
     ("device_keys", "UPDATE OF account_id, device_id", "NULL"),
+    ("blocks", "INSERT", "NULL"),
+    ("blocks", "DELETE", "NULL"),
+    ("blocks", "UPDATE", "NULL"),
+    ("devices", "UPDATE OF account_id, device_id", "NULL"),
+)
+#: The same for a conversation's :class:`Fanout`: an account's devices (every conversation it
+#: is a member of).
+_WATCH_ACCOUNT = (
+    ("devices", "INSERT", "NEW.account_id"),
+    ("devices", "DELETE", "OLD.account_id"),
 )
 
 
 def _watch_send_facts(conn: WriterConnection) -> None:
     conn.create_function("tidings_forget", 1, conn.forget)
+    conn.create_function("tidings_forget_account", 1, conn.forget_account)
     for i, (table, event, key) in enumerate(_WATCH):
         conn.execute(
             f"CREATE TEMP TRIGGER IF NOT EXISTS tidings_forget_{i} AFTER {event} ON main.{table}"
             f" BEGIN SELECT tidings_forget({key}); END"
+        )
+    for i, (table, event, key) in enumerate(_WATCH_ACCOUNT):
+        conn.execute(
+            f"CREATE TEMP TRIGGER IF NOT EXISTS tidings_forget_account_{i} AFTER {event}"
+            f" ON main.{table} BEGIN SELECT tidings_forget_account({key}); END"
         )
 
 
@@ -140,6 +189,47 @@ class _Job(Generic[T]):
     def settle(self) -> None:
         """Hand the outcome to the awaiting coroutine (runs on the event loop)."""
         if self._future.done():  # the caller gave up waiting; the write happened anyway
+            return
+        if isinstance(self._outcome, tuple):
+            self._future.set_result(self._outcome[0])
+        elif self._outcome is not None:
+            self._future.set_exception(self._outcome)
+
+
+#: A write operation that runs many at once: given the items of every such operation queued
+#: back to back in one transaction, the outcome of each, in order: ``(result,)``, or the
+#: exception that refused it *before it wrote anything*. An exception raised out of it (after
+#: writing) rolls the transaction back, and the group runs again with each operation alone.
+Batch = Callable[[sqlite3.Connection, list[Any]], list[tuple[Any] | Exception]]
+
+
+class _BatchJob(Generic[T]):
+    """One operation of a :data:`Batch` kind: the writer runs the consecutive operations of
+    one kind together (one statement per conversation instead of one per operation)."""
+
+    __slots__ = ("_future", "_outcome", "batch", "item")
+
+    def __init__(self, batch: Batch, item: object, future: asyncio.Future[T]) -> None:
+        self.batch = batch
+        self.item = item
+        self._future = future
+        self._outcome: tuple[T] | BaseException | None = None
+
+    def run(self, conn: sqlite3.Connection) -> None:
+        """Run alone (the group's second, guarded run)."""
+        (outcome,) = self.batch(conn, [self.item])
+        if isinstance(outcome, Exception):
+            raise outcome
+        self._outcome = outcome
+
+    def done(self, outcome: tuple[T] | Exception) -> None:
+        self._outcome = outcome
+
+    def fail(self, exc: BaseException) -> None:
+        self._outcome = exc
+
+    def settle(self) -> None:
+        if self._future.done():
             return
         if isinstance(self._outcome, tuple):
             self._future.set_result(self._outcome[0])
@@ -241,8 +331,32 @@ def _run_plain(conn: sqlite3.Connection, group: list[_Work]) -> bool:
     failed statement by itself, so nothing of it remains. Returns False, leaving the
     transaction to be rolled back, as soon as an operation fails after changing rows (or the
     failure ended the transaction)."""
-    for job in group:
+    i, count = 0, len(group)
+    while i < count:
+        job = group[i]
         before = conn.total_changes
+        if isinstance(job, _BatchJob):
+            # This operation and every one of its kind right after it, as one batch.
+            end = i + 1
+            while end < count:
+                other = group[end]
+                if not isinstance(other, _BatchJob) or other.batch is not job.batch:
+                    break
+                end += 1
+            run: list[_BatchJob[Any]] = group[i:end]  # type: ignore[assignment]
+            i = end
+            try:
+                outcomes = job.batch(conn, [b.item for b in run])
+            except Exception as exc:
+                if conn.total_changes != before or not conn.in_transaction:
+                    return False
+                for b in run:
+                    b.fail(exc)
+                continue
+            for b, outcome in zip(run, outcomes, strict=True):
+                b.done(outcome)
+            continue
+        i += 1
         try:
             job.run(conn)
         except Exception as exc:
@@ -325,6 +439,15 @@ class Database:
             raise RuntimeError("store is not open")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._writer.jobs.put(_Job(fn, future))
+        return await future
+
+    async def _write_batched(self, batch: Batch, item: object) -> Any:
+        """Queue ``item`` for ``batch``: it runs together with the operations of the same kind
+        queued right before and after it (see :data:`Batch`)."""
+        if self._writer is None:
+            raise RuntimeError("store is not open")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._writer.jobs.put(_BatchJob(batch, item, future))
         return await future
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
