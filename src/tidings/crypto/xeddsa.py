@@ -120,7 +120,9 @@ def montgomery_to_edwards_y(u_bytes: bytes) -> int | None:
     denominator = (u + 1) % _P
     if denominator == 0:
         return None
-    return (u - 1) * pow(denominator, _P - 2, _P) % _P
+    # pow(x, -1, p) (an extended-Euclid inverse) is several times faster than Fermat's
+    # x^(p-2) here; u is public, so its variable time leaks nothing.
+    return (u - 1) * pow(denominator, -1, _P) % _P
 
 
 def verify(edwards_y: int | None, message: bytes, signature: bytes) -> bool:
