@@ -59,6 +59,8 @@ def encode_varint(value: int) -> bytes:
         raise ValueError("varint out of range")
     if value < 0x80:
         return bytes((value,))
+    if value < 0x4000:  # two bytes: counters and lengths of a few thousand
+        return bytes(((value & 0x7F) | 0x80, value >> 7))
     out = bytearray()
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Final, NamedTuple
 
 from .keys import PrivateKey, PublicKey
-from .symmetric import HmacKey, hkdf_sha256
+from .symmetric import HmacKey, hkdf_sha256, hmac_sha256_pair
 
 __all__ = [
     "KDF_INFO_V3",
@@ -66,8 +66,7 @@ def root_step(
 
 def chain_step(chain_key: bytes) -> tuple[bytes, bytes]:
     """``(message-key seed at the chain's index, chain key at the next index)``."""
-    key = HmacKey(chain_key)
-    return key.digest(b"\x01"), key.digest(b"\x02")
+    return hmac_sha256_pair(chain_key, b"\x01", b"\x02")
 
 
 def message_key_seed(chain_key: bytes) -> bytes:

@@ -26,6 +26,7 @@ __all__ = [
     "constant_time_equal",
     "hkdf_sha256",
     "hmac_sha256",
+    "hmac_sha256_pair",
 ]
 
 _ZERO_SALT = bytes(32)
@@ -66,24 +67,41 @@ def hmac_sha256(key: bytes, data: bytes) -> bytes:
     return sha256(block.translate(_OUTER_PAD) + inner).digest()
 
 
+def hmac_sha256_pair(key: bytes, first: bytes, second: bytes) -> tuple[bytes, bytes]:
+    """HMAC-SHA256 of two messages under one key, the key's pads built once (a chain step:
+    the message-key seed and the next chain key)."""
+    if len(key) > 64:
+        key = sha256(key).digest()
+    block = key.ljust(64, b"\x00")
+    inner = block.translate(_INNER_PAD)
+    outer = block.translate(_OUTER_PAD)
+    return (
+        sha256(outer + sha256(inner + first).digest()).digest(),
+        sha256(outer + sha256(inner + second).digest()).digest(),
+    )
+
+
 _ZERO_SALT_KEY = HmacKey(_ZERO_SALT)
 
 
 def hkdf_sha256(ikm: bytes, info: bytes, length: int, salt: bytes | None = None) -> bytes:
     """RFC 5869 HKDF-SHA256; an absent salt means 32 zero bytes, as the RFC specifies."""
     # (No comparison of a given salt with zeros: salts such as a root key are secret.)
-    prk = (_ZERO_SALT_KEY if not salt else HmacKey(salt)).digest(ikm)
+    prk = _ZERO_SALT_KEY.digest(ikm) if not salt else hmac_sha256(salt, ikm)
     if length <= 32:
         return hmac_sha256(prk, info + b"\x01")[:length]
-    expand = HmacKey(prk)
-    out = b""
-    block = b""
-    counter = 1
-    while len(out) < length:
-        block = expand.digest(block + info + bytes((counter,)))
-        out += block
-        counter += 1
-    return out[:length]
+    # The expansion's HMAC key (the 32-byte PRK) padded once for all its blocks, hashed in one
+    # go per block: cheaper than HmacKey's copied states for the two or three blocks we need.
+    block = prk + _ZERO_SALT
+    inner = block.translate(_INNER_PAD)
+    outer = block.translate(_OUTER_PAD)
+    blocks: list[bytes] = []
+    previous = b""
+    for counter in range(1, (length + 31) // 32 + 1):
+        digest = sha256(inner + previous + info + bytes((counter,))).digest()
+        previous = sha256(outer + digest).digest()
+        blocks.append(previous)
+    return b"".join(blocks)[:length]
 
 
 def constant_time_equal(a: bytes, b: bytes) -> bool:
