@@ -40,7 +40,13 @@ from .errors import (
     UnrecognizedMessageVersionError,
 )
 from .keys import KeyPair, PrivateKey, PublicKey
-from .symmetric import aes_256_cbc_decrypt, aes_256_cbc_encrypt, hkdf_sha256, hmac_sha256
+from .symmetric import (
+    aes_256_cbc_decrypt,
+    aes_256_cbc_encrypt,
+    hkdf_sha256,
+    hmac_sha256,
+    hmac_sha256_pair,
+)
 
 __all__ = [
     "MAX_FORWARD_JUMPS",
@@ -72,6 +78,7 @@ SENDER_KEY_RECORD_FORMAT = 1
 
 _SIGNATURE_LENGTH = 64
 _RECORD_FORMAT_FIELD = 15
+_RECORD_FORMAT_TRAILER = protobuf.encode([(_RECORD_FORMAT_FIELD, SENDER_KEY_RECORD_FORMAT)])
 _MESSAGE_KEY_SEED = b"\x01"
 _CHAIN_KEY_SEED = b"\x02"
 _GROUP_INFO = b"WhisperGroup"
@@ -125,6 +132,13 @@ class _ChainKey(NamedTuple):
             raise InvalidStateError("sender chain is too long")
         return _ChainKey(self.iteration + 1, hmac_sha256(self.key, _CHAIN_KEY_SEED))
 
+    def step(self) -> tuple[bytes, _ChainKey]:
+        """``(message_seed(), next())`` with the key's HMAC pads built once."""
+        if self.iteration >= _U32_MAX:
+            raise InvalidStateError("sender chain is too long")
+        seed, key = hmac_sha256_pair(self.key, _MESSAGE_KEY_SEED, _CHAIN_KEY_SEED)
+        return seed, _ChainKey(self.iteration + 1, key)
+
 
 def _aes_cbc_encrypt(key: bytes, iv: bytes, plaintext: bytes) -> bytes:
     return aes_256_cbc_encrypt(plaintext, key, iv)
@@ -168,6 +182,83 @@ def _version_byte(message_version: int) -> bytes:
     return bytes((((message_version & 0xF) << 4) | SENDERKEY_MESSAGE_CURRENT_VERSION,))
 
 
+_MessageParts = tuple[int, uuid.UUID, int, int, bytes]
+
+
+def _common_message_layout(data: bytes) -> tuple[bytes, int, int, bytes] | None:
+    """``(distribution id bytes, chain id, iteration, ciphertext)`` of a serialized message whose
+    body is laid out the way :meth:`SenderKeyMessage.create` and libsignal write one (fields 1
+    with 16 bytes, 2, 3, 4 in that order, once each); ``None`` for anything else, which the
+    general parser then handles. For the inputs it accepts, the result is exactly what the
+    general parser gives (a fast path for every group message received).
+    """
+    end = len(data) - _SIGNATURE_LENGTH
+    if end < 25 or data[1] != 0x0A or data[2] != 16 or data[19] != 0x10:
+        return None
+    try:
+        chain_id, pos = protobuf.decode_varint(data, 20)
+        if pos >= end or data[pos] != 0x18:
+            return None
+        iteration, pos = protobuf.decode_varint(data, pos + 1)
+        if pos >= end or data[pos] != 0x22:
+            return None
+        length, pos = protobuf.decode_varint(data, pos + 1)
+    except InvalidMessageError:
+        return None
+    if pos + length != end:
+        return None
+    return data[3:19], chain_id & _U32_MAX, iteration & _U32_MAX, data[pos:end]
+
+
+def _parse_message(data: bytes) -> _MessageParts:
+    """``(version, distribution id, chain id, iteration, ciphertext)`` of a serialized
+    :class:`SenderKeyMessage` (``bytes``); the signature is not checked here."""
+    if len(data) < 1 + _SIGNATURE_LENGTH:
+        raise InvalidMessageError("sender key message too short")
+    version = _parse_version(data[0])
+    fast = _common_message_layout(data)
+    if fast is None:
+        return _parse_message_fields(version, data)
+    distribution, chain_id, iteration, ciphertext = fast
+    return version, _parse_distribution_id(distribution), chain_id, iteration, ciphertext
+
+
+def _parse_message_fields(version: int, data: bytes) -> _MessageParts:
+    """:func:`_parse_message` through the general protobuf parser."""
+    fields = protobuf.decode(data[1 : len(data) - _SIGNATURE_LENGTH])
+    distribution_id = _parse_distribution_id(fields.optional_bytes(1))
+    chain_id = _required_uint32(fields, 2)
+    iteration = _required_uint32(fields, 3)
+    return version, distribution_id, chain_id, iteration, fields.required_bytes(4)
+
+
+def _encode_message_body(
+    message_version: int,
+    distribution_id: uuid.UUID,
+    chain_id: int,
+    iteration: int,
+    ciphertext: bytes,
+) -> bytes:
+    """``version byte ‖ protobuf(1: distribution id, 2: chain id, 3: iteration, 4: ciphertext)``,
+    the signed part of a :class:`SenderKeyMessage` (what ``protobuf.encode`` writes for these
+    four fields, without its generality: this runs for every group message sent)."""
+    varint = protobuf.encode_varint
+    return b"".join(
+        (
+            _version_byte(message_version),
+            b"\x0a\x10",
+            distribution_id.bytes,
+            b"\x10",
+            _chain_id_varint(chain_id),
+            b"\x18",
+            varint(iteration),
+            b"\x22",
+            varint(len(ciphertext)),
+            ciphertext,
+        )
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class SenderKeyMessage:
     """One group message: ``version ‖ protobuf(distribution, chain id, iteration, ciphertext)``
@@ -191,13 +282,8 @@ class SenderKeyMessage:
         signing_key: PrivateKey,
     ) -> SenderKeyMessage:
         """Build and sign a message with the sender's private signing key."""
-        body = _version_byte(message_version) + protobuf.encode(
-            [
-                (1, distribution_id.bytes),
-                (2, chain_id),
-                (3, iteration),
-                (4, ciphertext),
-            ]
+        body = _encode_message_body(
+            message_version, distribution_id, chain_id, iteration, ciphertext
         )
         signature = signing_key.calculate_signature(body)
         return cls(
@@ -213,15 +299,7 @@ class SenderKeyMessage:
     def deserialize(cls, data: bytes) -> SenderKeyMessage:
         """Parse a serialized message; the signature is checked by :func:`group_decrypt`."""
         data = bytes(data)
-        if len(data) < 1 + _SIGNATURE_LENGTH:
-            raise InvalidMessageError("sender key message too short")
-        version = _parse_version(data[0])
-        fields = protobuf.decode(data[1 : len(data) - _SIGNATURE_LENGTH])
-        distribution_id = _parse_distribution_id(fields.optional_bytes(1))
-        chain_id = _required_uint32(fields, 2)
-        iteration = _required_uint32(fields, 3)
-        ciphertext = fields.required_bytes(4)
-        return cls(version, distribution_id, chain_id, iteration, ciphertext, data)
+        return cls(*_parse_message(data), data)
 
     def serialize(self) -> bytes:
         """The wire bytes, signature included."""
@@ -316,6 +394,31 @@ def _signing_public_key(raw: bytes) -> PublicKey:
 _SigningCache = tuple[PublicKey, PrivateKey | None, bytes]
 
 
+@functools.lru_cache(maxsize=256)
+def _chain_id_varint(chain_id: int) -> bytes:
+    """A chain id as a varint (five bytes for most 31-bit ids), encoded once per chain."""
+    return protobuf.encode_varint(chain_id)
+
+
+def _varint_field(tag: int, value: int) -> bytes:
+    """A varint field with a one-byte ``tag`` (``field number << 3``), or nothing for 0: what
+    ``protobuf.encode`` writes for ``(number, value or None)``."""
+    if not value:
+        return b""
+    if 0 < value < 0x80:
+        return bytes((tag, value))
+    return bytes((tag,)) + protobuf.encode_varint(value)
+
+
+def _bytes_field(tag: int, value: bytes) -> bytes:
+    """A length-delimited field with a one-byte ``tag`` (``field number << 3 | 2``): what
+    ``protobuf.encode`` writes for ``(number, value)``."""
+    length = len(value)
+    if length < 0x80:
+        return bytes((tag, length)) + value
+    return bytes((tag,)) + protobuf.encode_varint(length) + value
+
+
 def _encode_signing(public: PublicKey, private: PrivateKey | None) -> bytes:
     raw_private = None if private is None else private.serialize() or None
     return protobuf.encode([(1, public.serialize()), (2, raw_private)])
@@ -395,6 +498,43 @@ def _common_state_layout(data: bytes) -> tuple[int, int, bytes, bytes, int] | No
     )
 
 
+def _common_record_layout(data: bytes) -> list[bytes] | None:
+    """The serialized states of a record laid out the way :meth:`SenderKeyRecord.serialize`
+    writes one (field 1 repeated, then field 15 with a known format last) or libsignal does
+    (without field 15); ``None`` for anything else, which the general parser then handles. For
+    the inputs it accepts, the result is exactly what the general parser gives.
+    """
+    states: list[bytes] = []
+    end = len(data)
+    pos = 0
+    try:
+        while pos < end:
+            key = data[pos]
+            if key == 0x0A:
+                length, pos = protobuf.decode_varint(data, pos + 1)
+                stop = pos + length
+                if stop > end:
+                    return None
+                states.append(data[pos:stop])
+                pos = stop
+            elif key == 0x78 and pos + 2 == end and data[pos + 1] <= SENDER_KEY_RECORD_FORMAT:
+                pos = end
+            else:
+                return None
+    except InvalidMessageError:
+        return None
+    return states
+
+
+def _record_states(data: bytes) -> list[bytes]:
+    """The serialized states of a record, through the general protobuf parser."""
+    fields = protobuf.decode(data)
+    fmt = fields.optional_uint(_RECORD_FORMAT_FIELD)
+    if fmt is not None and fmt > SENDER_KEY_RECORD_FORMAT:
+        raise InvalidStateError(f"unknown sender key record format {fmt}")
+    return fields.repeated_bytes(1)
+
+
 class SenderKeyState:
     """One chain of a sender: chain id, current chain key, signing key, skipped message keys.
 
@@ -460,7 +600,12 @@ class SenderKeyState:
             del keys[next(iter(keys))]
 
     def _encode(self) -> bytes:
-        chain = protobuf.encode([(1, self._chain.iteration or None), (2, self._chain.key or None)])
+        # The fields written directly rather than through protobuf.encode (a record is stored
+        # after every group message): 1: chain id, 2: chain (1: iteration, 2: key), 3: signing
+        # key, 4: skipped message keys (1: iteration, 2: seed), 5: version; zeros and empty
+        # keys left out, as protobuf.encode does with ``or None``.
+        iteration, key = self._chain
+        chain = _varint_field(0x08, iteration) + (_bytes_field(0x12, key) if key else b"")
         cache = self._signing_cache
         if (
             cache is not None
@@ -471,15 +616,17 @@ class SenderKeyState:
         else:
             signing = _encode_signing(self.signing_public, self.signing_private)
             self._signing_cache = (self.signing_public, self.signing_private, signing)
-        fields: list[tuple[int, protobuf.FieldValue]] = [
-            (1, self.chain_id or None),
-            (2, chain),
-            (3, signing),
+        chain_id = self.chain_id
+        parts = [
+            b"\x08" + _chain_id_varint(chain_id) if chain_id else b"",
+            _bytes_field(0x12, chain),
+            _bytes_field(0x1A, signing),
         ]
-        for iteration, seed in self.message_keys.items():
-            fields.append((4, protobuf.encode([(1, iteration or None), (2, seed or None)])))
-        fields.append((5, self.message_version or None))
-        return protobuf.encode(fields)
+        for skipped, seed in self.message_keys.items():
+            message_key = _varint_field(0x08, skipped) + (_bytes_field(0x12, seed) if seed else b"")
+            parts.append(_bytes_field(0x22, message_key))
+        parts.append(_varint_field(0x28, self.message_version))
+        return b"".join(parts)
 
     @classmethod
     def _decode(cls, data: bytes) -> SenderKeyState:
@@ -591,19 +738,19 @@ class SenderKeyRecord:
 
     def serialize(self) -> bytes:
         """Stable bytes: libsignal's ``SenderKeyRecordStructure`` plus the format field."""
-        fields: list[tuple[int, protobuf.FieldValue]] = [(1, s._encode()) for s in self.states]
-        fields.append((_RECORD_FORMAT_FIELD, SENDER_KEY_RECORD_FORMAT))
-        return protobuf.encode(fields)
+        parts = [_bytes_field(0x0A, state._encode()) for state in self.states]
+        parts.append(_RECORD_FORMAT_TRAILER)
+        return b"".join(parts)
 
     @classmethod
     def deserialize(cls, data: bytes) -> SenderKeyRecord:
         """Parse :meth:`serialize`'s output (or a record libsignal serialized)."""
+        data = bytes(data)
         try:
-            fields = protobuf.decode(bytes(data))
-            fmt = fields.optional_uint(_RECORD_FORMAT_FIELD)
-            if fmt is not None and fmt > SENDER_KEY_RECORD_FORMAT:
-                raise InvalidStateError(f"unknown sender key record format {fmt}")
-            return cls([SenderKeyState._decode(raw) for raw in fields.repeated_bytes(1)])
+            states = _common_record_layout(data)
+            if states is None:
+                states = _record_states(data)
+            return cls([SenderKeyState._decode(raw) for raw in states])
         except InvalidMessageError as exc:
             raise InvalidStateError("corrupt sender key record") from exc
 
@@ -726,7 +873,8 @@ def group_encrypt(
     if state.signing_private is None:
         raise InvalidSenderKeySessionError(f"no signing key for distribution ID {distribution_id}")
     chain = state._chain
-    iv, key = _message_key_material(chain.message_seed())
+    seed, following = chain.step()
+    iv, key = _message_key_material(seed)
     ciphertext = _aes_cbc_encrypt(key, iv, plaintext)
     message = SenderKeyMessage.create(
         state.message_version,
@@ -736,7 +884,7 @@ def group_encrypt(
         ciphertext,
         state.signing_private,
     )
-    state._chain = chain.next()
+    state._chain = following
     store.store_sender_key(sender, distribution_id, record)
     return message
 
@@ -755,10 +903,11 @@ def _take_message_seed(state: SenderKeyState, iteration: int) -> bytes:
     if iteration - chain.iteration > MAX_FORWARD_JUMPS:
         raise InvalidMessageError("sender key message from too far into the future")
     while chain.iteration < iteration:
-        state._add_message_key(chain.iteration, chain.message_seed())
-        chain = chain.next()
-    state._chain = chain.next()
-    return chain.message_seed()
+        seed, following = chain.step()
+        state._add_message_key(chain.iteration, seed)
+        chain = following
+    seed, state._chain = chain.step()
+    return seed
 
 
 def group_decrypt(ciphertext: bytes, store: SenderKeyStore, sender: AddressLike) -> bytes:
@@ -766,23 +915,23 @@ def group_decrypt(ciphertext: bytes, store: SenderKeyStore, sender: AddressLike)
 
     The store is updated only when the message decrypts.
     """
-    message = SenderKeyMessage.deserialize(ciphertext)
-    distribution_id = message.distribution_id
+    data = bytes(ciphertext)
+    version, distribution_id, chain_id, iteration, body = _parse_message(data)
     record = store.load_sender_key(sender, distribution_id)
     if record is None:
         raise NoSenderKeyStateError(distribution_id)
-    stored = record.state_for_chain_id(message.chain_id)
+    stored = record.state_for_chain_id(chain_id)
     if stored is None:
         raise NoSenderKeyStateError(distribution_id)
-    if message.message_version != stored.message_version:
-        raise UnrecognizedMessageVersionError(
-            f"sender key message version {message.message_version}"
-        )
-    if not message.verify_signature(stored.signing_public):
+    if version != stored.message_version:
+        raise UnrecognizedMessageVersionError(f"sender key message version {version}")
+    if not stored.signing_public.verify_signature(
+        data[:-_SIGNATURE_LENGTH], data[-_SIGNATURE_LENGTH:]
+    ):
         raise InvalidSenderKeySignatureError("sender key message signature does not verify")
     state = stored.copy()
-    iv, key = _message_key_material(_take_message_seed(state, message.iteration))
-    plaintext = _aes_cbc_decrypt(key, iv, message.ciphertext)
+    iv, key = _message_key_material(_take_message_seed(state, iteration))
+    plaintext = _aes_cbc_decrypt(key, iv, body)
     record._replace_state(stored, state)
     store.store_sender_key(sender, distribution_id, record)
     return plaintext

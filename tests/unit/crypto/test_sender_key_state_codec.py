@@ -1,12 +1,28 @@
-"""The fast path for loading a sender key state against the general protobuf parser."""
+"""The fast paths for sender key states, records and messages against the general protobuf
+codec: what the fast path accepts, it reads (and writes) exactly as the general codec does."""
 
 from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tidings.crypto import KeyPair
-from tidings.crypto.sender_keys import SenderKeyState, _common_state_layout
+from tidings.crypto import KeyPair, protobuf
+from tidings.crypto.sender_keys import (
+    SENDER_KEY_RECORD_FORMAT,
+    SenderKeyMessage,
+    SenderKeyRecord,
+    SenderKeyState,
+    _common_message_layout,
+    _common_record_layout,
+    _common_state_layout,
+    _parse_message,
+    _parse_message_fields,
+    _parse_version,
+    _record_states,
+)
 
 _PAIRS = [KeyPair.generate() for _ in range(3)]
 
@@ -77,3 +93,112 @@ def test_edge_layouts() -> None:
         b"\x08" + b"\xff" * 11 + signing,  # over-long varint
     ):
         assert _summary(data, True) == _summary(data, False)
+
+
+def _outcome(parse: Callable[[], object]) -> object:
+    try:
+        return parse()
+    except Exception as exc:
+        return type(exc)
+
+
+def _mutate(encoded: bytes, data: st.DataObject) -> bytes:
+    mutated = bytearray(encoded)
+    for _ in range(data.draw(st.integers(1, 3))):
+        kind = data.draw(st.sampled_from(["flip", "cut", "insert"]))
+        if kind == "flip" and mutated:
+            i = data.draw(st.integers(0, len(mutated) - 1))
+            mutated[i] = data.draw(st.integers(0, 255))
+        elif kind == "cut" and mutated:
+            i = data.draw(st.integers(0, len(mutated) - 1))
+            del mutated[i : i + data.draw(st.integers(1, 4))]
+        else:
+            i = data.draw(st.integers(0, len(mutated)))
+            mutated[i:i] = data.draw(st.binary(min_size=1, max_size=4))
+    return bytes(mutated)
+
+
+def _reference_state_encoding(state: SenderKeyState) -> bytes:
+    """SenderKeyStateStructure through the general encoder (what _encode must write)."""
+    signing = protobuf.encode(
+        [
+            (1, state.signing_public.serialize()),
+            (2, None if state.signing_private is None else state.signing_private.serialize()),
+        ]
+    )
+    fields: list[tuple[int, protobuf.FieldValue]] = [
+        (1, state.chain_id or None),
+        (2, protobuf.encode([(1, state.iteration or None), (2, state.chain_key or None)])),
+        (3, signing),
+    ]
+    for iteration, seed in state.message_keys.items():
+        fields.append((4, protobuf.encode([(1, iteration or None), (2, seed or None)])))
+    fields.append((5, state.message_version or None))
+    return protobuf.encode(fields)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_states, max_size=5), st.data())
+def test_record_codec_agrees_with_general_codec(
+    states: list[SenderKeyState], data: st.DataObject
+) -> None:
+    for state in states:
+        assert state._encode() == _reference_state_encoding(state)
+    encoded = SenderKeyRecord(states).serialize()
+    assert encoded == protobuf.encode(
+        [(1, state._encode()) for state in states] + [(15, SENDER_KEY_RECORD_FORMAT)]
+    )
+    assert _common_record_layout(encoded) is not None
+    for raw in (encoded, encoded[:-2], _mutate(encoded, data)):  # [:-2]: as libsignal writes it
+        fast = _common_record_layout(raw)
+        if fast is not None:
+            assert fast == _outcome(lambda raw=raw: _record_states(raw))
+
+
+def test_record_layout_edges() -> None:
+    state = SenderKeyState(3, 7, 1, b"k" * 32, _PAIRS[0].public_key)._encode()
+    entry = protobuf.encode([(1, state)])
+    for raw in (
+        b"",
+        entry,
+        entry + b"\x78\x01",
+        entry + b"\x78\x00",
+        entry + b"\x78\x02",  # a later format: refused by the general parser
+        entry + b"\x78\x01" + entry,  # format field not last
+        entry + b"\x78\x01\x78\x01",
+        entry + b"\x10\x01",  # an unknown field
+        b"\x0a\x80\x01" + state,  # a length longer than the data
+    ):
+        fast = _common_record_layout(raw)
+        general = _outcome(lambda raw=raw: _record_states(raw))
+        assert fast is None or fast == general
+
+
+_messages = st.builds(
+    lambda chain_id, iteration, ciphertext: SenderKeyMessage.create(
+        3, uuid.UUID(int=chain_id * 7919), chain_id, iteration, ciphertext, _PAIRS[1].private_key
+    ).serialize(),
+    st.integers(0, 2**31 - 1),
+    st.one_of(st.just(0), st.integers(0, 2**32 - 1)),
+    st.binary(max_size=300),
+)
+
+
+def _general_message(raw: bytes) -> object:
+    def parse() -> object:
+        if len(raw) < 65:
+            raise ValueError("too short")
+        return _parse_message_fields(_parse_version(raw[0]), raw)
+
+    return _outcome(parse)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_messages, st.data())
+def test_message_fast_path_agrees_with_general_parser(encoded: bytes, data: st.DataObject) -> None:
+    assert _common_message_layout(encoded) is not None
+    assert _parse_message(encoded) == _general_message(encoded)
+    body_end = len(encoded) - 64
+    for raw in (encoded, _mutate(encoded[:body_end], data) + encoded[body_end:]):
+        if _common_message_layout(raw) is not None:
+            assert _outcome(lambda raw=raw: _parse_message(raw)) == _general_message(raw)
