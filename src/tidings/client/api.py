@@ -853,6 +853,8 @@ class Client(AttachmentFeatures, EverydayFeatures, SocialFeatures, ChannelFeatur
         await self._send(conv_id, Reaction(target=target, emoji=emoji, remove=remove))
 
     async def _send(self, conv_id: str, content: Content) -> uuid.UUID:
+        if self.is_channel(conv_id):  # a channel's log holds signed posts only
+            raise ClientError("not_supported", "a channel takes posts only (Client.post)")
         if not isinstance(content, ProfileKey):
             await self._before_send(conv_id)  # profile key first, typing off
         message_id = uuid.uuid4()
@@ -871,6 +873,9 @@ class Client(AttachmentFeatures, EverydayFeatures, SocialFeatures, ChannelFeatur
         message = self._store.message(message_id)
         if message is None or not message.is_own or message.status != MessageStatus.FAILED:
             raise ClientError("not_failed", "only a failed own message can be retried")
+        if self.is_channel(message.conv_id):  # client/channels.py
+            await self.retry_post(message_id)
+            return
         if await self._retry_attachment(message):
             return
         payload = encode_bound(

@@ -290,6 +290,22 @@ def fail(db: sqlite3.Connection, post_id: uuid.UUID, reason: str) -> None:
     )
 
 
+def resend(db: sqlite3.Connection, post_id: uuid.UUID) -> bool:
+    """A failed own post waits to be sent again (same id, same signed bytes); False if
+    ``post_id`` is not an own post that failed."""
+    cur = db.execute(
+        "UPDATE channel_posts SET sending = 1 WHERE id = ? AND seq IS NULL AND sending = 0"
+        " AND id IN (SELECT id FROM messages WHERE id = ? AND status = 'failed')",
+        (post_id.hex, post_id.hex),
+    )
+    if cur.rowcount == 0:
+        return False
+    db.execute(
+        "UPDATE messages SET status = 'sending', fail_reason = NULL WHERE id = ?", (post_id.hex,)
+    )
+    return True
+
+
 def advance(db: sqlite3.Connection, channel: str) -> int:
     """Move the cursor over every stored post right above it; returns the new cursor."""
     cursor, _, _ = positions(db, channel)

@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tidings.protocol import channels as wire
-from tidings.protocol import routes
+from tidings.protocol import rest, routes
 
 from . import channel_store as cs
 from .channel_sync import PAGE, RESEND_BASE, ChannelSync, now_ms
-from .errors import ClientError, Forbidden
+from .errors import ClientError, Forbidden, NotFound
 from .store import UNSENT_ORD
 from .types import ClientEvent, Message, Page
 
@@ -76,6 +76,15 @@ def _channel(info: wire.ChannelInfo) -> Channel:
         info.id, info.title, info.handle, info.public, info.description, info.owner, admins,
         info.subscribers, info.head, info.role, info.notify,
     )  # fmt: skip
+
+
+def _just_below(account_id: str) -> str:
+    """A subscriber-page cursor right below ``account_id``. The list runs in byte order of
+    account ids and starts after the cursor; server-made ids are ASCII, so no id sorts between
+    this string and ``account_id``: the page's first row is that account if it subscribed."""
+    if not account_id:
+        return ""
+    return account_id[:-1] + chr(max(ord(account_id[-1]) - 1, 0)) + "\x7f"
 
 
 class ChannelFeatures(ChannelSync):
@@ -184,18 +193,52 @@ class ChannelFeatures(ChannelSync):
         await self._rest.send(routes.REVOKE_INVITE, channel=channel_id, token=token)
 
     async def add_channel_admin(self, channel_id: str, username: str) -> Channel:
+        """Make a subscriber an admin (the owner does: ``Forbidden`` for anybody else).
+        ``NotFound``: no such user; ``ClientError`` ``not_subscribed`` (admins come from the
+        subscribers) or ``already_admin``. Nothing changes on a refusal."""
         self._check_open()
+        name = username.strip().removeprefix("@")
+        found = await self.channel_subscriber(channel_id, name)
+        if found is None:
+            raise ClientError("not_subscribed", f"@{name} is not subscribed to this channel")
+        if found.role != "subscriber":
+            raise ClientError("already_admin", f"@{name} is already an admin of this channel")
         info = await self._rest.call(
-            routes.ADD_CHANNEL_ADMIN, wire.ChannelInfo, channel=channel_id, username=username
+            routes.ADD_CHANNEL_ADMIN, wire.ChannelInfo, channel=channel_id, username=name
         )
         return self._channel_saved(info)
 
     async def remove_channel_admin(self, channel_id: str, username: str) -> Channel:
+        """Make an admin a subscriber again (the owner does; the owner stays: ``Forbidden``).
+        ``NotFound``: no such user; ``ClientError`` ``not_admin``."""
         self._check_open()
+        name = username.strip().removeprefix("@")
+        found = await self.channel_subscriber(channel_id, name)
+        if found is None or found.role == "subscriber":
+            raise ClientError("not_admin", f"@{name} is not an admin of this channel")
         info = await self._rest.call(
-            routes.REMOVE_CHANNEL_ADMIN, wire.ChannelInfo, channel=channel_id, username=username
+            routes.REMOVE_CHANNEL_ADMIN, wire.ChannelInfo, channel=channel_id, username=name
         )
         return self._channel_saved(info)
+
+    async def channel_subscriber(self, channel_id: str, username: str) -> wire.Subscriber | None:
+        """``username`` among the channel's subscribers (with the role), None if not
+        subscribed; ``NotFound`` if there is no such user, ``Forbidden`` for a non-admin.
+        Two small requests however many subscribe: the user's account id, then the
+        subscriber page that starts right below it."""
+        self._check_open()
+        name = username.strip().removeprefix("@")
+        if not name:
+            raise ClientError("bad_username", "enter a username")
+        try:
+            user = await self._rest.call(routes.USER, rest.User, username=name)
+        except NotFound as exc:
+            raise NotFound(exc.code, f"there is no user @{name}", exc.status) from exc
+        page = await self.channel_subscribers(
+            channel_id, start=_just_below(user.account_id), limit=1
+        )
+        first = page.subscribers[0] if page.subscribers else None
+        return first if first is not None and first.account_id == user.account_id else None
 
     async def channel_subscribers(
         self, channel_id: str, start: str | None = None, limit: int = 1000
@@ -302,6 +345,23 @@ class ChannelFeatures(ChannelSync):
             pass  # kept as sending: resent later
         found = self._store.messages([post_id])
         return found[0]
+
+    async def retry_post(self, post_id: uuid.UUID) -> Message:
+        """Post a failed own post again: the same signed bytes under the same id (a post the
+        server has is answered with its seq). ``Forbidden`` if it is refused again (the post
+        stays failed); resent later on a transient error, like a new post."""
+        self._check_open()
+        with self._store.transaction():
+            if not cs.resend(self._store.db, post_id):
+                raise ClientError("not_failed", "only a failed own post can be posted again")
+        self._channel_messages([post_id], added=False)
+        try:
+            await self._channel_flush()
+        except Forbidden:
+            raise
+        except ClientError:
+            pass  # kept as sending: resent later
+        return self._store.messages([post_id])[0]
 
     async def channel_history(self, conv_id: str, before: int | None, limit: int) -> Page:
         """A page of a channel's posts; fetches older ones from the server past the floor."""
