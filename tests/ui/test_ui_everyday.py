@@ -39,8 +39,12 @@ def overlay(driver: AppDriver, kind: type[Any]) -> Any:
 
 
 async def menu_of(driver: AppDriver, body: str) -> MessageActions:
-    await driver.long_press(rows_with(driver, body)[0].bubble)
-    sheet: MessageActions = overlay(driver, MessageActions)
+    """Long-press the bubble until its menu opens; the menu once it takes taps."""
+    await driver.wait_for(lambda: driver.overlay(MessageActions) is None, what="menus closed")
+    await driver.long_press(
+        rows_with(driver, body)[0].bubble, until=lambda: driver.overlay(MessageActions)
+    )
+    sheet: MessageActions = await driver.opened(MessageActions)
     return sheet
 
 
@@ -119,7 +123,8 @@ async def test_edit_delete_history_and_info_from_the_message_menu(
     assert len(sheet.ids.reactions.children) == 7  # the quick six and the picker
     shots(driver, "menu")
     await driver.tap(sheet.action("Edit"))
-    assert chat.editing and chat.ids.composer.text == typo
+    await driver.wait_for(lambda: chat.editing, what="editing")
+    assert chat.ids.composer.text == typo
     shots(driver, "editing")
     chat.ids.composer.text = ""
     await driver.type_text("Sure, see you there")
@@ -148,7 +153,7 @@ async def test_edit_delete_history_and_info_from_the_message_menu(
     assert typo in texts and fixed in texts
     shots(driver, "edit-history")
     history.dismiss()
-    await driver.settle(0.3)
+    await driver.wait_for(lambda: driver.overlay(EditHistorySheet) is None, what="history shut")
 
     await bob.mark_read(conv.id)
     await driver.wait_for(
@@ -169,7 +174,7 @@ async def test_edit_delete_history_and_info_from_the_message_menu(
     # delete for everyone: a line stays here and at bob's
     sheet = await menu_of(driver, fixed)
     await driver.tap(sheet.action("Delete"))
-    confirm = overlay(driver, ChoiceSheet)
+    confirm = await driver.opened(ChoiceSheet)
     await driver.tap(confirm.choice("Delete for everyone"))
     await driver.wait_for(lambda: chat.row_for(sent_id).message.deleted, what="deleted")
     assert chat.row_for(sent_id).body.text == "This message was deleted"
@@ -185,7 +190,7 @@ async def test_edit_delete_history_and_info_from_the_message_menu(
     sheet = await menu_of(driver, "Lunch at noon?")
     assert "Edit" not in [c.text for c in sheet.ids.actions.children]
     await driver.tap(sheet.action("Delete"))
-    confirm = overlay(driver, ChoiceSheet)
+    confirm = await driver.opened(ChoiceSheet)
     with pytest.raises(LookupError):
         confirm.choice("Delete for everyone")
     await driver.tap(confirm.choice("Delete for me"))
@@ -304,7 +309,7 @@ async def test_devices_listed_and_removed_after_confirmation(
         row = screen.row("laptop")
         assert row is not None
         await driver.tap(row.ids.remove_button)
-        confirm = overlay(driver, ChoiceSheet)
+        confirm = await driver.opened(ChoiceSheet)
         shots(driver, "confirm-remove")
         await driver.tap(confirm.choice("Remove device"))
         await driver.wait_for(lambda: screen.row("laptop") is None, what="the laptop removed")

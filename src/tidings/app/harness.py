@@ -135,12 +135,19 @@ class AppDriver:
         touch.touch_up()
         await self.frames(2)
 
-    async def long_press(self, widget: Widget, seconds: float = 1.0) -> None:
+    async def long_press(
+        self, widget: Widget, seconds: float = 1.0, until: Callable[[], object] | None = None
+    ) -> None:
+        """Hold a touch on `widget` for `seconds`, or, with `until`, until that is true (what
+        the press opens: a slow frame never lets the finger go too early)."""
         await self.transitions_done()
         x, y = widget.to_window(*widget.center)
         touch = UnitTestTouch(x, y)
         touch.touch_down()
-        await self.settle(seconds)
+        if until is None:
+            await self.settle(seconds)
+        else:
+            await self.wait_for(until, what="what the long press opens")
         touch.touch_up()
         await self.frames(2)
 
@@ -173,6 +180,22 @@ class AppDriver:
         pixels = glReadPixels(0, 0, width, height, GL_RGBA, GL_UNSIGNED_BYTE)
         write_png(path, width, height, bytes(pixels))
         return path
+
+    def overlay(self, kind: type[Any]) -> Any:
+        """The sheet (a ModalView) of `kind` on the window, or None."""
+        sheets = [w for w in Window.children if isinstance(w, kind)]
+        return sheets[0] if sheets else None
+
+    async def opened(self, kind: type[Any]) -> Any:
+        """The sheet of `kind` once it is open: faded in (Kivy's ModalView fades in before
+        `on_open`) and laid out, so a tap lands where its buttons show."""
+
+        def shown() -> bool:
+            sheet = self.overlay(kind)
+            return sheet is not None and sheet._anim_alpha >= 1
+
+        await self.wait_for(shown, what=f"the {kind.__name__} open")
+        return self.overlay(kind)
 
     def walk(self) -> Iterator[Widget]:
         root = self.app.root

@@ -4,7 +4,7 @@ picker, Reply, Edit, Copy, Info, Edit history, Delete (for everyone or for me), 
 Which of these a message offers follows what the client core says about it (its kind, status,
 ``edited`` and ``deleted``); whether an edit or a deletion for everyone is still allowed (the
 24-hour window, own messages only) is the core's decision: a refusal comes back as a
-`ClientError` and shows as a toast.
+`ClientError` and shows as a toast. A channel post offers less: tidings.app.channel_menu.
 """
 
 from __future__ import annotations
@@ -49,6 +49,11 @@ class MessageActions(ModalView):  # type: ignore[misc]  # kivy is untyped
         _fit_width(self)
         self.chat = chat
         self.message = message
+        self.build()
+
+    def build(self) -> None:
+        """The reactions and the actions this message offers."""
+        message = self.message
         text = message.kind == "text" and not message.deleted
         sent = message.seq is not None
         reactions = self.ids.reactions

@@ -13,7 +13,7 @@ from kivy.uix.label import Label
 from kivy.uix.textinput import TextInput
 from kivy.uix.widget import Widget
 
-from tidings.app import blocking, channels, timefmt
+from tidings.app import blocking, channel_menu, channels, timefmt
 from tidings.app.avatars import avatar_of, peer_id
 from tidings.app.bubbles import (
     DaySeparator,
@@ -589,7 +589,7 @@ class ChatScreen(AppScreen):
         self.reply_name = ""
 
     def show_actions(self, message: Message) -> MessageActions:
-        sheet = MessageActions(self, message)
+        sheet = channel_menu.actions_for(self, message)
         sheet.open()
         return sheet
 
