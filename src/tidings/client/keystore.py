@@ -203,6 +203,17 @@ class KeyStore:
         #: read caches (every message looks these up); dropped on every write and rollback
         self._identities: dict[str, KnownIdentity | None] = {}
         self._devices: dict[str, list[int] | None] = {}
+        #: Double Ratchet sessions as last loaded or stored (written through: the database
+        #: holds what is here), so a message sent or opened deserializes none. The crypto code
+        #: changes a loaded record in place before storing it, so any exception inside a
+        #: transaction drops this cache (the record may be half changed, the row is not).
+        self._sessions: dict[tuple[str, int], SessionRecord | None] = {}
+        #: sessions stored inside a transaction someone else opened → the row of
+        #: ``temp.e2ee_written`` written with them: gone if that transaction rolled back
+        self._unsettled: dict[tuple[str, int], int] = {}
+        self._written = 0
+        #: inside a transaction whose rollback calls :meth:`forget_cached` (:meth:`guarded`)
+        self._guarded = False
         #: one-time prekeys used up since the owner last looked (time to ask the server's count)
         self.consumed = 0
         self._migrate()
@@ -211,30 +222,47 @@ class KeyStore:
         """Drop the read caches (a transaction that wrote through this store rolled back)."""
         self._identities.clear()
         self._devices.clear()
+        self._sessions.clear()
+        self._unsettled.clear()
 
     # ------------------------------------------------------------------ plumbing
+
+    @contextmanager
+    def guarded(self) -> Iterator[None]:
+        """The caller's open transaction either commits or, rolling back, calls
+        :meth:`forget_cached`: sessions stored inside it need no rollback marker."""
+        before, self._guarded = self._guarded, True
+        try:
+            yield
+        finally:
+            self._guarded = before
 
     def _migrate(self) -> None:
         _carry_legacy_version(self.db)
         migrate(self.db, STEPS, component=COMPONENT)
+        self.db.execute("CREATE TEMP TABLE IF NOT EXISTS e2ee_written (n INTEGER PRIMARY KEY)")
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """Join the open transaction, or run one of our own around the block."""
-        if self.db.in_transaction:
-            yield
-            return
-        self.db.execute("BEGIN IMMEDIATE")
+        """Run the block in a transaction of its own, or inside the open one as a savepoint:
+        either way it happens whole or not at all."""
+        joined = self.db.in_transaction
+        self.db.execute("SAVEPOINT keys" if joined else "BEGIN IMMEDIATE")
         recorded = len(self._changes)
         try:
             yield
         except BaseException:
-            self.db.execute("ROLLBACK")
+            if joined:
+                self.db.execute("ROLLBACK TO keys")
+                self.db.execute("RELEASE keys")
+            else:
+                self.db.execute("ROLLBACK")
+            # also the sessions: the crypto code may have changed a record it did not store
             self.forget_cached()
             # identity changes recorded inside the transaction did not happen
             del self._changes[recorded:]
             raise
-        self.db.execute("COMMIT")
+        self.db.execute("RELEASE keys" if joined else "COMMIT")
 
     # ------------------------------------------------------------------ the local identity
 
@@ -472,18 +500,49 @@ class KeyStore:
     # ------------------------------------------------------------------ sessions
 
     def load_session(self, address: ProtocolAddress) -> SessionRecord | None:
+        key = (address.name, address.device_id)
+        if key in self._sessions and self._settled(key):
+            return self._sessions[key]
         row = self.db.execute(
-            "SELECT record FROM e2ee_sessions WHERE account_id = ? AND device_id = ?",
-            (address.name, address.device_id),
+            "SELECT record FROM e2ee_sessions WHERE account_id = ? AND device_id = ?", key
         ).fetchone()
-        return None if row is None else SessionRecord.deserialize(bytes(row[0]))
+        record = None if row is None else SessionRecord.deserialize(bytes(row[0]))
+        self._sessions[key] = record
+        return record
 
     def store_session(self, address: ProtocolAddress, record: SessionRecord) -> None:
+        key = (address.name, address.device_id)
+        self._sessions.pop(key, None)  # cached again once the row is written
+        marked = self.db.in_transaction and not self._guarded
         with self.transaction():
             self.db.execute(
                 "INSERT OR REPLACE INTO e2ee_sessions VALUES (?, ?, ?)",
-                (address.name, address.device_id, record.serialize()),
+                (*key, record.serialize()),
             )
+            before = self._unsettled.pop(key, None)
+            if before is not None:
+                self.db.execute("DELETE FROM temp.e2ee_written WHERE n = ?", (before,))
+            if marked:
+                self._written += 1
+                self.db.execute("INSERT INTO temp.e2ee_written VALUES (?)", (self._written,))
+        if marked:
+            self._unsettled[key] = self._written
+        self._sessions[key] = record
+
+    def _settled(self, key: tuple[str, int]) -> bool:
+        """Whether the cached session ``key`` may be used: not stored inside a transaction
+        that rolled back since (the cache is dropped if it was)."""
+        token = self._unsettled.get(key)
+        if token is None:
+            return True
+        if self.db.execute("SELECT 1 FROM temp.e2ee_written WHERE n = ?", (token,)).fetchone():
+            if not self.db.in_transaction:  # committed: no need to ask again
+                del self._unsettled[key]
+                self.db.execute("DELETE FROM temp.e2ee_written WHERE n = ?", (token,))
+            return True
+        del self._unsettled[key]
+        self._sessions.pop(key, None)
+        return False
 
     def has_session(self, address: ProtocolAddress) -> bool:
         record = self.load_session(address)
@@ -497,6 +556,8 @@ class KeyStore:
             self.store_session(address, record)
 
     def delete_session(self, address: ProtocolAddress) -> None:
+        self._sessions.pop((address.name, address.device_id), None)
+        self._unsettled.pop((address.name, address.device_id), None)
         with self.transaction():
             self.db.execute(
                 "DELETE FROM e2ee_sessions WHERE account_id = ? AND device_id = ?",

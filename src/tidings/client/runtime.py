@@ -22,7 +22,7 @@ import logging
 import ssl
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar, cast
 
@@ -77,6 +77,8 @@ OPEN_TIMEOUT = 10.0
 CLOSE_TIMEOUT = 2.0
 #: queue items taken in one go before their effects are applied
 BURST = 1024
+#: Sends sealed in one go (one transaction for their session state, then on the wire)
+SEAL_BURST = 256
 #: seconds to wait for DeviceAccepted before the message waits for its next resend
 DEVICE_SEND_TIMEOUT = 10.0
 #: HTTP statuses refusing the WebSocket upgrade → the close code they amount to
@@ -280,16 +282,19 @@ class Runtime:
 
     # ------------------------------------------------------------------ the core's requests
 
-    async def drive(self, steps: Steps[_T]) -> _T:
+    async def drive(self, steps: Steps[_T], atomic: bool = False) -> _T:
         """Run ``steps`` of the sealing core to the end, performing each request it yields
         and sending the answer back in; a request that fails is thrown in as
-        :class:`RequestFailed`. :class:`ConnectionEnded` (401) ends it."""
+        :class:`RequestFailed`. :class:`ConnectionEnded` (401) ends it. ``atomic``: what the
+        steps write between two requests commits as one transaction (each of their own
+        transactions a savepoint in it), before the request is made or the result returned."""
         answer: object = None
         failed: RequestFailed | None = None
         try:
             while True:
                 try:
-                    request = steps.send(answer) if failed is None else steps.throw(failed)
+                    with self._segment(atomic):
+                        request = steps.send(answer) if failed is None else steps.throw(failed)
                 except StopIteration as done:
                     return cast("_T", done.value)
                 answer, failed = None, None
@@ -305,6 +310,22 @@ class Runtime:
                     failed = RequestFailed("timeout")
         finally:
             steps.close()
+
+    @contextlib.contextmanager
+    def _segment(self, atomic: bool) -> Iterator[None]:
+        """One transaction around a synchronous stretch of the sealing core (``atomic``). It
+        commits also when the stretch raises: each unit of work in it is a savepoint that
+        either completed or rolled itself back, as its own transactions would have."""
+        db = self.store.db
+        if not atomic or db.in_transaction:
+            yield
+            return
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            with self.store.keys.guarded():
+                yield
+        finally:
+            db.execute("COMMIT")
 
     async def _perform(self, request: Request) -> object:
         match request:
@@ -350,30 +371,40 @@ class Runtime:
         return True
 
     async def _seal_loop(self) -> None:
-        """Seal and send the engine's Sends, one at a time. What the sealer cannot seal now
-        waits for the engine's resend; what it refuses for good fails like a ``Rejected``."""
+        """Seal and send the engine's Sends in queue order, as many as are waiting at once
+        (up to :data:`SEAL_BURST`): their session state commits in one transaction, before
+        any of them goes on the wire. What the sealer cannot seal now waits for the engine's
+        resend; what it refuses for good fails like a ``Rejected``."""
         while True:
-            generation, send = await self._sends.get()
-            if generation != self._generation or self.engine.unsent(send.id) is None:
-                continue  # from an old connection (the engine resends after Welcome) or done
-            if self.annotate is not None:
-                send = self.annotate(send)
+            waiting = [await self._sends.get()]
+            while len(waiting) < SEAL_BURST and not self._sends.empty():
+                waiting.append(self._sends.get_nowait())
+            generation = self._generation
+            sends = [
+                send if self.annotate is None else self.annotate(send)
+                for made_in, send in waiting
+                # from an old connection (the engine resends after Welcome), or done
+                if made_in == generation and self.engine.unsent(send.id) is not None
+            ]
+            if not sends:
+                continue
             try:
-                outcome = await self.drive(self.sealer.seal(send))
+                outcomes = await self.drive(self.sealer.seal_all(sends), atomic=True)
             except Exception as exc:  # 401 (the engine already knows), crypto trouble
                 log.info("a message could not be encrypted: %s", type(exc).__name__)
                 continue
             finally:
                 self._listener([], Changes())  # identity keys learnt while sealing
-            match outcome:
-                case Sealed():
-                    if generation == self._generation:
-                        await self._transmit(outcome.send)
-                case Refused():
-                    refusal = Rejected(id=send.id, conv=send.conv, code=outcome.code)
-                    self._inbound.put_nowait(_Local(generation, refusal))
-                case Later():
-                    log.info("a message could not be encrypted yet: %s", outcome.reason)
+            for send, outcome in zip(sends, outcomes, strict=True):
+                match outcome:
+                    case Sealed():
+                        if generation == self._generation:
+                            await self._transmit(outcome.send)
+                    case Refused():
+                        refusal = Rejected(id=send.id, conv=send.conv, code=outcome.code)
+                        self._inbound.put_nowait(_Local(generation, refusal))
+                    case Later():
+                        log.info("a message could not be encrypted yet: %s", outcome.reason)
 
     def _sealer_frame(self, frame: ServerFrame) -> None:
         """Frames about encryption: resend a stale Send at once, settle a DeviceSend."""

@@ -827,6 +827,13 @@ class Sealer:
             return Later(type(exc).__name__)
         return Sealed(sealed)
 
+    def seal_all(self, frames: Iterable[Send]) -> Steps[list[SealOutcome]]:
+        """What becomes of each of ``frames``, in order (:meth:`seal` one after the other)."""
+        outcomes: list[SealOutcome] = []
+        for frame in frames:
+            outcomes.append((yield from self.seal(frame)))
+        return outcomes
+
     def _seal(self, frame: Send) -> Steps[Send]:
         conv_id = frame.conv
         kind = self._kinds.get(conv_id)
