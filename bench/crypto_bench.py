@@ -12,6 +12,10 @@ Workloads (100-byte messages):
 * Sender Keys: group encrypt per second and group decrypt per second, records serialized
   around every message.
 
+For context it also times one XEdDSA verification alone (libsodium's Ed25519 verify, what
+every group message received and every prekey bundle processed pays), which bounds how fast a
+sender-key decrypt can be.
+
 libsignal runs the same workloads inside the Node peer (tests/interop/peer.mjs, test-only)
 and times them there, so the pipe is not counted. Each number is the best of ``--repeats``
 runs (the machine is shared). Writes ``bench/results/crypto-<timestamp>.json`` and prints a
@@ -36,6 +40,7 @@ from typing import Any
 
 from tidings.crypto import (
     IdentityKeyPair,
+    KeyPair,
     PreKeyBundle,
     PreKeySignalMessage,
     ProtocolAddress,
@@ -175,6 +180,20 @@ def ours_sender_keys(n: int) -> tuple[float, float]:
     return n / enc, n / dec
 
 
+def ours_verify_us(n: int) -> float:
+    """Microseconds per XEdDSA verification of a group-message-sized body, each signature new
+    (as in ``ours_sender_keys``) under one signing key (its Edwards form cached, as there)."""
+    signer = KeyPair.generate()
+    bodies = [i.to_bytes(4, "big") + bytes(146) for i in range(n)]
+    signed = [(body, signer.calculate_signature(body)) for body in bodies]
+    public = signer.public_key
+    t0 = time.perf_counter()
+    for body, signature in signed:
+        if not public.verify_signature(body, signature):
+            raise AssertionError("signature does not verify")
+    return (time.perf_counter() - t0) / n * 1e6
+
+
 @dataclass
 class Row:
     workload: str
@@ -247,6 +266,7 @@ def run(quick: bool, repeats: int, with_libsignal: bool) -> dict[str, Any]:
                     repeats, functools.partial(lib_session, mode, True)
                 )
         sk = [ours_sender_keys(n_sk) for _ in range(repeats)]
+        context["tidings_xeddsa_verify_us"] = min(ours_verify_us(n_sk) for _ in range(repeats))
         lib_sk: list[dict[str, Any]] = []
         if peer is not None:
             lib_sk = [lib("bench_sender_keys", n=n_sk) for _ in range(repeats)]
@@ -315,11 +335,18 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(f"| {r['workload']} | {fmt(r['tidings'])} | {fmt(r['libsignal'])} | {ratio} |")
     lines.append("")
     ctx = result.get("context") or {}
-    if ctx:
+    if "libsignal_oneway_records_as_objects_msg_per_s" in ctx:
         lines.append(
             "For context, libsignal with session records kept as objects (never serialized): "
             f"{ctx['libsignal_oneway_records_as_objects_msg_per_s']:,.0f} msg/s one-way, "
             f"{ctx['libsignal_alternating_records_as_objects_msg_per_s']:,.0f} msg/s alternating."
+        )
+    if "tidings_xeddsa_verify_us" in ctx:
+        decrypt = next(r for r in result["rows"] if r["workload"] == "sender key decrypt")
+        verify = ctx["tidings_xeddsa_verify_us"]
+        lines.append(
+            f"One XEdDSA verification alone (libsodium's Ed25519 verify) takes {verify:.1f} µs "
+            f"here, {verify * decrypt['tidings'] / 1e4:.0f}% of a tidings sender-key decrypt."
         )
     lines.append(
         "Ratio > 1: tidings faster (for setup, the inverse time ratio). Records serialized "
