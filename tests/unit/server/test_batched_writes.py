@@ -90,3 +90,36 @@ async def test_a_block_or_a_new_device_after_messages_flowed_applies_to_the_next
     last = await send(world, bob, ab.id)
     assert (ab.id, last.seq) in await world.pending(alice)
     assert await world.count("pending", account_id=alice.account_id, device_id=2) == 0
+
+
+async def test_acks_queued_together_raise_each_watermark_once_and_tell_everyone(world):
+    alice, bob, carol = [await world.account(n) for n in ("alice", "bob", "carol")]
+    group = await world.engine.create_group(alice, "g", ["bob", "carol"])
+    bob2 = await world.second_device(bob)
+    for _ in range(2):
+        assert isinstance(await send(world, alice, group.id), Accepted)  # seqs 2 and 3
+    a, b1 = await world.online(alice), await world.online(bob)
+    await asyncio.gather(
+        world.engine.ack(bob, {group.id: 2}),
+        world.engine.ack(bob2, {group.id: 3}),
+        world.engine.ack(carol, {group.id: 3}),
+        world.engine.ack(carol, {group.id: 2}),  # lower: moves nothing
+        world.engine.ack(alice, {group.id: 3}),
+    )
+    marks = {w.account: (w.delivered, w.read) for w in await world.store.watermarks(group.id)}
+    assert marks == {alice.account_id: (3, 0), bob.account_id: (3, 0), carol.account_id: (3, 0)}
+    # The poster hears where every other member's watermark ended, in order.
+    heard: dict[str, list[int]] = {}
+    for receipt in a.receipts():
+        heard.setdefault(receipt.account, []).append(receipt.delivered)
+    assert {account: seqs[-1] for account, seqs in heard.items()} == {
+        bob.account_id: 3,
+        carol.account_id: 3,
+    }
+    assert all(seqs == sorted(seqs) for seqs in heard.values())
+    # bob's other device hears of the rise its sibling made.
+    own = [r.delivered for r in b1.receipts() if r.account == bob.account_id]
+    assert own and own[-1] == 3
+    assert await world.pending(bob) == [(group.id, 3)]
+    assert await world.pending(bob2) == []
+    assert await world.pending(carol) == []

@@ -23,7 +23,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
@@ -200,7 +200,7 @@ class _Job(Generic[T]):
 #: back to back in one transaction, the outcome of each, in order: ``(result,)``, or the
 #: exception that refused it *before it wrote anything*. An exception raised out of it (after
 #: writing) rolls the transaction back, and the group runs again with each operation alone.
-Batch = Callable[[sqlite3.Connection, list[Any]], list[tuple[Any] | Exception]]
+Batch = Callable[[sqlite3.Connection, list[Any]], Sequence[tuple[Any] | Exception]]
 
 
 class _BatchJob(Generic[T]):
