@@ -31,7 +31,7 @@ from tidings.protocol import push as push_wire
 from tidings.protocol.close import CloseCode
 from tidings.protocol.content import Content, ProfileKey, Reaction, Text
 
-from . import lifecycle, profilelock, provisioning, tls
+from . import integrity, lifecycle, profilelock, provisioning, tls
 from .backup.service import BackupService, BackupStatus
 from .channels import ChannelFeatures
 from .core import engine
@@ -474,7 +474,9 @@ class Client(AttachmentFeatures, EverydayFeatures, SocialFeatures, ChannelFeatur
             raise ProfileNotFound(f"no account in {profile}")
         lock = profilelock.acquire(profile)  # ProfileInUse; before migrations touch the store
         try:
-            store = LocalStore(profile / DB_NAME)
+            # the full integrity check runs beside the app's start (client/integrity.py)
+            store = LocalStore(profile / DB_NAME, integrity="later")
+            integrity.check_in_background(profile / DB_NAME)
             account = store.account()
             if account is None:
                 store.close()

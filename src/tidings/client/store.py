@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 
@@ -29,14 +30,18 @@ from tidings.migrations import version as schema_version
 from tidings.protocol import Envelope, decode_system_event, rest
 from tidings.protocol.content import Content, Delete, Edit, Media, ProfileKey, Reaction, Text
 
-from . import attachments, channel_store, fts
+from . import attachments, channel_store, chatlist, fts
+from .chatlist import NOTE_TO_SELF as NOTE_TO_SELF  # where it was first defined
 from .core import engine
 from .core.opening import WRITE_EFFECTS, OpenedEnvelope, StoreOpened
 from .errors import ProfileCorrupt
 from .features import edits, profiles
+from .integrity import marker as integrity_marker
+from .integrity import problems as integrity_problems
 from .keystore import SCHEMA as KEYSTORE_SCHEMA
 from .keystore import KeyStore
 from .push import migrate_schema as push_schema
+from .queries import DISPLAY_NAME, SELECT_MESSAGE
 from .types import (
     MESSAGE_KINDS,
     Account,
@@ -53,8 +58,6 @@ from .types import (
 UNSENT_ORD = 1 << 50
 #: characters of the quoted message shown in a reply preview
 PREVIEW_CHARS = 80
-#: the title of the conversation with only this account's own devices
-NOTE_TO_SELF = "Note to Self"
 #: the local placeholder of a message that could not be decrypted
 UNDECRYPTABLE_BODY = "This message could not be decrypted"
 
@@ -167,16 +170,13 @@ MIGRATIONS: tuple[str, ...] = (
     UPDATE messages SET kind = 'identity_changed'
         WHERE kind = 'system' AND meta IS NULL AND body LIKE 'Your safety number with % changed';
     """,
+    # 5: unread counts read from an index of others' texts alone (client/chatlist.py), not
+    # from every row above the read mark
+    """
+    CREATE INDEX messages_unread ON messages (conv_id, seq) WHERE is_own = 0 AND kind = 'text';
+    """,
 )
 
-_SELECT_MESSAGE = """
-    SELECT m.id, m.conv_id, m.seq, m.sender_id, COALESCE(u.name, m.sender_id), m.is_own,
-           m.kind, m.body, m.meta, m.reply_to, m.status, m.fail_reason, m.created_at,
-           COALESCE(c.read_upto, 0), m.ord, m.mentions_me
-    FROM messages m
-    LEFT JOIN conversations c ON c.id = m.conv_id
-    LEFT JOIN display_names u ON u.account_id = m.sender_id
-"""
 
 # Each spells out the partial index's condition so that SQLite uses messages_own_open.
 _PROMOTIONS = (
@@ -243,11 +243,14 @@ def _damaged(exc: sqlite3.DatabaseError) -> bool:
 class LocalStore:
     """The profile's database. Not thread-safe: one asyncio loop uses it."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, integrity: Literal["now", "later"] = "now") -> None:
+        """Open (and migrate) the database at ``path``. ``integrity="later"`` leaves the full
+        integrity check to :func:`~tidings.client.integrity.check_in_background`, unless an
+        earlier one found damage (client/integrity.py)."""
         _private_file(path)
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         try:
-            self._open()
+            self._open(integrity == "now" or integrity_marker(path).exists())
         except sqlite3.DatabaseError as exc:  # not a database, a malformed image
             self.db.close()
             if isinstance(exc, sqlite3.OperationalError) and not _damaged(exc):
@@ -257,18 +260,24 @@ class LocalStore:
             self.db.close()
             raise
 
-    def _open(self) -> None:
-        """Settings, an integrity check and migrations; :class:`ProfileCorrupt` (or the
-        ``sqlite3.DatabaseError`` that becomes one) for a damaged database."""
+    def _open(self, check: bool) -> None:
+        """Settings, the integrity check (``check``) and migrations; :class:`ProfileCorrupt`
+        (or the ``sqlite3.DatabaseError`` that becomes one) for a damaged database."""
         path = self.db.execute("PRAGMA database_list").fetchone()[2]
         self.db.execute("PRAGMA journal_mode=WAL")
+        # A commit reaches the WAL file at once (an app that is killed loses nothing) but is
+        # synced to disk only at checkpoints: a power cut may take the last ones back. What
+        # messengers do; a sync per commit would cost every sent message a disk flush.
         self.db.execute("PRAGMA synchronous=NORMAL")
         # Fewer checkpoints (each one syncs): one per ~16 MiB of WAL instead of 4 MiB.
         self.db.execute("PRAGMA wal_autocheckpoint=4000")
         self.db.execute("PRAGMA busy_timeout=5000")
-        problems = [row[0] for row in self.db.execute("PRAGMA quick_check(3)")]
-        if problems != ["ok"]:
-            raise ProfileCorrupt(path or ":memory:", "; ".join(map(str, problems)))
+        if check:
+            found = integrity_problems(self.db)
+            if found:
+                raise ProfileCorrupt(path or ":memory:", "; ".join(found))
+            if path:
+                integrity_marker(path).unlink(missing_ok=True)  # repaired, or restored
         self.migrate()
         #: "fts5", or "scan" on a SQLite without FTS5 (client/fts.py)
         self.search_mode: fts.SearchMode = fts.prepare(self.db)
@@ -305,7 +314,8 @@ class LocalStore:
             return
         self.db.execute("BEGIN")
         try:
-            yield
+            with self.keys.guarded():
+                yield
         except BaseException:
             self.db.execute("ROLLBACK")
             self.keys.forget_cached()
@@ -656,61 +666,14 @@ class LocalStore:
         return row is not None
 
     def conversation(self, conv_id: str) -> Conversation | None:
-        row = self.db.execute(
-            "SELECT id, kind, title, last_activity, read_upto FROM conversations WHERE id = ?",
-            (conv_id,),
-        ).fetchone()
-        return None if row is None else self._conversation(row)
+        return chatlist.conversation(self, conv_id)
 
     def conversations(self) -> list[Conversation]:
         """Conversations this account is a member of, newest activity first."""
-        rows = self.db.execute(
-            "SELECT id, kind, title, last_activity, read_upto FROM conversations"
-            " WHERE is_member = 1 ORDER BY last_activity DESC, id"
-        ).fetchall()
-        return [self._conversation(row) for row in rows]
+        return chatlist.conversations(self)
 
     def members(self, conv_id: str) -> tuple[Member, ...]:
-        return tuple(
-            Member(account, username, role, name)
-            for account, username, role, name in self.db.execute(
-                "SELECT m.account_id, COALESCE(u.username, m.account_id), m.role,"
-                " COALESCE(u.name, m.account_id) FROM members m"
-                " LEFT JOIN display_names u ON u.account_id = m.account_id WHERE m.conv_id = ?"
-                " ORDER BY m.role, u.username",
-                (conv_id,),
-            )
-        )
-
-    def _conversation(self, row: tuple[str, str, str, int, int]) -> Conversation:
-        conv_id, kind, title, last_activity, read_upto = row
-        members = self.members(conv_id)
-        note_to_self = kind == "direct" and bool(members)
-        if kind == "direct":
-            peers = [m.name or m.username for m in members if m.account_id != self.account_id]
-            title = peers[0] if peers else NOTE_TO_SELF if note_to_self else title
-            note_to_self = not peers and note_to_self
-        last = self.db.execute(
-            _SELECT_MESSAGE + " WHERE m.conv_id = ? ORDER BY m.ord DESC LIMIT 1", (conv_id,)
-        ).fetchall()
-        (unread,) = self.db.execute(
-            "SELECT count(*) FROM messages WHERE conv_id = ? AND seq > ? AND is_own = 0"
-            " AND kind = 'text'",
-            (conv_id, read_upto),
-        ).fetchone()
-        me = [m for m in members if m.account_id == self.account_id]
-        conv = Conversation(
-            id=conv_id,
-            kind=kind,
-            title=title,
-            members=members,
-            last_message=self._messages(last)[0] if last else None,
-            last_activity=last_activity,
-            unread=unread,
-            is_admin=bool(me) and me[0].role == "admin",
-            note_to_self=note_to_self,
-        )
-        return channel_store.with_channel(self.db, conv)
+        return chatlist.members(self, conv_id)
 
     def awaiting_receipts(self) -> list[str]:
         """Conversations with own messages that are not read by everyone yet."""
@@ -743,8 +706,8 @@ class LocalStore:
     # ------------------------------------------------------------------ messages
 
     def message(self, msg_id: uuid.UUID) -> Message | None:
-        rows = self.db.execute(_SELECT_MESSAGE + " WHERE m.id = ?", (msg_id.hex,)).fetchall()
-        return self._messages(rows)[0] if rows else None
+        rows = self.db.execute(SELECT_MESSAGE + " WHERE m.id = ?", (msg_id.hex,)).fetchall()
+        return self.build_messages(rows)[0] if rows else None
 
     def messages(self, ids: Sequence[uuid.UUID]) -> list[Message]:
         """The messages with these ids that exist, in the order given."""
@@ -752,21 +715,21 @@ class LocalStore:
         for start in range(0, len(ids), 500):
             chunk = [i.hex for i in ids[start : start + 500]]
             marks = ",".join("?" * len(chunk))
-            rows = self.db.execute(_SELECT_MESSAGE + f" WHERE m.id IN ({marks})", chunk).fetchall()
-            found.update((m.id.hex, m) for m in self._messages(rows))
+            rows = self.db.execute(SELECT_MESSAGE + f" WHERE m.id IN ({marks})", chunk).fetchall()
+            found.update((m.id.hex, m) for m in self.build_messages(rows))
         return [found[i.hex] for i in ids if i.hex in found]
 
     def history(self, conv_id: str, before: int | None, limit: int) -> Page:
         """Up to ``limit`` messages older than cursor ``before`` (newest page if None)."""
         bound = before if before is not None else 1 << 62
         rows = self.db.execute(
-            _SELECT_MESSAGE + " WHERE m.conv_id = ? AND m.ord < ? ORDER BY m.ord DESC LIMIT ?",
+            SELECT_MESSAGE + " WHERE m.conv_id = ? AND m.ord < ? ORDER BY m.ord DESC LIMIT ?",
             (conv_id, bound, limit + 1),
         ).fetchall()
         more = len(rows) > limit
         rows = rows[:limit]
         rows.reverse()
-        return Page(tuple(self._messages(rows)), rows[0][14] if more and rows else None)
+        return Page(tuple(self.build_messages(rows)), rows[0][14] if more and rows else None)
 
     def page_around(self, conv_id: str, msg_id: uuid.UUID, limit: int) -> Page | None:
         """A page of about ``limit`` messages with ``msg_id`` in the middle."""
@@ -776,11 +739,11 @@ class LocalStore:
         if row is None:
             return None
         newer = self.db.execute(
-            _SELECT_MESSAGE + " WHERE m.conv_id = ? AND m.ord > ? ORDER BY m.ord LIMIT ?",
+            SELECT_MESSAGE + " WHERE m.conv_id = ? AND m.ord > ? ORDER BY m.ord LIMIT ?",
             (conv_id, row[0], max(0, (limit - 1) // 2)),
         ).fetchall()
         older = self.history(conv_id, row[0] + 1, max(1, limit - len(newer)))
-        return Page(older.messages + tuple(self._messages(newer)), older.before)
+        return Page(older.messages + tuple(self.build_messages(newer)), older.before)
 
     def search(self, query: str, limit: int) -> list[SearchHit]:
         """Messages matching every word of ``query`` (the last word as a prefix), most recently
@@ -802,17 +765,17 @@ class LocalStore:
         messages = {m.id: m for m in self.messages(ids)}
         return [SearchHit(messages[i], snip) for i, (_, snip) in zip(ids, rows, strict=True)]
 
-    def _messages(self, rows: Sequence[tuple[object, ...]]) -> list[Message]:
-        """Build messages from ``_SELECT_MESSAGE`` rows (with reactions and reply previews)."""
+    def build_messages(self, rows: Sequence[tuple[object, ...]]) -> list[Message]:
+        """Build messages from ``SELECT_MESSAGE`` rows (with reactions and reply previews)."""
         ids = [str(r[0]) for r in rows]
         reactions: dict[str, list[tuple[str, str]]] = {}
         replies: dict[str, str] = {}
         if ids:
             marks = ",".join("?" * len(ids))
             for message_id, emoji, name in self.db.execute(
-                "SELECT r.message_id, r.emoji, COALESCE(u.name, r.account_id)"  # noqa: S608
-                f" FROM reactions r LEFT JOIN display_names u ON u.account_id = r.account_id"
-                f" WHERE r.message_id IN ({marks}) ORDER BY r.created_at, r.rowid",
+                f"SELECT r.message_id, r.emoji, {DISPLAY_NAME.format('r.account_id')}"  # noqa: S608
+                f" FROM reactions r WHERE r.message_id IN ({marks})"
+                " ORDER BY r.created_at, r.rowid",
                 ids,
             ):
                 reactions.setdefault(message_id, []).append((emoji, name))
@@ -820,14 +783,14 @@ class LocalStore:
             if quoted:
                 marks = ",".join("?" * len(quoted))
                 for qid, name, body in self.db.execute(
-                    "SELECT m.id, COALESCE(u.name, m.sender_id), m.body FROM messages m"  # noqa: S608
-                    f" LEFT JOIN display_names u ON u.account_id = m.sender_id"
-                    f" WHERE m.id IN ({marks})",
+                    f"SELECT m.id, {DISPLAY_NAME.format('m.sender_id')}, m.body"  # noqa: S608
+                    f" FROM messages m WHERE m.id IN ({marks})",
                     quoted,
                 ):
                     replies[qid] = f"{name}: {body[:PREVIEW_CHARS]}"
         built = [self._message(r, reactions.get(str(r[0]), []), replies) for r in rows]
-        built = attachments.with_attachments(self.db, edits.with_flags(self.db, built))
+        flags = {str(r[0]): (_int_or_none(r[17]), bool(r[18])) for r in rows}
+        built = attachments.with_attachments(self.db, edits.with_flags(self.db, built, flags))
         return channel_store.with_verified(self.db, built)
 
     def _message(
@@ -886,6 +849,10 @@ class LocalStore:
 
     def _name(self, account_id: str) -> str:
         return profiles.display_name(self.db, account_id) or account_id
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) else None
 
 
 def _kind(value: object) -> MessageKind:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tidings.cli import main
-from tidings.client import Client
+from tidings.client import Client, integrity
 from tidings.client.errors import ProfileCorrupt
 from tidings.client.store import LocalStore
 from tidings.client.types import Account
@@ -95,3 +95,28 @@ def test_a_locked_database_is_not_called_damaged(tmp_path: Path) -> None:
     with sqlite3.connect(profile / "tidings.db") as db:
         assert db.execute("PRAGMA quick_check").fetchone() == ("ok",)
     LocalStore(profile / "tidings.db").close()
+
+
+async def test_damage_the_open_does_not_read_is_found_beside_it_and_refused_next_time(
+    tmp_path: Path,
+) -> None:
+    profile = _profile(tmp_path / "p")
+    db = profile / "tidings.db"
+    data = bytearray(db.read_bytes())
+    data[-8192:] = b"\xa5" * 8192  # the last pages: usernames, not read at start
+    db.write_bytes(bytes(data))
+    client = await Client.open(profile)  # the chat list is not kept waiting for the check
+    await client.close()
+    integrity.check_in_background(db, delay=0).join()
+    assert integrity.marker(db).exists()
+    with pytest.raises(ProfileCorrupt) as err:
+        await Client.open(profile)
+    assert f"mv {db} {db}.corrupt" in err.value.message
+    # a good copy put back in its place: the check passes and the marker goes
+    good = _profile(tmp_path / "q") / "tidings.db"
+    db.write_bytes(good.read_bytes())
+    client = await Client.open(profile)
+    await client.close()
+    assert not integrity.marker(db).exists()
+    integrity.check_in_background(db, delay=0).join()
+    assert not integrity.marker(db).exists()

@@ -297,3 +297,34 @@ def test_an_identity_change_rolled_back_is_not_reported() -> None:
     assert keys.take_changes() == []
     assert keys.identity_changes("bob") == []
     assert keys.known_identity("bob") == first
+
+
+def test_a_session_cached_in_memory_never_outlives_what_the_database_holds(
+    tmp_path: Path,
+) -> None:
+    keys = _store(tmp_path / "db")
+    address = ProtocolAddress("bob", 1)
+    record = SessionRecord.new_fresh()
+    keys.store_session(address, record)
+    assert keys.load_session(address) is record  # read from memory, not deserialized
+    # changed in place by code that then failed inside a transaction: the change is dropped
+    with pytest.raises(RuntimeError), keys.transaction():
+        loaded = keys.load_session(address)
+        assert loaded is not None
+        loaded.archive_current_state()
+        raise RuntimeError
+    again = keys.load_session(address)
+    assert again is not record and again is not None
+    assert again.serialize() == SessionRecord.new_fresh().serialize()
+    # a savepoint inside someone else's transaction: only its own writes go
+    keys.db.execute("BEGIN")
+    keys.store_session(ProtocolAddress("carol", 1), SessionRecord.new_fresh())
+    with pytest.raises(RuntimeError), keys.transaction():
+        keys.store_session(ProtocolAddress("dave", 1), SessionRecord.new_fresh())
+        raise RuntimeError
+    keys.db.execute("COMMIT")
+    assert keys.load_session(ProtocolAddress("carol", 1)) is not None
+    assert keys.load_session(ProtocolAddress("dave", 1)) is None
+    # a second connection sees what the first wrote: the cache is written through
+    other = keystore.KeyStore(sqlite3.connect(tmp_path / "db", isolation_level=None))
+    assert other.load_session(ProtocolAddress("carol", 1)) is not None

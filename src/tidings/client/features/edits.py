@@ -169,12 +169,17 @@ def flags(db: sqlite3.Connection, ids: list[str]) -> dict[str, tuple[int | None,
     return found
 
 
-def with_flags(db: sqlite3.Connection, messages: list[Message]) -> list[Message]:
-    """``messages`` with ``edited``/``edited_at``/``deleted`` filled in from the store (a
-    deleted one shows :data:`DELETED_BODY`)."""
+def with_flags(
+    db: sqlite3.Connection,
+    messages: list[Message],
+    known: dict[str, tuple[int | None, bool]] | None = None,
+) -> list[Message]:
+    """``messages`` with ``edited``/``edited_at``/``deleted`` filled in from the store, or
+    from ``known`` (:func:`flags` as the caller read it already); a deleted one shows
+    :data:`DELETED_BODY`."""
     if not messages:
         return messages
-    found = flags(db, [m.id.hex for m in messages])
+    found = flags(db, [m.id.hex for m in messages]) if known is None else known
     out: list[Message] = []
     for message in messages:
         edited_at, deleted = found.get(message.id.hex, (None, False))
