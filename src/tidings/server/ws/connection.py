@@ -44,6 +44,7 @@ from tidings.protocol import (
 from tidings.protocol.close import CloseCode
 from tidings.server.bus import Bus, Delivery
 from tidings.server.delivery import DeliveryService, Device
+from tidings.server.domain import Refused
 from tidings.server.ws.handlers import HANDLERS, frame_tag
 from tidings.server.ws.idle import Cell, watch_idle
 from tidings.server.ws.outbox import Outbox
@@ -309,7 +310,9 @@ class DeviceConnection:
         if task.cancelled():
             return
         exc = task.exception()
-        if exc is not None:
+        if isinstance(exc, Refused):  # a typed refusal that changed nothing, not a fault
+            self.error(exc.code, exc.message)
+        elif exc is not None:
             log.error("request of %s/%d failed", self.account_id, self.device_id, exc_info=exc)
             self.error(ErrorCode.INTERNAL, "internal error")
 

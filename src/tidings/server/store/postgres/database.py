@@ -19,6 +19,10 @@ Order: a device's pipelined Sends to a conversation must be stored in the order 
 writer queue; here :meth:`Database._in_order` queues the operations on one key (the
 conversation) within the node, first come first served, before they take a connection.
 
+Text: PostgreSQL's text cannot hold a NUL character, which SQLite's can. A request that hands
+one in (an id, a name, a token from the network) can match nothing and store nothing here, so it
+is refused with ``bad_frame`` and changes nothing, instead of failing as an internal error.
+
 Durability: PostgreSQL's ``synchronous_commit`` (on by default) flushes the WAL at every
 commit, before :meth:`Database._write` returns; concurrent commits share a flush (PostgreSQL
 groups them itself), which is the group commit the SQLite store does by hand.
@@ -30,11 +34,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, TypeAlias, TypeVar
 
 import asyncpg
 
+from tidings.protocol import ErrorCode
+from tidings.server.domain import Refused
 from tidings.server.store.postgres.schema import migrate
 
 log = logging.getLogger(__name__)
@@ -68,6 +74,15 @@ _RETRIED = (
     asyncpg.exceptions.DeadlockDetectedError,
     asyncpg.exceptions.UniqueViolationError,
 )
+
+
+@contextlib.contextmanager
+def _text_refused() -> Iterator[None]:
+    """A NUL in a text parameter (PostgreSQL's text cannot hold one) is bad input: Refused."""
+    try:
+        yield
+    except asyncpg.exceptions.CharacterNotInRepertoireError as exc:
+        raise Refused(ErrorCode.BAD_FRAME, "text must not contain a NUL character") from exc
 
 
 class Database:
@@ -112,8 +127,9 @@ class Database:
             started = time.perf_counter()
             async with pool.acquire() as conn:
                 try:
-                    async with conn.transaction():
-                        result = await fn(conn)
+                    with _text_refused():
+                        async with conn.transaction():
+                            result = await fn(conn)
                 except _RETRIED:
                     if attempt == MAX_ATTEMPTS:
                         raise
@@ -144,8 +160,9 @@ class Database:
 
     async def _read(self, fn: Operation[T]) -> T:
         """Run ``fn`` on one snapshot (a read-only REPEATABLE READ transaction)."""
-        async with (
-            self._require_pool().acquire() as conn,
-            conn.transaction(isolation="repeatable_read", readonly=True),
-        ):
-            return await fn(conn)
+        with _text_refused():
+            async with (
+                self._require_pool().acquire() as conn,
+                conn.transaction(isolation="repeatable_read", readonly=True),
+            ):
+                return await fn(conn)
