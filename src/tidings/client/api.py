@@ -52,6 +52,7 @@ from .errors import (
     ServerRefused,
     ServerTimeout,
 )
+from .features.bulk import BulkSending
 from .features.everyday import EverydayFeatures
 from .features.social import SocialFeatures
 from .features.validation import check_emoji, check_text
@@ -190,7 +191,7 @@ class _Subscription:
         return await self.queue.get()
 
 
-class Client(AttachmentFeatures, EverydayFeatures, SocialFeatures, ChannelFeatures):
+class Client(AttachmentFeatures, EverydayFeatures, SocialFeatures, ChannelFeatures, BulkSending):
     """One account on one device, backed by a profile directory."""
 
     def __init__(
@@ -262,6 +263,11 @@ class Client(AttachmentFeatures, EverydayFeatures, SocialFeatures, ChannelFeatur
         #: set when the first connect failed for a cause waiting cannot fix (_HOPELESS)
         self._hopeless = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
+        #: conversations changed since their last ConversationUpdated, sent once the loop
+        #: turns (a burst of messages makes one event per conversation, not one per message)
+        self._changed_conversations: dict[str, None] = {}
+        #: the messages the last applied batch added, as built for their events
+        self._just_added: dict[uuid.UUID, Message] = {}
         self._closed = False
         #: PRAGMA data_version at suspend(): resume() tells whether another process wrote
         self._suspended_at = 0
@@ -842,7 +848,7 @@ class Client(AttachmentFeatures, EverydayFeatures, SocialFeatures, ChannelFeatur
             raise ClientError("not_found", "no such conversation")
         content = Text(body=body, reply_to=reply_to)
         message_id = await self._send(conv_id, content)
-        message = self._store.message(message_id)
+        message = self._just_added.get(message_id) or self._store.message(message_id)
         assert message is not None  # stored by the flush above
         return message
 
@@ -1087,18 +1093,19 @@ class Client(AttachmentFeatures, EverydayFeatures, SocialFeatures, ChannelFeatur
         synced = any(isinstance(e, engine.SyncedNotice) for e in effects)
         self._social_applied(changes, synced)  # blocked senders, profile keys (social.py)
         self._media.on_added(changes.added)  # small images download at once
+        self._just_added = {}
         if not self._subscribers:
             return
         added = set(changes.added)
         for message in self._store.messages(changes.added):
+            self._just_added[message.id] = message
             self._emit(MessageAdded(message))
             if self._push.should_notify(message):
                 self._emit_notify(message)
         updated = list(dict.fromkeys(i for i in changes.updated if i not in added))
         for message in self._store.messages(updated):
             self._emit(MessageUpdated(message))
-        for conv_id in changes.conversations:
-            self._emit_conversation(conv_id)
+        self._conversations_changed(changes.conversations)
 
     def _identity_changes(self) -> None:
         """Contacts whose identity key changed: a line in the direct chat, and an event."""
@@ -1139,6 +1146,25 @@ class Client(AttachmentFeatures, EverydayFeatures, SocialFeatures, ChannelFeatur
             self._record_marks(marks)  # their times, for message details
             self._engine.watermarks(marks)
         await self._runtime.flush()
+
+    def _conversations_changed(self, conv_ids: set[str]) -> None:
+        """A ConversationUpdated for each of ``conv_ids`` once the loop turns (at once
+        without a running loop: a suspend)."""
+        if not conv_ids:
+            return
+        first = not self._changed_conversations
+        self._changed_conversations.update(dict.fromkeys(conv_ids))
+        if first:
+            try:
+                asyncio.get_running_loop().call_soon(self._emit_changed_conversations)
+            except RuntimeError:
+                self._emit_changed_conversations()
+
+    def _emit_changed_conversations(self) -> None:
+        changed, self._changed_conversations = self._changed_conversations, {}
+        if not self._closed:
+            for conv_id in changed:
+                self._emit_conversation(conv_id)
 
     def _emit_conversation(self, conv_id: str) -> None:
         if self._subscribers:

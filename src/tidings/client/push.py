@@ -209,7 +209,9 @@ class PushState:
                 return send
             reply_to = getattr(content, "reply_to", None)
             author = self.author(reply_to) if isinstance(reply_to, uuid.UUID) else None
-            mentions = mention_ids(body, self.members(send.conv), me=me, reply_author=author)
+            # the members only for a text that names someone (a bot's stream mostly does not)
+            members = self.members(send.conv) if mentioned_usernames(body) else {}
+            mentions = mention_ids(body, members, me=me, reply_author=author)
             if mentions:
                 return msgspec.structs.replace(send, mentions=mentions)
             return send
