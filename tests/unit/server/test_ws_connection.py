@@ -23,6 +23,7 @@ from tidings.protocol import (
     encode,
 )
 from tidings.protocol.close import CloseCode
+from tidings.server.bus import Delivery
 from tidings.server.ws import DeviceConnection, Phase
 from tidings.server.ws.handlers import HANDLERS, FrameHandler
 from tidings.server.ws.phase import OPEN
@@ -219,5 +220,50 @@ async def test_an_unlisted_transition_asked_by_a_frame_is_a_protocol_error(
     assert error.code == "bad_frame" and error.ref == "ping"
     assert "cannot go from live to syncing" in error.message
     assert socket.closed is None
+    socket.incoming.put_nowait(None)
+    await task
+
+
+class BurstSocket(FakeSocket):
+    """A socket that can write several frames at once (as the server's own WebSocket
+    protocol can), while its ``open`` flag is set; records each such write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bursts: list[int] = []
+
+    def write_now(self, frames: list[bytes]) -> bool:
+        if not self.open.is_set():
+            return False
+        self.bursts.append(len(frames))
+        self.sent.extend(decode_server_frame(f) for f in frames)
+        self.arrived.set()
+        return True
+
+
+async def test_frames_queued_together_go_out_in_one_write_in_order(world, pair):
+    _, bob, _ = pair
+    socket = BurstSocket()
+    connection = DeviceConnection(
+        socket, bob, world.engine, world.bus, idle_timeout=30.0, queue_frames=64
+    )
+    task = asyncio.create_task(connection.run())
+    await socket.hello()
+    written = len(socket.bursts)
+    # Twenty frames queued at once (a group commit's worth) go out in one write, in order.
+    for n in range(20):
+        connection.deliver(Delivery(encode(Pong(n=n))))
+    pongs = await socket.wait_for(Pong, 20)
+    assert [p.n for p in pongs] == list(range(20))
+    assert socket.bursts[written:] == [20]
+    # A socket that does not take frames now gets them one by one once it does.
+    socket.open.clear()
+    for n in range(20, 25):
+        connection.deliver(Delivery(encode(Pong(n=n))))
+    await asyncio.sleep(0.05)
+    socket.open.set()
+    pongs = await socket.wait_for(Pong, 25)
+    assert [p.n for p in pongs] == list(range(25))
+    assert socket.bursts[written:] == [20]
     socket.incoming.put_nowait(None)
     await task

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Protocol
 
 import msgspec
@@ -61,6 +61,9 @@ QUEUE_BYTES = 4 * 1024 * 1024
 #: Room above that bound for answers to requests in flight (they come in bursts when a group
 #: commit completes many Sends at once; a Fetch's Batch may be a whole MAX_FRAME_BYTES).
 REPLY_HEADROOM_BYTES = 4 * MAX_FRAME_BYTES
+#: Most bytes the pump writes to the transport at once (beyond one frame): what a reader that
+#: stopped reading may hold in the transport's buffer besides its outbox.
+BURST_BYTES = 256 * 1024
 
 
 class Socket(Protocol):
@@ -72,6 +75,10 @@ class Socket(Protocol):
     async def send_frame(self, data: bytes) -> None: ...
 
     async def close(self, code: int, reason: str) -> None: ...
+
+    # A socket may also have ``write_now(frames: list[bytes]) -> bool``: write the frames in
+    # one go if it takes them now (open, its transport not paused), else write nothing and
+    # return False (the pump then sends them one by one, waiting for the transport).
 
 
 class DeviceConnection:
@@ -244,12 +251,19 @@ class DeviceConnection:
 
     async def _pump(self) -> None:
         outbox, socket = self._outbox, self._socket
+        # Everything queued by the time the pump wakes goes out together: with a socket that
+        # can write at once (``write_now``), in one write to the transport, which is what a
+        # burst costs (the Accepteds of a group commit, the receipts of a big group's acks).
+        write_now: Callable[[list[bytes]], bool] | None = getattr(socket, "write_now", None)
         while True:
             data = await outbox.get()
             if data is None:
                 break
-            await socket.send_frame(data)
-            self._written += 1
+            frames = [data, *outbox.take_ready(BURST_BYTES)] if outbox.qsize() else [data]
+            if write_now is None or not write_now(frames):
+                for frame in frames:  # the socket waits for the transport to drain
+                    await socket.send_frame(frame)
+            self._written += len(frames)
         try:
             async with asyncio.timeout(CLOSE_GRACE):
                 await socket.close(int(self._close_code), self._close_reason)

@@ -19,6 +19,7 @@ from tidings.server.auth import Authenticator
 from tidings.server.bus import Bus
 from tidings.server.delivery import DeliveryService
 from tidings.server.ws.connection import QUEUE_BYTES, DeviceConnection
+from tidings.server.ws.uvicorn_protocol import FRAMES_EXTENSION, LeanWebSocketProtocol
 
 WsConnection = WebSocket[object, object, State]
 
@@ -28,6 +29,14 @@ class LitestarSocket:
 
     def __init__(self, socket: WsConnection) -> None:
         self._socket = socket
+        extensions = socket.scope.get("extensions") or {}
+        #: the server's own WebSocket protocol (uvicorn_protocol.LeanWebSocketProtocol), if any
+        protocol = extensions.get(FRAMES_EXTENSION)
+        self._protocol = protocol if isinstance(protocol, LeanWebSocketProtocol) else None
+
+    def write_now(self, frames: list[bytes]) -> bool:
+        protocol = self._protocol
+        return protocol is not None and protocol.write_frames(frames)
 
     async def receive_frame(self) -> bytes | str | None:
         while True:

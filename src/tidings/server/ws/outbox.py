@@ -80,6 +80,27 @@ class Outbox:
                 putter.set_result(None)
         return item
 
+    def take_ready(self, byte_limit: int) -> list[bytes]:
+        """Take the frames queued now, up to the first ``None`` and, beyond the first frame,
+        up to ``byte_limit`` bytes in all: the burst the pump writes at once."""
+        items = self._items
+        taken: list[bytes] = []
+        size = 0
+        for item in items:
+            if item is None or (taken and size + len(item) > byte_limit):
+                break
+            taken.append(item)
+            size += len(item)
+        if taken:
+            del items[: len(taken)]
+            self._bytes -= size
+            putters = self._putters
+            while putters:
+                putter = putters.pop(0)
+                if not putter.done():
+                    putter.set_result(None)
+        return taken
+
     def clear(self) -> None:
         self._items = []
         self._bytes = 0
