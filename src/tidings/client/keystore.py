@@ -15,6 +15,7 @@ functions of the stored state that return the :class:`~tidings.protocol.keys.Key
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import sqlite3
 import time
@@ -513,8 +514,10 @@ class KeyStore:
     def store_session(self, address: ProtocolAddress, record: SessionRecord) -> None:
         key = (address.name, address.device_id)
         self._sessions.pop(key, None)  # cached again once the row is written
-        marked = self.db.in_transaction and not self._guarded
-        with self.transaction():
+        joined = self.db.in_transaction
+        marked = joined and not self._guarded
+        # one statement needs no savepoint of its own; with the marker it is three
+        with self.transaction() if marked or not joined else contextlib.nullcontext():
             self.db.execute(
                 "INSERT OR REPLACE INTO e2ee_sessions VALUES (?, ?, ?)",
                 (*key, record.serialize()),

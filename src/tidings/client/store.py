@@ -175,6 +175,11 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX messages_unread ON messages (conv_id, seq) WHERE is_own = 0 AND kind = 'text';
     """,
+    # 6: no query orders or finds messages by (conv_id, created_at): one index less to keep
+    # up to date for every message stored
+    """
+    DROP INDEX IF EXISTS messages_conv_created;
+    """,
 )
 
 
@@ -381,6 +386,9 @@ class LocalStore:
         return changes
 
     def _apply(self, effects: Sequence[engine.Effect | StoreOpened], changes: Changes) -> None:
+        # a burst of own messages: their conversations' order and activity, once each
+        self._next_ord: dict[str, int] = {}
+        self._activity: dict[str, int] = {}
         for effect in effects:
             match effect:
                 case StoreOpened():
@@ -434,6 +442,8 @@ class LocalStore:
                         changes.conversations.add(effect.conv_id)
                 case _:
                     pass  # not a store effect
+        for conv_id, at in self._activity.items():
+            self._touch(conv_id, at)
 
     def _touch(self, conv_id: str, at: int) -> None:
         self.db.execute("INSERT OR IGNORE INTO conversations (id) VALUES (?)", (conv_id,))
@@ -576,10 +586,13 @@ class LocalStore:
             return
         if isinstance(content, ProfileKey):
             return  # no row: the share is tracked by features.profiles
-        row = self.db.execute(
-            "SELECT COALESCE(MAX(ord), ?) + 1 FROM messages WHERE conv_id = ? AND ord > ?",
-            (UNSENT_ORD, effect.conv_id, UNSENT_ORD),
-        ).fetchone()
+        ord_ = self._next_ord.get(effect.conv_id)
+        if ord_ is None:
+            (ord_,) = self.db.execute(
+                "SELECT COALESCE(MAX(ord), ?) + 1 FROM messages WHERE conv_id = ? AND ord > ?",
+                (UNSENT_ORD, effect.conv_id, UNSENT_ORD),
+            ).fetchone()
+        self._next_ord[effect.conv_id] = ord_ + 1
         cur = self.db.execute(
             "INSERT OR IGNORE INTO messages (id, conv_id, seq, ord, sender_id, is_own, kind,"
             " body, reply_to, status, created_at) VALUES (?, ?, NULL, ?, ?, 1, 'text', ?, ?,"
@@ -587,7 +600,7 @@ class LocalStore:
             (
                 effect.id.hex,
                 effect.conv_id,
-                row[0],
+                ord_,
                 self.account_id,
                 content.body,
                 content.reply_to.hex if content.reply_to else None,
@@ -596,7 +609,8 @@ class LocalStore:
         )
         if cur.rowcount:
             changes.added.append(effect.id)
-            self._touch(effect.conv_id, effect.created_at)
+            at = max(self._activity.get(effect.conv_id, 0), effect.created_at)
+            self._activity[effect.conv_id] = at
             changes.conversations.add(effect.conv_id)
 
     def _sent(self, effect: engine.MarkSent, changes: Changes) -> None:

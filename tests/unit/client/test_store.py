@@ -97,7 +97,8 @@ def test_migrations_from_an_empty_database(tmp_path: Path) -> None:
         "messages_fts",
     } <= tables
     indexes = {r[0] for r in s.db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
-    assert {"messages_conv_seq", "messages_conv_created"} <= indexes
+    assert {"messages_conv_seq", "messages_conv_ord", "messages_unread"} <= indexes
+    assert "messages_conv_created" not in indexes  # nothing asks for it (migration 6)
     assert s.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert s.account() is None
     s.close()
