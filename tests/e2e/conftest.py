@@ -16,3 +16,5 @@ _spec.loader.exec_module(_integration)
 server_factory = _integration.server_factory
 server = _integration.server
 store_env = _integration.store_env
+pytest_collection_modifyitems = _integration.pytest_collection_modifyitems
+pytest_runtest_makereport = _integration.pytest_runtest_makereport

@@ -5,13 +5,13 @@ marked ``(unverified)``."""
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 from typing import Any
 
 import pytest
 from tests.e2e.test_cli_chat import TIDINGS
 from tests.e2e.test_cli_everyday import accounts
+from tests.integration.store_inspection import inspector
 
 from tidings.protocol.channels import encode_content
 
@@ -62,11 +62,8 @@ def test_channel_create_post_subscribe_and_verify(server: Any, tmp_path: Any) ->
     assert info["role"] == "admin" and info["subscribers"] == 2
 
     # Altered in the server's store: a fresh reader marks it.
-    with sqlite3.connect(server.data_dir / "tidings.sqlite3") as db:
-        db.execute(
-            "UPDATE channel_posts SET content = ? WHERE channel = ? AND seq = 2",
-            (encode_content("road open"), cid),
-        )
+    altered = {"content": encode_content("road open")}
+    assert inspector(server).update("channel_posts", altered, channel=cid, seq=2) == 1
     carol.ok("channel", "subscribe", "@town_news")
     history = carol.ok("history", f"#{cid}")["messages"]
     assert [(m["body"], m["verified"]) for m in history] == [

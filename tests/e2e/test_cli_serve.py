@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -21,13 +22,18 @@ def free_port() -> int:
 
 
 @pytest.mark.timeout(60)
-def test_serve_answers_health_and_stops_on_sigterm(tmp_path: Path) -> None:
+def test_serve_answers_health_and_stops_on_sigterm(
+    tmp_path: Path, store_env: dict[str, str]
+) -> None:
     port = free_port()
     data = tmp_path / "data"
     cmd = [sys.executable, "-m", "tidings", "serve", "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["--data", str(data)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")} | store_env
     log = (tmp_path / "serve.log").open("wb")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+    )
     try:
         deadline = time.monotonic() + 20
         healthy = False

@@ -5,13 +5,13 @@ the names given at link time, and typing indicators that leave nothing on the se
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 from PIL import Image
 from tests.e2e.test_cli_everyday import accounts
+from tests.integration.store_inspection import inspector
 
 
 def _picture(path: Path) -> Path:
@@ -43,8 +43,7 @@ def test_profiles_show_as_display_names(server: Any, tmp_path: Path) -> None:
     assert (seen["name"], seen["about"], seen["has_key"]) == ("Bob Builder", "can we fix it", True)
     assert seen["avatar_bytes"] == shown["avatar_bytes"]
     # the server holds only ciphertext of the profile
-    with sqlite3.connect(server.data_dir / "tidings.sqlite3") as db:
-        blobs = [bytes(r[0]) for r in db.execute("SELECT blob FROM profiles")]
+    blobs = [bytes(blob) for (blob,) in inspector(server).rows("profiles", "blob")]
     assert blobs and not any(b"Bob Builder" in blob or b"can we fix" in blob for blob in blobs)
     # without bob's key (no conversation with him) carol sees only the username
     (carol,) = accounts(server, tmp_path, "carol")
@@ -87,6 +86,7 @@ def test_device_list_shows_names_and_typing_leaves_nothing(server: Any, tmp_path
     assert alice.ok("settings", "typing", "off")["typing_indicators"] is False
     assert alice.ok("settings", "read-receipts", "off")["read_receipts"] is False
     assert alice.ok("settings", "read-receipts")["read_receipts"] is False
-    with sqlite3.connect(server.data_dir / "tidings.sqlite3") as db:
-        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert not any("typing" in t for t in tables)  # typing is never stored
+    tables = inspector(server).tables()
+    assert "privacy_settings" in tables and not any(
+        "typing" in t for t in tables
+    )  # typing is never stored

@@ -28,6 +28,7 @@ import httpx
 import msgspec
 import pytest
 import websockets.asyncio.client
+from tests.integration.store_inspection import POSTGRES_LEG, default_store
 from websockets.asyncio.client import ClientConnection
 
 from tidings.client import Client
@@ -188,6 +189,19 @@ ServerFactory = Callable[..., ServerProcess]
 _failed = pytest.StashKey[bool]()
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The PostgreSQL leg leaves out the tests about the SQLite store itself (each names why in
+    # its `sqlite_only` mark), as deselected rather than skipped: they run in the main leg.
+    if not POSTGRES_LEG:
+        return
+    kept, dropped = [], []
+    for item in items:
+        (dropped if item.get_closest_marker("sqlite_only") else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     # Remember a failed test so its servers' logs can be shown at teardown.
@@ -237,10 +251,13 @@ def server_factory(
 
 
 @pytest.fixture
-def store_env() -> dict[str, str]:
-    """Settings naming the store of a test's servers: none (SQLite in data_dir) unless the
-    module overrides this (``store_inspection.store_env``: SQLite and PostgreSQL legs)."""
-    return {}
+def store_env() -> Iterator[dict[str, str]]:
+    """Settings naming the store of a test's servers: none (SQLite in data_dir), or with
+    ``TIDINGS_TEST_STORE=postgres`` a fresh PostgreSQL database of the test's own, dropped after
+    its servers are gone; a module may override this (``store_inspection.store_env``: SQLite
+    and PostgreSQL legs)."""
+    with default_store() as settings:
+        yield settings
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,7 +16,12 @@ import httpx
 import pytest
 from tests.integration.channel_kit import Reader, create_channel, drain, nats_server, post
 from tests.integration.conftest import free_port
-from tests.standins.postgres import drop_database, fresh_database
+from tests.integration.store_inspection import (
+    STORE_LEGS,
+    default_store,
+    inspector,
+    store_settings,
+)
 
 SERVER_ENV = {"TIDINGS_IDLE_TIMEOUT": "900"}
 
@@ -34,22 +38,15 @@ def queue_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[s
 
 @pytest.fixture
 def store_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
-    """The servers' store: SQLite in data_dir, or (a test marked :data:`BOTH_STORES`, its
-    postgres leg) a PostgreSQL database of the test's own."""
-    if getattr(request, "param", "sqlite") == "sqlite":
-        yield {}
-        return
-    dsn = fresh_database()
-    try:
-        yield {"TIDINGS_STORE": dsn}
-    finally:
-        drop_database(dsn)
+    """The servers' store: this run's (SQLite in data_dir, or in the PostgreSQL leg a database
+    of the test's own), or for a test marked :data:`BOTH_STORES` the leg it names."""
+    leg = getattr(request, "param", None)
+    with default_store() if leg is None else store_settings(leg) as settings:
+        yield settings
 
 
-#: the light tests run on both store back ends; the 5,000-subscriber ones stay on SQLite
-BOTH_STORES = pytest.mark.parametrize(
-    "store_env", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
-)
+#: the light tests run on both store back ends; the 5,000-subscriber ones on the run's store
+BOTH_STORES = pytest.mark.parametrize("store_env", STORE_LEGS, indirect=True)
 
 
 async def _accounts(kit, prefix: str, n: int, parallel: int = 8):
@@ -283,7 +280,5 @@ async def test_sigkill_mid_fanout_loses_and_duplicates_nothing(
     await _read_all(again, readers, POSTS, 1)
     for reader in readers:
         assert reader.stored == list(range(1, POSTS + 1))
-    db = sqlite3.connect(server.data_dir / "tidings.sqlite3")
-    rows = db.execute("SELECT seq FROM channel_posts WHERE channel = ? ORDER BY seq", (cid,))
-    assert [r[0] for r in rows] == list(range(1, POSTS + 1))
-    db.close()
+    rows = inspector(server).rows("channel_posts", "seq", channel=cid)
+    assert sorted(seq for (seq,) in rows) == list(range(1, POSTS + 1))

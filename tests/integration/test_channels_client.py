@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.integration.store_inspection import inspector
 
 from tidings.client import Client
 from tidings.client.errors import Forbidden, NotFound
@@ -87,13 +87,8 @@ async def test_posts_reach_subscribers_once_in_order_and_an_altered_post_is_flag
         assert ("hijack", True) not in await texts(reader, channel.id)
 
     # The server's store is altered: a fresh reader flags the post, never shows it as genuine.
-    db = sqlite3.connect(server.data_dir / "tidings.sqlite3")
-    with db:
-        db.execute(
-            "UPDATE channel_posts SET content = ? WHERE channel = ? AND seq = 2",
-            (encode_content("post 1 (altered)"), channel.id),
-        )
-    db.close()
+    altered = {"content": encode_content("post 1 (altered)")}
+    assert inspector(server).update("channel_posts", altered, channel=channel.id, seq=2) == 1
     async with clients(server, tmp_path, "fresh") as (fresh,):
         await fresh.subscribe(channel.id)
         await wait_until(lambda: _len(texts(fresh, channel.id), 5), 15, "the catch-up")

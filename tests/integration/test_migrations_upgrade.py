@@ -39,6 +39,10 @@ from tidings.server.store import NewDeviceLink, NewMessage
 from tidings.server.store.sqlite import SqliteStore
 from tidings.server.store.sqlite import migrations as server_schema
 
+pytestmark = pytest.mark.sqlite_only(
+    "upgrades of SQLite databases (the server store's, the client profile's); no server runs"
+)
+
 T0 = 1_700_000_000_000
 #: far enough ahead that nothing the store keeps has expired
 NOW = T0 + 60_000

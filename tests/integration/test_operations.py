@@ -73,12 +73,13 @@ def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return done
 
 
-def test_tls_admin_invites_metrics_and_json_logs(tmp_path):
+def test_tls_admin_invites_metrics_and_json_logs(tmp_path, store_env):
     data = tmp_path / "data"
     cert, key, ca = make_cert(tmp_path, "first")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
     env["TIDINGS_REGISTRATION_OPEN"] = "false"
+    env.update(store_env)
     log_path = tmp_path / "server.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(

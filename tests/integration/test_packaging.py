@@ -213,7 +213,9 @@ def _running(argv: list[str], env: dict[str, str], port: int) -> Iterator[subpro
                 proc.wait()
 
 
-def test_the_server_runs_from_a_server_only_install_without_uvloop(server_venv, tmp_path):
+def test_the_server_runs_from_a_server_only_install_without_uvloop(
+    server_venv, tmp_path, store_env
+):
     python = str(server_venv)
     # nothing of the client, the app or the media pipeline is there
     probe = "import importlib.util as u, sys; print([m for m in sys.argv[1:] if u.find_spec(m)])"
@@ -249,7 +251,7 @@ def test_the_server_runs_from_a_server_only_install_without_uvloop(server_venv, 
         "from tidings.command import main; sys.exit(main(sys.argv[1:]))"
     )
     argv = [python, "-c", no_uvloop, "serve", "--port", str(port), "--data", str(data)]
-    with _running(argv, _env(), port):
+    with _running(argv, _env(**store_env), port):
         assert _get(f"http://127.0.0.1:{port}/v1/ready")[0] == 200
         stats = subprocess.run(
             [python, "-m", "tidings", "admin", "stats", "--json", "--data", str(data)],
@@ -315,6 +317,7 @@ def _docker_usable() -> bool:
     return probe.returncode == 0
 
 
+@pytest.mark.sqlite_only("the image's default store: SQLite under /data")
 def test_the_container_serves_health(server_venv, tmp_path, capsys) -> None:
     """With Docker: build the image, run it, wait until its HEALTHCHECK says healthy and
     /v1/health answers. Without: run the image's CMD and HEALTHCHECK here, in the server-only

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from tests.integration.push_kit import PushServices, push_services, webpush_kind
+from tests.integration.store_inspection import inspector
 
 from tidings.client import Client, ServerRefused
 from tidings.client.push import mute_until
@@ -311,9 +311,7 @@ async def test_two_devices_one_online_only_the_offline_one_is_pushed_and_removal
         assert await alice.push_registration() is None
         await bob2.close()
         await bob.remove_device(bob2.account.device_id)
-        db = sqlite3.connect(server.data_dir / "tidings.sqlite3")
-        rows = db.execute("SELECT device_id FROM push_registrations").fetchall()
-        db.close()
+        rows = inspector(server).rows("push_registrations", "device_id")
         assert rows == [(bob.account.device_id,)]
     finally:
         for c in (alice, bob):

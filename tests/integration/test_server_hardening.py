@@ -122,6 +122,7 @@ def start_cli_server(server: Any) -> None:
         TIDINGS_REQUIRE_E2EE="false",
         PYTHONUNBUFFERED="1",
     )
+    env.update({k: v for k, v in server.env.items() if k == "TIDINGS_STORE"})
     cmd = [
         sys.executable, "-m", "tidings", "serve", "--host", "127.0.0.1",
         "--port", str(server.port), "--data", str(server.data_dir), "--log-level", "debug",

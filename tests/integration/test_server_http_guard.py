@@ -16,7 +16,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import httpx
-from conftest import free_port
+import pytest
+from tests.integration.conftest import free_port
 
 #: The `tidings` command of the interpreter running the tests.
 TIDINGS = str(Path(sys.executable).with_name("tidings"))
@@ -81,9 +82,13 @@ def _closed(sock: socket.socket) -> bool:
 # --------------------------------------------------------------------------- slowloris
 
 
-def test_half_open_requests_are_closed_and_do_not_lock_others_out(tmp_path):
+def test_half_open_requests_are_closed_and_do_not_lock_others_out(tmp_path, store_env):
     header_timeout = 2.0
-    env = {"TIDINGS_HEADER_TIMEOUT": str(header_timeout), "TIDINGS_MAX_PENDING_CONNECTIONS": "100"}
+    env = {
+        **store_env,
+        "TIDINGS_HEADER_TIMEOUT": str(header_timeout),
+        "TIDINGS_MAX_PENDING_CONNECTIONS": "100",
+    }
     # 350 half-open requests against a server with 256 file descriptors: without a deadline
     # and a cap they would hold every descriptor and nobody else could connect.
     with tidings_serve(tmp_path / "data", env, open_files=256) as (url, port, _):
@@ -112,8 +117,9 @@ def test_half_open_requests_are_closed_and_do_not_lock_others_out(tmp_path):
                 sock.close()
 
 
-def test_a_request_whose_headers_never_finish_gets_408(tmp_path):
-    with tidings_serve(tmp_path / "data", {"TIDINGS_HEADER_TIMEOUT": "1"}) as (_, port, _):
+def test_a_request_whose_headers_never_finish_gets_408(tmp_path, store_env):
+    env = {**store_env, "TIDINGS_HEADER_TIMEOUT": "1"}
+    with tidings_serve(tmp_path / "data", env) as (_, port, _):
         with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
             started = time.monotonic()
             sock.sendall(b"POST /v1/accounts HTTP/1.1\r\nHost: x\r\n")  # no blank line
@@ -145,9 +151,10 @@ def _sign_up(http: httpx.Client, username: str, forwarded_for: str) -> int:
     return answer.status_code
 
 
-def test_a_spoofed_forwarded_header_from_a_non_proxy_is_ignored(tmp_path):
+def test_a_spoofed_forwarded_header_from_a_non_proxy_is_ignored(tmp_path, store_env):
+    env = {**store_env, "TIDINGS_ACCOUNTS_PER_MINUTE": "2"}
     with (
-        tidings_serve(tmp_path / "data", {"TIDINGS_ACCOUNTS_PER_MINUTE": "2"}) as (url, _, _),
+        tidings_serve(tmp_path / "data", env) as (url, _, _),
         httpx.Client(base_url=url, timeout=5) as http,
     ):
         assert _sign_up(http, "alice", "198.51.100.1") == 201
@@ -160,8 +167,14 @@ def test_a_spoofed_forwarded_header_from_a_non_proxy_is_ignored(tmp_path):
         assert forwarded.status_code == 429
 
 
-def test_forwarded_headers_from_a_configured_proxy_count_and_ipv6_keys_on_the_64(tmp_path):
-    env = {"TIDINGS_ACCOUNTS_PER_MINUTE": "2", "TIDINGS_FORWARDED_ALLOW_IPS": "127.0.0.1"}
+def test_forwarded_headers_from_a_configured_proxy_count_and_ipv6_keys_on_the_64(
+    tmp_path, store_env
+):
+    env = {
+        **store_env,
+        "TIDINGS_ACCOUNTS_PER_MINUTE": "2",
+        "TIDINGS_FORWARDED_ALLOW_IPS": "127.0.0.1",
+    }
     with (
         tidings_serve(tmp_path / "data", env) as (url, _, _),
         httpx.Client(base_url=url, timeout=5) as http,
@@ -180,6 +193,7 @@ def test_forwarded_headers_from_a_configured_proxy_count_and_ipv6_keys_on_the_64
 # --------------------------------------------------------------------------- permissions
 
 
+@pytest.mark.sqlite_only("the SQLite database's own files (and WAL, SHM) are 0600")
 def test_the_data_dir_and_database_files_are_private(tmp_path):
     data_dir = tmp_path / "new" / "data"
     with (
@@ -197,10 +211,10 @@ def test_the_data_dir_and_database_files_are_private(tmp_path):
         assert "others may read" not in log_path.read_text()
 
 
-def test_a_data_dir_others_can_read_is_warned_about(tmp_path):
+def test_a_data_dir_others_can_read_is_warned_about(tmp_path, store_env):
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     os.chmod(data_dir, 0o755)
-    with tidings_serve(data_dir, {}) as (_, _, log_path):
+    with tidings_serve(data_dir, store_env) as (_, _, log_path):
         log = log_path.read_text()
     assert "others may read the server's data" in log and str(data_dir) in log

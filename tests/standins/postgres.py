@@ -16,6 +16,7 @@ import itertools
 import tempfile
 import threading
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
@@ -108,6 +109,57 @@ class PostgresInspector:
         """``columns`` (comma-separated) of those rows, in the order of those columns."""
         return self._select(table, columns, where, order=True)
 
+    def files(self) -> list[Path]:
+        """The files on disk that hold this database: its own directory and the server's
+        write-ahead log (shared with the session's other databases)."""
+
+        async def q() -> tuple[str, int]:
+            conn = await asyncpg.connect(self.dsn)
+            try:
+                directory = await conn.fetchval("SHOW data_directory")
+                oid = await conn.fetchval(
+                    "SELECT oid FROM pg_database WHERE datname = current_database()"
+                )
+            finally:
+                await conn.close()
+            return str(directory), int(oid)
+
+        directory, oid = run_sync(q())
+        root = Path(directory)
+        found = [*(root / "base" / str(oid)).iterdir(), *(root / "pg_wal").iterdir()]
+        return sorted(p for p in found if p.is_file())
+
+    def tables(self) -> set[str]:
+        """The names of the store's tables."""
+        sql = "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+        return {name for (name,) in run_sync(self._fetch(sql))}
+
+    def update(self, table: str, values: dict[str, Any], **where: Any) -> int:
+        """Set ``values`` on the rows of ``table`` matching ``where`` (what an attacker with
+        the database could do); returns how many rows changed."""
+        sets = ", ".join(f"{column} = ${i}" for i, column in enumerate(values, start=1))
+        conditions = " AND ".join(
+            f"{column} = ${i}" for i, column in enumerate(where, start=len(values) + 1)
+        )
+        sql = f"UPDATE {table} SET {sets} WHERE {conditions}"  # names come from the tests
+
+        async def q() -> int:
+            conn = await asyncpg.connect(self.dsn)
+            try:
+                status = await conn.execute(sql, *values.values(), *where.values())
+            finally:
+                await conn.close()
+            return int(status.rsplit(" ", 1)[-1])
+
+        return run_sync(q())
+
+    async def _fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            return [tuple(row) for row in await conn.fetch(sql, *args)]
+        finally:
+            await conn.close()
+
     def _select(
         self, table: str, columns: str, where: dict[str, Any], *, order: bool
     ) -> list[tuple[Any, ...]]:
@@ -119,11 +171,4 @@ class PostgresInspector:
         if order:
             sql += " ORDER BY " + ", ".join(str(i + 1) for i in range(len(columns.split(","))))
 
-        async def q() -> list[tuple[Any, ...]]:
-            conn = await asyncpg.connect(self.dsn)
-            try:
-                return [tuple(row) for row in await conn.fetch(sql, *where.values())]
-            finally:
-                await conn.close()
-
-        return run_sync(q())
+        return run_sync(self._fetch(sql, *where.values()))

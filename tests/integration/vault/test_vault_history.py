@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.integration.store_inspection import inspector
 
 from tidings.client import Client
 from tidings.client.api import ClientConfig
@@ -30,16 +30,12 @@ def local_rows(client: Client, conv_id: str) -> int:
     return int(row[0])
 
 
-def tamper(data_dir: Path, page_id: str) -> None:
-    db = sqlite3.connect(data_dir / "tidings.sqlite3")
-    with db:
-        (sealed,) = db.execute(
-            "SELECT sealed FROM vault_pages WHERE page_id = ?", (page_id,)
-        ).fetchone()
-        flipped = bytearray(sealed)
-        flipped[-20] ^= 1
-        db.execute("UPDATE vault_pages SET sealed = ? WHERE page_id = ?", (bytes(flipped), page_id))
-    db.close()
+def tamper(server: Any, page_id: str) -> None:
+    store = inspector(server)
+    ((sealed,),) = store.rows("vault_pages", "sealed", page_id=page_id)
+    flipped = bytearray(sealed)
+    flipped[-20] ^= 1
+    assert store.update("vault_pages", {"sealed": bytes(flipped)}, page_id=page_id) == 1
 
 
 @pytest.mark.timeout(300)
@@ -85,7 +81,7 @@ async def test_retention_keeps_n_rows_and_paging_reaches_message_one(
         assert local_rows(alice, conv.id) <= 100
 
         # Tampering with a stored page is detected, not shown.
-        tamper(Path(server.data_dir), f"h/{conv.id}/0")
+        tamper(server, f"h/{conv.id}/0")
         await alice.close()
         alice = await Client.open(tmp_path / "alice", config)
         with pytest.raises(ClientError) as raised:
