@@ -3,6 +3,8 @@ privacy facts without a read (the SQLite store keeps which accounts have any).""
 
 from __future__ import annotations
 
+import asyncio
+
 from tidings.protocol import Receipt
 
 from .test_social import direct, social  # fixture
@@ -34,3 +36,27 @@ async def test_a_block_after_receipts_flowed_applies_to_the_next(world, social):
     await world.store.block(bob.account_id, alice.account_id, world.now())
     await world.engine.ack(bob, {conv: 3})
     assert [r for r in a.take() if isinstance(r, Receipt)] == []
+
+
+async def test_the_first_receipts_of_a_group_ask_the_database_once(world, social, backend_kind):
+    alice, bob, carol = [await world.account(n) for n in ("alice", "bob", "carol")]
+    group = await world.engine.create_group(alice, "g", ["bob", "carol"])
+    reads = 0
+    if backend_kind == "sqlite":  # the store that answers from memory once it has read
+        read = world.store._read
+
+        async def counted(fn):
+            nonlocal reads
+            reads += 1
+            return await read(fn)
+
+        world.store._read = counted
+    answers = await asyncio.gather(
+        *(
+            world.store.privacy_facts(viewer.account_id, [alice.account_id], [group.id])
+            for viewer in (bob, carol) * 10
+        )
+    )
+    assert all(a.direct == frozenset() and not a.receipts_off for a in answers)
+    if backend_kind == "sqlite":
+        assert reads == 1

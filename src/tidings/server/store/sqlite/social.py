@@ -3,6 +3,7 @@ account's device list."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Iterable
 
@@ -33,6 +34,8 @@ class Social(Database):
     _social_added: frozenset[str] = frozenset()
     #: conversation id → kind, for the conversations privacy_facts was asked about
     _conv_kinds: dict[str, str] | None = None
+    #: held by the privacy_facts read that fills the two above for the first time
+    _cold_read: asyncio.Lock | None = None
 
     def _note_social(self, *accounts: str) -> None:
         self._social_added = self._social_added | set(accounts)
@@ -147,6 +150,29 @@ class Social(Database):
         others = sorted(set(accounts) - {viewer})
         everyone = [viewer, *others]
         conv_ids = sorted(set(convs))
+        known = self._known_facts(everyone, conv_ids)
+        if known is not None:
+            return known
+        kinds = self._conv_kinds
+        if (
+            self._social_accounts is None
+            or kinds is None
+            or not all(conv in kinds for conv in conv_ids)
+        ):
+            # The first questions about a conversation (a big group's first receipts, all at
+            # once): one of them reads what the others can then answer from memory.
+            if self._cold_read is None:
+                self._cold_read = asyncio.Lock()
+            async with self._cold_read:
+                known = self._known_facts(everyone, conv_ids)
+                if known is not None:
+                    return known
+                return await self._read_facts(viewer, others, everyone, conv_ids)
+        return await self._read_facts(viewer, others, everyone, conv_ids)
+
+    def _known_facts(self, everyone: list[str], conv_ids: list[str]) -> PrivacyFacts | None:
+        """The facts without a read, when every account is outside any block and privacy
+        setting and every conversation's kind is known; None otherwise."""
         social, kinds = self._social_accounts, self._conv_kinds
         if (
             social is not None
@@ -157,7 +183,12 @@ class Social(Database):
             none: frozenset[str] = frozenset()
             direct_ids = frozenset(c for c in conv_ids if kinds[c] == "direct")
             return PrivacyFacts(none, none, none, none, direct_ids)
-        load_social = social is None
+        return None
+
+    async def _read_facts(
+        self, viewer: str, others: list[str], everyone: list[str], conv_ids: list[str]
+    ) -> PrivacyFacts:
+        load_social = self._social_accounts is None
 
         def q(conn: sqlite3.Connection) -> tuple[PrivacyFacts, dict[str, str], set[str] | None]:
             blocking = {
