@@ -95,6 +95,10 @@ def hkdf_sha256(ikm: bytes, info: bytes, length: int, salt: bytes | None = None)
     block = prk + _ZERO_SALT
     inner = block.translate(_INNER_PAD)
     outer = block.translate(_OUTER_PAD)
+    if length <= 64:  # every use in the protocol: root and chain keys, sender-key IV and key
+        t1 = sha256(outer + sha256(inner + info + b"\x01").digest()).digest()
+        t2 = sha256(outer + sha256(inner + t1 + info + b"\x02").digest()).digest()
+        return (t1 + t2)[:length]
     blocks: list[bytes] = []
     previous = b""
     for counter in range(1, (length + 31) // 32 + 1):

@@ -6,7 +6,9 @@ import hashlib
 import hmac
 
 import pytest
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from tidings.crypto import (
     IdentityKey,
@@ -26,7 +28,13 @@ from tidings.crypto.ratchet import (
     next_chain_key,
     root_step,
 )
-from tidings.crypto.symmetric import aes_256_cbc_decrypt, aes_256_cbc_encrypt, hkdf_sha256
+from tidings.crypto.symmetric import (
+    aes_256_cbc_decrypt,
+    aes_256_cbc_encrypt,
+    hkdf_sha256,
+    hmac_sha256,
+    hmac_sha256_pair,
+)
 
 
 def test_chain_key_known_answer() -> None:
@@ -62,6 +70,28 @@ def test_hkdf_rfc5869_case_1() -> None:
     assert okm.hex() == (
         "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865"
     )
+
+
+@pytest.mark.parametrize("length", [1, 16, 32, 33, 48, 64, 65, 80, 96, 255])
+@pytest.mark.parametrize("salt", [None, b"", b"s", bytes(range(32)), bytes(range(100))])
+def test_hkdf_matches_cryptography(length: int, salt: bytes | None) -> None:
+    ikm = bytes(range(7, 7 + 77))
+    info = b"WhisperGroup"
+    expected = HKDF(hashes.SHA256(), length, salt or None, info).derive(ikm)
+    assert hkdf_sha256(ikm, info, length, salt) == expected
+
+
+@pytest.mark.parametrize("key_length", [0, 1, 32, 64, 65, 200])
+def test_hmac_matches_the_standard_library(key_length: int) -> None:
+    key = bytes(range(key_length % 256)) * (key_length // 256 + 1)
+    key = key[:key_length]
+    first, second = b"\x01", b"message " * 20
+    standard = (
+        hmac.digest(key, first, "sha256"),
+        hmac.digest(key, second, "sha256"),
+    )
+    assert hmac_sha256_pair(key, first, second) == standard
+    assert (hmac_sha256(key, first), hmac_sha256(key, second)) == standard
 
 
 def test_initial_and_root_kdf_labels() -> None:
