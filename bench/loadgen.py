@@ -51,6 +51,12 @@ LOOPBACK = "127.0.0.1"
 RELAY_ACK = msgspec.msgpack.encode({"t": "ok"})
 #: Every wait on the network is bounded by this (seconds) unless a caller says otherwise.
 NET_TIMEOUT = 60.0
+#: Seconds an idle pooled HTTP connection may still be reused: less than the server's keep-alive
+#: timeout (uvicorn's 5 s). httpx's default is 5 s too, so a request could leave on a connection
+#: the server was closing at that moment; the server's kernel answers it with a reset
+#: (``httpx.ReadError``). Under load a pool leaves its last connections idle that long: the
+#: channel benchmark's 50,000 REST subscriptions died of it.
+KEEPALIVE_EXPIRY = 2.0
 
 
 # --------------------------------------------------------------------------- latency histogram
@@ -96,6 +102,15 @@ class Histogram:
     @classmethod
     def from_json(cls, data: dict[str, int]) -> Histogram:
         return cls({int(k): v for k, v in data.items()})
+
+
+def http_limits(connections: int = 100, keepalive: int = 20) -> httpx.Limits:
+    """httpx's pool limits (its defaults) with :data:`KEEPALIVE_EXPIRY`."""
+    return httpx.Limits(
+        max_connections=connections,
+        max_keepalive_connections=keepalive,
+        keepalive_expiry=KEEPALIVE_EXPIRY,
+    )
 
 
 def ms(seconds: float | None) -> float | None:
@@ -309,7 +324,7 @@ async def create_accounts(
     ``strict`` call raises; otherwise that account is left out of the result."""
     results: list[Account | None] = [None] * len(usernames)
     queue: deque[int] = deque(range(len(usernames)))
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    limits = http_limits(concurrency, concurrency)
     async with httpx.AsyncClient(base_url=base_url, timeout=NET_TIMEOUT, limits=limits) as http:
 
         async def create(name: str) -> Account | None:
@@ -368,7 +383,9 @@ async def upload_keys(base_url: str, accounts: Sequence[Account], concurrency: i
     """``PUT /v1/keys`` for each account's device, so that it may send and receive
     end-to-end-encrypted-shaped messages (a device without keys is on no device list)."""
     queue: deque[Account] = deque(accounts)
-    async with httpx.AsyncClient(base_url=base_url, timeout=NET_TIMEOUT) as http:
+    async with httpx.AsyncClient(
+        base_url=base_url, timeout=NET_TIMEOUT, limits=http_limits()
+    ) as http:
 
         async def worker() -> None:
             while queue:
@@ -389,7 +406,9 @@ async def open_directs(
     """``POST /v1/conversations/direct`` for each (sender, receiver); the conversation ids."""
     convs: list[str] = [""] * len(pairs)
     queue: deque[int] = deque(range(len(pairs)))
-    async with httpx.AsyncClient(base_url=base_url, timeout=NET_TIMEOUT) as http:
+    async with httpx.AsyncClient(
+        base_url=base_url, timeout=NET_TIMEOUT, limits=http_limits()
+    ) as http:
 
         async def worker() -> None:
             while queue:
@@ -411,7 +430,9 @@ async def create_group(
     base_url: str, admin: Account, members: Sequence[Account], chunk: int = 200
 ) -> str:
     """A group of ``admin`` + ``members`` (added ``chunk`` at a time); its conversation id."""
-    async with httpx.AsyncClient(base_url=base_url, timeout=NET_TIMEOUT) as http:
+    async with httpx.AsyncClient(
+        base_url=base_url, timeout=NET_TIMEOUT, limits=http_limits()
+    ) as http:
         response = await http.post("/v1/groups", json={"title": "bench"}, headers=admin.auth())
         response.raise_for_status()
         conv = str(response.json()["id"])
