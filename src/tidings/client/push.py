@@ -187,6 +187,8 @@ class PushState:
         return str(row[0]) if row is not None else None
 
     def should_notify(self, message: Message, now_ms: int | None = None) -> bool:
+        if message.is_own:  # never, whatever the setting: no need to read it
+            return False
         return should_notify(
             message,
             self.setting(message.conv_id),
