@@ -334,6 +334,7 @@ def figures(results: Json) -> list[Figure]:
             )
     else:
         rows.append(Figure("Client store page / FTS5", "n/a", "≤ 2 ms / ≤ 20 ms at 1M", None))
+    rows += _client_send_figures(_data(results, "client_send"))
     rows += _media_figures(_data(results, "media"))
     crypto = _data(results, "crypto")
     for row in crypto.get("rows", []) if crypto else []:
@@ -348,6 +349,110 @@ def figures(results: Json) -> list[Figure]:
             )
             break
     return rows
+
+
+#: aims of the client part: a bot's texts per second until all are sent, and opening a
+#: profile of a million messages to its chat list
+CLIENT_SEND_AIM = 5_000
+CHAT_LIST_AIM_MS = 200.0
+
+
+def _client_send_figures(data: Json | None) -> list[Figure]:
+    send = (data or {}).get("send") or {}
+    chat = (data or {}).get("chat_list") or {}
+    rows: list[Figure] = []
+    if send.get("batched") and send.get("run"):
+        batched, loop = send["batched"], send["run"]
+        rate = float(batched["msgs_per_s"])
+        rows.append(
+            Figure(
+                f"Client bot sender, send_texts ({send.get('batch')} per call): E2EE msgs/s"
+                " until sent",
+                f"{_num(rate)} msgs/s ({batched['client_cpu_us_per_msg']} µs client CPU each)",
+                f"≥ {CLIENT_SEND_AIM:,}",
+                rate >= CLIENT_SEND_AIM,
+            )
+        )
+        rows.append(
+            Figure(
+                "Client bot sender, send_text in a loop",
+                f"{_num(loop['msgs_per_s'])} msgs/s ({loop['client_cpu_us_per_msg']} µs client"
+                " CPU each)",
+                "(reported)",
+                None,
+            )
+        )
+    else:
+        rows.append(Figure("Client bot sender", "n/a", f"≥ {CLIENT_SEND_AIM:,} msgs/s", None))
+    if chat.get("open_to_chat_list_ms") is not None:
+        ms, n = float(chat["open_to_chat_list_ms"]), int(chat["messages"])
+        full = n >= 1_000_000
+        rows.append(
+            Figure(
+                f"Client open to chat list, {n:,} msgs in {chat['conversations']} chats",
+                f"{ms:.1f} ms",
+                f"≤ {CHAT_LIST_AIM_MS:g} ms" + ("" if full else " (at 1M)"),
+                ms <= CHAT_LIST_AIM_MS,
+            )
+        )
+    else:
+        rows.append(Figure("Client open to chat list", "n/a", "≤ 200 ms at 1M", None))
+    return rows
+
+
+def _describe_client_send(data: Json) -> list[str]:
+    out: list[str] = []
+    send = data.get("send") or {}
+    runs = [
+        ("send_text in a loop", send.get("run")),
+        (f"send_texts, {send.get('batch')} per call", send.get("batched")),
+        ("send_texts under py-spy", send.get("profiled_run")),
+    ]
+    out += _table(
+        [
+            "Burst",
+            "Msgs",
+            "Msgs/s until sent",
+            "Stored/s",
+            "Client CPU µs/msg",
+            "Server CPU µs/msg",
+        ],
+        [
+            [
+                name,
+                f"{r['messages']:,}",
+                _num(r["msgs_per_s"]),
+                _num(r["stored_per_s"]),
+                r["client_cpu_us_per_msg"],
+                r.get("server_cpu_us_per_msg") or "n/a",
+            ]
+            for name, r in runs
+            if r
+        ],
+    )
+    if send.get("peer_catch_up_msgs_per_s"):
+        out += ["", f"The peer then caught up at {_num(send['peer_catch_up_msgs_per_s'])} msgs/s."]
+    if send.get("note"):
+        out += ["", str(send["note"])]
+    out += _profile(send.get("profile"), "Client profile while sending")
+    chat = data.get("chat_list") or {}
+    if chat:
+        out += [""]
+        out += _table(
+            ["Messages", "Chats", "Open to chat list ms (median)", "Each open ms", "DB MiB"],
+            [
+                [
+                    f"{chat['messages']:,}",
+                    chat["conversations"],
+                    chat["open_to_chat_list_ms"],
+                    ", ".join(str(t) for t in chat.get("open_to_chat_list_ms_all", [])),
+                    chat.get("db_mib"),
+                ]
+            ],
+        )
+        if chat.get("note"):
+            out += ["", str(chat["note"])]
+    return out
 
 
 def _media_figures(media: Json | None) -> list[Figure]:
@@ -704,6 +809,8 @@ def _describe(name: str, data: Json) -> list[str]:
                 ]
             ],
         )
+    elif name == "client_send":
+        out += _describe_client_send(data)
     elif name == "client_store":
         out += _table(
             ["Messages", "Insert msgs/s", "Page p50/p99 ms", "FTS5 p50/p99 ms"],

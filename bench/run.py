@@ -2,10 +2,11 @@
 
     python -m bench.run [--quick] [--only PART,...] [--skip PART,...]
 
-Parts, in order: relay, tidings_1to1, group_fanout, connections, client_store, push, prosody,
-synapse, crypto. Each runs on its own; one that fails is recorded with its error and the run
-goes on. The results go to ``bench/results/<timestamp>.json`` and ``bench/results/latest.md``.
-The 1:1 and fan-out workloads of Tidings live here; the other parts have their own modules.
+Parts, in order: relay, tidings_1to1, group_fanout, connections, client_store, client_send,
+push, prosody, synapse, crypto. Each runs on its own; one that fails is recorded with its error
+and the run goes on. The results go to ``bench/results/<timestamp>.json`` and
+``bench/results/latest.md``. The 1:1 and fan-out workloads of Tidings live here; the other parts
+have their own modules.
 """
 
 from __future__ import annotations
@@ -353,6 +354,14 @@ def part_client_store(ctx: RunContext) -> Json:
     return client_store.measure(ctx.quick, ctx.part_dir("client_store"))
 
 
+def part_client_send(ctx: RunContext) -> Json:
+    """A bot's burst through the real Client and a 1,000,000-message profile opening to its
+    chat list (bench/client_send.py); --quick: 5,000 texts, 100,000 messages."""
+    from bench import client_send
+
+    return client_send.measure(ctx.quick, ctx.part_dir("client_send"))
+
+
 def part_push(ctx: RunContext) -> Json:
     """A 1,000-member group post with 900 members offline and registered (bench/push.py)."""
     from bench import push
@@ -454,6 +463,7 @@ PARTS: dict[str, Callable[[RunContext], Json]] = {
     "channels": part_channels,
     "connections": part_connections,
     "client_store": part_client_store,
+    "client_send": part_client_send,
     "backup": part_backup,
     "media": part_media,
     "push": part_push,
