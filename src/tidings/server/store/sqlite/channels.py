@@ -42,6 +42,16 @@ def _post(row: tuple[object, ...]) -> Post:
     )  # fmt: skip
 
 
+#: A channel's owner and admins (every read of a channel lists them), through the index
+#: channel_members_by_role: never by reading the subscribers' rows.
+ADMINS_SQL = (
+    "SELECT m.account_id, COALESCE(a.username, ''), m.role FROM channel_members m"
+    " LEFT JOIN accounts a ON a.id = m.account_id"
+    " WHERE m.channel = ? AND m.role IN ('owner', 'admin')"
+    " ORDER BY m.role = 'admin', m.account_id"
+)
+
+
 def _channel(conn: sqlite3.Connection, row: tuple[object, ...] | None) -> ChannelRecord | None:
     if row is None:
         return None
@@ -49,14 +59,7 @@ def _channel(conn: sqlite3.Connection, row: tuple[object, ...] | None) -> Channe
     assert isinstance(last_seq, int) and isinstance(subscribers, int)
     assert isinstance(created, int)
     admins = tuple(
-        ChannelAdmin(str(a), str(u), str(r))
-        for a, u, r in conn.execute(
-            "SELECT m.account_id, COALESCE(a.username, ''), m.role FROM channel_members m"
-            " LEFT JOIN accounts a ON a.id = m.account_id"
-            " WHERE m.channel = ? AND m.role IN ('owner', 'admin')"
-            " ORDER BY m.role = 'admin', m.account_id",
-            (cid,),
-        )
+        ChannelAdmin(str(a), str(u), str(r)) for a, u, r in conn.execute(ADMINS_SQL, (cid,))
     )
     return ChannelRecord(
         str(cid), str(title), None if handle is None else str(handle), bool(public),

@@ -34,7 +34,7 @@ COMPONENTS: dict[str, tuple[str, ...]] = {
     "vault": ("vault_v1.sql",),
     "admin": ("admin_v1.sql",),
     "social": ("social_v1.sql",),
-    "channels": ("channels_v1.sql",),
+    "channels": ("channels_v1.sql", "channels_v2.sql"),
 }
 
 
