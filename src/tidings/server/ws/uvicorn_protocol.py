@@ -5,7 +5,11 @@ some 760 bytes each, even when empty) and its ``writable`` flag (an :class:`asyn
 more deque), and the handshake's request and response for as long as the connection lasts.
 With tens of thousands of idle connections that is about 5 KiB each for nothing.
 :class:`LeanWebSocketProtocol` swaps the queue and flag for equivalents that hold a list, and
-futures only while someone waits, and lets go of the handshake once it is done.
+futures only while someone waits, and lets go of the handshake once it is done: its request and
+response, the headers in the ASGI scope, and the request that websockets' parser would keep in
+its generator for as long as the connection lasts (:class:`_FrameParser`). Its attributes live
+in slots: uvicorn sets more than an instance dict can share with its class, which would give
+every connection a dict of its own (some 1.6 KiB).
 
 It also answers a text frame that is not valid UTF-8 without uvicorn's ERROR traceback (which
 anyone could use to flood the log): RFC 6455 (section 8.1) requires failing such a connection,
@@ -21,10 +25,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Generator
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.exceptions import InvalidState
+from websockets.protocol import Protocol
+from websockets.server import ServerProtocol
 
 log = logging.getLogger(__name__)
 
@@ -149,22 +156,95 @@ class _Flag:
         return True
 
 
+class _HandshakeEnd(Protocol):
+    """Comes right after :class:`ServerProtocol` in :class:`_FrameParser`'s MRO, so that the
+    ``yield from super().parse()`` that ends ``ServerProtocol.parse`` returns at once."""
+
+    def parse(self) -> Generator[None]:
+        return
+        yield
+
+
+class _FrameParser(ServerProtocol, _HandshakeEnd):
+    """websockets' server protocol, whose parser lets go of the handshake request.
+
+    ``ServerProtocol.parse`` reads the request, hands it on as an event and then parses frames
+    inside the same generator, whose frame keeps the request (and its headers, some 2.5 KiB)
+    until the connection ends. Here that generator ends with the handshake, before any byte of
+    a frame is read, and a fresh one parses the frames."""
+
+    def parse(self) -> Generator[None]:
+        yield from ServerProtocol.parse(self)  # the handshake, up to _HandshakeEnd
+        yield from Protocol.parse(self)
+
+
 class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's ``websockets-sansio`` protocol with :class:`_Inbox` and :class:`_Flag`, that
     forgets the handshake once it is done."""
+
+    # Every attribute uvicorn 0.55 sets (others it may add go to the instance dict).
+    __slots__ = (
+        "app",
+        "app_state",
+        "asgi_version",
+        "client",
+        "close_sent",
+        "close_timeout",
+        "close_timer",
+        "config",
+        "conn",
+        "connections",
+        "curr_msg_data_type",
+        "default_headers",
+        "disconnected",
+        "frames",
+        "handshake_complete",
+        "handshake_initiated",
+        "initial_response",
+        "last_ping_rtt",
+        "logger",
+        "loop",
+        "pending_ping_payload",
+        "ping_interval",
+        "ping_sent_at",
+        "ping_timeout",
+        "ping_timer",
+        "pong_timer",
+        "queue",
+        "read_paused",
+        "request",
+        "response",
+        "root_path",
+        "scheme",
+        "scope",
+        "server",
+        "tasks",
+        "transport",
+        "writable",
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.queue = _Inbox()  # type: ignore[assignment]
         self.writable = _Flag()  # type: ignore[assignment]
         self.writable.set()
+        # Nothing was received yet: the parser can start over as a _FrameParser.
+        conn = self.conn
+        conn.__class__ = _FrameParser
+        conn.parser = conn.parse()
+        next(conn.parser)
 
     def start_keepalive(self) -> None:
         # uvicorn calls this once, right after it sent the handshake response. The handshake's
-        # request and response (with their header objects, some 2 KiB) are not used again.
+        # request and response (with their header objects, some 2 KiB) and the request headers
+        # in the scope (the application read what it needed before accepting) are not used
+        # again; the scope itself lives on in the application's frames.
         super().start_keepalive()
         self.request = None  # type: ignore[assignment]
         self.response = None  # type: ignore[assignment]
+        headers = self.scope["headers"]
+        if isinstance(headers, list):  # uvicorn builds a list; other copies of the scope share it
+            headers.clear()
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
