@@ -29,13 +29,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import hashlib
 import hmac
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from tidings.protocol import Envelope
 from tidings.server.domain.records import MembershipChange, WatermarkMove
@@ -59,6 +61,8 @@ log = logging.getLogger(__name__)
 Address = tuple[str, int]
 #: bytes of HMAC kept in a hint (base64url: 22 characters)
 HINT_BYTES = 16
+#: Tasks that make push decisions at once (each works through the queued ones in turn).
+_DECIDING_TASKS = 4
 
 
 def load_or_create_hint_key(path: Path) -> bytes:
@@ -132,6 +136,9 @@ class PushService:
         self._state: dict[Address, DevicePushState] = {}
         self._events: dict[Address, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        #: decisions waiting for a task to make them, and how many tasks are making them
+        self._queued: collections.deque[Coroutine[Any, Any, None]] = collections.deque()
+        self._draining = 0
         #: wakes handed to the dispatcher, and events decided not to wake anybody
         self.submitted = 0
         self.suppressed = 0
@@ -243,16 +250,31 @@ class PushService:
 
     # ------------------------------------------------------------------ plumbing
 
-    def _spawn(self, work: Awaitable[None]) -> None:
-        async def run() -> None:
-            try:
-                await work
-            except Exception:
-                log.exception("push: deciding wakes failed")
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        # A few tasks work through the decisions queued meanwhile: a message or receipt costs
+        # no task of its own (most decisions end at once: nobody to wake).
+        self._queued.append(work)
+        if self._draining < _DECIDING_TASKS:
+            self._draining += 1
+            task = asyncio.get_running_loop().create_task(self._decide_queued())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
-        task = asyncio.get_running_loop().create_task(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    async def _decide_queued(self) -> None:
+        queued = self._queued
+        try:
+            while queued:
+                work = queued.popleft()
+                try:
+                    await work
+                except Exception:
+                    log.exception("push: deciding wakes failed")
+        finally:
+            self._draining -= 1
+            if not self._draining:  # cancelled (the server stopping): nothing else runs them
+                for work in queued:
+                    work.close()
+                queued.clear()
 
     async def drop_registration(self, registration: PushRegistration, reason: str) -> None:
         """The dispatcher's ``on_drop_registration``: delete the row if it still holds the
