@@ -86,6 +86,11 @@ CATCH_UP_SAMPLE = 200
 CATCH_UP_CONCURRENCY = 20
 #: Store operations in flight at once while seeding (the writer commits up to 1,000 at once).
 SEED_CHUNK = 5_000
+#: The server counts as idle below this share of a core over two samples in a row.
+QUIET_SHARE = 0.10
+QUIET_SAMPLE = 0.5
+#: Seconds to wait for the server to become idle after the connects, at most.
+QUIET_LIMIT = 60.0
 #: The client's first page of a channel it has no cursor in (client/channel_sync.py PAGE).
 FIRST_PAGE = 50
 
@@ -307,6 +312,20 @@ def _environment(**values: str | None) -> Iterator[None]:
                 os.environ[name] = value
 
 
+def _wait_quiet(pid: int, limit: float = QUIET_LIMIT) -> float:
+    """Waits until the server is idle after the connects (with NATS each connect also puts a
+    presence key that every node's watch then reads: thousands of them keep it busy for
+    seconds after the last socket opened); the seconds waited, at most ``limit``."""
+    started = time.monotonic()
+    quiet = 0
+    while time.monotonic() - started < limit and quiet < 2:
+        used = cpu_seconds(pid)
+        time.sleep(QUIET_SAMPLE)
+        busy = (cpu_seconds(pid) - used) / QUIET_SAMPLE
+        quiet = quiet + 1 if busy < QUIET_SHARE else 0
+    return time.monotonic() - started
+
+
 def _post_body() -> Json:
     return {
         "id": str(uuid.uuid4()),
@@ -418,7 +437,7 @@ def run(seeded: Seeded, online: int, nats: bool, work: Path) -> Json:
         connect_s = time.monotonic() - t0
         connected = sum(a["open"] for a in opened)
         server.check_alive()
-        time.sleep(2.0)  # let the server's loop settle after the connects
+        settle_s = _wait_quiet(server.pid)
         rss_online = rss_bytes(server.pid)
 
         cpu0 = cpu_seconds(server.pid)
@@ -464,7 +483,7 @@ def run(seeded: Seeded, online: int, nats: bool, work: Path) -> Json:
         "bytes_per_subscriber": round(rss_after / max(1, subscribers)),
         "post_bytes_per_subscriber": round((rss_after - rss_online) / max(1, subscribers)),
         "server_open_files_limit": server_limit,
-        "setup_s": {"connect": round(connect_s, 1)},
+        "setup_s": {"connect": round(connect_s, 1), "settle": round(settle_s, 1)},
     }
 
 

@@ -561,6 +561,8 @@ def _describe_channels(data: Json) -> list[str]:
                 f"{_num(run.get('bytes_per_online'))} B",
                 f"{_num(run.get('bytes_per_subscriber'))} B "
                 f"({_num(run.get('post_bytes_per_subscriber'))} B)",
+                f"{_num((run.get('setup_s') or {}).get('connect'))} / "
+                f"{_num((run.get('setup_s') or {}).get('settle'))}",
             ]
         )
     if not rows:
@@ -577,6 +579,7 @@ def _describe_channels(data: Json) -> list[str]:
             "Server RSS MiB: start / online / after",
             "RSS per online conn",
             "RSS per subscriber (the post's share)",
+            "Connect / settle s",
         ],
         rows,
     )
@@ -587,7 +590,9 @@ def _describe_channels(data: Json) -> list[str]:
         f"before the server started (in {_num(data.get('seed_s'))} s, through the SQLite "
         f"store's own methods); the online ones are raw protocol connections held by "
         f"{first.get('load_processes', 2)} load processes (capped by the server's "
-        f"RLIMIT_NOFILE {first.get('server_open_files_limit', 0):,}), the rest offline. "
+        f"RLIMIT_NOFILE {first.get('server_open_files_limit', 0):,}), the rest offline; the "
+        "post goes out once the server is idle after the connects (settle: with NATS every "
+        "connect also puts a presence key that the node's watch then reads). "
         "Durable + queued: until the POST is answered (the post fsynced in the log and handed "
         "to the in-process pump, or acknowledged by the JetStream stream). Online has it: from "
         "the POST until each load process decoded the frame (their decoding shares the cores "
