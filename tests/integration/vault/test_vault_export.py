@@ -4,12 +4,12 @@ file behind, and the next export, once the server is consistent again, is whole.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.integration.store_inspection import inspector
 
 from tidings.client.errors import ClientError
 
@@ -32,17 +32,17 @@ async def test_a_page_missing_after_the_listing_fails_the_export_cleanly(
         api = alice._backup.api
         real_fetch = api.fetch
         removed: list[str] = []
-        saved: list[tuple[Any, ...]] = []
-        database = server.data_dir / "tidings.sqlite3"
+        store = inspector(server)
 
         async def lose_a_page_then_fetch(page_ids: Sequence[str]) -> dict[str, Any]:
             # as if the page were removed right after the export listed it
             victims = [page_id for page_id in page_ids if page_id.startswith("h/")]
             if victims and not removed:
-                with sqlite3.connect(database) as db:
-                    rows = db.execute("SELECT * FROM vault_pages WHERE page_id = ?", victims[:1])
-                    saved.extend(rows)
-                    db.execute("DELETE FROM vault_pages WHERE page_id = ?", victims[:1])
+                # the row moves out of the page's way (and comes back below)
+                moved = store.update(
+                    "vault_pages", {"page_id": victims[0] + "~"}, page_id=victims[0]
+                )
+                assert moved == 1
                 removed.append(victims[0])
             return await real_fetch(page_ids)
 
@@ -57,9 +57,7 @@ async def test_a_page_missing_after_the_listing_fails_the_export_cleanly(
 
         # The server is consistent again (the page is back): the next export is whole.
         api.fetch = real_fetch  # type: ignore[method-assign]
-        with sqlite3.connect(database) as db:
-            marks = ", ".join("?" * len(saved[0]))
-            db.executemany(f"INSERT INTO vault_pages VALUES ({marks})", saved)
+        assert store.update("vault_pages", {"page_id": removed[0]}, page_id=removed[0] + "~") == 1
         assert await alice.export_backup(target) > 0
         assert target.stat().st_size > 0
     finally:
