@@ -205,14 +205,18 @@ class KeyStore:
         self._identities: dict[str, KnownIdentity | None] = {}
         self._devices: dict[str, list[int] | None] = {}
         #: Double Ratchet sessions as last loaded or stored (written through: the database
-        #: holds what is here), so a message sent or opened deserializes none. The crypto code
-        #: changes a loaded record in place before storing it, so any exception inside a
-        #: transaction drops this cache (the record may be half changed, the row is not).
+        #: holds what is here), so the messages of a burst deserialize their session once. The
+        #: crypto code changes a loaded record in place before storing it, so any exception
+        #: inside a transaction drops this cache (the record may be half changed, the row not).
         self._sessions: dict[tuple[str, int], SessionRecord | None] = {}
         #: sessions stored inside a transaction someone else opened → the row of
         #: ``temp.e2ee_written`` written with them: gone if that transaction rolled back
         self._unsettled: dict[tuple[str, int], int] = {}
         self._written = 0
+        #: the connection's ``total_changes`` when the cache was last known whole: any other
+        #: write since (a message stored, a raw statement) and the sessions are read again,
+        #: once per burst of messages sealed
+        self._seen = -1
         #: inside a transaction whose rollback calls :meth:`forget_cached` (:meth:`guarded`)
         self._guarded = False
         #: one-time prekeys used up since the owner last looked (time to ask the server's count)
@@ -502,17 +506,24 @@ class KeyStore:
 
     def load_session(self, address: ProtocolAddress) -> SessionRecord | None:
         key = (address.name, address.device_id)
-        if key in self._sessions and self._settled(key):
+        if self.db.total_changes != self._seen:
+            self._sessions.clear()  # written behind the cache's back, maybe
+            self._unsettled.clear()
+        elif key in self._sessions and self._settled(key):
             return self._sessions[key]
         row = self.db.execute(
             "SELECT record FROM e2ee_sessions WHERE account_id = ? AND device_id = ?", key
         ).fetchone()
         record = None if row is None else SessionRecord.deserialize(bytes(row[0]))
         self._sessions[key] = record
+        self._seen = self.db.total_changes
         return record
 
     def store_session(self, address: ProtocolAddress, record: SessionRecord) -> None:
         key = (address.name, address.device_id)
+        if self.db.total_changes != self._seen:  # written behind the cache's back, maybe
+            self._sessions.clear()
+            self._unsettled.clear()
         self._sessions.pop(key, None)  # cached again once the row is written
         joined = self.db.in_transaction
         marked = joined and not self._guarded
@@ -531,6 +542,7 @@ class KeyStore:
         if marked:
             self._unsettled[key] = self._written
         self._sessions[key] = record
+        self._seen = self.db.total_changes
 
     def _settled(self, key: tuple[str, int]) -> bool:
         """Whether the cached session ``key`` may be used: not stored inside a transaction
@@ -542,6 +554,7 @@ class KeyStore:
             if not self.db.in_transaction:  # committed: no need to ask again
                 del self._unsettled[key]
                 self.db.execute("DELETE FROM temp.e2ee_written WHERE n = ?", (token,))
+                self._seen = self.db.total_changes
             return True
         del self._unsettled[key]
         self._sessions.pop(key, None)

@@ -325,6 +325,10 @@ def test_a_session_cached_in_memory_never_outlives_what_the_database_holds(
     keys.db.execute("COMMIT")
     assert keys.load_session(ProtocolAddress("carol", 1)) is not None
     assert keys.load_session(ProtocolAddress("dave", 1)) is None
+    # a statement behind the key store's back (a reinstall in a test) is seen
+    keys.db.execute("DELETE FROM e2ee_sessions")
+    assert keys.load_session(ProtocolAddress("carol", 1)) is None
+    keys.store_session(ProtocolAddress("carol", 1), SessionRecord.new_fresh())
     # a second connection sees what the first wrote: the cache is written through
     other = keystore.KeyStore(sqlite3.connect(tmp_path / "db", isolation_level=None))
     assert other.load_session(ProtocolAddress("carol", 1)) is not None
