@@ -250,7 +250,8 @@ class _Writer(threading.Thread):
         self._path = path
         self._synchronous = synchronous
         self._loop = loop
-        self.jobs: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
+        #: lists of operations, as the event loop hands them over; None: stop
+        self.jobs: queue.SimpleQueue[list[_Work] | None] = queue.SimpleQueue()
         self.ready = threading.Event()
         self.open_error: BaseException | None = None
         #: write transactions run so far (each carries one or more operations)
@@ -277,16 +278,16 @@ class _Writer(threading.Thread):
                 first = self.jobs.get()
                 if first is None:
                     break
-                group = [first]
+                group = list(first)
                 while len(group) < MAX_GROUP:
                     try:
-                        job = self.jobs.get_nowait()
+                        more = self.jobs.get_nowait()
                     except queue.Empty:
                         break
-                    if job is None:
+                    if more is None:
                         stopping = True
                         break
-                    group.append(job)
+                    group.extend(more)
                 self._commit(conn, group)
         finally:
             conn.close()
@@ -398,6 +399,8 @@ class Database:
         self.synchronous = synchronous
         self._reader_count = readers
         self._writer: _Writer | None = None
+        #: operations queued during this turn of the event loop (None: none yet)
+        self._submitting: list[_Work] | None = None
         self._readers: ThreadPoolExecutor | None = None
         self._local = threading.local()
         self._read_conns: list[sqlite3.Connection] = []
@@ -417,6 +420,7 @@ class Database:
         self._readers = ThreadPoolExecutor(self._reader_count, thread_name_prefix="tidings-read")
 
     async def close(self) -> None:
+        self._hand_over()
         writer, self._writer = self._writer, None
         if writer is not None:
             writer.jobs.put(None)
@@ -438,8 +442,29 @@ class Database:
         if self._writer is None:
             raise RuntimeError("store is not open")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._writer.jobs.put(_Job(fn, future))
+        self._submit(_Job(fn, future))
         return await future
+
+    def _submit(self, job: _Work) -> None:
+        """Queue ``job`` for the writer. The operations queued during one turn of the event
+        loop are handed over together at its end: the writer wakes once for them, and they
+        share a transaction (without this, each would wake it and contend for the GIL)."""
+        submitting = self._submitting
+        if submitting is None:
+            submitting = self._submitting = []
+            asyncio.get_running_loop().call_soon(self._hand_over)
+        submitting.append(job)
+
+    def _hand_over(self) -> None:
+        submitting, self._submitting = self._submitting, None
+        if not submitting:
+            return
+        if self._writer is None:  # closed in between
+            for job in submitting:
+                job.fail(RuntimeError("store is not open"))
+                job.settle()
+            return
+        self._writer.jobs.put(submitting)
 
     async def _write_batched(self, batch: Batch, item: object) -> Any:
         """Queue ``item`` for ``batch``: it runs together with the operations of the same kind
@@ -447,7 +472,7 @@ class Database:
         if self._writer is None:
             raise RuntimeError("store is not open")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._writer.jobs.put(_BatchJob(batch, item, future))
+        self._submit(_BatchJob(batch, item, future))
         return await future
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
