@@ -100,10 +100,19 @@ class Metrics:
             setattr(delivery, name, self._counting(name, inner))
 
     def _counting(self, kind: str, inner: Callable[..., Any]) -> Callable[..., Any]:
+        # The counter of each answer type, looked up once (labels() takes a lock and builds
+        # a key on every call).
+        counters: dict[type, Any] = {}
+
         async def counted(*args: Any, **kwargs: Any) -> Any:
             answer = await inner(*args, **kwargs)
-            outcome = type(answer).__name__.lower()
-            self.messages_in.labels(kind, outcome).inc()
+            answered = type(answer)
+            counter = counters.get(answered)
+            if counter is None:
+                counter = counters[answered] = self.messages_in.labels(
+                    kind, answered.__name__.lower()
+                )
+            counter.inc()
             code = getattr(answer, "code", None)
             if isinstance(code, str):
                 self.errors.labels(code, "ws").inc()
