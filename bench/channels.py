@@ -498,16 +498,21 @@ def part(
     with contextlib.ExitStack() as stack:
         if work is None:
             work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tidings-ch-")))
+        names = ["nats" if nats else "embedded" for nats in modes]
+        # the databases go, whatever happens (50,000 accounts are tens of MB); the logs stay
+        stack.callback(_drop_databases, [work / "seed", *(work / n / "server" for n in names)])
         shutil.rmtree(work / "seed", ignore_errors=True)
         seeded = seed(work / "seed", subscribers)
         out: Json = {"seed_s": round(seeded.seconds, 1)}
-        for nats in modes:
-            name = "nats" if nats else "embedded"
+        for nats, name in zip(modes, names, strict=True):
             out[name] = run(seeded, online, nats, work / name)
-            for database in (work / name / "server").glob("tidings.sqlite3*"):
-                database.unlink()  # the log stays
-        shutil.rmtree(work / "seed", ignore_errors=True)
     return out
+
+
+def _drop_databases(directories: Sequence[Path]) -> None:
+    for directory in directories:
+        for database in directory.glob("tidings.sqlite3*"):
+            database.unlink()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
