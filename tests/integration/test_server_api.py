@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 
 import httpx
 import pytest
@@ -110,6 +111,19 @@ async def test_bad_tokens_are_refused_and_tokens_never_logged(server, server_kit
     await peer.ping()
     log = server.log_text()
     assert secret not in log and alice.token not in log and key not in log
+
+
+async def test_the_websocket_runs_behind_request_ids_and_the_connections_gauge(server, server_kit):
+    # The server runs the WebSocket gateway in front of the REST framework: the request id
+    # and the connections gauge its middleware gives every request still apply to it.
+    kit = server_kit(server)
+    alice = await kit.account("alice")
+    peer = await kit.connect(alice)
+    assert re.fullmatch(r"[0-9a-f]{16}", peer.ws.response.headers["x-request-id"])
+    await peer.hello()
+    await peer.ping()
+    metrics = (await kit.http.get("/metrics")).text
+    assert re.search(r"^tidings_websocket_connections 1\.0$", metrics, re.M), metrics
 
 
 async def test_direct_conversation_is_unique_per_pair(server, server_kit):

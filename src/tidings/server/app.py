@@ -98,6 +98,17 @@ def _node_bus(config: ServerConfig) -> LocalBus | NatsBus:
 
 
 def create_app(config: ServerConfig) -> Litestar:
+    """The Litestar application alone: the REST routes, the WebSocket route and the lifespan
+    (what test clients drive in-process)."""
+    app = create_asgi(config).app
+    assert isinstance(app, Litestar)
+    return app
+
+
+def create_asgi(config: ServerConfig) -> ws.WebSocketFirst:
+    """What the server runs: the Litestar application, and in front of it the WebSocket
+    gateway, with the request ids and the connections gauge the application's middleware
+    gives every other request."""
     store, admin_store, quota_ledger = _stores(config)
     metrics = Metrics()
     store.commit_observer = metrics.observe_commit
@@ -211,7 +222,7 @@ def create_app(config: ServerConfig) -> Litestar:
             backoff=Backoff(free=config.vault_free_attempts, cap=config.vault_backoff_cap_seconds),
         ),
     )
-    gateway = ws.endpoint(
+    gateway = ws.Gateway(
         auth,
         delivery,
         MeteredBus(bus, metrics),
@@ -271,10 +282,10 @@ def create_app(config: ServerConfig) -> Litestar:
                 await node_bus.stop()
             await store.close()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             http.router(services),
-            gateway,
+            ws.endpoint(gateway),
             *http.blob_routes(blob_store.serve),
             *ops.handlers(
                 metrics,
@@ -295,3 +306,4 @@ def create_app(config: ServerConfig) -> Litestar:
         logging_config=None,
         debug=False,
     )
+    return ws.WebSocketFirst(app, RequestIds(metrics.middleware(gateway)))

@@ -13,7 +13,7 @@ import uvicorn
 from tidings.protocol import MAX_FRAME_BYTES
 from tidings.protocol.routes import BLOB_PATH
 from tidings.server import logjson, logredact, tls
-from tidings.server.app import create_app
+from tidings.server.app import create_asgi
 from tidings.server.config import ServerConfig
 from tidings.server.forwarded import ForwardedHeaders, TrustedProxies
 from tidings.server.guard import guarded_http_protocol
@@ -103,12 +103,14 @@ def serve(config: ServerConfig) -> None:
     configure_logging(config.log_level, config.log_format)
     raise_open_files_limit()
     prepare_data_dir(config)
-    app: object = create_app(config)
+    app: object = create_asgi(config)
     trusted = TrustedProxies(config.forwarded_allow_ips)
     if trusted:
         app = ForwardedHeaders(app, trusted, config.forwarded_header)
     server_config = uvicorn.Config(
         app,  # type: ignore[arg-type]
+        # said, not guessed: WebSocketFirst returns its coroutine from a plain __call__
+        interface="asgi3",
         host=config.host,
         port=config.port,
         # uvloop where it is installed (not on Windows), asyncio otherwise

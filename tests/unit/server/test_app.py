@@ -7,8 +7,10 @@ from litestar.exceptions import WebSocketDisconnect
 from litestar.testing import TestClient
 
 from tidings.protocol import Hello, Synced, Welcome, decode_server_frame, encode
+from tidings.protocol.routes import WEBSOCKET_PATH
 from tidings.server.app import create_app
 from tidings.server.config import ServerConfig
+from tidings.server.ws import WebSocketFirst
 
 
 @pytest.fixture
@@ -45,3 +47,28 @@ def test_unknown_route_and_bad_query_have_api_error_shape(client):
     assert r.status_code == 404 and r.json()["code"] == "not_found"
     r = client.get("/v1/me")
     assert r.status_code == 401 and set(r.json()) == {"code", "message"}
+
+
+async def test_websocket_first_sends_only_the_device_websocket_to_the_gateway():
+    seen: list[tuple[str, str]] = []
+
+    def recorder(name: str):
+        async def app(scope, receive, send):
+            seen.append((name, f"{scope['type']} {scope.get('path', '')}"))
+
+        return app
+
+    first = WebSocketFirst(recorder("app"), recorder("gateway"))
+    for scope in (
+        {"type": "websocket", "path": WEBSOCKET_PATH},
+        {"type": "websocket", "path": "/v1/elsewhere"},
+        {"type": "http", "path": WEBSOCKET_PATH},
+        {"type": "lifespan"},
+    ):
+        await first(scope, None, None)
+    assert seen == [
+        ("gateway", f"websocket {WEBSOCKET_PATH}"),
+        ("app", "websocket /v1/elsewhere"),
+        ("app", f"http {WEBSOCKET_PATH}"),
+        ("app", "lifespan "),
+    ]

@@ -4,7 +4,15 @@ driven by its :class:`~tidings.server.ws.phase.Phase` and the frame handlers of
 uvicorn runs it with the lighter protocol of :mod:`tidings.server.ws.uvicorn_protocol`."""
 
 from tidings.server.ws.connection import DeviceConnection, Socket
-from tidings.server.ws.endpoint import endpoint
+from tidings.server.ws.endpoint import Gateway, WebSocketFirst, endpoint
 from tidings.server.ws.phase import Phase, PhaseError
 
-__all__ = ["DeviceConnection", "Phase", "PhaseError", "Socket", "endpoint"]
+__all__ = [
+    "DeviceConnection",
+    "Gateway",
+    "Phase",
+    "PhaseError",
+    "Socket",
+    "WebSocketFirst",
+    "endpoint",
+]
