@@ -21,6 +21,35 @@ log = logging.getLogger(__name__)
 DEFAULT_INTERVAL = 300.0
 
 
+class WakeGate:
+    """At most one wake per device per ``interval`` seconds. A device's last wake is forgotten
+    once ``interval`` has passed (it no longer holds anything back), so the memory held is
+    bounded by the devices woken in the last ``interval``, not by every device ever woken."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._last: dict[tuple[str, int], float] = {}
+        self._sweep_at = 1024
+
+    def __len__(self) -> int:
+        return len(self._last)
+
+    def admit(self, address: tuple[str, int], now: float) -> bool:
+        """True (and remembered) when ``address`` may be woken at ``now``."""
+        last = self._last.get(address)
+        if last is not None and now - last < self.interval:
+            return False
+        self._last[address] = now
+        if len(self._last) >= self._sweep_at:
+            self._sweep(now)
+        return True
+
+    def _sweep(self, now: float) -> None:
+        self._last = {a: t for a, t in self._last.items() if now - t < self.interval}
+        # amortized: the next sweep when the map has doubled since this one
+        self._sweep_at = max(1024, 2 * len(self._last))
+
+
 class ChannelPush:
     def __init__(
         self,
@@ -34,7 +63,7 @@ class ChannelPush:
         self.push = push
         self.interval = interval
         self._clock = clock
-        self._last: dict[tuple[str, int], float] = {}
+        self._gate = WakeGate(interval)
         self._tasks: set[asyncio.Task[None]] = set()
         self.submitted = 0
         self.limited = 0
@@ -52,11 +81,9 @@ class ChannelPush:
                 address = (stored.account_id, stored.device_id)
                 if stored.account_id == post.author or self.push.presence.is_live(*address):
                     continue
-                last = self._last.get(address)
-                if last is not None and now - last < self.interval:
+                if not self._gate.admit(address, now):
                     self.limited += 1
                     continue
-                self._last[address] = now
                 self.submitted += 1
                 wake = Wake(
                     WakeKind.ALERT,
