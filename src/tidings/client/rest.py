@@ -39,6 +39,10 @@ _T = TypeVar("_T")
 
 #: seconds for one REST call
 HTTP_TIMEOUT = 30.0
+#: Seconds an idle pooled connection may be reused. Below the 5 s after which servers close an
+#: idle keep-alive connection (uvicorn's default), so a request is never written onto a
+#: connection the server is closing at that moment (it would fail with a reset).
+KEEPALIVE_EXPIRY = 2.0
 #: seconds between two polls of a pending provisioning request
 POLL_INTERVAL = 0.5
 #: tries of a call that is safe to repeat (sign-up, linking) when its answer was lost
@@ -80,6 +84,7 @@ class Rest:
             base_url=server_url.rstrip("/"),
             headers=headers,
             timeout=timeout,
+            limits=httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY),
             # always an explicit context: certifi's CAs or the user's CA file (client/tls.py)
             verify=verify if verify is not None else tls.ssl_context(),
         )

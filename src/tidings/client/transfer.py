@@ -24,6 +24,7 @@ import httpx
 from . import tls
 from .errors import ClientError
 from .network import diagnose
+from .rest import KEEPALIVE_EXPIRY
 
 #: bytes per read and per progress report
 CHUNK = 256 * 1024
@@ -52,6 +53,7 @@ class Transfers:
         self.http = httpx.AsyncClient(
             timeout=httpx.Timeout(STALL_TIMEOUT, connect=10.0),
             follow_redirects=False,
+            limits=httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY),
             verify=verify if verify is not None else tls.ssl_context(),
         )
 
