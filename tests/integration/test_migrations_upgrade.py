@@ -341,6 +341,8 @@ CLIENT_VERSIONS = [
     (4, 1),
     (4, 2),
     (4, 3),
+    (5, 3),
+    (6, 3),
 ]
 CLIENT_NEWEST = (len(CLIENT_MIGRATIONS), len(keystore.STEPS))
 PEER = "b1"
@@ -436,6 +438,9 @@ def test_a_profile_at_every_version_opens_and_shows_its_messages(tmp_path, main,
         assert account is not None and account.server_url == "https://chat.example.org"
         (conv,) = store.conversations()
         assert conv.id == "c1" and conv.title == "bob"
+        # the chat list: the unsent message last, nothing unread (a placeholder is no text)
+        assert conv.last_message is not None and conv.last_message.id == uuid.UUID(int=4)
+        assert conv.unread == 0
         page = store.history("c1", None, 50)
         shown = [(m.id, m.body) for m in page.messages]
         assert shown == [
