@@ -267,3 +267,28 @@ async def test_frames_queued_together_go_out_in_one_write_in_order(world, pair):
     assert socket.bursts[written:] == [20]
     socket.incoming.put_nowait(None)
     await task
+
+
+async def test_an_idle_connection_runs_no_task_besides_its_reader(world, pair):
+    alice, bob, conv = pair
+    socket, task = await start(world, bob)
+    await socket.hello()
+    socket.incoming.put_nowait(encode(Ping(n=1)))
+    await socket.wait_for(Pong)
+    await asyncio.sleep(0.05)  # the replay's request task ends, and the pump once it drained
+
+    def own_tasks() -> list[str]:
+        names = [t.get_coro().__qualname__ for t in asyncio.all_tasks() if t is not task]
+        return [n for n in names if n.startswith("DeviceConnection.")]
+
+    assert own_tasks() == []
+    # A frame queued for it starts the pump again; what follows goes out in order.
+    for text in (b"one", b"two", b"three"):
+        await world.send(alice, conv, text)
+    envelopes = await socket.wait_for(Envelope, 3)
+    seqs = [e.seq for e in envelopes]
+    assert seqs == list(range(seqs[0], seqs[0] + 3))
+    await asyncio.sleep(0.05)
+    assert own_tasks() == []
+    socket.incoming.put_nowait(None)
+    await task

@@ -4,9 +4,10 @@
 A connection runs two loops: the reader (in the task that called :meth:`DeviceConnection.run`)
 decodes client frames and dispatches them through :data:`~tidings.server.ws.handlers.HANDLERS`,
 which start a task per request (so many Sends of one device share a group commit), and the pump
-task writes the bounded outbox to the socket. Live frames from the bus never wait: if the outbox
-is full the device is too slow and is disconnected; it catches up from its pending queue when it
-comes back. An idle connection holds no other task, no timer of its own (one
+task writes the bounded outbox to the socket: started when a frame is queued into an empty
+outbox, it ends once it drained it. Live frames from the bus never wait: if the outbox is full
+the device is too slow and is disconnected; it catches up from its pending queue when it comes
+back. An idle connection holds no other task, no timer of its own (one
 :class:`~tidings.server.ws.idle.IdleWatch` per event loop keeps every idle deadline) and an
 empty outbox. Where a connection stands is its :class:`~tidings.server.ws.phase.Phase`.
 
@@ -130,7 +131,8 @@ class DeviceConnection:
         self._reader: asyncio.Task[object] | None = None
         #: set when the pump's end cancelled the reader (not a cancellation from outside)
         self._pump_stopped_reader = False
-        self._pump_task: asyncio.Task[None] | None = None
+        #: the pump, while the outbox holds something
+        self._pump_task: asyncio.Task[bool] | None = None
 
     @property
     def phase(self) -> Phase:
@@ -162,6 +164,7 @@ class DeviceConnection:
                 self.close(CloseCode.TRY_AGAIN_LATER, "too slow")
                 return
             outbox.put_nowait(delivery.data)
+            self._start_pump()
         elif phase in OPEN:
             self._held.append(delivery)
             self._held_bytes += len(delivery.data)
@@ -188,6 +191,7 @@ class DeviceConnection:
             self._outbox.clear()
         self._held, self._held_bytes = [], 0
         self._outbox.put_nowait(None)
+        self._start_pump()
         # A peer that does not read can keep the pump stuck in a send forever: give up on it.
         asyncio.get_running_loop().call_later(2 * CLOSE_GRACE, self._abort)
         log.info(
@@ -204,7 +208,7 @@ class DeviceConnection:
             self._pump_task.cancel()
 
     async def run(self) -> None:
-        # The calling task reads; the pump is the only other task of an idle connection.
+        # The calling task reads; an idle connection has no other task.
         self._advance(Phase.AWAITING_HELLO)
         loop = asyncio.get_running_loop()
         self._last_heard = loop.time()
@@ -212,8 +216,6 @@ class DeviceConnection:
         watch_idle(self._last_heard + self._idle_timeout, self._idle_cell)
         await self._bus.attach(self)
         self._reader = reader = asyncio.current_task()
-        self._pump_task = pump = asyncio.create_task(self._pump())
-        pump.add_done_callback(self._pump_done)
         try:
             await self._read_loop()
         except asyncio.CancelledError:
@@ -229,12 +231,30 @@ class DeviceConnection:
             await self._bus.detach(self)
             if self._tasks:  # an Ack right before the client's close (an app pausing) counts
                 await asyncio.wait(set(self._tasks), timeout=CLOSE_GRACE)
-            for task in (pump, *self._tasks):
+            pump = self._pump_task
+            rest = (*self._tasks, pump) if pump is not None else tuple(self._tasks)
+            for task in rest:
                 task.cancel()
-            await asyncio.gather(pump, *self._tasks, return_exceptions=True)
+            await asyncio.gather(*rest, return_exceptions=True)
 
-    def _pump_done(self, _: asyncio.Task[None]) -> None:
-        if self._phase is not Phase.CLOSED and self._reader is not None:
+    async def _put(self, frame: bytes) -> None:
+        """Queue a frame of the replay, waiting for room in the outbox."""
+        await self._outbox.put(frame)
+        self._start_pump()
+
+    def _start_pump(self) -> None:
+        """Something was queued: have the pump write it, starting one if none is running."""
+        if self._pump_task is None and self._phase is not Phase.CLOSED:
+            self._pump_task = pump = asyncio.create_task(self._pump())
+            pump.add_done_callback(self._pump_done)
+
+    def _pump_done(self, pump: asyncio.Task[bool]) -> None:
+        if pump is self._pump_task:
+            self._pump_task = None
+        # A pump that drained the outbox just ends. One that closed the socket, failed to write
+        # (the peer is gone) or was given up on (_abort) ends the connection.
+        ended = pump.cancelled() or pump.exception() is not None or pump.result()
+        if ended and self._phase is not Phase.CLOSED and self._reader is not None:
             self._pump_stopped_reader = True
             self._reader.cancel()
 
@@ -249,14 +269,21 @@ class DeviceConnection:
         else:
             watch_idle(deadline, self._idle_cell)
 
-    async def _pump(self) -> None:
+    async def _pump(self) -> bool:
+        """Write what is queued until the outbox is empty (False) or the close frame is sent
+        (True)."""
         outbox, socket = self._outbox, self._socket
         # Everything queued by the time the pump wakes goes out together: with a socket that
         # can write at once (``write_now``), in one write to the transport, which is what a
         # burst costs (the Accepteds of a group commit, the receipts of a big group's acks).
         write_now: Callable[[list[bytes]], bool] | None = getattr(socket, "write_now", None)
         while True:
-            data = await outbox.get()
+            if outbox.empty():
+                # Drained: the next frame queued starts another pump. Said here, not in the
+                # done callback, so that a frame queued before that callback runs is not left.
+                self._pump_task = None
+                return False
+            data = outbox.get_nowait()
             if data is None:
                 break
             frames = [data, *outbox.take_ready(BURST_BYTES)] if outbox.qsize() else [data]
@@ -269,6 +296,7 @@ class DeviceConnection:
                 await socket.close(int(self._close_code), self._close_reason)
         except TimeoutError:
             pass  # the peer is not reading; returning drops the socket
+        return True
 
     # ------------------------------------------------------------------ for the handlers
 
@@ -307,6 +335,8 @@ class DeviceConnection:
             self._outbox.put_nowait(encode(frame))
         except asyncio.QueueFull:
             self.close(CloseCode.TRY_AGAIN_LATER, "too slow")
+        else:
+            self._start_pump()
 
     def error(self, code: ErrorCode, message: str, ref: str | None = None) -> None:
         self.reply(Error(code=code, message=message, ref=ref))
@@ -399,22 +429,22 @@ class DeviceConnection:
         if cursors:
             await service.ack(device, cursors)
         welcome, receipts = await service.welcome(device, hello.cursors)
-        await self._outbox.put(encode(welcome))
+        await self._put(encode(welcome))
         for receipt in receipts:
-            await self._outbox.put(encode(receipt))
+            await self._put(encode(receipt))
         # To-device messages first: a Sender Key distribution must arrive before the group
         # messages that need it.
         async for device_envelope in service.replay_devices(device):
             if self._phase is not Phase.SYNCING:
                 return
             self._replayed_dseq = device_envelope.dseq
-            await self._outbox.put(encode(device_envelope))
+            await self._put(encode(device_envelope))
         async for batch in service.replay(device, welcome.heads):
             if self._phase is not Phase.SYNCING:
                 return
             self._replayed[batch.conv] = batch.envelopes[-1].seq
-            await self._outbox.put(encode(batch))
-        await self._outbox.put(encode(Synced()))
+            await self._put(encode(batch))
+        await self._put(encode(Synced()))
         if self._phase is not Phase.SYNCING:
             return
         self._advance(Phase.LIVE)
