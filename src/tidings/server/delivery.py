@@ -40,7 +40,7 @@ from tidings.server.bus import Bus, Delivery
 from tidings.server.channels.service import ChannelService
 from tidings.server.groupadds import GroupAddGate
 from tidings.server.push.hook import PushHook
-from tidings.server.sendlimits import SendLimiter
+from tidings.server.sendlimits import SendLimiter, SendOrder
 from tidings.server.social import SocialService
 from tidings.server.store import (
     ConversationRecord,
@@ -137,22 +137,40 @@ class DeliveryService:
 
     # ------------------------------------------------------------------ messages
 
-    async def send(self, device: Device, frame: Send) -> Accepted | Rejected | StaleDevices:
+    async def send(
+        self, device: Device, frame: Send, order: SendOrder | None = None
+    ) -> Accepted | Rejected | StaleDevices:
         """Store one message and fan it out; a resend of a stored id gets the original seq.
-        A Send whose device list is out of date gets StaleDevices and stores nothing."""
+        A Send whose device list is out of date gets StaleDevices and stores nothing.
+        ``order`` is the connection's order gate (:class:`SendOrder`): a Send that follows a
+        message the limiter refused is refused until that message has gone to the store."""
         problem = self._check_send(frame)
         if problem is not None:
+            if order is not None:
+                order.passed(frame.conv, frame.id)
             code, text = problem
             return Rejected(id=frame.id, conv=frame.conv, code=code, message=text)
-        if self.limiter is not None and not self.limiter.admit(
-            device.account_id, device.device_id, _send_size(frame)
-        ):
-            return Rejected(
-                id=frame.id,
-                conv=frame.conv,
-                code=ErrorCode.RATE_LIMITED,
-                message="too many messages: send again later",
-            )
+        if self.limiter is not None:
+            # Decided before the first await: Sends of one connection pass here in the order
+            # they arrived, and so take their places in the store's per-conversation queue.
+            if order is not None and order.waits(frame.conv, frame.id):
+                return Rejected(
+                    id=frame.id,
+                    conv=frame.conv,
+                    code=ErrorCode.RATE_LIMITED,
+                    message="an earlier message of this conversation waits: send again later",
+                )
+            if not self.limiter.admit(device.account_id, device.device_id, _send_size(frame)):
+                if order is not None:
+                    order.refused(frame.conv, frame.id)
+                return Rejected(
+                    id=frame.id,
+                    conv=frame.conv,
+                    code=ErrorCode.RATE_LIMITED,
+                    message="too many messages: send again later",
+                )
+            if order is not None:
+                order.passed(frame.conv, frame.id)
         message = NewMessage(
             id=frame.id,
             conv=frame.conv,

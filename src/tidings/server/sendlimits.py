@@ -20,6 +20,18 @@ within ``hold`` seconds of the refusal (far more than a round trip plus the serv
 refused too, and the client (:class:`tidings.client.core.engine.Engine`) holds the rest of the
 conversation back until *k* is accepted, then sends them again in the order written.
 
+**Order gate: a refused message comes first.** The hold is a time window, and a follower can
+arrive after it ended: a server that took longer than the hold to read the rest of a burst (a
+busy machine, a slow store such as PostgreSQL answering a pipelined run one transaction at a
+time), or a client that sent its held-back messages again before the refused one was stored.
+Such a follower found tokens again and was stored before the refused message (seen on
+PostgreSQL: refused 44 to 108, then 109 stored, 50 only later). So each connection also keeps
+a :class:`SendOrder`: once a Send of a conversation is refused by the limiter, every later Send
+of that conversation on that connection is refused ``rate_limited`` too, taking nothing and
+whenever it arrives, until the refused message itself is admitted; from then on the
+conversation's Sends are stored in arrival order behind it. The gate belongs to the
+connection: a client that connects again sends its whole outbox again in the order written.
+
 Buckets live in memory (per server process); a full bucket is the same as no bucket, so idle
 ones are forgotten and memory follows the number of devices sending right now. Holds that have
 ended are forgotten the same way.
@@ -29,10 +41,18 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import uuid
 from collections.abc import Callable
 
 #: Buckets kept before full ones are swept out.
 _SWEEP_AT = 4096
+#: Seconds an order gate lasts after its refused message was last seen: a client sends that
+#: message again at least every minute (its retry backoff is capped there) until it is stored,
+#: so a gate older than this is one whose message the client gave up on.
+GATE_TTL = 150.0
+#: Conversations one connection may have gated at once; beyond that (a client sending to
+#: many conversations in one burst) the hold alone keeps the order, as it did before.
+MAX_GATES = 64
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -120,3 +140,51 @@ class SendLimiter:
         if len(self._holds) >= _SWEEP_AT:
             self._holds = {k: end for k, end in self._holds.items() if end > now}
         self._holds[key] = now + self.rates.hold
+
+
+class SendOrder:
+    """The order gates of one connection (module docstring): per conversation, the message
+    that was refused and must be stored before any other Send of that conversation."""
+
+    __slots__ = ("_clock", "_gates")
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        #: conversation → (the refused message, when it was last refused)
+        self._gates: dict[str, tuple[uuid.UUID, float]] | None = None
+
+    def waits(self, conv: str, message_id: uuid.UUID) -> bool:
+        """Whether a Send of ``message_id`` to ``conv`` must be refused without asking the
+        limiter: an earlier message of the conversation was refused and is not stored yet."""
+        gates = self._gates
+        if not gates:
+            return False
+        gate = gates.get(conv)
+        if gate is None or gate[0] == message_id:
+            return False
+        if self._clock() - gate[1] > GATE_TTL:
+            del gates[conv]
+            return False
+        return True
+
+    def refused(self, conv: str, message_id: uuid.UUID) -> None:
+        """The limiter refused ``message_id``: the conversation waits for it (or, if it is the
+        message already waited for, the gate lasts on)."""
+        gates = self._gates
+        if gates is None:
+            gates = self._gates = {}
+        gate = gates.get(conv)
+        if gate is not None and gate[0] != message_id:
+            return
+        if gate is None and len(gates) >= MAX_GATES:
+            return
+        gates[conv] = (message_id, self._clock())
+
+    def passed(self, conv: str, message_id: uuid.UUID) -> None:
+        """``message_id`` went on to the store (or was refused for good): whatever follows it
+        in the conversation may go too."""
+        gates = self._gates
+        if gates:
+            gate = gates.get(conv)
+            if gate is not None and gate[0] == message_id:
+                del gates[conv]

@@ -21,7 +21,7 @@ from tidings.protocol import (
 )
 from tidings.protocol.close import CloseCode
 from tidings.server.config import ConfigError, ServerConfig
-from tidings.server.sendlimits import SendLimiter, SendRates
+from tidings.server.sendlimits import GATE_TTL, MAX_GATES, SendLimiter, SendOrder, SendRates
 from tidings.server.ws import DeviceConnection
 
 from .test_ws_connection import FakeSocket
@@ -161,6 +161,52 @@ def test_a_limited_device_stays_limited_for_the_hold_so_followers_cannot_overtak
     clock.now = 1.0  # the hold is over and the bucket is full again: a whole run goes through
     assert all(limiter.admit("a", 1, 10) for _ in range(5))
     assert not limiter.admit("a", 1, 10)
+
+
+async def test_a_follower_after_the_hold_waits_for_the_refused_message(world, pair):
+    # k is refused; k+1 comes after the hold, the bucket full again (a server that read the
+    # burst slowly, a client that sent k+1 again first): it must not be stored before k.
+    alice, _, conv = pair
+    clock = Clock()
+    world.engine.limiter = SendLimiter(SendRates(device_rate=20, device_burst=3), clock)
+    order = SendOrder(clock)
+    frames = [send_frame(conv) for _ in range(6)]
+    answers = [await world.engine.send(alice, frame, order) for frame in frames]
+    assert [type(a) for a in answers] == [Accepted] * 3 + [Rejected] * 3
+    clock.now += 5.0
+    for frame in frames[4:]:
+        refused = await world.engine.send(alice, frame, order)
+        assert isinstance(refused, Rejected) and refused.code == ErrorCode.RATE_LIMITED
+    late = [await world.engine.send(alice, frame, order) for frame in frames[3:]]
+    assert [a.seq for a in answers[:3] + late if isinstance(a, Accepted)] == [2, 3, 4, 5, 6, 7]
+
+
+def test_an_order_gate_lasts_while_its_message_comes_back_and_is_then_forgotten() -> None:
+    clock = Clock()
+    order = SendOrder(clock)
+    k, follower = uuid.uuid4(), uuid.uuid4()
+    order.refused("c", k)
+    order.refused("c", follower)  # a follower refused by the hold does not take k's place
+    assert order.waits("c", follower) and not order.waits("c", k) and not order.waits("d", k)
+    clock.now = GATE_TTL * 0.9
+    order.refused("c", k)  # k sent again, refused again: the gate lasts on
+    clock.now = GATE_TTL * 1.8
+    assert order.waits("c", follower)
+    clock.now = GATE_TTL * 2  # k not seen for longer than a client waits between tries
+    assert not order.waits("c", follower)
+    order.refused("c", k)
+    order.passed("c", follower)  # only k opens the gate
+    assert order.waits("c", follower)
+    order.passed("c", k)
+    assert not order.waits("c", follower)
+
+
+def test_one_connection_gates_a_bounded_number_of_conversations() -> None:
+    order = SendOrder(Clock())
+    for n in range(MAX_GATES + 10):
+        order.refused(f"c{n}", uuid.uuid4())
+    assert order.waits(f"c{MAX_GATES - 1}", uuid.uuid4())
+    assert not order.waits(f"c{MAX_GATES}", uuid.uuid4())
 
 
 def test_a_limited_account_holds_all_its_devices() -> None:

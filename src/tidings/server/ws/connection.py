@@ -46,6 +46,7 @@ from tidings.protocol.close import CloseCode
 from tidings.server.bus import Bus, Delivery
 from tidings.server.delivery import DeliveryService, Device
 from tidings.server.domain import Refused
+from tidings.server.sendlimits import SendOrder
 from tidings.server.ws.handlers import HANDLERS, frame_tag
 from tidings.server.ws.idle import Cell, watch_idle
 from tidings.server.ws.outbox import Outbox
@@ -110,6 +111,9 @@ class DeviceConnection:
         # in bursts when a group commit completes many Sends at once.
         self._outbox = Outbox(queue_frames + MAX_IN_FLIGHT, queue_bytes + REPLY_HEADROOM_BYTES)
         self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
+        #: which conversations wait for a message the send limits refused (sendlimits.py);
+        #: made at the first Send
+        self.send_order: SendOrder | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         # Until the replay after Hello is complete (phase LIVE), live frames wait here, then go
         # out minus the envelopes the replay already carried.

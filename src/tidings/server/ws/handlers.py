@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import msgspec
 
 from tidings.protocol import Ack, DeviceSend, Fetch, Hello, Ping, Pong, Read, Send, Typing
+from tidings.server.sendlimits import SendOrder
 from tidings.server.store import Refused
 from tidings.server.ws.phase import GREETED, OPEN, Phase
 
@@ -96,7 +97,10 @@ async def _typing(connection: DeviceConnection, frame: Typing) -> None:
 
 
 async def _send(connection: DeviceConnection, frame: Send) -> None:
-    connection.reply(await connection.service.send(connection.device, frame))
+    order = connection.send_order
+    if order is None:
+        order = connection.send_order = SendOrder()
+    connection.reply(await connection.service.send(connection.device, frame, order))
 
 
 async def _device_send(connection: DeviceConnection, frame: DeviceSend) -> None:
