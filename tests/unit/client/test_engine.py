@@ -1007,8 +1007,60 @@ def test_the_probe_is_the_first_unanswered_message_of_the_conversation() -> None
     assert wake is not None and wake < T0 + 1
     e.tick(wake)
     assert sends(e.take_effects()) == [1]
+    # 1 was on its way before the refusal and never refused: its Accepted does not say that
+    # the server takes messages again (its answer may be the first copy's). 2 is the probe.
     e.receive(Accepted(id=item(1).id, conv=C, seq=1, ts=1), wake)
-    assert sends(e.take_effects()) == [2, 3]
+    assert sends(e.take_effects()) == []
+    wake = e.next_wakeup()
+    assert wake is not None
+    e.tick(wake)
+    assert sends(e.take_effects()) == [2]
+    e.receive(Accepted(id=item(2).id, conv=C, seq=2, ts=2), wake)
+    assert sends(e.take_effects()) == [3]
+
+
+def test_answers_to_messages_sent_before_the_refusal_do_not_release_the_rest() -> None:
+    # A store slower than the client (PostgreSQL, one transaction per message of a
+    # conversation): 3 is refused while 1 and 2 are still being stored. Their Accepteds come
+    # one by one; neither may send the rest again (each such burst would meet the server's
+    # hold again, and one reaching it as the hold ends would be half refused, half stored).
+    e = new_engine()
+    online(e)
+    for n in range(1, 6):
+        e.send(item(n), Text(body=str(n)), 1, T0)
+    e.take_effects()
+    e.receive(Rejected(id=item(3).id, conv=C, code="rate_limited"), T0 + 0.01)
+    e.receive(Rejected(id=item(4).id, conv=C, code="rate_limited"), T0 + 0.01)
+    e.receive(Accepted(id=item(1).id, conv=C, seq=1, ts=1), T0 + 0.02)
+    e.receive(Accepted(id=item(2).id, conv=C, seq=2, ts=2), T0 + 0.03)
+    assert sends(e.take_effects()) == []
+    wake = e.next_wakeup()
+    assert wake is not None
+    e.tick(wake)
+    assert sends(e.take_effects()) == [3]  # the refused message goes alone
+    e.receive(Accepted(id=item(3).id, conv=C, seq=3, ts=3), wake + 0.01)
+    assert sends(e.take_effects()) == [4, 5]
+    # the refused message gone for good before the probe's answer: nothing left to wait for
+    e.receive(Rejected(id=item(5).id, conv=C, code="rate_limited"), wake + 0.02)
+    e.receive(Rejected(id=item(5).id, conv=C, code="not_member"), wake + 0.03)
+    e.receive(Accepted(id=item(4).id, conv=C, seq=4, ts=4), wake + 0.04)
+    e.send(item(6), Text(body="6"), 1, wake + 0.05)
+    assert sends(e.take_effects()) == [6]
+
+
+def test_a_new_connection_sends_everything_again_in_order() -> None:
+    e = new_engine()
+    online(e)
+    for n in (1, 2, 3):
+        e.send(item(n), Text(body=str(n)), 1, T0)
+    e.take_effects()
+    e.receive(Rejected(id=item(2).id, conv=C, code="rate_limited"), T0)
+    e.disconnected(T0 + 1, "closed")
+    e.tick(T0 + 100)
+    e.connected(T0 + 100)
+    e.receive(welcome(), T0 + 100)
+    # the server's order gate belongs to the old connection: the outbox starts over
+    assert sends(e.take_effects()) == [1, 2, 3]
 
 
 def test_a_probe_that_fails_for_good_or_is_echoed_releases_the_rest() -> None:

@@ -21,9 +21,13 @@ What it guarantees (docs/architecture.md):
   (the *probe*, in outbox order) is sent, after the backoff, again and again until it is
   accepted; every later message of the conversation waits: new ones, and the followers that
   were already on their way (refused meanwhile). Once the probe is accepted (or fails for good)
-  the rest goes again in outbox order, pipelined. The server's hold
-  (:mod:`tidings.server.sendlimits`) refuses the followers already in flight, so none of them is
-  stored before the refused one.
+  the rest goes again in outbox order, pipelined. A probe that was on its way before the refusal
+  and was never refused itself proves nothing when it is accepted (the server may still be
+  holding the sender): the next message becomes the probe instead, so a slow store answering
+  its predecessors one by one does not set off a burst per answer. The server's hold and order
+  gate (:mod:`tidings.server.sendlimits`) refuse the followers already in flight, so none of
+  them is stored before the refused one. A new connection starts over: the whole outbox goes
+  again in order.
 - Incoming envelopes are released to the store in seq order, each once: duplicates (seq at or
   below the conversation cursor) are dropped, envelopes above a gap are held and the gap is
   fetched. A ``Batch`` that starts at or below the gap answers the ``Fetch``; the seqs it
@@ -347,6 +351,9 @@ class OutboxItem:
     payload: bytes
     attempts: int = 0
     due: float = 0.0
+    #: the server refused it for now (a transient Rejected or Error) since it last went out
+    #: with the rest of its conversation
+    refused: bool = False
 
 
 @dataclass(slots=True)
@@ -718,8 +725,12 @@ class Engine:
         for conv_id, seq in self._reads.items():
             self._send(Read(conv=conv_id, seq=seq))
         self._due.clear()
+        # A new connection starts over: everything goes again in outbox order, and the server
+        # refuses what follows the first message it cannot take yet.
+        self._blocked.clear()
         for item in self.outbox.values():
             item.attempts = 0
+            item.refused = False
             self._transmit_item(item, now)
 
     def _synced(self, now: float) -> None:
@@ -773,6 +784,7 @@ class Engine:
         docstring). The probe goes again in ``delay`` seconds, unless ``item`` is a follower
         refused while the conversation was blocked: it waits for the probe. Returns the wait."""
         conv_id = item.conv_id
+        item.refused = True
         probe_id = self._blocked.get(conv_id)
         if probe_id is None or probe_id == item.id:
             probe = next(i for i in self.outbox.values() if i.conv_id == conv_id)
@@ -789,9 +801,22 @@ class Engine:
         if self._blocked.get(conv_id) != item.id:
             return
         del self._blocked[conv_id]
+        if not item.refused:
+            # The probe was on its way before the refusal and never refused itself: its answer
+            # says nothing about the server taking messages again. The next one is the probe.
+            probe = next((i for i in self.outbox.values() if i.conv_id == conv_id), None)
+            if probe is not None:
+                self._blocked[conv_id] = probe.id
+                settings = self.settings
+                retry = backoff(
+                    max(probe.attempts, 1), self._rng, settings.retry_base, settings.retry_cap
+                )
+                self._schedule(probe, now + retry)
+                return
         for waiting in self.outbox.values():
             if waiting.conv_id == conv_id:
                 waiting.attempts = 0
+                waiting.refused = False
                 self._transmit_item(waiting, now)
 
     def _accepted(self, frame: Accepted, now: float) -> None:
