@@ -12,8 +12,9 @@ import pytest
 from tests.standins.postgres import drop_database, fresh_database
 
 from tidings.migrations import SchemaTooNew
+from tidings.protocol import ErrorCode
 from tidings.protocol.keys import KeyUpload, KyberPreKey, OneTimePreKey, SignedPreKey
-from tidings.server.domain import NewConversation, NewMessage
+from tidings.server.domain import NewConversation, NewMessage, Refused
 from tidings.server.store.postgres import PostgresStore, migrations
 from tidings.server.store.postgres.transfer import TransferError, copy_sqlite
 from tidings.server.store.sqlite import SqliteStore
@@ -194,3 +195,96 @@ async def test_a_nodes_sends_to_a_conversation_keep_their_order(nodes):
     conv = await group(one, alice, [bob])
     results = await asyncio.gather(*(one.append(message(conv, alice)) for _ in range(20)))
     assert [r.envelope.seq for r in results] == list(range(2, 22))
+
+
+async def test_batches_from_two_nodes_keep_seqs_gapless_and_each_nodes_order(nodes):
+    # Each node's Sends of one event-loop turn go to the database as one batch per free lane;
+    # the two nodes' batches meet on the same conversations' rows.
+    one, two = nodes
+    alice, bob, carol = await accounts(one, "alice", "bob", "carol")
+    convs = []
+    for i in range(3):
+        new = NewConversation(f"g{i}", uuid.uuid4(), alice, 1, 1)
+        await one.create_group(new, "g", [bob, carol], cap=100)
+        convs.append(new.conv_id)
+    sent = [
+        (node, message(convs[i % 3], (alice, bob, carol)[i % 2 + (node is two)]))
+        for i in range(90)
+        for node in (one, two)
+    ]
+    before = one.transactions + two.transactions
+    results = await asyncio.gather(*(node.append(m) for node, m in sent))
+    assert one.transactions + two.transactions - before < len(sent) / 10  # batched
+    assert not any(r.duplicate for r in results)
+    for conv in convs:
+        seqs = [r.envelope.seq for r in results if r.envelope.conv == conv]
+        assert sorted(seqs) == list(range(2, 62))
+        assert (await two.conversation(conv)).last_seq == 61
+        for node in (one, two):  # a node's Sends to a conversation: seqs in the order sent
+            mine = [
+                r.envelope.seq
+                for (n, m), r in zip(sent, results, strict=True)
+                if n is node and m.conv == conv
+            ]
+            assert mine == sorted(mine)
+        envelopes = await one.envelopes(conv, 0, 100)
+        assert [e.seq for e in envelopes] == list(range(1, 62))
+    # Every message queued for every device of every member but its sender's.
+    for account in (alice, bob, carol):
+        queued = await one.pending(account, 1, ("", 0), 1000)
+        own = sum(1 for _, m in sent if m.sender == account)
+        assert len(queued) == 3 + 180 - own  # the three creations, the others' messages
+
+
+async def test_a_batch_keeps_each_sends_outcome_between_nodes(nodes):
+    # A message sent on both nodes at once, in batches with others: stored once, and the
+    # batch that lost the race answers with the original; refused Sends write nothing.
+    one, two = nodes
+    alice, bob, carol = await accounts(one, "alice", "bob", "carol")
+    conv = await group(one, alice, [bob])
+    shared, reused = uuid.uuid4(), uuid.uuid4()
+    batch_one = [
+        message(conv, alice),
+        message(conv, alice, shared),
+        message(conv, carol),  # not a member
+        message(conv, bob, reused),
+        message(conv, bob, reused),  # the same message twice in one batch
+        message("gmissing", alice),
+        message(conv, alice),
+    ]
+    batch_two = [message(conv, bob), message(conv, alice, shared), message(conv, bob, shared)]
+    results = await asyncio.gather(
+        *(one.append(m) for m in batch_one),
+        *(two.append(m) for m in batch_two),
+        return_exceptions=True,
+    )
+    refused = [r.code for r in results if isinstance(r, Refused)]
+    assert sorted(refused) == sorted(
+        [ErrorCode.NOT_MEMBER, ErrorCode.NOT_FOUND, ErrorCode.CONFLICT]
+    )
+    stored = [r for r in results if not isinstance(r, BaseException)]
+    assert results[3].envelope.seq == results[4].envelope.seq  # one message, one seq
+    assert results[4].duplicate and not results[3].duplicate
+    assert results[1].envelope.seq == results[8].envelope.seq  # the shared id: stored once
+    assert sorted([results[1].duplicate, results[8].duplicate]) == [False, True]
+    assert isinstance(results[9], Refused)  # bob may not take alice's id
+    fresh = sorted(r.envelope.seq for r in stored if not r.duplicate)
+    assert fresh == list(range(2, 7))  # gapless: nothing of the refused ones was written
+    assert [e.seq for e in await two.envelopes(conv, 0, 100)] == list(range(1, 7))
+    assert await one.stored_bytes(carol) == 0
+    assert await one.stored_bytes(alice) == 3  # three one-byte messages
+    assert await one.stored_bytes(bob) == 2
+
+
+async def test_the_quota_counts_each_nodes_batch_and_the_others_writes(nodes):
+    one, two = nodes
+    alice, bob = await accounts(one, "alice", "bob")
+    conv = await group(one, alice, [bob])
+    results = await asyncio.gather(
+        *((one if i % 2 else two).append(message(conv, alice), quota=5) for i in range(8)),
+        return_exceptions=True,
+    )
+    assert sum(not isinstance(r, BaseException) for r in results) == 5
+    assert {r.code for r in results if isinstance(r, Refused)} == {ErrorCode.QUOTA_EXCEEDED}
+    assert await two.stored_bytes(alice) == 5
+    assert (await one.conversation(conv)).last_seq == 6

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from typing import Any
+
+import msgspec
 
 from tidings.protocol import Envelope, ErrorCode, SystemEvent, encode
 from tidings.server.domain import (
@@ -15,14 +18,19 @@ from tidings.server.domain import (
     NewMessage,
     Refused,
     Role,
+    StaleDeviceList,
 )
 from tidings.server.domain import conversations as rules
 from tidings.server.domain.devices import check_device_list
+from tidings.server.store.postgres.batches import Batcher
 from tidings.server.store.postgres.database import Connection, Database
 from tidings.server.store.postgres.envelopes import (
+    ENVELOPE_COLUMNS,
     append_system,
     envelope_at,
-    store_envelope,
+    envelope_of,
+    over_quota,
+    stored_size,
 )
 
 
@@ -199,9 +207,17 @@ class Conversations(Database):
 
         return await self._write(tx)
 
+    #: queues the Sends handed in together (made at the first one)
+    _sends: Batcher[SendItem, Appended] | None = None
+
     async def append(self, message: NewMessage, *, quota: int = 0) -> Appended:
-        async with self._in_order(message.conv):  # in the order the Sends came
-            return await self._write(lambda conn: _append(conn, message, quota))
+        # Batched with the Sends that come with it, in their order per conversation.
+        if self._sends is None:
+            self._sends = Batcher(self._append_batch, lambda item: item[0].conv, lanes=SEND_LANES)
+        return await self._sends.submit((message, quota))
+
+    async def _append_batch(self, items: list[SendItem]) -> list[SendOutcome]:
+        return await self._write(lambda conn: append_many(conn, items))
 
     async def device_map(self, conv_id: str) -> dict[str, list[int]]:
         return await self._read(lambda conn: device_map(conn, conv_id))
@@ -287,58 +303,214 @@ async def device_map(conn: Connection, conv_id: str) -> dict[str, list[int]]:
     return devices
 
 
-async def _append(conn: Connection, m: NewMessage, quota: int = 0) -> Appended:
-    original = await conn.fetchrow(
-        "SELECT sender, conv_id, seq FROM envelopes WHERE id = $1", m.id.bytes
-    )
-    if original is not None:
-        if original[0] != m.sender:
-            # Someone else's id: accepting it would let a member shadow another's message.
-            raise Refused(ErrorCode.CONFLICT, "this message id is already taken")
-        return Appended(await envelope_at(conn, original[1], original[2]), (), duplicate=True)
+#: Batches of Sends one node writes at once, each on its own pooled connection.
+SEND_LANES = 4
+
+#: A Send of a batch: the message and its sender's quota.
+SendItem = tuple[NewMessage, int]
+
+#: A Send's outcome within a batch: stored (or found stored), or why not.
+SendOutcome = Appended | Refused | StaleDeviceList
+
+_DEVICE_MAP_OF = (
+    "SELECT m.conv_id, m.account_id, k.device_id FROM members m"
+    " LEFT JOIN device_keys k ON k.account_id = m.account_id"
+    " WHERE m.conv_id = ANY($1::text[]) ORDER BY m.conv_id, m.joined_seq, m.pos, k.device_id"
+)
+
+#: Writes a batch's checked Sends in one statement: their envelopes, the conversations' new
+#: heads, the senders' stored bytes and last_sent, and the pending rows of every device of
+#: every member but the sending one (not the blocker's in a direct conversation), each with its
+#: device's own ciphertext. Returns who each envelope was queued for.
+_WRITE_SENDS = (
+    "WITH u AS (SELECT * FROM unnest($1::text[], $2::bigint[], $3::bytea[], $4::text[],"
+    " $5::int[], $6::bigint[], $7::bytea[], $8::text[], $9::bigint[], $10::bool[])"
+    " AS u (conv_id, seq, id, sender, sender_device, ts, payload, mentions, size, direct)),"
+    " e AS (INSERT INTO envelopes"
+    " (conv_id, seq, id, sender, sender_device, ts, kind, payload, mentions, size)"
+    " SELECT conv_id, seq, id, sender, sender_device, ts, 'msg', payload, mentions, size FROM u),"
+    " c AS (UPDATE conversations c SET last_seq = h.head"
+    " FROM unnest($11::text[], $12::bigint[]) AS h (id, head) WHERE c.id = h.id),"
+    " a AS (UPDATE accounts a SET stored_bytes = a.stored_bytes + s.size"
+    " FROM unnest($13::text[], $14::bigint[]) AS s (id, size) WHERE a.id = s.id),"
+    " l AS (UPDATE members m SET last_sent = l.seq"
+    " FROM unnest($15::text[], $16::text[], $17::bigint[]) AS l (conv_id, account_id, seq)"
+    " WHERE m.conv_id = l.conv_id AND m.account_id = l.account_id),"
+    " p AS (INSERT INTO pending (account_id, device_id, conv_id, seq, queued_at, payload)"
+    " SELECT d.account_id, d.device_id, u.conv_id, u.seq, u.ts, o.payload FROM u"
+    " JOIN members m ON m.conv_id = u.conv_id JOIN devices d ON d.account_id = m.account_id"
+    " LEFT JOIN unnest($18::text[], $19::bigint[], $20::text[], $21::int[], $22::bytea[])"
+    " AS o (conv_id, seq, account_id, device_id, payload) ON o.conv_id = u.conv_id"
+    " AND o.seq = u.seq AND o.account_id = d.account_id AND o.device_id = d.device_id"
+    " WHERE NOT (d.account_id = u.sender AND d.device_id = u.sender_device)"
+    " AND NOT (u.direct AND EXISTS (SELECT 1 FROM blocks b"
+    " WHERE b.blocker = m.account_id AND b.blocked = u.sender))"
+    " RETURNING conv_id, seq, account_id)"
+    " SELECT DISTINCT conv_id, seq, account_id FROM p"
+)
+
+
+async def append_many(conn: Connection, items: Sequence[SendItem]) -> list[SendOutcome]:
+    """Store the Sends ``items`` (each with its sender's quota) together; each gets the
+    outcome it would have alone. Their conversations are locked first, in id order (so two
+    nodes writing to the same ones queue instead of deadlocking): their heads cannot move
+    until commit, and seqs are handed out gapless, in the order of ``items``. Each Send is
+    then checked in order (its id, membership, device list, quota; a refused one writes
+    nothing) and the accepted ones are written by one statement (:data:`_WRITE_SENDS`).
+    An id resent within the batch gets the first one's envelope."""
+    outcomes: list[SendOutcome | None] = [None] * len(items)
+    for index, (m, _) in enumerate(items):
+        if "\x00" in m.conv:  # PostgreSQL's text cannot hold it: no such conversation
+            outcomes[index] = Refused(ErrorCode.BAD_FRAME, "text must not contain a NUL character")
+    wanted = [(i, m, quota) for i, (m, quota) in enumerate(items) if outcomes[i] is None]
+    if not wanted:
+        return [o for o in outcomes if o is not None]
+    convs = sorted({m.conv for _, m, _ in wanted})
+    senders = sorted({m.sender for _, m, _ in wanted})
+    heads: dict[str, tuple[bool, int, set[str]]] = {}  # conv → (direct, head, senders in it)
+    for conv, kind, head, in_it in await conn.fetch(
+        "SELECT c.id, c.kind, c.last_seq, ARRAY(SELECT m.account_id FROM members m"
+        " WHERE m.conv_id = c.id AND m.account_id = ANY($2::text[]))"
+        " FROM conversations c WHERE c.id = ANY($1::text[]) ORDER BY c.id FOR UPDATE OF c",
+        convs,
+        senders,
+    ):
+        heads[conv] = (kind == "direct", head, set(in_it))
+    stored_before: dict[bytes, list[Envelope]] = {}
+    for row in await conn.fetch(
+        f"SELECT {ENVELOPE_COLUMNS} FROM envelopes WHERE id = ANY($1::bytea[])",  # noqa: S608  # constant column list
+        list({m.id.bytes for _, m, _ in wanted}),
+    ):
+        envelope = envelope_of(row)
+        stored_before.setdefault(envelope.id.bytes, []).append(envelope)
+    devices: dict[str, dict[str, list[int]]] = {}
+    e2ee = sorted({m.conv for _, m, _ in wanted if m.device_payloads or m.devices_digest})
+    if e2ee:
+        for conv, account, device in await conn.fetch(_DEVICE_MAP_OF, e2ee):
+            ids = devices.setdefault(conv, {}).setdefault(account, [])
+            if device is not None:
+                ids.append(device)
+    stored_bytes: dict[str, int] = {}
+    if any(quota > 0 for _, _, quota in wanted):
+        for account, size in await conn.fetch(
+            "SELECT id, stored_bytes FROM accounts WHERE id = ANY($1::text[])", senders
+        ):
+            stored_bytes[account] = int(size)
+    #: ids accepted in this batch → index of the first
+    taken: dict[bytes, int] = {}
+    accepted: list[tuple[int, NewMessage, int]] = []  # (index, message, size)
+    resent: list[tuple[int, int]] = []  # (index, index of the batch's first with its id)
+    for index, m, quota in wanted:
+        first = taken.get(m.id.bytes)
+        if first is not None:
+            if items[first][0].sender == m.sender:
+                resent.append((index, first))
+            else:
+                outcomes[index] = Refused(ErrorCode.CONFLICT, "this message id is already taken")
+            continue
+        try:
+            outcomes[index] = _checked(m, quota, heads, stored_before, devices, stored_bytes)
+        except (Refused, StaleDeviceList) as refused:
+            outcomes[index] = refused
+            continue
+        if outcomes[index] is None:
+            extra = sum(len(payload) for _, payload in m.device_payloads)
+            size = stored_size(m.payload, m.mentions, extra)
+            stored_bytes[m.sender] = stored_bytes.get(m.sender, 0) + size
+            taken[m.id.bytes] = index
+            accepted.append((index, m, size))
+    if accepted:
+        await _write_sends(conn, accepted, heads, outcomes)
+    for index, first in resent:
+        original = outcomes[first]
+        assert isinstance(original, Appended)
+        outcomes[index] = Appended(original.envelope, (), duplicate=True)
+    done = [o for o in outcomes if o is not None]
+    assert len(done) == len(items)  # every Send has its outcome
+    return done
+
+
+def _checked(
+    m: NewMessage,
+    quota: int,
+    heads: dict[str, tuple[bool, int, set[str]]],
+    stored_before: dict[bytes, list[Envelope]],
+    devices: dict[str, dict[str, list[int]]],
+    stored_bytes: dict[str, int],
+) -> Appended | None:
+    """Whether ``m`` may be stored (None), was stored before (the original, a duplicate), or
+    is refused (raises). ``stored_bytes`` counts the batch's Sends accepted before it."""
+    found = stored_before.get(m.id.bytes, [])
+    mine = [e for e in found if e.sender == m.sender]
+    if mine:
+        return Appended(mine[0], (), duplicate=True)
+    if found:
+        # Someone else's id: accepting it would let a member shadow another's message.
+        raise Refused(ErrorCode.CONFLICT, "this message id is already taken")
+    facts = heads.get(m.conv)
+    rules.require_member(facts is not None, facts is not None and m.sender in facts[2])
+    assert facts is not None
     if m.device_payloads or m.devices_digest:
-        # Membership first: a non-member must not learn anyone's devices from StaleDevices.
-        await require_member(conn, m.conv, m.sender)
-        kind = await conn.fetchval("SELECT kind FROM conversations WHERE id = $1", m.conv)
-        if kind is None:
-            raise Refused(ErrorCode.NOT_FOUND, "no such conversation")
-        devices = await device_map(conn, m.conv)
-        check_device_list("direct" if kind == "direct" else "group", m, devices)
-    # The seq and the sender's last_sent in one statement: the conversation's row stays locked
-    # until commit, so concurrent Sends (on any node) take consecutive seqs; a refusal below
-    # rolls the transaction back and the seq with it.
-    seq = await conn.fetchval(
-        "WITH c AS (UPDATE conversations SET last_seq = last_seq + 1 WHERE id = $1"
-        " RETURNING last_seq)"
-        " UPDATE members SET last_sent = c.last_seq FROM c WHERE conv_id = $1"
-        " AND account_id = $2 RETURNING c.last_seq",
-        m.conv,
-        m.sender,
-    )
-    if seq is None:
-        await require_member(conn, m.conv, m.sender)  # raises NOT_FOUND or NOT_MEMBER
-        raise AssertionError("unreachable")
-    envelope = Envelope(
-        conv=m.conv,
-        seq=seq,
-        id=m.id,
-        sender=m.sender,
-        sender_device=m.sender_device,
-        ts=m.ts,
-        payload=m.payload,
-        mentions=list(m.mentions),
-    )
-    extra = sum(len(payload) for _, payload in m.device_payloads)
-    recipients = await store_envelope(
-        conn, envelope, skip_device=(m.sender, m.sender_device), extra_size=extra, quota=quota
-    )
-    if m.device_payloads:
-        await conn.executemany(
-            "UPDATE pending SET payload = $1 WHERE account_id = $2 AND device_id = $3"
-            " AND conv_id = $4 AND seq = $5",
-            [
-                (payload, account, device, m.conv, seq)
-                for (account, device), payload in m.device_payloads
-            ],
+        check_device_list("direct" if facts[0] else "group", m, devices.get(m.conv, {}))
+    if quota > 0:
+        extra = sum(len(payload) for _, payload in m.device_payloads)
+        if stored_bytes.get(m.sender, 0) + stored_size(m.payload, m.mentions, extra) > quota:
+            raise over_quota(quota)
+    return None
+
+
+async def _write_sends(
+    conn: Connection,
+    accepted: list[tuple[int, NewMessage, int]],
+    heads: dict[str, tuple[bool, int, set[str]]],
+    outcomes: list[SendOutcome | None],
+) -> None:
+    """Write the checked Sends of :func:`append_many` and fill in their outcomes."""
+    next_seq = {conv: head + 1 for conv, (_, head, _) in heads.items()}
+    rows: list[list[Any]] = [[] for _ in range(10)]
+    own: list[list[Any]] = [[] for _ in range(5)]
+    sizes: dict[str, int] = {}
+    last_sent: dict[tuple[str, str], int] = {}
+    envelopes: list[tuple[int, Envelope]] = []
+    for index, m, size in accepted:
+        seq = next_seq[m.conv]
+        next_seq[m.conv] = seq + 1
+        envelope = Envelope(
+            conv=m.conv,
+            seq=seq,
+            id=m.id,
+            sender=m.sender,
+            sender_device=m.sender_device,
+            ts=m.ts,
+            payload=m.payload,
+            mentions=list(m.mentions),
         )
-    return Appended(envelope, tuple(recipients), duplicate=False)
+        envelopes.append((index, envelope))
+        mentions = msgspec.json.encode(envelope.mentions).decode() if m.mentions else None
+        values = (m.conv, seq, m.id.bytes, m.sender, m.sender_device, m.ts, m.payload)
+        for column, value in zip(rows, (*values, mentions, size, heads[m.conv][0]), strict=True):
+            column.append(value)
+        for (account, device), payload in m.device_payloads:
+            for column, field in zip(own, (m.conv, seq, account, device, payload), strict=True):
+                column.append(field)
+        if size:
+            sizes[m.sender] = sizes.get(m.sender, 0) + size
+        last_sent[(m.conv, m.sender)] = seq
+    moved = [(conv, seq - 1) for conv, seq in next_seq.items() if seq - 1 != heads[conv][1]]
+    recipients: dict[tuple[str, int], list[str]] = {}
+    for conv, seq, account in await conn.fetch(
+        _WRITE_SENDS,
+        *rows,
+        [conv for conv, _ in moved],
+        [head for _, head in moved],
+        list(sizes),
+        list(sizes.values()),
+        [conv for conv, _ in last_sent],
+        [sender for _, sender in last_sent],
+        list(last_sent.values()),
+        *own,
+    ):
+        recipients.setdefault((conv, seq), []).append(account)
+    for index, envelope in envelopes:
+        queued = tuple(recipients.get((envelope.conv, envelope.seq), ()))
+        outcomes[index] = Appended(envelope, queued, duplicate=False)

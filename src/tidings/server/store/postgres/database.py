@@ -16,8 +16,11 @@ must have no effect outside its connection.
 
 Order: a device's pipelined Sends to a conversation must be stored in the order it wrote them
 (docs/architecture.md, "Written order under limits"). The SQLite store gets that from its one
-writer queue; here :meth:`Database._in_order` queues the operations on one key (the
-conversation) within the node, first come first served, before they take a connection.
+writer queue; here Sends go through a :class:`~tidings.server.store.postgres.batches.Batcher`
+(the Sends queued together are written as one transaction, a conversation's in the order they
+came, one batch at a time per conversation), and :meth:`Database._in_order` queues other
+operations on one key (a channel) within the node, first come first served, before they take
+a connection.
 
 Text: PostgreSQL's text cannot hold a NUL character, which SQLite's can. A request that hands
 one in (an id, a name, a token from the network) can match nothing and store nothing here, so it
