@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from tidings.client import Client, ClientError
 from tidings.client.types import (
     ClientEvent,
     ConversationUpdated,
+    Message,
     MessageAdded,
     MessageStatus,
     MessageUpdated,
@@ -97,6 +99,19 @@ async def test_a_bots_burst_arrives_once_in_order_and_ends_sent(
         added = [e.message.id for e in events if isinstance(e, MessageAdded)]
         assert [i for i in added if i in mine] == ids  # one MessageAdded each, in order
         assert {e.message.id for e in events if isinstance(e, MessageUpdated)} >= mine
+        # each event shows the message as the store reads it at that point: added, then sent
+        final = {m.id: m for m in sent if m is not None}
+        for event in events:
+            if isinstance(event, MessageAdded) and event.message.id in mine:
+                was = final[event.message.id]
+                assert event.message == replace(was, seq=None, status=MessageStatus.SENDING)
+        first_updates: dict[uuid.UUID, Message] = {}
+        for event in events:
+            if isinstance(event, MessageUpdated) and event.message.id in mine:
+                first_updates.setdefault(event.message.id, event.message)
+        for message_id, shown in first_updates.items():
+            assert shown == replace(final[message_id], status=shown.status)
+            assert shown.status is not MessageStatus.SENDING
         updates = [e.conversation for e in events if isinstance(e, ConversationUpdated)]
         assert updates and len(updates) < BURST
         last = updates[-1].last_message

@@ -8,6 +8,7 @@ come through the engine and runtime. Everything here runs on one asyncio loop.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -16,6 +17,7 @@ import secrets
 import time
 import uuid
 import weakref
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -268,6 +270,9 @@ class Client(AttachmentFeatures, EverydayFeatures, SocialFeatures, ChannelFeatur
         self._changed_conversations: dict[str, None] = {}
         #: the messages the last applied batch added, as built for their events
         self._just_added: dict[uuid.UUID, Message] = {}
+        #: own messages still sending as their last event showed them (until their next
+        #: change): an Accepted makes their next event from these without reading the row
+        self._unsent: dict[uuid.UUID, Message] = {}
         self._closed = False
         #: PRAGMA data_version at suspend(): resume() tells whether another process wrote
         self._suspended_at = 0
@@ -1095,17 +1100,46 @@ class Client(AttachmentFeatures, EverydayFeatures, SocialFeatures, ChannelFeatur
         self._media.on_added(changes.added)  # small images download at once
         self._just_added = {}
         if not self._subscribers:
+            self._unsent.clear()  # what changed now is not in these copies
             return
         added = set(changes.added)
-        for message in self._store.messages(changes.added):
+        touched = Counter(changes.updated)
+        built = {i: m for i, m in changes.built.items() if i not in touched}
+        for message in self._messages(changes.added, built):
             self._just_added[message.id] = message
             self._emit(MessageAdded(message))
             if self._push.should_notify(message):
                 self._emit_notify(message)
+            if message.id in built:  # a new own text, sending
+                self._unsent[message.id] = message
         updated = list(dict.fromkeys(i for i in changes.updated if i not in added))
-        for message in self._store.messages(updated):
+        # Accepted alone changed only seq and status: the message as its last event showed
+        # it, with those (and the sender's name as it is now), is what the row reads.
+        accepted: dict[uuid.UUID, Message] = {}
+        name: str | None = None
+        for message_id in updated:
+            shown = self._unsent.pop(message_id, None)
+            sent = changes.sent.get(message_id)
+            if shown is None or sent is None or touched[message_id] != 1 or shown.attachments:
+                continue
+            if name is None:
+                name = self._store.display_name(shown.sender_id)
+            seq, status = sent
+            accepted[message_id] = dataclasses.replace(
+                shown, seq=seq, status=status, sender_name=name
+            )
+        for message in self._messages(updated, accepted):
             self._emit(MessageUpdated(message))
         self._conversations_changed(changes.conversations)
+
+    def _messages(self, ids: list[uuid.UUID], ready: dict[uuid.UUID, Message]) -> list[Message]:
+        """The messages ``ids`` that exist, in order: those in ``ready`` as they are, the
+        others as the store reads them."""
+        missing = [i for i in ids if i not in ready]
+        if not missing:
+            return [ready[i] for i in ids]
+        read = {m.id: m for m in self._store.messages(missing)}
+        return [m for i in ids if (m := ready.get(i) or read.get(i)) is not None]
 
     def _identity_changes(self) -> None:
         """Contacts whose identity key changed: a line in the direct chat, and an event."""

@@ -211,6 +211,11 @@ class Changes:
     conversations: set[str] = field(default_factory=set)
     #: (sender account, conversation, message id) of envelopes that did not decrypt
     undecryptable: list[tuple[str, str, uuid.UUID]] = field(default_factory=list)
+    #: added messages as the store built them while writing (plain own texts): their
+    #: events need no read of the rows (valid while nothing else in the batch changed them)
+    built: dict[uuid.UUID, Message] = field(default_factory=dict)
+    #: own messages the server accepted (also in ``updated``) → (seq, status) set
+    sent: dict[uuid.UUID, tuple[int, MessageStatus]] = field(default_factory=dict)
 
 
 def private_dir(path: Path) -> None:
@@ -389,7 +394,29 @@ class LocalStore:
         # a burst of own messages: their conversations' order and activity, once each
         self._next_ord: dict[str, int] = {}
         self._activity: dict[str, int] = {}
-        for effect in effects:
+        self._own_name: str | None = None
+        start, count = 0, len(effects)
+        while start < count:
+            effect = effects[start]
+            # runs of own texts stored, and of Accepted ones (both come in bursts): a few
+            # statements for the run instead of two per message
+            end = start + 1
+            if isinstance(effect, engine.StoreOutgoing) and type(effect.content) is Text:
+                while end < count and _plain_outgoing(effects[end]):
+                    end += 1
+                texts = [e for e in effects[start:end] if isinstance(e, engine.StoreOutgoing)]
+                self._outgoing_texts(texts, changes)
+                start = end
+                continue
+            if isinstance(effect, engine.MarkSent):
+                while end < count and isinstance(effects[end], engine.MarkSent):
+                    end += 1
+                self._sent(
+                    [e for e in effects[start:end] if isinstance(e, engine.MarkSent)], changes
+                )
+                start = end
+                continue
+            start = end
             match effect:
                 case StoreOpened():
                     self._opened(effect.conv_id, effect.messages, changes)
@@ -403,8 +430,6 @@ class LocalStore:
                     )
                 case engine.StoreOutgoing():
                     self._outgoing(effect, changes)
-                case engine.MarkSent():
-                    self._sent(effect, changes)
                 case engine.MarkFailed():
                     self.db.execute("DELETE FROM outbox WHERE id = ?", (effect.id.hex,))
                     self._set_status(
@@ -613,16 +638,123 @@ class LocalStore:
             self._activity[effect.conv_id] = at
             changes.conversations.add(effect.conv_id)
 
-    def _sent(self, effect: engine.MarkSent, changes: Changes) -> None:
-        self.db.execute("DELETE FROM outbox WHERE id = ?", (effect.id.hex,))
-        cur = self.db.execute(
+    def _outgoing_texts(self, run: Sequence[engine.StoreOutgoing], changes: Changes) -> None:
+        """Store a run of own texts (:class:`Text`): their outbox rows and their messages
+        (each with its search index entry, by trigger) in one statement each, and build the
+        messages without a reply for their events as the rows now read."""
+        self.db.executemany(
+            "INSERT OR IGNORE INTO outbox VALUES (?, ?, ?, ?)",
+            [(e.id.hex, e.conv_id, e.payload, e.created_at) for e in run],
+        )
+        rows: list[tuple[object, ...]] = []
+        for effect in run:
+            ord_ = self._next_ord.get(effect.conv_id)
+            if ord_ is None:
+                (ord_,) = self.db.execute(
+                    "SELECT COALESCE(MAX(ord), ?) + 1 FROM messages WHERE conv_id = ? AND ord > ?",
+                    (UNSENT_ORD, effect.conv_id, UNSENT_ORD),
+                ).fetchone()
+            self._next_ord[effect.conv_id] = ord_ + 1
+            content = effect.content
+            assert isinstance(content, Text)
+            reply_to = content.reply_to.hex if content.reply_to else None
+            rows.append(
+                (
+                    effect.id.hex,
+                    effect.conv_id,
+                    ord_,
+                    self.account_id,
+                    content.body,
+                    reply_to,
+                    effect.created_at,
+                )
+            )
+        cur = self.db.executemany(
+            "INSERT OR IGNORE INTO messages (id, conv_id, seq, ord, sender_id, is_own, kind,"
+            " body, reply_to, status, created_at) VALUES (?, ?, NULL, ?, ?, 1, 'text', ?, ?,"
+            " 'sending', ?)",
+            rows,
+        )
+        stored: set[tuple[object, object]] | None = None  # None: every row went in
+        if cur.rowcount != len(rows):  # one existed already, or was deleted (a tombstone)
+            stored = self._stored(rows)
+        for effect, row in zip(run, rows, strict=True):
+            if stored is not None and (row[0], row[2]) not in stored:
+                continue
+            changes.added.append(effect.id)
+            at = max(self._activity.get(effect.conv_id, 0), effect.created_at)
+            self._activity[effect.conv_id] = at
+            changes.conversations.add(effect.conv_id)
+            content = effect.content
+            assert isinstance(content, Text)
+            if content.reply_to is None:  # a reply's preview is read with the row
+                changes.built[effect.id] = self._own_text(effect, content.body)
+
+    def _stored(self, rows: Sequence[tuple[object, ...]]) -> set[tuple[object, object]]:
+        """(id, ord) of the ``rows`` that went in: the ord given to a new row is above every
+        ord there was (and unique), so a row that existed before has another one."""
+        found: set[tuple[object, object]] = set()
+        for start in range(0, len(rows), 500):
+            chunk = [row[0] for row in rows[start : start + 500]]
+            marks = ",".join("?" * len(chunk))
+            found.update(
+                (r[0], r[1])
+                for r in self.db.execute(
+                    f"SELECT id, ord FROM messages WHERE id IN ({marks})",  # noqa: S608
+                    chunk,
+                )
+            )
+        return found
+
+    def _own_text(self, effect: engine.StoreOutgoing, body: str) -> Message:
+        """The message :meth:`messages` would read for a new own text without a reply."""
+        if self._own_name is None:
+            self._own_name = self.display_name(self.account_id)
+        return Message(
+            id=effect.id,
+            conv_id=effect.conv_id,
+            seq=None,
+            sender_id=self.account_id,
+            sender_name=str(self._own_name),
+            is_own=True,
+            kind="text",
+            body=body,
+            reply_to=None,
+            reply_preview=None,
+            reactions=(),
+            status=MessageStatus.SENDING,
+            fail_reason=None,
+            created_at=effect.created_at,
+        )
+
+    def _sent(self, run: Sequence[engine.MarkSent], changes: Changes) -> None:
+        """A run of ``Accepted`` own messages: out of the outbox, ``sent`` with their seq."""
+        self.db.executemany("DELETE FROM outbox WHERE id = ?", [(e.id.hex,) for e in run])
+        waiting: set[str] = set()  # still without a seq: the ones this run changes
+        for start in range(0, len(run), 500):
+            chunk = [e.id.hex for e in run[start : start + 500]]
+            marks = ",".join("?" * len(chunk))
+            waiting.update(
+                str(r[0])
+                for r in self.db.execute(
+                    f"SELECT id FROM messages WHERE seq IS NULL AND id IN ({marks})",  # noqa: S608
+                    chunk,
+                )
+            )
+        rows: list[tuple[int, int, str, str]] = []
+        for effect in run:
+            key = effect.id.hex
+            if key in waiting:
+                waiting.discard(key)  # a second Accepted for it in the run changes nothing
+                rows.append((effect.seq, effect.seq, effect.status.value, key))
+                changes.updated.append(effect.id)
+                changes.sent[effect.id] = (effect.seq, effect.status)
+                changes.conversations.add(effect.conv_id)
+        self.db.executemany(
             "UPDATE messages SET seq = ?, ord = ?, status = ?, fail_reason = NULL"
             " WHERE id = ? AND seq IS NULL",
-            (effect.seq, effect.seq, effect.status.value, effect.id.hex),
+            rows,
         )
-        if cur.rowcount:
-            changes.updated.append(effect.id)
-            changes.conversations.add(effect.conv_id)
 
     def _set_status(
         self, sql: str, params: tuple[object, ...], msg_id: uuid.UUID, changes: Changes
@@ -718,6 +850,14 @@ class LocalStore:
         return None if row is None else str(row[0])
 
     # ------------------------------------------------------------------ messages
+
+    def display_name(self, account_id: str) -> str:
+        """The name messages show for ``account_id`` (profile name, username, or the id)."""
+        row = self.db.execute(
+            f"SELECT {DISPLAY_NAME.format('?1')}",
+            (account_id,),
+        ).fetchone()
+        return str(row[0])
 
     def message(self, msg_id: uuid.UUID) -> Message | None:
         rows = self.db.execute(SELECT_MESSAGE + " WHERE m.id = ?", (msg_id.hex,)).fetchall()
@@ -863,6 +1003,10 @@ class LocalStore:
 
     def _name(self, account_id: str) -> str:
         return profiles.display_name(self.db, account_id) or account_id
+
+
+def _plain_outgoing(effect: object) -> bool:
+    return isinstance(effect, engine.StoreOutgoing) and type(effect.content) is Text
 
 
 def _int_or_none(value: object) -> int | None:

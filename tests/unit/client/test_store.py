@@ -176,6 +176,51 @@ def test_unsent_messages_sort_last_then_take_their_seq(store: LocalStore) -> Non
     assert store.restored().outbox == []
 
 
+def test_a_burst_of_own_texts_and_their_accepted_in_a_few_statements(
+    store: LocalStore,
+) -> None:
+    """A run of texts is stored as one: each row once, in order, the built message equal to
+    the row as read; one existing already and one deleted for everyone are left out, a
+    duplicate in the run stored once. A run of Accepted marks each once, seq and status."""
+    profiles_name = "Alice A."
+    store.db.execute("INSERT INTO profiles (account_id, name) VALUES (?, ?)", (ME, profiles_name))
+    first = uuid.uuid4()
+    store.apply([engine.StoreOutgoing(first, C, b"x", Text(body="first"), 1)])
+    gone = uuid.uuid4()
+    store.db.execute("INSERT INTO message_tombstones VALUES (?)", (gone.hex,))
+    ids = [uuid.uuid4() for _ in range(5)]
+    texts = [Text(body=f"text {n}") for n in range(5)]
+    texts[3] = Text(body="a reply", reply_to=first)
+    burst = [
+        engine.StoreOutgoing(i, C, b"p", t, 10 + n)
+        for n, (i, t) in enumerate(zip(ids, texts, strict=True))
+    ]
+    burst[2:2] = [
+        engine.StoreOutgoing(first, C, b"x", Text(body="again"), 11),
+        engine.StoreOutgoing(gone, C, b"x", Text(body="deleted"), 11),
+        engine.StoreOutgoing(ids[0], C, b"x", Text(body="twice"), 11),
+    ]
+    changes = store.apply(burst)
+    assert changes.added == ids
+    assert set(changes.built) == set(ids) - {ids[3]}  # the reply's preview is read
+    for i, message in changes.built.items():
+        assert message == get(store, i)
+        assert message.sender_name == profiles_name
+    assert get(store, ids[3]).reply_preview == f"{profiles_name}: first"
+    assert get(store, first).body == "first" and store.message(gone) is None
+    bodies = [m.body for m in store.history(C, None, 10).messages]
+    assert bodies == ["first", "text 0", "text 1", "text 2", "a reply", "text 4"]
+    assert store.search("text", 10)[0].message.id == ids[4]
+    accepted = [engine.MarkSent(i, C, n, 100 + n, MessageStatus.SENT) for n, i in enumerate(ids, 1)]
+    changes = store.apply([*accepted, accepted[0]])
+    assert changes.updated == ids
+    assert changes.sent == {i: (n, MessageStatus.SENT) for n, i in enumerate(ids, 1)}
+    assert [(m.seq, m.status) for m in store.messages(ids)] == [
+        (n, MessageStatus.SENT) for n in range(1, 6)
+    ]
+    assert {o.id for o in store.restored().outbox} == {first, gone}  # as one at a time
+
+
 def test_page_around_a_search_hit(store: LocalStore) -> None:
     envelopes = [incoming(s) for s in range(1, 101)]
     receive(store, *envelopes)
