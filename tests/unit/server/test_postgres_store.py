@@ -288,3 +288,25 @@ async def test_the_quota_counts_each_nodes_batch_and_the_others_writes(nodes):
     assert {r.code for r in results if isinstance(r, Refused)} == {ErrorCode.QUOTA_EXCEEDED}
     assert await two.stored_bytes(alice) == 5
     assert (await one.conversation(conv)).last_seq == 6
+
+
+async def test_acks_batched_on_two_nodes_raise_each_watermark_to_the_highest(nodes):
+    one, two = nodes
+    alice, bob, carol = await accounts(one, "alice", "bob", "carol")
+    conv = await group(one, alice, [bob, carol])
+    for _ in range(6):
+        await one.append(message(conv, alice))  # seqs 2 to 7
+    acks = [(bob, 3), (carol, 7), (bob, 5), (carol, 2), (bob, 7), (bob, 4)]
+    results = await asyncio.gather(
+        *(
+            (one if i % 2 else two).ack(who, 1, {conv: seq, "gmissing": seq}, 10 + i)
+            for i, (who, seq) in enumerate(acks)
+        )
+    )
+    marks = {w.account: (w.delivered, w.read) for w in await two.watermarks(conv)}
+    assert (marks[bob], marks[carol]) == ((7, 0), (7, 0))
+    moves = [move for moved in results for move in moved]
+    assert {move.senders for move in moves} == {(alice,)}
+    assert {max(m.delivered for m in moves if m.account == who) for who in (bob, carol)} == {7}
+    assert await one.pending(bob, 1, ("", 0), 100) == []
+    assert await two.pending(carol, 1, ("", 0), 100) == []
