@@ -78,6 +78,9 @@ class PushRecords(Database):
 
     async def push_targets(self, conv_id: str, accounts: Sequence[str]) -> PushTargets:
         wanted = list(dict.fromkeys(accounts))
+        if not await self._fetch(_ANY_REGISTRATION, wanted):
+            # Nobody to wake: what else the targets hold is only read for registrations.
+            return PushTargets("", [], {})
 
         async def q(conn: Connection) -> PushTargets:
             kind = await conn.fetchval("SELECT kind FROM conversations WHERE id = $1", conv_id)
@@ -146,3 +149,7 @@ class PushRecords(Database):
             )
 
         await self._write(tx)
+
+
+#: Whether any of the accounts ($1) registered for push: most Sends go to nobody who did.
+_ANY_REGISTRATION = "SELECT 1 FROM push_registrations WHERE account_id = ANY($1::text[]) LIMIT 1"

@@ -130,41 +130,22 @@ class Social(Database):
         everyone = [viewer, *others]
         conv_ids = sorted(set(convs))
 
-        async def q(conn: Connection) -> PrivacyFacts:
-            blocking = await conn.fetch(
-                "SELECT blocker FROM blocks WHERE blocked = $1 AND blocker = ANY($2::text[])",
-                viewer,
-                others,
-            )
-            blocked = await conn.fetch(
-                "SELECT blocked FROM blocks WHERE blocker = $1 AND blocked = ANY($2::text[])",
-                viewer,
-                others,
-            )
-            receipts_off: set[str] = set()
-            typing_off: set[str] = set()
-            for account, receipts, typing in await conn.fetch(
-                "SELECT account_id, read_receipts, typing FROM privacy_settings"
-                " WHERE account_id = ANY($1::text[])",
-                everyone,
-            ):
-                if not receipts:
-                    receipts_off.add(str(account))
-                if not typing:
-                    typing_off.add(str(account))
-            direct = await conn.fetch(
-                "SELECT id FROM conversations WHERE kind = 'direct' AND id = ANY($1::text[])",
-                conv_ids,
-            )
-            return PrivacyFacts(
-                frozenset(str(r[0]) for r in blocking),
-                frozenset(str(r[0]) for r in blocked),
-                frozenset(receipts_off),
-                frozenset(typing_off),
-                frozenset(str(r[0]) for r in direct),
-            )
-
-        return await self._read(q)
+        facts: dict[str, set[str]] = {
+            "blocking": set(),
+            "blocked": set(),
+            "receipts_off": set(),
+            "typing_off": set(),
+            "direct": set(),
+        }
+        for fact, subject in await self._fetch(_PRIVACY_FACTS, viewer, others, everyone, conv_ids):
+            facts[fact].add(str(subject))
+        return PrivacyFacts(
+            blocking_viewer=frozenset(facts["blocking"]),
+            blocked_by_viewer=frozenset(facts["blocked"]),
+            receipts_off=frozenset(facts["receipts_off"]),
+            typing_off=frozenset(facts["typing_off"]),
+            direct=frozenset(facts["direct"]),
+        )
 
     # ------------------------------------------------------------------ devices
 
@@ -178,3 +159,17 @@ class Social(Database):
             return [DeviceInfo(*row) for row in rows]
 
         return await self._read(q)
+
+
+#: What :meth:`Social.privacy_facts` reads, in one statement (one snapshot): (fact, subject).
+_PRIVACY_FACTS = (
+    "SELECT 'blocking', blocker::text FROM blocks WHERE blocked = $1 AND blocker = ANY($2::text[])"
+    " UNION ALL SELECT 'blocked', blocked::text FROM blocks"
+    " WHERE blocker = $1 AND blocked = ANY($2::text[])"
+    " UNION ALL SELECT 'receipts_off', account_id::text FROM privacy_settings"
+    " WHERE account_id = ANY($3::text[]) AND read_receipts = 0"
+    " UNION ALL SELECT 'typing_off', account_id::text FROM privacy_settings"
+    " WHERE account_id = ANY($3::text[]) AND typing = 0"
+    " UNION ALL SELECT 'direct', id::text FROM conversations"
+    " WHERE kind = 'direct' AND id = ANY($4::text[])"
+)
