@@ -219,12 +219,20 @@ class KeyStore:
         self._seen = -1
         #: inside a transaction whose rollback calls :meth:`forget_cached` (:meth:`guarded`)
         self._guarded = False
+        #: sessions advanced by encryption inside :meth:`guarded` and not written yet: written
+        #: together when it ends, before its commit, and so before any ciphertext they made
+        #: can leave (:meth:`sending`)
+        self._dirty: dict[tuple[str, int], SessionRecord] = {}
+        #: encrypting (:meth:`sending`): a session stored now may wait in ``_dirty``
+        self._sending = False
         #: one-time prekeys used up since the owner last looked (time to ask the server's count)
         self.consumed = 0
         self._migrate()
 
     def forget_cached(self) -> None:
-        """Drop the read caches (a transaction that wrote through this store rolled back)."""
+        """Drop the read caches (a transaction that wrote through this store rolled back).
+        Sessions waiting to be written stay: only encryption advanced them, and an advanced
+        chain skips message keys at worst, where an older one would use a key twice."""
         self._identities.clear()
         self._devices.clear()
         self._sessions.clear()
@@ -241,6 +249,35 @@ class KeyStore:
             yield
         finally:
             self._guarded = before
+            if not before:
+                self.write_sessions()
+
+    @contextmanager
+    def sending(self) -> Iterator[None]:
+        """Encryption: inside :meth:`guarded`, the sessions it stores are written once, when
+        the guarded transaction ends (before it commits), not after each message. A burst of
+        messages to one device then writes its session once."""
+        before, self._sending = self._sending, True
+        try:
+            yield
+        finally:
+            self._sending = before
+
+    def write_sessions(self) -> None:
+        """Write the sessions :meth:`sending` left waiting; if that fails, they are dropped
+        with the caches (what they encrypted must then not be sent)."""
+        if not self._dirty:
+            return
+        dirty, self._dirty = self._dirty, {}
+        try:
+            self.db.executemany(
+                "INSERT OR REPLACE INTO e2ee_sessions VALUES (?, ?, ?)",
+                [(*key, record.serialize()) for key, record in dirty.items()],
+            )
+        except BaseException:
+            self.forget_cached()
+            raise
+        self._seen = self.db.total_changes
 
     def _migrate(self) -> None:
         _carry_legacy_version(self.db)
@@ -251,6 +288,8 @@ class KeyStore:
     def transaction(self) -> Iterator[None]:
         """Run the block in a transaction of its own, or inside the open one as a savepoint:
         either way it happens whole or not at all."""
+        if not self._sending:  # a rollback of anything else must not take sessions back
+            self.write_sessions()
         joined = self.db.in_transaction
         self.db.execute("SAVEPOINT keys" if joined else "BEGIN IMMEDIATE")
         recorded = len(self._changes)
@@ -506,6 +545,9 @@ class KeyStore:
 
     def load_session(self, address: ProtocolAddress) -> SessionRecord | None:
         key = (address.name, address.device_id)
+        waiting = self._dirty.get(key)
+        if waiting is not None:
+            return waiting
         if self.db.total_changes != self._seen:
             self._sessions.clear()  # written behind the cache's back, maybe
             self._unsettled.clear()
@@ -521,6 +563,10 @@ class KeyStore:
 
     def store_session(self, address: ProtocolAddress, record: SessionRecord) -> None:
         key = (address.name, address.device_id)
+        if self._sending and self._guarded and (key in self._dirty or self._has_row(key)):
+            self._dirty[key] = record  # written by write_sessions, before the commit
+            return
+        self._dirty.pop(key, None)
         if self.db.total_changes != self._seen:  # written behind the cache's back, maybe
             self._sessions.clear()
             self._unsettled.clear()
@@ -543,6 +589,15 @@ class KeyStore:
             self._unsettled[key] = self._written
         self._sessions[key] = record
         self._seen = self.db.total_changes
+
+    def _has_row(self, key: tuple[str, int]) -> bool:
+        """Whether the cache knows that the session ``key`` has its row (then writing it may
+        wait: which devices have sessions is read from the rows)."""
+        return (
+            self.db.total_changes == self._seen
+            and self._sessions.get(key) is not None
+            and self._settled(key)
+        )
 
     def _settled(self, key: tuple[str, int]) -> bool:
         """Whether the cached session ``key`` may be used: not stored inside a transaction
@@ -572,6 +627,7 @@ class KeyStore:
             self.store_session(address, record)
 
     def delete_session(self, address: ProtocolAddress) -> None:
+        self._dirty.pop((address.name, address.device_id), None)
         self._sessions.pop((address.name, address.device_id), None)
         self._unsettled.pop((address.name, address.device_id), None)
         with self.transaction():

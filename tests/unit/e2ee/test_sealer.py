@@ -21,7 +21,7 @@ from tidings.client.core.sealing import (
     Steps,
     run_steps,
 )
-from tidings.crypto import IdentityKey, IdentityKeyPair
+from tidings.crypto import IdentityKey, IdentityKeyPair, ProtocolAddress, SessionRecord
 from tidings.protocol import ClientFrame, DeviceAccepted, DeviceSend, Envelope, Send
 
 from .parties import Device, Directory, answer, device_envelopes
@@ -80,6 +80,58 @@ async def test_direct_send_is_sealed_per_device() -> None:
     )
     assert bob.e2ee.open_envelope(env) == Opened(b"content")
     assert sent == []
+
+
+async def test_a_burst_writes_its_session_once_before_the_commit() -> None:
+    """Messages sealed inside one guarded transaction (the runtime's burst) advance the
+    session in memory and write it once as the transaction ends, before its commit; anything
+    else that could roll back writes it first, and a failed message never takes it back."""
+    directory = Directory()
+    directory.conversations["d"] = {"alice", "bob"}
+    alice, bob = Device(directory, "alice", 1), Device(directory, "bob", 1)
+    sealer = _sealer(alice, "direct", {"alice", "bob"}, [])
+    first = await sealer.seal(Send(id=uuid.uuid4(), conv="d", payload=b"hello"))
+    keys = alice.keys
+
+    def stored_index() -> int:
+        (blob,) = alice.db.execute("SELECT record FROM e2ee_sessions").fetchone()
+        state = SessionRecord.deserialize(bytes(blob)).session_state()
+        assert state is not None and state.sender_chain is not None
+        return state.sender_chain.index
+
+    def seal_all(count: int) -> list[Send]:
+        frames = [Send(id=uuid.uuid4(), conv="d", payload=b"m%d" % n) for n in range(count)]
+        outcomes = run_steps(sealer.sealer.seal_all(frames), sealer.reply)
+        return [o.send for o in outcomes if isinstance(o, Sealed)]
+
+    start = stored_index()
+    alice.db.execute("BEGIN IMMEDIATE")
+    with keys.guarded():
+        burst = seal_all(5)
+        assert stored_index() == start  # waiting in memory
+        with pytest.raises(RuntimeError), keys.transaction():
+            assert stored_index() == start + 5  # written before anything else may roll back
+            raise RuntimeError
+        burst += seal_all(2)
+        assert stored_index() == start + 5
+        advanced = keys.load_session(ProtocolAddress("bob", 1))
+        with pytest.raises(RuntimeError), keys.sending(), keys.transaction():
+            raise RuntimeError  # a message failing (another of its devices refused)
+        assert keys.load_session(ProtocolAddress("bob", 1)) is advanced  # not taken back
+    assert stored_index() == start + 7  # as the guarded transaction ended
+    alice.db.execute("COMMIT")
+    for n, sealed in enumerate([first, *burst]):
+        env = Envelope(
+            conv="d",
+            seq=n + 1,
+            id=sealed.id,
+            sender="alice",
+            sender_device=1,
+            ts=0,
+            payload=b"",
+            device_payload=sealed.device_payloads["bob:1"],
+        )
+        assert isinstance(bob.e2ee.open_envelope(env), Opened)
 
 
 async def test_group_send_distributes_first() -> None:

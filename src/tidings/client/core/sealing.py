@@ -466,7 +466,7 @@ class EndToEnd:
         if any(not self.keys.has_session(a) for a in targets):
             yield from self._ensure_or_refresh(conv, accounts, targets)
             targets = yield from self._targets(conv, accounts)
-        with self.keys.transaction():
+        with self.keys.sending(), self.keys.transaction():
             return {address_text(a): self._encrypt_to(a, plaintext) for a in targets}
 
     def _ensure_or_refresh(
