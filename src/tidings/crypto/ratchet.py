@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from hashlib import sha256
 from typing import Final, NamedTuple
 
 from .keys import PrivateKey, PublicKey
@@ -36,6 +37,9 @@ _ZERO_SALT_KEY: Final = HmacKey(bytes(32))
 _INFO_1: Final = _MESSAGE_KEYS_INFO + b"\x01"
 _INFO_2: Final = _MESSAGE_KEYS_INFO + b"\x02"
 _INFO_3: Final = _MESSAGE_KEYS_INFO + b"\x03"
+_PAD_32: Final = bytes(32)  # a 32-byte HMAC key's zeros up to the 64-byte block
+_INNER_PAD: Final = bytes(byte ^ 0x36 for byte in range(256))
+_OUTER_PAD: Final = bytes(byte ^ 0x5C for byte in range(256))
 
 
 class MessageKeys(NamedTuple):
@@ -81,9 +85,12 @@ def next_chain_key(chain_key: bytes) -> bytes:
 
 def message_keys(seed: bytes) -> MessageKeys:
     """Expand a message-key seed into AES key, MAC key and IV (80 bytes of HKDF output)."""
-    # HKDF inlined, with the zero salt's pads hashed once: this runs for every message.
-    expand = HmacKey(_ZERO_SALT_KEY.digest(seed))
-    t1 = expand.digest(_INFO_1)
-    t2 = expand.digest(t1 + _INFO_2)
-    t3 = expand.digest(t2 + _INFO_3)
+    # HKDF inlined (this runs for every message): the zero salt's pads hashed once, the
+    # 32-byte PRK padded once and each block hashed in one go, as hkdf_sha256 does.
+    block = _ZERO_SALT_KEY.digest(seed) + _PAD_32
+    inner = block.translate(_INNER_PAD)
+    outer = block.translate(_OUTER_PAD)
+    t1 = sha256(outer + sha256(inner + _INFO_1).digest()).digest()
+    t2 = sha256(outer + sha256(inner + t1 + _INFO_2).digest()).digest()
+    t3 = sha256(outer + sha256(inner + t2 + _INFO_3).digest()).digest()
     return MessageKeys(t1, t2, t3[:16])

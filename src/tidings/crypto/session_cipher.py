@@ -135,13 +135,13 @@ def message_encrypt(
     now = time.time() if now is None else now
     if pending is not None and pending.timestamp + MAX_UNACKNOWLEDGED_SESSION_AGE < now:
         raise NoSessionError(f"stale unacknowledged session for {address}")
-    their_identity = IdentityKey.deserialize(state.remote_identity)
+    their_identity = _identity(state.remote_identity)
     if not identity_store.is_trusted_identity(address, their_identity, Direction.SENDING):
         raise UntrustedIdentityError(address.name)
 
     seed, next_key = chain_step(sender.chain_key)
     keys = message_keys(seed)
-    local_identity = IdentityKey.deserialize(state.local_identity)
+    local_identity = _identity(state.local_identity)
     message = SignalMessage.create(
         state.session_version,
         keys.mac_key,
@@ -170,6 +170,23 @@ def message_encrypt(
     identity_store.save_identity(address, their_identity)
     session_store.store_session(address, record)
     return result
+
+
+#: identity keys as parsed for message_encrypt (public keys; the same few for every message)
+_IDENTITIES: dict[bytes, IdentityKey] = {}
+#: identity keys kept parsed at most
+_IDENTITIES_KEPT = 256
+
+
+def _identity(data: bytes) -> IdentityKey:
+    """``IdentityKey.deserialize(data)``, parsed once for the many messages of a session."""
+    found = _IDENTITIES.get(data)
+    if found is None:
+        found = IdentityKey.deserialize(data)
+        if len(_IDENTITIES) >= _IDENTITIES_KEPT:
+            _IDENTITIES.clear()
+        _IDENTITIES[bytes(data)] = found
+    return found
 
 
 def message_decrypt(
