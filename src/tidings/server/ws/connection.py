@@ -3,13 +3,15 @@
 
 A connection runs two loops: the reader (in the task that called :meth:`DeviceConnection.run`)
 decodes client frames and dispatches them through :data:`~tidings.server.ws.handlers.HANDLERS`,
-which start a task per request (so many Sends of one device share a group commit), and the pump
-task writes the bounded outbox to the socket: started when a frame is queued into an empty
-outbox, it ends once it drained it. Live frames from the bus never wait: if the outbox is full
-the device is too slow and is disconnected; it catches up from its pending queue when it comes
-back. An idle connection holds no other task, no timer of its own (one
-:class:`~tidings.server.ws.idle.IdleWatch` per event loop keeps every idle deadline) and an
-empty outbox. Where a connection stands is its :class:`~tidings.server.ws.phase.Phase`.
+which start a task per request (so many Sends of one device share a group commit). What is
+queued in the bounded outbox during one turn of the event loop is written at its end, in one
+write to the socket when the socket takes it at once (a callback: no task); otherwise the pump
+task writes it, waiting for the transport, and ends once it drained the outbox. Live frames
+from the bus never wait: if the outbox is full the device is too slow and is disconnected; it
+catches up from its pending queue when it comes back. An idle connection holds no other task,
+no timer of its own (one :class:`~tidings.server.ws.idle.IdleWatch` per event loop keeps every
+idle deadline) and an empty outbox. Where a connection stands is its
+:class:`~tidings.server.ws.phase.Phase`.
 
 What a slow or silent peer can hold is bounded in bytes: live frames may fill the outbox up to
 ``queue_bytes`` (and ``queue_frames``), answers to requests a little more; beyond that the
@@ -110,7 +112,6 @@ class DeviceConnection:
         # queue_frames; the headroom above is for answers to requests in flight, which arrive
         # in bursts when a group commit completes many Sends at once.
         self._outbox = Outbox(queue_frames + MAX_IN_FLIGHT, queue_bytes + REPLY_HEADROOM_BYTES)
-        self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
         #: which conversations wait for a message the send limits refused (sendlimits.py);
         #: made at the first Send
         self.send_order: SendOrder | None = None
@@ -135,8 +136,15 @@ class DeviceConnection:
         self._reader: asyncio.Task[object] | None = None
         #: set when the pump's end cancelled the reader (not a cancellation from outside)
         self._pump_stopped_reader = False
-        #: the pump, while the outbox holds something
+        #: the pump, while the outbox holds something the socket did not take at once
         self._pump_task: asyncio.Task[bool] | None = None
+        #: a :meth:`_flush` is scheduled for the end of this turn of the event loop
+        self._flushing = False
+        #: the socket's ``write_now``, if it has one
+        self._write_now: Callable[[list[bytes]], bool] | None = getattr(socket, "write_now", None)
+        #: requests being worked on, and the reader's wait for room below MAX_IN_FLIGHT
+        self._in_flight = 0
+        self._room: asyncio.Future[None] | None = None
 
     @property
     def phase(self) -> Phase:
@@ -247,8 +255,30 @@ class DeviceConnection:
         self._start_pump()
 
     def _start_pump(self) -> None:
-        """Something was queued: have the pump write it, starting one if none is running."""
-        if self._pump_task is None and self._phase is not Phase.CLOSED:
+        """Something was queued: have it written at the end of this turn of the event loop
+        (:meth:`_flush`), unless a pump is already writing."""
+        if self._pump_task is None and not self._flushing and self._phase is not Phase.CLOSED:
+            self._flushing = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Write what was queued during the turn in one go if the socket takes it now (the
+        common case: no task, no future); otherwise, or for the close frame, start the pump,
+        which waits for the transport."""
+        self._flushing = False
+        if self._pump_task is not None or self._phase is Phase.CLOSED:
+            return
+        outbox = self._outbox
+        write_now = self._write_now
+        while write_now is not None and outbox.qsize():
+            frames = outbox.take_ready(BURST_BYTES)
+            if not frames:
+                break  # the close frame is next: the pump sends it
+            if not write_now(frames):
+                outbox.put_back(frames)
+                break
+            self._written += len(frames)
+        if outbox.qsize():
             self._pump_task = pump = asyncio.create_task(self._pump())
             pump.add_done_callback(self._pump_done)
 
@@ -280,7 +310,7 @@ class DeviceConnection:
         # Everything queued by the time the pump wakes goes out together: with a socket that
         # can write at once (``write_now``), in one write to the transport, which is what a
         # burst costs (the Accepteds of a group commit, the receipts of a big group's acks).
-        write_now: Callable[[list[bytes]], bool] | None = getattr(socket, "write_now", None)
+        write_now = self._write_now
         while True:
             if outbox.empty():
                 # Drained: the next frame queued starts another pump. Said here, not in the
@@ -346,15 +376,25 @@ class DeviceConnection:
         self.reply(Error(code=code, message=message, ref=ref))
 
     async def start(self, work: Coroutine[None, None, None]) -> None:
-        """Run a request as its own task, at most MAX_IN_FLIGHT at once."""
-        await self._in_flight.acquire()
+        """Run a request as its own task, at most MAX_IN_FLIGHT at once (the reader waits for
+        room: back-pressure on a peer that sends faster than the store answers)."""
+        while self._in_flight >= MAX_IN_FLIGHT:
+            self._room = room = asyncio.get_running_loop().create_future()
+            try:
+                await room
+            finally:
+                self._room = None
+        self._in_flight += 1
         task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._finished)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
-        self._in_flight.release()
+        self._in_flight -= 1
+        room = self._room
+        if room is not None and not room.done():
+            room.set_result(None)
         if task.cancelled():
             return
         exc = task.exception()

@@ -101,6 +101,12 @@ class Outbox:
                     putter.set_result(None)
         return taken
 
+    def put_back(self, frames: list[bytes]) -> None:
+        """Return frames that :meth:`take_ready` took (and that could not be written) to the
+        front of the queue, in their order."""
+        self._items[:0] = frames
+        self._bytes += sum(len(frame) for frame in frames)
+
     def clear(self) -> None:
         self._items = []
         self._bytes = 0
