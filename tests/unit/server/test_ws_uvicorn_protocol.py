@@ -7,11 +7,11 @@ import gc
 import weakref
 
 import pytest
-from websockets.frames import Opcode
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.protocol import State
 
-from tidings.server.ws.uvicorn_protocol import _Flag, _FrameParser, _Inbox
+from tidings.server.ws.uvicorn_protocol import _binary_header, _Flag, _FrameParser, _Inbox
 
 
 async def test_inbox_is_first_in_first_out_and_wakes_a_waiting_getter():
@@ -94,3 +94,10 @@ def test_frame_parser_still_refuses_a_bad_request():
     conn.receive_data(b"NOT HTTP\r\n\r\n")
     assert conn.events_received() == []
     assert conn.handshake_exc is not None
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65535, 65536, 300_000])
+def test_binary_frames_are_framed_as_websockets_frames_them(size):
+    payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    expected = Frame(Opcode.BINARY, payload).serialize(mask=False, extensions=[])
+    assert _binary_header(size) + payload == expected

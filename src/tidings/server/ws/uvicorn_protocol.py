@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 import time
 from collections.abc import Generator
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.exceptions import InvalidState
-from websockets.protocol import Protocol
+from websockets.protocol import Protocol, State
 from websockets.server import ServerProtocol
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,20 @@ FRAMES_EXTENSION = "tidings.frames"
 INVALID_DATA = 1007
 #: Seconds between two log lines about invalid UTF-8 text frames.
 INVALID_UTF8_LOG_INTERVAL = 60.0
+
+
+_HEADER_16 = struct.Struct("!BBH")
+_HEADER_64 = struct.Struct("!BBQ")
+
+
+def _binary_header(size: int) -> bytes:
+    """The header of a final, unmasked binary frame of ``size`` bytes (RFC 6455 section 5.2),
+    as websockets' ``Frame.serialize`` writes it for a server without extensions."""
+    if size < 126:
+        return bytes((0x82, size))
+    if size < 65536:
+        return _HEADER_16.pack(0x82, 126, size)
+    return _HEADER_64.pack(0x82, 127, size)
 
 
 class _Throttle:
@@ -272,12 +287,23 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         ):
             return False
         conn = self.conn
-        try:
-            for frame in frames:
-                conn.send_binary(frame)  # raises at the first frame if the state is not OPEN
-        except InvalidState:
+        if conn.extensions or conn.debug:  # websockets frames them (never so on our server)
+            try:
+                for frame in frames:
+                    conn.send_binary(frame)  # raises at the first frame unless OPEN
+            except InvalidState:
+                return False
+            self.transport.write(b"".join(conn.data_to_send()))
+            return True
+        if conn.state is not State.OPEN or conn.expect_continuation_frame:
             return False
-        self.transport.write(b"".join(conn.data_to_send()))
+        # An unmasked, unfragmented binary frame is a header and the payload as it is: built
+        # here, the same payload (a group's envelope) costs no framing work per member.
+        parts = conn.data_to_send()  # whatever websockets queued first (a pong, say)
+        for frame in frames:
+            parts.append(_binary_header(len(frame)))
+            parts.append(frame)
+        self.transport.write(b"".join(parts))
         return True
 
     def send_receive_event_to_app(self) -> None:
