@@ -32,9 +32,10 @@ whenever it arrives, until the refused message itself is admitted; from then on 
 conversation's Sends are stored in arrival order behind it. The gate belongs to the
 connection: a client that connects again sends its whole outbox again in the order written.
 
-Buckets live in memory (per server process); a full bucket is the same as no bucket, so idle
-ones are forgotten and memory follows the number of devices sending right now. Holds that have
-ended are forgotten the same way.
+Buckets live in memory (per server process), one object per device and one per account holding
+all of its buckets and its hold, so a Send looks up two keys. A full bucket is the same as no
+bucket, so idle ones (whose hold has ended) are forgotten and memory follows the number of
+devices sending right now.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ import time
 import uuid
 from collections.abc import Callable
 
-#: Buckets kept before full ones are swept out.
+#: Devices (accounts) kept before those with full buckets and no hold are swept out.
 _SWEEP_AT = 4096
 #: Seconds an order gate lasts after its refused message was last seen: a client sends that
 #: message again at least every minute (its retry backoff is capped there) until it is stored,
@@ -70,31 +71,19 @@ class SendRates:
     hold: float = 1.0
 
 
-class _Buckets:
-    """Token buckets of one rate and size, by key. ``(tokens, time)`` per key."""
+class _Bucket:
+    """The token buckets of one device (messages) or one account (messages and bytes), and
+    the end of its hold: what one Send looks up once per key."""
 
-    __slots__ = ("_burst", "_levels", "_rate")
+    __slots__ = ("at", "bytes", "held_until", "tokens")
 
-    def __init__(self, rate: float, burst: float) -> None:
-        self._rate = rate
-        self._burst = burst
-        self._levels: dict[object, tuple[float, float]] = {}
-
-    def level(self, key: object, now: float) -> float:
-        tokens, at = self._levels.get(key, (self._burst, now))
-        return min(self._burst, tokens + (now - at) * self._rate)
-
-    def take(self, key: object, amount: float, now: float) -> None:
-        self._levels[key] = (self.level(key, now) - amount, now)
-        if len(self._levels) > _SWEEP_AT:
-            self._sweep(now)
-
-    def _sweep(self, now: float) -> None:
-        self._levels = {
-            key: value
-            for key, value in self._levels.items()
-            if value[0] + (now - value[1]) * self._rate < self._burst
-        }
+    def __init__(self, tokens: float, nbytes: float, now: float) -> None:
+        #: messages and bytes left at ``at``
+        self.tokens = tokens
+        self.bytes = nbytes
+        self.at = now
+        #: end of the hold after a refusal (see the module docstring)
+        self.held_until = 0.0
 
 
 class SendLimiter:
@@ -105,41 +94,76 @@ class SendLimiter:
     ) -> None:
         self.rates = rates = rates or SendRates()
         self._clock = clock
-        self._devices = _Buckets(rates.device_rate, rates.device_burst)
-        self._accounts = _Buckets(rates.account_rate, rates.account_burst)
         # A single request may be as large as the whole burst (the setting is at least one
         # frame), so a request never waits for more than the bucket can hold.
-        self._bytes = _Buckets(rates.bytes_rate, rates.bytes_burst)
-        #: device ``(account, device)`` or account → end of its hold (see the module docstring)
-        self._holds: dict[object, float] = {}
+        #: ``(account, device)`` → its device bucket (messages)
+        self._devices: dict[tuple[str, int], _Bucket] = {}
+        #: account → its account buckets (messages and bytes)
+        self._accounts: dict[str, _Bucket] = {}
+        #: no sweep before this time (at most one a second, however many senders are new)
+        self._next_sweep = 0.0
 
     def admit(self, account_id: str, device_id: int, size: int) -> bool:
         """Take the tokens for one request, or ``False`` (taking nothing) if it is over a
         limit or its device or account is still held after an earlier refusal."""
         now = self._clock()
-        device = (account_id, device_id)
-        size = min(size, self.rates.bytes_burst)
-        if self._holds.get(device, now) > now or self._holds.get(account_id, now) > now:
+        rates = self.rates
+        size = min(size, rates.bytes_burst)
+        key = (account_id, device_id)
+        device = self._devices.get(key)
+        if device is None:
+            if len(self._devices) >= _SWEEP_AT and now >= self._next_sweep:
+                self._sweep(now)
+            device = self._devices[key] = _Bucket(rates.device_burst, 0, now)
+        account = self._accounts.get(account_id)
+        if account is None:
+            if len(self._accounts) >= _SWEEP_AT and now >= self._next_sweep:
+                self._sweep(now)
+            account = self._accounts[account_id] = _Bucket(
+                rates.account_burst, rates.bytes_burst, now
+            )
+        if device.held_until > now or account.held_until > now:
             return False
-        device_short = self._devices.level(device, now) < 1
-        account_short = (
-            self._accounts.level(account_id, now) < 1 or self._bytes.level(account_id, now) < size
-        )
+        # Refill since the last look (the byte bucket shares the account's clock).
+        elapsed = now - device.at
+        if elapsed:
+            device.tokens = min(rates.device_burst, device.tokens + elapsed * rates.device_rate)
+            device.at = now
+        elapsed = now - account.at
+        if elapsed:
+            account.tokens = min(rates.account_burst, account.tokens + elapsed * rates.account_rate)
+            account.bytes = min(rates.bytes_burst, account.bytes + elapsed * rates.bytes_rate)
+            account.at = now
+        device_short = device.tokens < 1
+        account_short = account.tokens < 1 or account.bytes < size
         if device_short or account_short:
             if device_short:
-                self._hold(device, now)
+                device.held_until = now + rates.hold
             if account_short:
-                self._hold(account_id, now)
+                account.held_until = now + rates.hold
             return False
-        self._devices.take(device, 1, now)
-        self._accounts.take(account_id, 1, now)
-        self._bytes.take(account_id, size, now)
+        device.tokens -= 1
+        account.tokens -= 1
+        account.bytes -= size
         return True
 
-    def _hold(self, key: object, now: float) -> None:
-        if len(self._holds) >= _SWEEP_AT:
-            self._holds = {k: end for k, end in self._holds.items() if end > now}
-        self._holds[key] = now + self.rates.hold
+    def _sweep(self, now: float) -> None:
+        """Forget the buckets that would be full by now and are not held: the same as none."""
+        rates = self.rates
+        self._next_sweep = now + 1.0
+        self._devices = {
+            key: b
+            for key, b in self._devices.items()
+            if b.held_until > now
+            or b.tokens + (now - b.at) * rates.device_rate < rates.device_burst
+        }
+        self._accounts = {
+            key: b
+            for key, b in self._accounts.items()
+            if b.held_until > now
+            or b.tokens + (now - b.at) * rates.account_rate < rates.account_burst
+            or b.bytes + (now - b.at) * rates.bytes_rate < rates.bytes_burst
+        }
 
 
 class SendOrder:
