@@ -144,7 +144,15 @@ class DeliveryService:
         A Send whose device list is out of date gets StaleDevices and stores nothing.
         ``order`` is the connection's order gate (:class:`SendOrder`): a Send that follows a
         message the limiter refused is refused until that message has gone to the store."""
-        problem = self._check_send(frame)
+        # Sizes once: the checks and the limiter both need them.
+        payloads = frame.device_payloads
+        if payloads:
+            sizes = [len(c) for c in payloads.values()]
+            largest, own_bytes = max(sizes), sum(sizes)
+        else:
+            largest = own_bytes = 0
+        mentions_size = _mentions_size(frame.mentions) if frame.mentions else 0
+        problem = self._check_send(frame, largest, mentions_size)
         if problem is not None:
             if order is not None:
                 order.passed(frame.conv, frame.id)
@@ -160,7 +168,8 @@ class DeliveryService:
                     code=ErrorCode.RATE_LIMITED,
                     message="an earlier message of this conversation waits: send again later",
                 )
-            if not self.limiter.admit(device.account_id, device.device_id, _send_size(frame)):
+            size = len(frame.payload) + own_bytes + mentions_size
+            if not self.limiter.admit(device.account_id, device.device_id, size):
                 if order is not None:
                     order.refused(frame.conv, frame.id)
                 return Rejected(
@@ -180,9 +189,10 @@ class DeliveryService:
             mentions=tuple(frame.mentions),
             ts=self.clock(),
             device_payloads=tuple(
-                (parse_address(address), ciphertext)
-                for address, ciphertext in frame.device_payloads.items()
-            ),
+                (parse_address(address), ciphertext) for address, ciphertext in payloads.items()
+            )
+            if payloads
+            else (),
             devices_digest=frame.devices_digest,
         )
         try:
@@ -214,10 +224,12 @@ class DeliveryService:
                 self.push.message(envelope, appended.recipients, device.address, quiet=frame.quiet)
         return Accepted(id=envelope.id, conv=envelope.conv, seq=envelope.seq, ts=envelope.ts)
 
-    def _check_send(self, frame: Send) -> tuple[ErrorCode, str] | None:
-        """What is wrong with a Send before the store sees it, if anything."""
-        largest = max((len(c) for c in frame.device_payloads.values()), default=0)
-        if len(frame.payload) + largest + _mentions_size(frame.mentions) > MAX_PAYLOAD_BYTES:
+    def _check_send(
+        self, frame: Send, largest: int, mentions_size: int
+    ) -> tuple[ErrorCode, str] | None:
+        """What is wrong with a Send before the store sees it, if anything (``largest``: its
+        largest device payload; ``mentions_size``: what its mentions count)."""
+        if len(frame.payload) + largest + mentions_size > MAX_PAYLOAD_BYTES:
             return (
                 ErrorCode.PAYLOAD_TOO_LARGE,
                 f"payload, device payload and mentions over {MAX_PAYLOAD_BYTES} bytes",
@@ -550,15 +562,6 @@ def _by_conversation(envelopes: list[Envelope]) -> Iterable[tuple[str, list[Enve
         if i == len(envelopes) or envelopes[i].conv != envelopes[start].conv:
             yield envelopes[start].conv, envelopes[start:i]
             start = i
-
-
-def _send_size(frame: Send) -> int:
-    """Bytes a Send uploads: its payloads and mentions."""
-    return (
-        len(frame.payload)
-        + sum(len(c) for c in frame.device_payloads.values())
-        + _mentions_size(frame.mentions)
-    )
 
 
 def _mentions_size(mentions: Sequence[str]) -> int:

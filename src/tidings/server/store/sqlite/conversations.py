@@ -367,18 +367,18 @@ def append_many(conn: sqlite3.Connection, items: list[tuple[NewMessage, int]]) -
     #: ids accepted in this batch → index of the first
     taken: dict[bytes, int] = {}
     charged: dict[str, int] = {}  # sender → bytes stored now, after this batch's accepted ones
+    raw_ids = [m.id.bytes for m, _ in items]
+    already = _stored_ids(conn, raw_ids)
     for index, (m, quota) in enumerate(items):
         try:
-            raw_id = m.id.bytes
+            raw_id = raw_ids[index]
             first = taken.get(raw_id)
             if first is not None:
                 if items[first][0].sender != m.sender:
                     raise Refused(ErrorCode.CONFLICT, "this message id is already taken")
                 accepted.append((index, m, -1 - first, _NO_FANOUT))  # a duplicate of first
                 continue
-            original = conn.execute(
-                "SELECT sender, conv_id, seq FROM envelopes WHERE id = ?", (raw_id,)
-            ).fetchone()
+            original = already.get(raw_id) if already else None
             if original is not None:
                 if original[0] != m.sender:
                     raise Refused(ErrorCode.CONFLICT, "this message id is already taken")
@@ -421,6 +421,28 @@ def append_many(conn: sqlite3.Connection, items: list[tuple[NewMessage, int]]) -
     done = [o for o in outcomes if o is not None]
     assert len(done) == len(items)  # every Send has its outcome
     return done
+
+
+#: Most ids one lookup of already stored messages names (SQLite allows 32,766 parameters).
+_IDS_PER_LOOKUP = 500
+
+
+def _stored_ids(
+    conn: sqlite3.Connection, raw_ids: list[bytes]
+) -> dict[bytes, tuple[str, str, int]]:
+    """The messages among ``raw_ids`` that are stored already: id → (sender, conversation,
+    seq). One statement per _IDS_PER_LOOKUP ids instead of one per Send."""
+    found: dict[bytes, tuple[str, str, int]] = {}
+    unique = list(dict.fromkeys(raw_ids))
+    for start in range(0, len(unique), _IDS_PER_LOOKUP):
+        chunk = unique[start : start + _IDS_PER_LOOKUP]
+        marks = ", ".join("?" * len(chunk))
+        for raw_id, sender, conv_id, seq in conn.execute(
+            f"SELECT id, sender, conv_id, seq FROM envelopes WHERE id IN ({marks})",  # noqa: S608  # placeholders only
+            chunk,
+        ):
+            found.setdefault(raw_id, (sender, conv_id, seq))
+    return found
 
 
 def _stored(conn: sqlite3.Connection, account: str) -> int:
