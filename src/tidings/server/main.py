@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import resource
@@ -146,4 +147,21 @@ def serve(config: ServerConfig) -> None:
     if server_config.ssl is not None:
         # SIGHUP loads a renewed certificate into the listener's own SSL context.
         tls.reload_on_sighup(server_config.ssl, config.tls_cert, config.tls_key)
+    collect_less()
     uvicorn.Server(server_config).run()
+
+
+#: Container allocations (net) between two young-generation collections; CPython's default is
+#: 700, which a server handling thousands of frames a second reaches every few messages.
+GC_YOUNG_THRESHOLD = 20_000
+
+
+def collect_less() -> None:
+    """Spend less of the event loop on the cyclic garbage collector: what startup built (the
+    application, its routes and schemas, every imported module) lives as long as the process,
+    so it is frozen out of the collections, and the young generation is collected after more
+    allocations. Most of what a message allocates is freed by reference counting anyway."""
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
