@@ -310,3 +310,17 @@ async def test_acks_batched_on_two_nodes_raise_each_watermark_to_the_highest(nod
     assert {max(m.delivered for m in moves if m.account == who) for who in (bob, carol)} == {7}
     assert await one.pending(bob, 1, ("", 0), 100) == []
     assert await two.pending(carol, 1, ("", 0), 100) == []
+
+
+async def test_a_welcome_reports_marks_committed_after_it_with_an_earlier_time(nodes):
+    # A Read whose time was taken before a Welcome's, committed after it (two connections,
+    # two nodes): the next Welcome still reports it, although its time is older.
+    one, two = nodes
+    alice, bob = await accounts(one, "alice", "bob")
+    conv = await group(one, alice, [bob])
+    await one.append(message(conv, alice))  # seq 2
+    assert [w.account for w in await two.welcome_watermarks(alice, 1, 100)] == [bob]
+    await one.mark_read(bob, conv, 2, 50)
+    marks = await two.welcome_watermarks(alice, 1, 110)
+    assert [(w.account, w.delivered, w.read) for w in marks] == [(bob, 2, 2)]
+    assert await two.welcome_watermarks(alice, 1, 120) == []  # told once

@@ -61,29 +61,36 @@ class Receipts(Database):
         self, account_id: str, device_id: int, now: int
     ) -> list[Watermark]:
         async def tx(conn: Connection) -> list[Watermark]:
-            # The previous Welcome's time, replaced by this one's in the same statement.
-            since = await conn.fetchval(
-                "UPDATE devices d SET welcomed_at = $3 FROM devices old"
-                " WHERE d.account_id = $1 AND d.device_id = $2"
+            # The previous Welcome's time and snapshot, replaced by this one's in the same
+            # statement.
+            previous = await conn.fetchrow(
+                "UPDATE devices d SET welcomed_at = $3, welcome_snapshot = pg_current_snapshot()"
+                " FROM devices old WHERE d.account_id = $1 AND d.device_id = $2"
                 " AND old.account_id = d.account_id AND old.device_id = d.device_id"
-                " RETURNING old.welcomed_at",
+                " RETURNING old.welcomed_at, old.welcome_snapshot::text",
                 account_id,
                 device_id,
                 now,
             )
+            since, snapshot = (0, None) if previous is None else previous
             # In conversations where the account has sent something: every other member's
             # marks if one of them has not read it all yet, and any marks that moved since
-            # this device's previous Welcome (it may have missed the Receipt).
+            # this device's previous Welcome (it may have missed the Receipt): moved by a
+            # transaction that Welcome could not see, or (a Welcome from before the snapshots
+            # were kept) at or after its time.
             rows = await conn.fetch(
                 "SELECT w.conv_id, w.account_id, w.delivered, w.read, NULLIF(w.delivered_at, 0),"
                 " NULLIF(w.read_at, 0) FROM members me"
                 " JOIN members w ON w.conv_id = me.conv_id AND w.account_id != me.account_id"
-                " WHERE me.account_id = $1 AND me.last_sent > 0 AND (w.marks_at >= $2 OR EXISTS ("
-                "   SELECT 1 FROM members o WHERE o.conv_id = me.conv_id"
+                " WHERE me.account_id = $1 AND me.last_sent > 0 AND (CASE WHEN $3::text IS NULL"
+                " THEN w.marks_at >= $2 ELSE w.marks_xid IS NOT NULL"
+                " AND NOT pg_visible_in_snapshot(w.marks_xid, $3::text::pg_snapshot) END"
+                " OR EXISTS (SELECT 1 FROM members o WHERE o.conv_id = me.conv_id"
                 "   AND o.account_id != me.account_id AND o.read < me.last_sent))"
                 " ORDER BY w.conv_id, w.joined_seq, w.pos",
                 account_id,
-                0 if since is None else since,
+                since,
+                snapshot,
             )
             return [Watermark(*r) for r in rows]
 
@@ -111,6 +118,7 @@ async def _raise_watermarks(
     # The times a watermark moved; returned by the same statement (0: unknown, as None).
     times = await conn.fetchrow(
         "UPDATE members SET delivered = $1, read = $2, marks_at = $3,"
+        " marks_xid = pg_current_xact_id(),"
         " delivered_at = CASE WHEN $1 > delivered THEN $3 ELSE delivered_at END,"
         " read_at = CASE WHEN $2 > read THEN $3 ELSE read_at END"
         " WHERE conv_id = $4 AND account_id = $5"
@@ -154,7 +162,8 @@ _ACK_READ = (
 #: Writes the moved marks, and reads who has messages in the seqs each move covered.
 _ACK_WRITE = (
     "WITH up AS (UPDATE members m SET delivered = u.delivered, read = u.read,"
-    " marks_at = u.now, delivered_at = u.delivered_at, read_at = u.read_at"
+    " marks_at = u.now, marks_xid = pg_current_xact_id(), delivered_at = u.delivered_at,"
+    " read_at = u.read_at"
     " FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[],"
     " $6::bigint[], $7::bigint[]) AS u (conv_id, account_id, delivered, read, now,"
     " delivered_at, read_at) WHERE m.conv_id = u.conv_id AND m.account_id = u.account_id)"
