@@ -121,6 +121,9 @@ class Database:
             min_size=1,
             max_size=self._pool_size,
             statement_cache_size=256,
+            # The store's statements are constants, so the cache's size bounds it; a lifetime
+            # would re-arm a timer on the event loop at every statement run.
+            max_cached_statement_lifetime=0,
             reset=_keep_session,
         )
 
