@@ -85,6 +85,18 @@ async def _connect_all(kit, accounts, parallel: int = 64):
     return await asyncio.gather(*(one(a) for a in accounts))
 
 
+async def _catch_up_all(http, readers, accounts, parallel: int = 16) -> None:
+    """Every reader pages from its cursor, a few at a time: all at once, 1,500 requests wait
+    for the client's 100 pooled connections, longer than its timeout on a busy machine."""
+    gate = asyncio.Semaphore(parallel)
+
+    async def one(reader, account) -> None:
+        async with gate:
+            await reader.catch_up(http, account.headers)
+
+    await asyncio.gather(*(one(r, a) for r, a in zip(readers, accounts, strict=True)))
+
+
 async def _read_all(peers, readers, until: int, wait: float) -> None:
     await asyncio.gather(
         *(drain(p.ws, r, until, wait) for p, r in zip(peers, readers, strict=True))
@@ -279,9 +291,7 @@ async def test_sigkill_mid_fanout_loses_and_duplicates_nothing(
     # Everybody reconnects: live frames from the resumed fan-out and the catch-up from the
     # cursor; the cursor keeps each post once.
     again = await _connect_all(kit2, subscribers)
-    await asyncio.gather(
-        *(r.catch_up(kit2.http, a.headers) for r, a in zip(readers, subscribers, strict=True))
-    )
+    await _catch_up_all(kit2.http, readers, subscribers)
     await _read_all(again, readers, POSTS, 1)
     for reader in readers:
         assert reader.stored == list(range(1, POSTS + 1))
