@@ -38,9 +38,6 @@ T = TypeVar("T")
 #: Most operations committed by one transaction.
 MAX_GROUP = 1000
 
-#: Page cache of the writer's connection, in KiB (SQLite's default is 2 MiB).
-WRITER_CACHE_KIB = 64 * 1024
-
 #: ``PRAGMA synchronous`` of each ``sqlite_synchronous`` setting.
 SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL"}
 
@@ -163,10 +160,6 @@ def _connect(path: Path, *, read_only: bool, synchronous: str = "full") -> sqlit
     else:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA foreign_keys = ON")
-        # The writer is the only connection that writes, so its page cache stays valid from
-        # one transaction to the next: big enough for the indexes every Send and Ack touches,
-        # it spares a read from the OS per page missed.
-        conn.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
     conn.execute(f"PRAGMA synchronous = {SYNCHRONOUS[synchronous]}")
     return conn
 
