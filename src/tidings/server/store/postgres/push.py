@@ -14,10 +14,26 @@ from tidings.server.push.store import (
     registration_from_row,
     setting_from_row,
 )
+from tidings.server.store.postgres.batches import Batcher
 from tidings.server.store.postgres.database import Connection, Database
 
 
 class PushRecords(Database):
+    #: coalesces the "anyone registered?" reads of one event-loop turn (made at the first)
+    _registered: Batcher[tuple[str, ...], bool] | None = None
+
+    async def _any_registered(self, accounts: Sequence[str]) -> bool:
+        """Whether one of ``accounts`` registered for push. The questions asked together are
+        answered by one statement: every Send asks it."""
+        if self._registered is None:
+            self._registered = Batcher(self._registered_batch, lambda _: None, lanes=1)
+        return await self._registered.submit(tuple(accounts))
+
+    async def _registered_batch(self, asks: list[tuple[str, ...]]) -> list[bool]:
+        wanted = sorted({account for accounts in asks for account in accounts})
+        found = {str(row[0]) for row in await self._fetch(_REGISTERED, wanted)}
+        return [not found.isdisjoint(accounts) for accounts in asks]
+
     async def set_push_registration(self, registration: StoredRegistration) -> None:
         r = registration
 
@@ -78,7 +94,7 @@ class PushRecords(Database):
 
     async def push_targets(self, conv_id: str, accounts: Sequence[str]) -> PushTargets:
         wanted = list(dict.fromkeys(accounts))
-        if not await self._fetch(_ANY_REGISTRATION, wanted):
+        if not await self._any_registered(wanted):
             # Nobody to wake: what else the targets hold is only read for registrations.
             return PushTargets("", [], {})
 
@@ -151,5 +167,7 @@ class PushRecords(Database):
         await self._write(tx)
 
 
-#: Whether any of the accounts ($1) registered for push: most Sends go to nobody who did.
-_ANY_REGISTRATION = "SELECT 1 FROM push_registrations WHERE account_id = ANY($1::text[]) LIMIT 1"
+#: Which of the accounts ($1) registered for push: most Sends go to nobody who did.
+_REGISTERED = (
+    "SELECT DISTINCT account_id FROM push_registrations WHERE account_id = ANY($1::text[])"
+)
