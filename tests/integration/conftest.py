@@ -356,7 +356,12 @@ class ServerKit:
 
     def __init__(self, server: ServerProcess) -> None:
         self.server = server
-        self.http = httpx.AsyncClient(base_url=server.url, timeout=30.0)
+        # An idle pooled connection is reused for 2 s at most, as the product's client does:
+        # the server closes idle keep-alive connections after 5 s, and a request written onto
+        # one at that moment fails with a ReadError (seen under load with thousands of calls).
+        self.http = httpx.AsyncClient(
+            base_url=server.url, timeout=30.0, limits=httpx.Limits(keepalive_expiry=2.0)
+        )
         self._peers: list[WsPeer] = []
 
     async def account(self, username: str, device_name: str = "primary") -> TestAccount:
