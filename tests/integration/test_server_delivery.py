@@ -93,6 +93,12 @@ async def test_offline_recipient_gets_replay_and_acks(server, server_kit):
     assert [(r.delivered, r.read) for r in receipts][-1] == (6, 6)
     assert all(r.delivered == 6 for r in receipts)
     await b.close()
+    # The Read's receipt (delivered 6 too) may reach alice before the Ack's transaction, which
+    # frees bob's queue, has committed: wait for the queue to be empty, then nothing replays.
+    deadline = asyncio.get_running_loop().time() + 10
+    while inspector(server).count("pending", account_id=bob.account_id) > 0:
+        assert asyncio.get_running_loop().time() < deadline, "bob's queue still holds rows"
+        await asyncio.sleep(0.05)
     b = await kit.connect(bob)
     _, replay, _ = await b.hello()
     assert replay == []
