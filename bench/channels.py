@@ -398,7 +398,7 @@ async def _catch_up(url: str, channel: str, tokens: Sequence[str]) -> tuple[list
 
 def run(seeded: Seeded, online: int, nats: bool, work: Path) -> Json:
     """One post to the seeded channel, with JetStream (``nats``) or the in-process queue."""
-    from tests.integration.channel_kit import nats_server
+    from tests.standins.nats_server import nats_server
 
     subscribers = len(seeded.tokens)
     data_dir = work / "server"

