@@ -78,7 +78,7 @@ android-check:
 	$(PYTHON) tools/android_check.py
 
 test: $(STAMP) ui-deps haproxy-deps interop-deps lint typecheck android-check
-	xvfb-run -a -s "-screen 0 1280x1024x24" $(PY) -m pytest -q -p no:cacheprovider
+	xvfb-run -a -s "-screen 0 1280x1024x24" $(PY) -m pytest -q -p no:cacheprovider --durations=25
 	$(MAKE) --no-print-directory test-postgres
 
 # The integration suite once more with every test server on a PostgreSQL database of its own
@@ -86,7 +86,7 @@ test: $(STAMP) ui-deps haproxy-deps interop-deps lint typecheck android-check
 # the end-to-end (CLI) suite, which does not run in make test: it doubles the leg's time.
 # Tests about SQLite itself (marked sqlite_only) are left out; see README.md, "Testing".
 test-postgres: $(STAMP) haproxy-deps
-	TIDINGS_TEST_STORE=postgres $(PY) -m pytest tests/integration -q -p no:cacheprovider
+	TIDINGS_TEST_STORE=postgres $(PY) -m pytest tests/integration -q -p no:cacheprovider --durations=15
 
 test-postgres-all: $(STAMP) haproxy-deps
 	TIDINGS_TEST_STORE=postgres $(PY) -m pytest tests/integration tests/e2e -q -p no:cacheprovider
