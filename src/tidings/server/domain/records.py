@@ -99,6 +99,19 @@ class NewMessage:
     #: SHA-256 of the sender's view of the group's devices (groups, E2EE); b"" when absent
     devices_digest: bytes = b""
 
+    def envelope(self, seq: int) -> Envelope:
+        """The Envelope this message is stored and delivered as, at ``seq``."""
+        return Envelope(
+            conv=self.conv,
+            seq=seq,
+            id=self.id,
+            sender=self.sender,
+            sender_device=self.sender_device,
+            ts=self.ts,
+            payload=self.payload,
+            mentions=list(self.mentions),
+        )
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class DeviceQueued:

@@ -475,16 +475,7 @@ async def _write_sends(
     for index, m, size in accepted:
         seq = next_seq[m.conv]
         next_seq[m.conv] = seq + 1
-        envelope = Envelope(
-            conv=m.conv,
-            seq=seq,
-            id=m.id,
-            sender=m.sender,
-            sender_device=m.sender_device,
-            ts=m.ts,
-            payload=m.payload,
-            mentions=list(m.mentions),
-        )
+        envelope = m.envelope(seq)
         envelopes.append((index, envelope))
         mentions = msgspec.json.encode(envelope.mentions).decode() if m.mentions else None
         values = (m.conv, seq, m.id.bytes, m.sender, m.sender_device, m.ts, m.payload)

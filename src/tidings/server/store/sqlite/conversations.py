@@ -483,16 +483,7 @@ def _write_appends(
             continue
         seq = next_of[m.conv]
         next_of[m.conv] = seq + 1
-        envelope = Envelope(
-            conv=m.conv,
-            seq=seq,
-            id=m.id,
-            sender=m.sender,
-            sender_device=m.sender_device,
-            ts=m.ts,
-            payload=m.payload,
-            mentions=list(m.mentions),
-        )
+        envelope = m.envelope(seq)
         envelope_rows.append(
             (
                 m.conv,
