@@ -9,14 +9,33 @@ import contextlib
 import os
 import time
 import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 from websockets.exceptions import ConnectionClosed
 
+from tidings.client import Client
 from tidings.protocol import decode_server_frame
 from tidings.protocol.channels import encode_content
 from tidings.protocol.frames import ChannelPosted
+
+
+@contextlib.asynccontextmanager
+async def clients(server: Any, tmp_path: Path, *names: str) -> AsyncIterator[list[Client]]:
+    """Real clients with new accounts ``names``, started and synced; closed at the end."""
+    made = [await Client.create_account(tmp_path / n, server.url, n) for n in names]
+    try:
+        for c in made:
+            await c.start()
+        for c in made:
+            await c.wait_synced(timeout=20)
+        yield made
+    finally:
+        for c in made:
+            await c.close()
+
 
 #: A stand-in signature: the server never checks signatures (clients do).
 FAKE_SIGNATURE = os.urandom(64)

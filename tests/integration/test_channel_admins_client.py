@@ -8,33 +8,17 @@ reactions, edits or deletions for everyone); a post the server refused is posted
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import msgspec
 import pytest
+from tests.integration.channel_kit import clients
 
-from tidings.client import Client
 from tidings.client.errors import ClientError, Forbidden, NotFound
 from tidings.client.types import MessageStatus
 from tidings.protocol.rest import AccountCreated, CreateAccount
-
-
-@contextlib.asynccontextmanager
-async def clients(server: Any, tmp_path: Path, *names: str) -> AsyncIterator[list[Client]]:
-    made = [await Client.create_account(tmp_path / n, server.url, n) for n in names]
-    try:
-        for c in made:
-            await c.start()
-        for c in made:
-            await c.wait_synced(timeout=20)
-        yield made
-    finally:
-        for c in made:
-            await c.close()
 
 
 async def subscribe_many(url: str, channel_id: str, names: list[str]) -> list[AccountCreated]:

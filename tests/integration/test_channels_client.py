@@ -7,11 +7,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.integration.channel_kit import clients
 from tests.integration.store_inspection import inspector
 
 from tidings.client import Client
@@ -26,20 +27,6 @@ async def wait_until(check: Callable[[], Awaitable[bool]], within: float, what: 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {within:g} s waiting for {what}")
         await asyncio.sleep(0.05)
-
-
-@contextlib.asynccontextmanager
-async def clients(server: Any, tmp_path: Path, *names: str) -> AsyncIterator[list[Client]]:
-    made = [await Client.create_account(tmp_path / n, server.url, n) for n in names]
-    try:
-        for c in made:
-            await c.start()
-        for c in made:
-            await c.wait_synced(timeout=20)
-        yield made
-    finally:
-        for c in made:
-            await c.close()
 
 
 async def texts(client: Client, conv_id: str) -> list[tuple[str, bool]]:
