@@ -16,6 +16,7 @@ from tidings.protocol import ErrorCode
 from tidings.protocol.keys import KeyUpload, KyberPreKey, OneTimePreKey, SignedPreKey
 from tidings.server.domain import NewConversation, NewMessage, Refused
 from tidings.server.store.postgres import PostgresStore, migrations
+from tidings.server.store.postgres.conversations import STORED_IDS_SQL
 from tidings.server.store.postgres.transfer import TransferError, copy_sqlite
 from tidings.server.store.sqlite import SqliteStore
 
@@ -324,3 +325,28 @@ async def test_a_welcome_reports_marks_committed_after_it_with_an_earlier_time(n
     marks = await two.welcome_watermarks(alice, 1, 110)
     assert [(w.account, w.delivered, w.read) for w in marks] == [(bob, 2, 2)]
     assert await two.welcome_watermarks(alice, 1, 120) == []  # told once
+
+
+async def test_one_index_on_the_message_id_keeps_ids_unique_per_sender_and_finds_them(dsn):
+    store = PostgresStore(dsn)
+    await store.open()
+    await store.close()
+    conn = await asyncpg.connect(dsn)
+    try:
+        indexes = dict(
+            await conn.fetch(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'envelopes'"
+            )
+        )
+        assert set(indexes) == {"envelopes_pkey", "envelopes_by_id"}
+        assert (
+            "UNIQUE INDEX envelopes_by_id ON public.envelopes USING btree (id, sender)"
+            in (indexes["envelopes_by_id"])
+        )
+        await conn.execute("SET enable_seqscan = off")  # as on a table too big to scan
+        plan = "\n".join(
+            row[0] for row in await conn.fetch("EXPLAIN " + STORED_IDS_SQL, [b"a", b"b"])
+        )
+        assert "envelopes_by_id" in plan, plan
+    finally:
+        await conn.close()

@@ -12,6 +12,7 @@ import pytest
 
 from tidings.server.store import NewMessage
 from tidings.server.store.sqlite import SqliteStore, migrations
+from tidings.server.store.sqlite.conversations import STORED_IDS_SQL
 
 
 @pytest.fixture
@@ -27,7 +28,7 @@ def test_the_migration_steps_are_the_packaged_scripts():
     assert all(step.strip() for step in steps)
 
 
-@pytest.mark.parametrize("version", [1, 2, 3, 4])
+@pytest.mark.parametrize("version", [1, 2, 3, 4, 7])
 async def test_an_older_database_is_migrated(tmp_path, version):
     path = tmp_path / "old.sqlite3"
     scripts = importlib.resources.files("tidings.server.store.sqlite.migrations")
@@ -48,8 +49,9 @@ async def test_an_older_database_is_migrated(tmp_path, version):
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         columns = {row[1] for row in db.execute("PRAGMA table_info(members)")}
         assert "marks_at" in columns
-        indexes = {row[1] for row in db.execute("PRAGMA index_list(envelopes)")}
-        assert "envelopes_by_id" in indexes
+        indexes = {row[1]: row[2] for row in db.execute("PRAGMA index_list(envelopes)")}
+        assert indexes.get("envelopes_by_id") == 1  # unique
+        assert "envelopes_by_client_id" not in indexes
         assert db.execute("SELECT username FROM accounts").fetchall() == [("alice",)]
 
 
@@ -70,6 +72,40 @@ async def test_a_database_from_a_newer_version_is_refused(tmp_path):
     store = SqliteStore(path)
     with pytest.raises(RuntimeError, match="newer"):
         await store.open()
+
+
+async def test_one_index_on_the_message_id_keeps_ids_unique_per_sender_and_finds_them(world):
+    """A stored message dirties one random page of one index on its id: the unique
+    (id, sender) index both refuses a second (sender, id) and answers the lookup of stored
+    ids by itself, whoever the sender."""
+    alice, bob = await world.account("alice"), await world.account("bob")
+    record, _ = await world.engine.create_direct(alice, "bob")
+    taken = uuid.uuid4()
+    await world.store.append(NewMessage(taken, record.id, alice.account_id, 1, b"x", (), 0))
+    path = world.store.path
+
+    def columns(db: sqlite3.Connection, index: str) -> list[str]:
+        return [row[2] for row in db.execute(f"PRAGMA index_info({index})")]
+
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        secondary = {
+            row[1]: row[2] for row in db.execute("PRAGMA index_list(envelopes)") if row[3] == "c"
+        }
+        assert secondary == {"envelopes_by_id": 1}
+        assert columns(db, "envelopes_by_id") == ["id", "sender"]
+        with pytest.raises(sqlite3.IntegrityError):
+            db.execute(
+                "INSERT INTO envelopes (conv_id, seq, id, sender, sender_device, ts, kind, payload)"
+                " VALUES (?, 99, ?, ?, 1, 0, 'msg', x'')",
+                (record.id, taken.bytes, alice.account_id),
+            )
+        db.execute("ANALYZE")  # as the planner would see a long-lived database
+        lookup = STORED_IDS_SQL.format(marks="?, ?")
+        plan = [str(row[3]) for row in db.execute("EXPLAIN QUERY PLAN " + lookup, (b"a", b"b"))]
+        assert any("USING COVERING INDEX envelopes_by_id (id=?)" in step for step in plan), plan
+        found = db.execute(lookup, (taken.bytes, uuid.uuid4().bytes)).fetchall()
+        assert found == [(taken.bytes, alice.account_id, record.id, 2)]
+    del bob
 
 
 async def test_concurrent_appends_share_transactions(world):

@@ -312,6 +312,10 @@ SendItem = tuple[NewMessage, int]
 #: A Send's outcome within a batch: stored (or found stored), or why not.
 SendOutcome = Appended | Refused | StaleDeviceList
 
+#: The stored envelopes among some message ids (through the envelopes_by_id index on
+#: (id, sender)).
+STORED_IDS_SQL = f"SELECT {ENVELOPE_COLUMNS} FROM envelopes WHERE id = ANY($1::bytea[])"  # noqa: S608  # constant column list
+
 _DEVICE_MAP_OF = (
     "SELECT m.conv_id, m.account_id, k.device_id FROM members m"
     " LEFT JOIN device_keys k ON k.account_id = m.account_id"
@@ -377,10 +381,7 @@ async def append_many(conn: Connection, items: Sequence[SendItem]) -> list[SendO
     ):
         heads[conv] = (kind == "direct", head, set(in_it))
     stored_before: dict[bytes, list[Envelope]] = {}
-    for row in await conn.fetch(
-        f"SELECT {ENVELOPE_COLUMNS} FROM envelopes WHERE id = ANY($1::bytea[])",  # noqa: S608  # constant column list
-        list({m.id.bytes for _, m, _ in wanted}),
-    ):
+    for row in await conn.fetch(STORED_IDS_SQL, list({m.id.bytes for _, m, _ in wanted})):
         envelope = envelope_of(row)
         stored_before.setdefault(envelope.id.bytes, []).append(envelope)
     devices: dict[str, dict[str, list[int]]] = {}

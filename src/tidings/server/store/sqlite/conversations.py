@@ -425,6 +425,9 @@ def append_many(conn: sqlite3.Connection, items: list[tuple[NewMessage, int]]) -
 
 #: Most ids one lookup of already stored messages names (SQLite allows 32,766 parameters).
 _IDS_PER_LOOKUP = 500
+#: The stored messages among some ids (``{marks}``: one placeholder per id), read from the
+#: envelopes_by_id index alone: its entries carry the envelope's key (conv_id, seq).
+STORED_IDS_SQL = "SELECT id, sender, conv_id, seq FROM envelopes WHERE id IN ({marks})"
 
 
 def _stored_ids(
@@ -437,10 +440,7 @@ def _stored_ids(
     for start in range(0, len(unique), _IDS_PER_LOOKUP):
         chunk = unique[start : start + _IDS_PER_LOOKUP]
         marks = ", ".join("?" * len(chunk))
-        for raw_id, sender, conv_id, seq in conn.execute(
-            f"SELECT id, sender, conv_id, seq FROM envelopes WHERE id IN ({marks})",  # noqa: S608  # placeholders only
-            chunk,
-        ):
+        for raw_id, sender, conv_id, seq in conn.execute(STORED_IDS_SQL.format(marks=marks), chunk):
             found.setdefault(raw_id, (sender, conv_id, seq))
     return found
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib.resources
 
 #: Schema scripts in order; script i brings the main schema to version i + 1.
-SCRIPTS = ("postgres_v1.sql", "postgres_v2.sql")
+SCRIPTS = ("postgres_v1.sql", "postgres_v2.sql", "postgres_v3.sql")
 
 #: Feature components: name → its scripts in order (script i brings it to version i + 1).
 COMPONENTS: dict[str, tuple[str, ...]] = {

@@ -24,6 +24,7 @@ SCRIPTS = (
     "sqlite_v5.sql",
     "sqlite_v6.sql",
     "sqlite_v7.sql",
+    "sqlite_v8.sql",
 )
 
 
