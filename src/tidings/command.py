@@ -9,7 +9,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 
-from tidings.cli_base import (
+from tidings.cli.base import (
     EXIT_USAGE,
     CliError,
     Outcome,
@@ -25,7 +25,7 @@ SERVER_COMMANDS = ("serve", "admin")
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        from tidings.cli import main as full
+        from tidings.cli.main import main as full
     except ModuleNotFoundError as exc:
         if (exc.name or "tidings").partition(".")[0] == "tidings":
             raise  # our own module missing: a broken install, not a server-only one
@@ -34,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def build_server_parser() -> argparse.ArgumentParser:
-    from tidings.cli_admin import add_admin_parser
+    from tidings.cli.admin import add_admin_parser
 
     common = Parser(add_help=False)
     common.add_argument(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tidings.cli import EXIT_ERROR, EXIT_USAGE, main
+from tidings.cli.main import EXIT_ERROR, EXIT_USAGE, main
 
 
 def error_of(capsys: pytest.CaptureFixture[str]) -> dict[str, str]:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tidings.cli import main
+from tidings.cli.main import main
 from tidings.client import Client
 
 

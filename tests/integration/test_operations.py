@@ -25,7 +25,7 @@ from cryptography.x509.oid import NameOID
 from prometheus_client.parser import text_string_to_metric_families
 from tests.integration.conftest import free_port
 
-CLI = [sys.executable, "-m", "tidings.cli"]
+CLI = [sys.executable, "-m", "tidings"]
 
 
 def make_cert(directory: Path, name: str) -> tuple[Path, Path, Path]:

@@ -39,9 +39,9 @@ DOCKERFILE = ROOT / "Dockerfile"
 #: what a server install must not have
 CLIENT_ONLY = ("nacl", "kivy", "PIL", "av", "numpy", "argon2", "zxcvbn", "kyber_py", "blurhash")
 #: the modules a server install runs: the server, its command line and what they import
-SERVER_ROOTS = ("tidings.server", "tidings.command", "tidings.cli_base", "tidings.cli_admin")
+SERVER_ROOTS = ("tidings.server", "tidings.command", "tidings.cli.base", "tidings.cli.admin")
 #: imported only behind ``except ModuleNotFoundError`` (tidings.command): the full CLI
-GUARDED = {"tidings.cli"}
+GUARDED = {"tidings.cli.main"}
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -227,7 +227,7 @@ def test_the_server_runs_from_a_server_only_install_without_uvloop(
     walk = (
         "import importlib, pkgutil, tidings.server as s\n"
         "names = [m.name for m in pkgutil.walk_packages(s.__path__, 'tidings.server.')]\n"
-        "for n in names + ['tidings.server.app', 'tidings.command', 'tidings.cli_admin']:\n"
+        "for n in names + ['tidings.server.app', 'tidings.command', 'tidings.cli.admin']:\n"
         "    importlib.import_module(n)\n"
         "print(len(names))"
     )

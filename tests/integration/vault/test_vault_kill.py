@@ -26,7 +26,7 @@ SERVER_ENV = {"TIDINGS_SEND_RATE_DEVICE": "2000", "TIDINGS_SEND_BURST_DEVICE": "
 
 async def cli(*args: str, kill_after: float | None = None) -> int:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tidings.cli", *args,
+        sys.executable, "-m", "tidings", *args,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL if kill_after is not None else asyncio.subprocess.PIPE,
     )  # fmt: skip

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tidings.cli import main
+from tidings.cli.main import main
 from tidings.client import Client, integrity
 from tidings.client.errors import ProfileCorrupt
 from tidings.client.store import LocalStore

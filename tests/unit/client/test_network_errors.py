@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tidings.cli import main
+from tidings.cli.main import main
 from tidings.client import Client
 from tidings.client.errors import (
     ConnectionRefused,

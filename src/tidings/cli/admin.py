@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from tidings.cli_base import EXIT_USAGE, CliError, Outcome
+from tidings.cli.base import EXIT_USAGE, CliError, Outcome
 
 #: ``7d``, ``12h``, ``30m``, ``45s``; ``never``.
 _DURATION = re.compile(r"^(\d+)([smhdw])$")

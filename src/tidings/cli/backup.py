@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from tidings.cli_common import CliError, Outcome, Parser, opened
+from tidings.cli.common import CliError, Outcome, Parser, opened
 from tidings.client.backup.recovery import recover_account
 
 

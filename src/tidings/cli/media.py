@@ -5,8 +5,8 @@ The kind of a file is detected from its content by the client core (a photo is r
 without metadata, audio given with ``--voice`` becomes an Ogg Opus voice note). Upload and
 download progress goes to standard error as a plain bar, only for people: ``--json`` keeps
 standard output to its one JSON object and standard error to warnings and errors. Registered by
-:func:`tidings.cli.build_parser`; ``history``/``sync`` show attachments through
-:mod:`tidings.cli_attachments`.
+:func:`tidings.cli.main.build_parser`; ``history``/``sync`` show attachments through
+:mod:`tidings.cli.attachments`.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import uuid
 from pathlib import Path
 from typing import Any, TextIO
 
-from tidings.cli_attachments import attachment_json, attachment_tags, human_size
-from tidings.cli_common import (
+from tidings.cli.attachments import attachment_json, attachment_tags, human_size
+from tidings.cli.common import (
     EXIT_USAGE,
     CliError,
     EventWatch,

@@ -1,5 +1,5 @@
 """The command line's broadcast channels (``tidings channel ...``; docs/client-api.md
-"Channels"). Registered by :func:`tidings.cli.build_parser`. Channels also appear in
+"Channels"). Registered by :func:`tidings.cli.main.build_parser`. Channels also appear in
 ``conversations`` (as ``#Title (channel)``), their posts in ``history #<id>`` and ``search``,
 marked ``(unverified)`` when the signature did not check out."""
 
@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from tidings.cli_common import (
+from tidings.cli.common import (
     CliError,
     Outcome,
     Parser,
@@ -18,7 +18,7 @@ from tidings.cli_common import (
     message_line,
     opened,
 )
-from tidings.cli_render import safe
+from tidings.cli.render import safe
 from tidings.client import Client
 from tidings.client.channels import Channel
 

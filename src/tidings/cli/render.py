@@ -71,7 +71,7 @@ def message_line(message: Message, chat: str | None = None) -> str:
     prefix = f"{chat} " if chat else ""
     body = safe_body(message.body)
     if message.attachments and not message.deleted:
-        from tidings.cli_attachments import attachment_tags
+        from tidings.cli.attachments import attachment_tags
 
         body = f"{attachment_tags(message)} {body}".rstrip()
     if message.deleted:

@@ -1,5 +1,5 @@
 """The command line's message commands: ``send``, ``sync``, ``history``, ``search``, ``read``,
-``status`` and ``react``. Registered by :func:`tidings.cli.build_parser`."""
+``status`` and ``react``. Registered by :func:`tidings.cli.main.build_parser`."""
 
 from __future__ import annotations
 
@@ -9,17 +9,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tidings import cli_render
+from tidings.cli import render
 
 # Shared with a server-only install's command (tidings.command); re-exported for the
 # commands of other modules.
-from tidings.cli_base import EXIT_ERROR as EXIT_ERROR
-from tidings.cli_base import EXIT_OK as EXIT_OK
-from tidings.cli_base import EXIT_TIMEOUT as EXIT_TIMEOUT
-from tidings.cli_base import EXIT_USAGE as EXIT_USAGE
-from tidings.cli_base import CliError as CliError
-from tidings.cli_base import Outcome as Outcome
-from tidings.cli_common import (
+from tidings.cli.base import EXIT_ERROR as EXIT_ERROR
+from tidings.cli.base import EXIT_OK as EXIT_OK
+from tidings.cli.base import EXIT_TIMEOUT as EXIT_TIMEOUT
+from tidings.cli.base import EXIT_USAGE as EXIT_USAGE
+from tidings.cli.base import CliError as CliError
+from tidings.cli.base import Outcome as Outcome
+from tidings.cli.common import (
     HOPELESS_CAUSES,
     IDLE_SECONDS,
     EventWatch,
@@ -46,8 +46,8 @@ from tidings.client.types import (
 
 
 async def cmd_send(args: argparse.Namespace) -> Outcome:
-    if args.file is not None or args.voice is not None:  # an attachment (cli_media.py)
-        from tidings.cli_media import cmd_send_media
+    if args.file is not None or args.voice is not None:  # an attachment (media.py)
+        from tidings.cli.media import cmd_send_media
 
         return await cmd_send_media(args)
     if args.text is None:
@@ -90,11 +90,11 @@ async def cmd_send(args: argparse.Namespace) -> Outcome:
 
 async def cmd_sync(args: argparse.Namespace) -> Outcome:
     if getattr(args, "follow", False):  # one JSON object per message, as they arrive
-        from tidings.cli_everyday import cmd_follow
+        from tidings.cli.everyday import cmd_follow
 
         return await cmd_follow(args)
     if args.once:  # one bounded sync, as a push wake-up runs it
-        from tidings.cli_push import cmd_sync_once
+        from tidings.cli.push import cmd_sync_once
 
         return await cmd_sync_once(args)
     warnings: list[str] = []
@@ -159,7 +159,7 @@ async def cmd_history(args: argparse.Namespace) -> Outcome:
     async with opened(Path(args.profile)) as client:
         conv = await resolve(client, args.target)
         page = await client.history(conv.id, before=args.before, limit=args.limit)
-    chat = cli_render.chat_name(conv)
+    chat = render.chat_name(conv)
     text = "\n".join(message_line(m, chat) for m in page.messages) or f"{chat}: no messages"
     if page.before is not None:
         text += f"\n(older: --before {page.before})"
@@ -172,13 +172,13 @@ async def cmd_history(args: argparse.Namespace) -> Outcome:
 
 
 async def _chat_names(client: Client, conv_ids: Sequence[str]) -> dict[str, str]:
-    """How lines name each of these chats (see :func:`tidings.cli_render.chat_name`)."""
+    """How lines name each of these chats (see :func:`tidings.cli.render.chat_name`)."""
     names: dict[str, str] = {}
     for conv_id in dict.fromkeys(conv_ids):
         try:
-            names[conv_id] = cli_render.chat_name(await client.conversation(conv_id))
+            names[conv_id] = render.chat_name(await client.conversation(conv_id))
         except ClientError:
-            names[conv_id] = cli_render.chat_name(None)
+            names[conv_id] = render.chat_name(None)
     return names
 
 
@@ -194,8 +194,8 @@ async def cmd_search(args: argparse.Namespace) -> Outcome:
     note = "note: this SQLite has no FTS5; searching by a slower scan\n" if mode == "scan" else ""
     text = "\n".join(
         f"{names[h.message.conv_id]} [{h.message.seq}] "
-        f"{'me' if h.message.is_own else cli_render.safe(h.message.sender_name)}: "
-        f"{cli_render.safe_body(h.snippet)}{cli_render.unverified(h.message)}  {h.message.id}"
+        f"{'me' if h.message.is_own else render.safe(h.message.sender_name)}: "
+        f"{render.safe_body(h.snippet)}{render.unverified(h.message)}  {h.message.id}"
         for h in hits
     )
     return Outcome({"hits": [_hit_json(h) for h in hits]}, note + (text or "no matches"))
@@ -208,7 +208,7 @@ async def cmd_read(args: argparse.Namespace) -> Outcome:
         await client.mark_read(conv.id)
         conv = await client.conversation(conv.id)
     return Outcome(
-        {"conv_id": conv.id, "unread": conv.unread}, f"marked {cli_render.chat_name(conv)} read"
+        {"conv_id": conv.id, "unread": conv.unread}, f"marked {render.chat_name(conv)} read"
     )
 
 

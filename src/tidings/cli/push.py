@@ -1,5 +1,5 @@
 """The command line's push commands (``tidings push``, ``tidings notify``) and ``tidings sync
---once``, the path a push wake-up runs. Registered by :func:`tidings.cli.build_parser`."""
+--once``, the path a push wake-up runs. Registered by :func:`tidings.cli.main.build_parser`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import datetime
 from pathlib import Path
 from typing import Any
 
-from tidings.cli_common import (
+from tidings.cli.common import (
     EXIT_TIMEOUT,
     CliError,
     Outcome,

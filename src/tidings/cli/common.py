@@ -14,18 +14,18 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from tidings import cli_render
-from tidings.cli_attachments import attachment_json
+from tidings.cli import render
+from tidings.cli.attachments import attachment_json
 
 # Shared with a server-only install's command (tidings.command); re-exported for the
 # commands of other modules.
-from tidings.cli_base import EXIT_ERROR as EXIT_ERROR
-from tidings.cli_base import EXIT_OK as EXIT_OK
-from tidings.cli_base import EXIT_TIMEOUT as EXIT_TIMEOUT
-from tidings.cli_base import EXIT_USAGE as EXIT_USAGE
-from tidings.cli_base import CliError as CliError
-from tidings.cli_base import Outcome as Outcome
-from tidings.cli_base import Parser as Parser
+from tidings.cli.base import EXIT_ERROR as EXIT_ERROR
+from tidings.cli.base import EXIT_OK as EXIT_OK
+from tidings.cli.base import EXIT_TIMEOUT as EXIT_TIMEOUT
+from tidings.cli.base import EXIT_USAGE as EXIT_USAGE
+from tidings.cli.base import CliError as CliError
+from tidings.cli.base import Outcome as Outcome
+from tidings.cli.base import Parser as Parser
 from tidings.client import Client
 from tidings.client.errors import ConnectionEnded, NotConnected
 from tidings.client.types import (
@@ -97,11 +97,11 @@ def conversation_json(conv: Conversation) -> dict[str, Any]:
     }
 
 
-# Lines for people live in tidings.cli_render (other people's text made terminal-safe, every
+# Lines for people live in tidings.cli.render (other people's text made terminal-safe, every
 # line naming its chat); re-exported here for the commands of other modules.
-message_line = cli_render.message_line
-conversation_line = cli_render.conversation_line
-conversation_text = cli_render.conversation_text
+message_line = render.message_line
+conversation_line = render.conversation_line
+conversation_text = render.conversation_text
 
 
 # --------------------------------------------------------------------------- event watching

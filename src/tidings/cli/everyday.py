@@ -1,7 +1,7 @@
 """The command line's everyday commands: ``edit``, ``delete``, ``note``, ``info``,
 ``device list``, ``settings read-receipts|typing``, ``block``/``unblock``/``blocked`` and
 ``sync --follow`` (one JSON object per message as it arrives, for bots and scripts), plus the
-default profile. Registered by :func:`tidings.cli.build_parser`."""
+default profile. Registered by :func:`tidings.cli.main.build_parser`."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from typing import Any
 
 import platformdirs
 
-from tidings import cli_render
-from tidings.cli_common import (
+from tidings.cli import render
+from tidings.cli.common import (
     EXIT_OK,
     IDLE_SECONDS,
     EventWatch,
@@ -81,13 +81,13 @@ async def cmd_info(args: argparse.Namespace) -> Outcome:
     target = parse_message_id(args.message_id)
     async with opened(Path(args.profile)) as client:
         details = await client.message_details(target)
-        chat = cli_render.chat_name(await client.conversation(details.message.conv_id))
+        chat = render.chat_name(await client.conversation(details.message.conv_id))
     lines = [message_line(details.message, chat)]
     for receipt in details.receipts:
         state = "read" if receipt.read else "delivered" if receipt.delivered else "sent"
-        lines.append(f"  {cli_render.safe(receipt.name)}: {state}")
+        lines.append(f"  {render.safe(receipt.name)}: {state}")
     for body, at in details.edits:
-        lines.append(f"  earlier ({cli_render.clock_text(at)}): {cli_render.safe_body(body)}")
+        lines.append(f"  earlier ({render.clock_text(at)}): {render.safe_body(body)}")
     data = {
         "message": message_json(details.message),
         "receipts": [
@@ -108,7 +108,7 @@ async def cmd_note(args: argparse.Namespace) -> Outcome:
     async with opened(Path(args.profile)) as client:
         await connect_and_sync(client, args.timeout)
         conv = await client.note_to_self()
-    return Outcome({"conv_id": conv.id, "title": conv.title}, cli_render.chat_name(conv))
+    return Outcome({"conv_id": conv.id, "title": conv.title}, render.chat_name(conv))
 
 
 async def cmd_unread(args: argparse.Namespace) -> Outcome:
@@ -116,7 +116,7 @@ async def cmd_unread(args: argparse.Namespace) -> Outcome:
         conv = await resolve(client, args.target)
         marker = await client.unread_marker(conv.id)
     first = None if marker.first_unread is None else str(marker.first_unread)
-    text = f"{cli_render.chat_name(conv)}: {marker.count} unread"
+    text = f"{render.chat_name(conv)}: {marker.count} unread"
     if first is not None:
         text += f", from {first}"
     return Outcome({"conv_id": conv.id, "count": marker.count, "first_unread": first}, text)

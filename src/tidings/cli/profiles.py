@@ -1,6 +1,6 @@
 """The command line's profile, blocking and privacy commands: ``profile set|show``,
 ``block``/``unblock``/``blocked``, ``device list`` and ``settings read-receipts|typing``.
-Registered by :func:`tidings.cli.build_parser`."""
+Registered by :func:`tidings.cli.main.build_parser`."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tidings import cli_render
-from tidings.cli_common import EXIT_USAGE, CliError, Outcome, connect_and_sync, opened
+from tidings.cli import render
+from tidings.cli.common import EXIT_USAGE, CliError, Outcome, connect_and_sync, opened
 from tidings.client import Client
 from tidings.client.errors import ClientError
 from tidings.client.types import Profile
@@ -39,9 +39,9 @@ def _profile_json(profile: Profile) -> dict[str, Any]:
 
 
 def _profile_text(profile: Profile) -> str:
-    lines = [f"{cli_render.safe(profile.name)} (@{profile.username})"]
+    lines = [f"{render.safe(profile.name)} (@{profile.username})"]
     if profile.about:
-        lines.append(f"  {cli_render.safe(profile.about)}")
+        lines.append(f"  {render.safe(profile.about)}")
     if profile.avatar:
         lines.append(f"  avatar: {len(profile.avatar)} bytes JPEG")
     if not profile.has_key:
@@ -111,10 +111,10 @@ async def cmd_device_list(args: argparse.Namespace) -> Outcome:
     for d in devices:
         seen = "never connected"
         if d.last_seen is not None:
-            seen = f"seen {cli_render.clock_text(d.last_seen)}"
+            seen = f"seen {render.clock_text(d.last_seen)}"
         here = " (this device)" if d.current else ""
-        added = cli_render.clock_text(d.created_at)
-        lines.append(f"{d.device_id}  {cli_render.safe(d.name)}{here}  added {added}, {seen}")
+        added = render.clock_text(d.created_at)
+        lines.append(f"{d.device_id}  {render.safe(d.name)}{here}  added {added}, {seen}")
     data = {
         "devices": [
             {

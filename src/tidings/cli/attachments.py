@@ -2,7 +2,7 @@
 human line (``[photo 960\u00d71280 63 KB]``, ``[voice 0:06]``, ``[file report.pdf 1.2 MB]``).
 
 Everything here comes from the end-to-end-encrypted pointer, i.e. from the sender: a file name
-is shown with its control characters made visible (:func:`tidings.cli_render.safe`).
+is shown with its control characters made visible (:func:`tidings.cli.render.safe`).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def attachment_json(attachment: Attachment) -> dict[str, Any]:
 
 def attachment_tag(attachment: Attachment) -> str:
     """The short tag of one attachment in a human line."""
-    from tidings.cli_render import safe
+    from tidings.cli.render import safe
 
     words = [_NAMES.get(attachment.kind, attachment.kind)]
     if attachment.kind == "file" and attachment.file_name:

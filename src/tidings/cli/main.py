@@ -19,14 +19,14 @@ from typing import Any
 
 # Shared with a server-only install's command (tidings.command); re-exported for the
 # commands of other modules.
-from tidings.cli_base import EXIT_ERROR as EXIT_ERROR
-from tidings.cli_base import EXIT_OK as EXIT_OK
-from tidings.cli_base import EXIT_TIMEOUT as EXIT_TIMEOUT
-from tidings.cli_base import EXIT_USAGE as EXIT_USAGE
-from tidings.cli_base import CliError as CliError
-from tidings.cli_base import Outcome as Outcome
-from tidings.cli_base import add_serve_parser, emit_error, version
-from tidings.cli_common import (
+from tidings.cli.base import EXIT_ERROR as EXIT_ERROR
+from tidings.cli.base import EXIT_OK as EXIT_OK
+from tidings.cli.base import EXIT_TIMEOUT as EXIT_TIMEOUT
+from tidings.cli.base import EXIT_USAGE as EXIT_USAGE
+from tidings.cli.base import CliError as CliError
+from tidings.cli.base import Outcome as Outcome
+from tidings.cli.base import add_serve_parser, emit_error, version
+from tidings.cli.common import (
     DEFAULT_TIMEOUT,
     Parser,
     connect_and_sync,
@@ -37,7 +37,7 @@ from tidings.cli_common import (
     opened,
     username_arg,
 )
-from tidings.cli_messages import (
+from tidings.cli.messages import (
     cmd_history,
     cmd_react,
     cmd_read,
@@ -46,7 +46,7 @@ from tidings.cli_messages import (
     cmd_status,
     cmd_sync,
 )
-from tidings.cli_render import clock_text
+from tidings.cli.render import clock_text
 from tidings.client import Client
 from tidings.client.api import ClientConfig
 from tidings.client.errors import ClientError
@@ -292,10 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reply-to", default=None, metavar="MESSAGE-ID")
     p.add_argument("--wait", type=float, default=10.0, help="seconds to wait for 'sent'")
     p.set_defaults(handler=cmd_send)
-    from tidings import cli_media  # send --file/--voice, download
+    from tidings.cli import media  # send --file/--voice, download
 
-    cli_media.add_send_options(p)
-    cli_media.add_parsers(sub, common, profile)
+    media.add_send_options(p)
+    media.add_parsers(sub, common, profile)
 
     p = sub.add_parser("sync", parents=[common, profile, waits], help="receive new messages")
     p.add_argument("--for", dest="for_seconds", type=float, default=None, metavar="SECONDS")
@@ -392,30 +392,30 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("conversations", parents=[common, profile], help="the chat list")
     p.set_defaults(handler=cmd_conversations)
 
-    from tidings import cli_push  # push register|clear|show, notify
+    from tidings.cli import push  # push register|clear|show, notify
 
-    cli_push.add_parsers(sub, common, profile)
+    push.add_parsers(sub, common, profile)
 
-    from tidings import cli_backup  # backup enable|status|now|export|import, account recover
+    from tidings.cli import backup  # backup enable|status|now|export|import, account recover
 
-    cli_backup.add_parsers(sub, common, profile)
+    backup.add_parsers(sub, common, profile)
 
-    from tidings import cli_everyday  # edit, delete, device list, settings, block, follow
+    from tidings.cli import everyday  # edit, delete, device list, settings, block, follow
 
-    cli_everyday.add_parsers(sub, common, profile, waits)
+    everyday.add_parsers(sub, common, profile, waits)
 
-    from tidings import cli_channels  # channel create|info|post|subscribe|join|invite|admins
+    from tidings.cli import channels  # channel create|info|post|subscribe|join|invite|admins
 
-    cli_channels.add_parsers(sub, common, profile, waits)
+    channels.add_parsers(sub, common, profile, waits)
 
-    from tidings import cli_profiles  # profile, block, device list, settings receipts/typing
+    from tidings.cli import profiles  # profile, block, device list, settings receipts/typing
 
-    cli_profiles.add_parsers(sub, common, profile, waits, device, settings)
+    profiles.add_parsers(sub, common, profile, waits, device, settings)
 
     p = sub.add_parser("app", parents=[common, profile], help="start the Kivy app")
     p.add_argument("--server", default=None, help="server URL to offer when signing up")
     p.set_defaults(sync_handler=cmd_app)
-    from tidings.cli_admin import add_admin_parser
+    from tidings.cli.admin import add_admin_parser
 
     add_admin_parser(sub, common, Parser)
     return parser
@@ -439,7 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         as_json = bool(getattr(args, "json", False))
         if getattr(args, "profile", "") is None:
-            args.profile = str(cli_everyday_default_profile())
+            args.profile = str(everyday_default_profile())
         outcome = _run(args)
     except CliError as err:
         return emit_error(err, as_json)
@@ -476,8 +476,8 @@ def _closed_pipe() -> int:
     return EXIT_OK
 
 
-def cli_everyday_default_profile() -> Path:
-    from tidings.cli_everyday import default_profile
+def everyday_default_profile() -> Path:
+    from tidings.cli.everyday import default_profile
 
     return default_profile()
 
