@@ -395,24 +395,34 @@ class LocalStore:
         self._next_ord: dict[str, int] = {}
         self._activity: dict[str, int] = {}
         self._own_name: str | None = None
-        start, count = 0, len(effects)
+        # The engine interleaves what goes on the wire with what is stored (a Send after each
+        # new message, a cursor move after each Accepted): only the writes count here, and a
+        # cursor only rises (max), so its moves are written once per conversation at the end.
+        cursors: dict[str, int] = {}
+        writes: list[engine.Effect | StoreOpened] = []
+        for effect in effects:
+            if isinstance(effect, engine.AdvanceCursor):
+                cursors[effect.conv_id] = max(effect.seq, cursors.get(effect.conv_id, 0))
+            elif isinstance(effect, WRITE_EFFECTS):
+                writes.append(effect)
+        start, count = 0, len(writes)
         while start < count:
-            effect = effects[start]
+            effect = writes[start]
             # runs of own texts stored, and of Accepted ones (both come in bursts): a few
             # statements for the run instead of two per message
             end = start + 1
             if isinstance(effect, engine.StoreOutgoing) and type(effect.content) is Text:
-                while end < count and _plain_outgoing(effects[end]):
+                while end < count and _plain_outgoing(writes[end]):
                     end += 1
-                texts = [e for e in effects[start:end] if isinstance(e, engine.StoreOutgoing)]
+                texts = [e for e in writes[start:end] if isinstance(e, engine.StoreOutgoing)]
                 self._outgoing_texts(texts, changes)
                 start = end
                 continue
             if isinstance(effect, engine.MarkSent):
-                while end < count and isinstance(effects[end], engine.MarkSent):
+                while end < count and isinstance(writes[end], engine.MarkSent):
                     end += 1
                 self._sent(
-                    [e for e in effects[start:end] if isinstance(e, engine.MarkSent)], changes
+                    [e for e in writes[start:end] if isinstance(e, engine.MarkSent)], changes
                 )
                 start = end
                 continue
@@ -422,12 +432,6 @@ class LocalStore:
                     self._opened(effect.conv_id, effect.messages, changes)
                 case engine.StoreIncoming() | engine.StoreDeviceEnvelope():
                     raise TypeError("envelopes are opened before they are stored")
-                case engine.AdvanceCursor():
-                    self.db.execute(
-                        "INSERT INTO cursors VALUES (?, ?) ON CONFLICT (conv_id)"
-                        " DO UPDATE SET seq = max(seq, excluded.seq)",
-                        (effect.conv_id, effect.seq),
-                    )
                 case engine.StoreOutgoing():
                     self._outgoing(effect, changes)
                 case engine.MarkFailed():
@@ -467,6 +471,12 @@ class LocalStore:
                         changes.conversations.add(effect.conv_id)
                 case _:
                     pass  # not a store effect
+        if cursors:
+            self.db.executemany(
+                "INSERT INTO cursors VALUES (?, ?) ON CONFLICT (conv_id)"
+                " DO UPDATE SET seq = max(seq, excluded.seq)",
+                cursors.items(),
+            )
         for conv_id, at in self._activity.items():
             self._touch(conv_id, at)
 
@@ -639,9 +649,10 @@ class LocalStore:
             changes.conversations.add(effect.conv_id)
 
     def _outgoing_texts(self, run: Sequence[engine.StoreOutgoing], changes: Changes) -> None:
-        """Store a run of own texts (:class:`Text`): their outbox rows and their messages
-        (each with its search index entry, by trigger) in one statement each, and build the
-        messages without a reply for their events as the rows now read."""
+        """Store a run of own texts (:class:`Text`): their outbox rows in one statement, their
+        messages (each with its search index entry, by trigger) in a few multi-row ones
+        (:func:`_insert_many`), and build the messages without a reply for their events as
+        the rows now read."""
         self.db.executemany(
             "INSERT OR IGNORE INTO outbox VALUES (?, ?, ?, ?)",
             [(e.id.hex, e.conv_id, e.payload, e.created_at) for e in run],
@@ -669,14 +680,15 @@ class LocalStore:
                     effect.created_at,
                 )
             )
-        cur = self.db.executemany(
+        inserted = _insert_many(
+            self.db,
             "INSERT OR IGNORE INTO messages (id, conv_id, seq, ord, sender_id, is_own, kind,"
-            " body, reply_to, status, created_at) VALUES (?, ?, NULL, ?, ?, 1, 'text', ?, ?,"
-            " 'sending', ?)",
+            " body, reply_to, status, created_at) VALUES ",
+            "(?, ?, NULL, ?, ?, 1, 'text', ?, ?, 'sending', ?)",
             rows,
         )
         stored: set[tuple[object, object]] | None = None  # None: every row went in
-        if cur.rowcount != len(rows):  # one existed already, or was deleted (a tombstone)
+        if inserted != len(rows):  # one existed already, or was deleted (a tombstone)
             stored = self._stored(rows)
         for effect, row in zip(run, rows, strict=True):
             if stored is not None and (row[0], row[2]) not in stored:
@@ -1003,6 +1015,32 @@ class LocalStore:
 
     def _name(self, account_id: str) -> str:
         return profiles.display_name(self.db, account_id) or account_id
+
+
+#: rows per multi-row INSERT, largest first: a run is split into chunks of these sizes, so
+#: the statements (and SQLite's cache of them) are a few, whatever the length of the run
+_CHUNKS = (64, 16, 4, 1)
+
+
+def _insert_many(
+    db: sqlite3.Connection, head: str, values: str, rows: Sequence[tuple[object, ...]]
+) -> int:
+    """``head`` (an ``INSERT ... VALUES``) for each of ``rows``, with ``values`` the
+    placeholders of one row, as a few multi-row statements; the rows inserted.
+
+    Not ``executemany``: a messages row's search entry is written by a trigger into FTS5,
+    which writes what it holds in memory to a new segment of the index at the start of each
+    statement of a transaction it takes part in (a statement savepoint). One statement per
+    row therefore made one index segment per message, and a merge of them later: several
+    times the work of indexing the texts themselves."""
+    done, start, count = 0, 0, len(rows)
+    while start < count:
+        size = next(c for c in _CHUNKS if c <= count - start)
+        chunk = rows[start : start + size]
+        sql = head + ",".join((values,) * size)
+        done += db.execute(sql, [value for row in chunk for value in row]).rowcount
+        start += size
+    return done
 
 
 def _plain_outgoing(effect: object) -> bool:
