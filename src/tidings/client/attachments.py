@@ -130,6 +130,27 @@ def rows(db: sqlite3.Connection, message_id: uuid.UUID) -> list[Row]:
     return [_row(r) for r in found]
 
 
+def rows_of(db: sqlite3.Connection, message_ids: Sequence[uuid.UUID]) -> list[Row]:
+    """The rows of all these messages (one statement per 500 messages), in the order of
+    ``message_ids``, each message's by position."""
+    found: list[Row] = []
+    for start in range(0, len(message_ids), 500):
+        chunk = [i.hex for i in message_ids[start : start + 500]]
+        marks = ",".join("?" * len(chunk))
+        found += (
+            _row(r)
+            for r in db.execute(
+                f"SELECT {_COLUMNS} FROM attachments WHERE message_id IN ({marks})"  # noqa: S608
+                " ORDER BY message_id, position",
+                chunk,
+            )
+        )
+    if len(message_ids) > 1 and found:
+        order = {message_id: n for n, message_id in enumerate(message_ids)}
+        found.sort(key=lambda r: order[r.message_id])  # stable: positions stay in order
+    return found
+
+
 def row(db: sqlite3.Connection, attachment_id: str) -> Row | None:
     found = db.execute(
         f"SELECT {_COLUMNS} FROM attachments WHERE id = ?",  # noqa: S608

@@ -185,16 +185,15 @@ class MediaFlow:
         """Download small images of newly arrived messages in the background."""
         if self.auto_download_bytes <= 0:
             return
-        for message_id in message_ids:
-            for row in attachments.rows(self._store.db, message_id):
-                if (
-                    row.kind == "image"
-                    and row.state == "remote"
-                    and row.size <= self.auto_download_bytes
-                    and row.local_path is None
-                    and row.blob_id is not None
-                ):
-                    self._start_download(row)
+        for row in attachments.rows_of(self._store.db, message_ids):  # a burst: one query
+            if (
+                row.kind == "image"
+                and row.state == "remote"
+                and row.size <= self.auto_download_bytes
+                and row.local_path is None
+                and row.blob_id is not None
+            ):
+                self._start_download(row)
 
     def _start_download(self, row: attachments.Row) -> asyncio.Task[Path]:
         running = self._downloads.get(row.id)
