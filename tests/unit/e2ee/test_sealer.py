@@ -21,7 +21,13 @@ from tidings.client.core.sealing import (
     Steps,
     run_steps,
 )
-from tidings.crypto import IdentityKey, IdentityKeyPair, ProtocolAddress, SessionRecord
+from tidings.crypto import (
+    IdentityKey,
+    IdentityKeyPair,
+    InvalidSessionError,
+    ProtocolAddress,
+    SessionRecord,
+)
 from tidings.protocol import ClientFrame, DeviceAccepted, DeviceSend, Envelope, Send
 
 from .parties import Device, Directory, answer, device_envelopes
@@ -132,6 +138,95 @@ async def test_a_burst_writes_its_session_once_before_the_commit() -> None:
             device_payload=sealed.device_payloads["bob:1"],
         )
         assert isinstance(bob.e2ee.open_envelope(env), Opened)
+
+
+def _opens_in_order(bob: Device, sealed: list[Send]) -> None:
+    """Each of ``sealed`` decrypts on ``bob``, in this order, to what it was sealed from."""
+    for n, frame in enumerate(sealed):
+        env = Envelope(
+            conv=frame.conv,
+            seq=n + 1,
+            id=frame.id,
+            sender="alice",
+            sender_device=1,
+            ts=0,
+            payload=b"",
+            device_payload=frame.device_payloads["bob:1"],
+        )
+        assert isinstance(bob.e2ee.open_envelope(env), Opened), n
+
+
+async def test_a_run_to_one_direct_conversation_is_sealed_together() -> None:
+    """A burst to one direct conversation looks at its members, devices and sessions once
+    (one lookup for the run, none for the next) and each message still gets its own
+    ciphertext, in order; runs to other conversations keep their place."""
+    directory = Directory()
+    directory.conversations["d"] = {"alice", "bob"}
+    directory.conversations["e"] = {"alice", "bob"}
+    alice, bob = Device(directory, "alice", 1), Device(directory, "bob", 1)
+    sealer = _sealer(alice, "direct", {"alice", "bob"}, [])
+    asked: list[Request] = []
+
+    def reply(request: Request) -> object:
+        asked.append(request)
+        return sealer.reply(request)
+
+    def frames(conv: str, count: int) -> list[Send]:
+        return [
+            Send(id=uuid.uuid4(), conv=conv, payload=b"%s%d" % (conv.encode(), n))
+            for n in range(count)
+        ]
+
+    burst = frames("d", 5) + frames("e", 1) + frames("d", 3)
+    outcomes = run_steps(sealer.sealer.seal_all(burst), reply)
+    assert [type(o) for o in outcomes] == [Sealed] * len(burst)
+    sealed = [o.send for o in outcomes if isinstance(o, Sealed)]
+    assert [s.id for s in sealed] == [f.id for f in burst]
+    assert sum(isinstance(r, LookupConversation) for r in asked) == 2  # "d" once, "e" once
+    assert len({s.device_payloads["bob:1"] for s in sealed}) == len(burst)
+    again = run_steps(sealer.sealer.seal_all(frames("d", 4)), reply)
+    assert sum(isinstance(r, LookupConversation) for r in asked) == 2  # known now
+    _opens_in_order(bob, sealed + [o.send for o in again if isinstance(o, Sealed)])
+
+
+async def test_a_run_that_fails_is_sealed_one_by_one() -> None:
+    """If encrypting a run fails part way, none of it is used: each message is sealed on its
+    own and gets the outcome it would have got alone; the keys the failed attempt used are
+    skipped by the receiver."""
+    directory = Directory()
+    directory.conversations["d"] = {"alice", "bob"}
+    alice, bob = Device(directory, "alice", 1), Device(directory, "bob", 1)
+    sealer = _sealer(alice, "direct", {"alice", "bob"}, [])
+    first = await sealer.seal(Send(id=uuid.uuid4(), conv="d", payload=b"first"))  # kind known
+    core = alice.e2ee.core
+    encrypt, calls = core._encrypt_to, [0]
+
+    def third_fails(address: ProtocolAddress, plaintext: bytes) -> bytes:
+        calls[0] += 1
+        if calls[0] == 3:
+            raise InvalidSessionError("broken for this test")
+        return encrypt(address, plaintext)
+
+    core._encrypt_to = third_fails  # type: ignore[method-assign]
+    burst = [Send(id=uuid.uuid4(), conv="d", payload=b"m%d" % n) for n in range(4)]
+    outcomes = run_steps(sealer.sealer.seal_all(burst), sealer.reply)
+    assert [type(o) for o in outcomes] == [Sealed] * 4
+    assert calls[0] == 3 + 4  # the run (stopped at its third), then each alone
+    _opens_in_order(bob, [first] + [o.send for o in outcomes if isinstance(o, Sealed)])
+
+
+async def test_a_blocked_identity_refuses_every_message_of_a_run() -> None:
+    directory = Directory()
+    directory.conversations["d"] = {"alice", "bob"}
+    alice = Device(directory, "alice", 1)
+    Device(directory, "bob", 1)
+    sealer = _sealer(alice, "direct", {"alice", "bob"}, [])
+    await sealer.seal(Send(id=uuid.uuid4(), conv="d", payload=b"first"))
+    alice.keys.set_verified("bob", True)
+    alice.keys.observe_identity("bob", IdentityKeyPair.generate().identity_key)
+    burst = [Send(id=uuid.uuid4(), conv="d", payload=b"m%d" % n) for n in range(3)]
+    outcomes = run_steps(sealer.sealer.seal_all(burst), sealer.reply)
+    assert outcomes == [Refused("identity_changed")] * 3
 
 
 async def test_group_send_distributes_first() -> None:

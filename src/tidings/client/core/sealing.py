@@ -47,7 +47,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Generator, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar, cast
 
@@ -460,14 +460,26 @@ class EndToEnd:
         self, conv: str, plaintext: bytes, members: Iterable[str] | None = None
     ) -> Steps[dict[str, bytes]]:
         """``Send.device_payloads`` for ``plaintext`` in the direct conversation ``conv``."""
+        payloads = yield from self.encrypt_direct_many(conv, (plaintext,), members)
+        return payloads[0]
+
+    def encrypt_direct_many(
+        self, conv: str, plaintexts: Sequence[bytes], members: Iterable[str] | None = None
+    ) -> Steps[list[dict[str, bytes]]]:
+        """:meth:`encrypt_direct` of each of ``plaintexts``, in order (a burst to one
+        conversation): the members, their devices and sessions are looked at once, then each
+        plaintext is encrypted to every device in turn, as one after the other would be. All
+        or nothing: if one fails, nothing is returned (the sessions may have advanced past
+        the keys of the others, which a receiver skips)."""
         accounts = yield from self._conv_members(conv, members)
         self.check_sendable(accounts - {self.account_id})
         targets = yield from self._targets(conv, accounts)
         if any(not self.keys.has_session(a) for a in targets):
             yield from self._ensure_or_refresh(conv, accounts, targets)
             targets = yield from self._targets(conv, accounts)
+        named = [(address_text(a), a) for a in targets]
         with self.keys.sending(), self.keys.transaction():
-            return {address_text(a): self._encrypt_to(a, plaintext) for a in targets}
+            return [{name: self._encrypt_to(a, text) for name, a in named} for text in plaintexts]
 
     def _ensure_or_refresh(
         self, conv: str, accounts: frozenset[str], targets: list[ProtocolAddress]
@@ -797,6 +809,17 @@ class Later:
 
 
 SealOutcome = Sealed | Refused | Later
+#: what sealing one message may raise (:func:`_unsealed` says what becomes of it)
+_SEAL_ERRORS = (IdentityBlocked, RequestFailed, NoDevices, NotDistributed, SignalProtocolError)
+
+
+def _unsealed(exc: Exception) -> Refused | Later:
+    """The outcome of a message whose sealing raised ``exc`` (one of :data:`_SEAL_ERRORS`)."""
+    if isinstance(exc, IdentityBlocked):
+        return Refused(exc.code)
+    if isinstance(exc, RequestFailed):
+        return Refused(exc.code) if exc.status in (403, 404) else Later(exc.code)
+    return Later(type(exc).__name__)
 
 
 class Sealer:
@@ -817,22 +840,53 @@ class Sealer:
         more, no such conversation); anything else waits for the resend."""
         try:
             sealed = yield from self._seal(frame)
-        except IdentityBlocked as blocked:
-            return Refused(blocked.code)
-        except RequestFailed as failed:
-            if failed.status in (403, 404):
-                return Refused(failed.code)
-            return Later(failed.code)
-        except (NoDevices, NotDistributed, SignalProtocolError) as exc:
-            return Later(type(exc).__name__)
+        except _SEAL_ERRORS as exc:
+            return _unsealed(exc)
         return Sealed(sealed)
 
-    def seal_all(self, frames: Iterable[Send]) -> Steps[list[SealOutcome]]:
-        """What becomes of each of ``frames``, in order (:meth:`seal` one after the other)."""
+    def seal_all(self, frames: Sequence[Send]) -> Steps[list[SealOutcome]]:
+        """What becomes of each of ``frames``, in order: the same as :meth:`seal` one after
+        the other. A run of frames to one direct conversation is encrypted together
+        (:meth:`EndToEnd.encrypt_direct_many`); if that fails, each of them is sealed on its
+        own, so each gets the outcome it would have got alone."""
         outcomes: list[SealOutcome] = []
-        for frame in frames:
-            outcomes.append((yield from self.seal(frame)))
+        start, count = 0, len(frames)
+        while start < count:
+            conv_id = frames[start].conv
+            end = start + 1
+            while end < count and frames[end].conv == conv_id:
+                end += 1
+            run = frames[start:end]
+            if len(run) > 1 and self._kinds.get(conv_id) == "direct":
+                try:
+                    outcomes += yield from self._seal_direct(run)
+                    start = end
+                    continue
+                except _SEAL_ERRORS:
+                    pass  # one by one below, each with the outcome it gets alone
+            for frame in run:
+                outcomes.append((yield from self.seal(frame)))
+            start = end
         return outcomes
+
+    def _seal_direct(self, run: Sequence[Send]) -> Steps[list[SealOutcome]]:
+        """Seal frames of one direct conversation (its kind known) together."""
+        conv_id = run[0].conv
+        if self.e2ee.members(conv_id) is None:
+            _, members = yield from _lookup(conv_id)
+            if self.e2ee.members(conv_id) is None:
+                self.e2ee.set_members(conv_id, members)
+        many = yield from self.e2ee.encrypt_direct_many(conv_id, [f.payload for f in run])
+        return [
+            Sealed(self._direct(frame, payloads)) for frame, payloads in zip(run, many, strict=True)
+        ]
+
+    @staticmethod
+    def _direct(frame: Send, payloads: dict[str, bytes]) -> Send:
+        """``frame`` sealed for a direct conversation with these ``device_payloads``."""
+        if not payloads:  # note to self on the account's only device
+            return msgspec.structs.replace(frame, payload=b"", devices_digest=devices_digest(()))
+        return msgspec.structs.replace(frame, payload=b"", device_payloads=payloads)
 
     def _seal(self, frame: Send) -> Steps[Send]:
         conv_id = frame.conv
@@ -844,10 +898,7 @@ class Sealer:
                 self.e2ee.set_members(conv_id, members)
         if kind == "direct":
             payloads = yield from self.e2ee.encrypt_direct(conv_id, frame.payload)
-            if not payloads:  # note to self on the account's only device
-                digest = devices_digest(())
-                return msgspec.structs.replace(frame, payload=b"", devices_digest=digest)
-            return msgspec.structs.replace(frame, payload=b"", device_payloads=payloads)
+            return self._direct(frame, payloads)
         for _ in range(DISTRIBUTION_TRIES - 1):
             yield from self._distribute(conv_id)
             try:
