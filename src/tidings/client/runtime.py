@@ -68,6 +68,7 @@ from .errors import ClientError, ConnectionEnded, NotConnected, ServerRefused
 from .network import diagnose
 from .rest import Rest
 from .store import Changes, LocalStore
+from .wswrite import send_binaries
 
 log = logging.getLogger("tidings.client")
 
@@ -370,6 +371,17 @@ class Runtime:
             return False
         return True
 
+    async def _transmit_all(self, frames: list[ClientFrame]) -> bool:
+        """:meth:`_transmit` of each of ``frames``, in order, with one write to the socket."""
+        socket = self._socket
+        if socket is None:
+            return False
+        try:
+            await send_binaries(socket, [encode(frame) for frame in frames])
+        except websockets.ConnectionClosed:
+            return False
+        return True
+
     async def _seal_loop(self) -> None:
         """Seal and send the engine's Sends in queue order, as many as are waiting at once
         (up to :data:`SEAL_BURST`): their session state commits in one transaction, before
@@ -380,11 +392,12 @@ class Runtime:
             while len(waiting) < SEAL_BURST and not self._sends.empty():
                 waiting.append(self._sends.get_nowait())
             generation = self._generation
+            outbox = self.engine.outbox
             sends = [
                 send if self.annotate is None else self.annotate(send)
                 for made_in, send in waiting
-                # from an old connection (the engine resends after Welcome), or done
-                if made_in == generation and self.engine.unsent(send.id) is not None
+                # from an old connection (the engine resends after Welcome), or answered
+                if made_in == generation and send.id in outbox
             ]
             if not sends:
                 continue
@@ -395,16 +408,18 @@ class Runtime:
                 continue
             finally:
                 self._listener([], Changes())  # identity keys learnt while sealing
+            sealed: list[ClientFrame] = []
             for send, outcome in zip(sends, outcomes, strict=True):
                 match outcome:
                     case Sealed():
-                        if generation == self._generation:
-                            await self._transmit(outcome.send)
+                        sealed.append(outcome.send)
                     case Refused():
                         refusal = Rejected(id=send.id, conv=send.conv, code=outcome.code)
                         self._inbound.put_nowait(_Local(generation, refusal))
                     case Later():
                         log.info("a message could not be encrypted yet: %s", outcome.reason)
+            if sealed and generation == self._generation:
+                await self._transmit_all(sealed)  # in order, written to the socket at once
 
     def _sealer_frame(self, frame: ServerFrame) -> None:
         """Frames about encryption: resend a stale Send at once, settle a DeviceSend."""
