@@ -29,16 +29,16 @@ from tidings.crypto.vault import (
     unwrap_vault_key,
 )
 
-from ..api import (
+from ..api import Client
+from ..config import ClientConfig
+from ..errors import ClientError, Forbidden
+from ..features.accounts import (
     DB_NAME,
     TOKEN_NAME,
-    Client,
-    ClientConfig,
     _new_token,
     _remove_profile_files,
     _write_private,
 )
-from ..errors import ClientError, Forbidden
 from ..rest import Rest, retrying
 from ..store import LocalStore, private_dir
 from ..types import Account
