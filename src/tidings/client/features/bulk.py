@@ -19,6 +19,7 @@ from tidings.protocol.content import Text
 from ..core import engine
 from ..core.payload import encode_bound
 from ..errors import ClientError
+from ..ids import new_message_id
 from ..types import Message
 from .validation import check_text
 
@@ -56,7 +57,7 @@ class BulkSending:
             return []
         queued: list[tuple[engine.OutboxItem, Text]] = []
         for body in bodies:
-            message_id = uuid.uuid4()
+            message_id = new_message_id()
             content = Text(body=body)
             payload = encode_bound(content, conv_id, message_id)
             if len(payload) > MAX_PAYLOAD_BYTES:
