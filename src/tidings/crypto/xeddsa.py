@@ -20,6 +20,7 @@ non-canonical ``s >= L``, and beyond libsignal it also rejects a small-order pub
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 
@@ -31,16 +32,19 @@ try:
         crypto_core_ed25519_scalar_mul,
         crypto_core_ed25519_scalar_reduce,
         crypto_scalarmult_ed25519_base_noclamp,
-        crypto_sign_open,
     )
-    from nacl.exceptions import BadSignatureError
     from nacl.exceptions import RuntimeError as SodiumError
 except ImportError as exc:  # PyNaCl < 1.4: a clear message rather than a missing name
     raise ImportError(SODIUM_REQUIREMENT) from exc
+# Verification calls libsodium's crypto_sign_open through PyNaCl's cffi module (no stub: untyped
+# here), with no output buffer: PyNaCl's wrapper allocates two and copies the message out.
+from nacl._sodium import ffi as _ffi  # type: ignore[import-not-found]
+from nacl._sodium import lib as _sodium
 
 check_sodium()
 
 __all__ = [
+    "edwards_encoding",
     "edwards_public_key",
     "montgomery_to_edwards_y",
     "sign",
@@ -125,16 +129,26 @@ def montgomery_to_edwards_y(u_bytes: bytes) -> int | None:
     return (u - 1) * pow(denominator, -1, _P) % _P
 
 
-def verify(edwards_y: int | None, message: bytes, signature: bytes) -> bool:
-    """Check an XEdDSA ``signature`` by the key whose Edwards ``y`` is ``edwards_y``."""
-    if edwards_y is None or len(signature) != 64:
+@functools.lru_cache(maxsize=1024)
+def edwards_encoding(u_bytes: bytes) -> bytes | None:
+    """The Edwards ``y`` of a Montgomery ``u`` as 32 bytes (sign bit clear), what
+    :func:`verify` takes; None if ``u = -1``. Cached by key: the inversion costs some 16 µs in
+    Python, and the same identity keys come back in every bundle of a peer's devices."""
+    y = montgomery_to_edwards_y(u_bytes)
+    return None if y is None else y.to_bytes(32, "little")
+
+
+def verify(edwards: bytes | None, message: bytes, signature: bytes) -> bool:
+    """Check an XEdDSA ``signature`` by the key whose :func:`edwards_encoding` is ``edwards``."""
+    if edwards is None or len(signature) != 64:
         return False
     last = signature[63]
     if last & 0x60:
         return False  # s >= 2**253 once the sign bit is cleared: never produced by a signer
-    a_enc = (edwards_y | ((last & 0x80) << 248)).to_bytes(32, "little")
-    try:
-        crypto_sign_open(signature[:63] + bytes((last & 0x7F,)) + message, a_enc)
-    except BadSignatureError:
-        return False
-    return True
+    if last & 0x80:  # the sign of A's x travels in sig[63]; y < 2**255 leaves its bit free
+        edwards = edwards[:31] + bytes((edwards[31] | 0x80,))
+        signed = signature[:63] + bytes((last & 0x7F,)) + message
+    else:
+        signed = signature + message
+    result: int = _sodium.crypto_sign_open(_ffi.NULL, _ffi.NULL, signed, len(signed), edwards)
+    return result == 0

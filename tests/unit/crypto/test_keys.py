@@ -84,6 +84,21 @@ def test_edwards_public_key_matches_ed25519() -> None:
         assert xeddsa.edwards_public_key(bytes(scalar)) == expected
 
 
+def test_edwards_encoding_is_the_signing_point_without_its_sign() -> None:
+    # What a verifier derives from the Montgomery key is the signer's own A = a·B, less the sign
+    # bit that travels in sig[63]; the sign-bit variant of the same y must not verify.
+    for _ in range(8):
+        private = PrivateKey.generate()
+        edwards = xeddsa.edwards_public_key(private.serialize())
+        public = private.public_key().public_key_bytes()
+        assert xeddsa.edwards_encoding(public) == edwards[:31] + bytes((edwards[31] & 0x7F,))
+        signature = private.calculate_signature(b"m")
+        flipped = signature[:63] + bytes((signature[63] ^ 0x80,))
+        assert xeddsa.verify(xeddsa.edwards_encoding(public), b"m", signature)
+        assert not xeddsa.verify(xeddsa.edwards_encoding(public), b"m", flipped)
+        assert not xeddsa.verify(xeddsa.edwards_encoding(public), b"n", signature)
+
+
 def test_signature_is_deterministic_given_randomness() -> None:
     private = PrivateKey.generate()
     edwards = xeddsa.edwards_public_key(private.serialize())
