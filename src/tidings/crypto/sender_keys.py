@@ -929,9 +929,18 @@ def group_decrypt(ciphertext: bytes, store: SenderKeyStore, sender: AddressLike)
         data[:-_SIGNATURE_LENGTH], data[-_SIGNATURE_LENGTH:]
     ):
         raise InvalidSenderKeySignatureError("sender key message signature does not verify")
-    state = stored.copy()
-    iv, key = _message_key_material(_take_message_seed(state, iteration))
-    plaintext = _aes_cbc_decrypt(key, iv, body)
-    record._replace_state(stored, state)
+    chain = stored._chain
+    if iteration == chain.iteration:
+        # The chain's next message, the common case: no key skipped or taken from the stored
+        # ones, so the loaded record (our own copy) advances in place once the message decrypted.
+        seed, following = chain.step()
+        iv, key = _message_key_material(seed)
+        plaintext = _aes_cbc_decrypt(key, iv, body)
+        stored._chain = following
+    else:
+        state = stored.copy()
+        iv, key = _message_key_material(_take_message_seed(state, iteration))
+        plaintext = _aes_cbc_decrypt(key, iv, body)
+        record._replace_state(stored, state)
     store.store_sender_key(sender, distribution_id, record)
     return plaintext
