@@ -9,7 +9,6 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +18,13 @@ from kivy.core.window import Window
 from kivy.lang import Builder
 from kivy.properties import BooleanProperty, ObjectProperty, StringProperty
 from kivy.uix.floatlayout import FloatLayout
-from kivy.uix.screenmanager import NoTransition, ScreenManager, SlideTransition
+from kivy.uix.screenmanager import NoTransition, ScreenManager
 
-from tidings.app import channels, lifecycle, media_bubbles
+from tidings.app import lifecycle
+from tidings.app.client_events import ClientEvents
 from tidings.app.layout import NO_CHAT, NoChatScreen, PaneLayout
 from tidings.app.local_notify import LocalNotifier
+from tidings.app.navigation import Navigation
 from tidings.app.push_setup import register_on_android
 from tidings.app.screens.backup import BackupScreen
 from tidings.app.screens.base import AppScreen
@@ -53,21 +54,7 @@ from tidings.app.widgets import Toast
 from tidings.client import Client
 from tidings.client.errors import ClientError, ProfileCorrupt, ProfileNotFound
 from tidings.client.types import (
-    ClientEvent,
-    Connection,
-    ConnectionChanged,
     ConnectionState,
-    Conversation,
-    ConversationUpdated,
-    IdentityChanged,
-    Message,
-    MessageAdded,
-    MessageRemoved,
-    MessageUpdated,
-    Notify,
-    Synced,
-    TransferProgress,
-    TypingChanged,
 )
 
 log = logging.getLogger(__name__)
@@ -98,15 +85,13 @@ KV_FILES = (
     "channels",
 )
 SETTINGS_FILE = "app-settings.json"
-#: Escape on desktop, the back button on Android.
-BACK_KEY = 27
 
 
 class Root(FloatLayout):  # type: ignore[misc]  # kivy is untyped
     """The screen manager with the toast layer above it."""
 
 
-class TidingsApp(App):  # type: ignore[misc]
+class TidingsApp(Navigation, ClientEvents, App):  # type: ignore[misc]
     title = "Tidings"
     theme = ObjectProperty(None)
     connection_state = StringProperty(ConnectionState.CONNECTING.value)
@@ -239,82 +224,6 @@ class TidingsApp(App):  # type: ignore[misc]
         assert isinstance(chat_list, ChatListScreen)
         await chat_list.reload()
 
-    async def _follow(self, events: AsyncIterator[ClientEvent]) -> None:
-        async for event in events:
-            try:
-                self.dispatch_client_event(event)
-            except Exception:
-                log.exception("showing %r failed", event)
-
-    def dispatch_client_event(self, event: ClientEvent) -> None:
-        chat_list = self.screen("chat_list")
-        chat = self.screen("chat")
-        group_info = self.screen("group_info")
-        assert isinstance(chat_list, ChatListScreen)
-        assert isinstance(chat, ChatScreen)
-        assert isinstance(group_info, GroupInfoScreen)
-        if isinstance(event, ConnectionChanged):
-            self._set_connection(event.connection)
-        elif isinstance(event, MessageAdded):
-            chat_list.on_message(event.message)
-            chat.on_message_added(event.message)
-        elif isinstance(event, MessageUpdated):
-            chat_list.on_message(event.message)
-            chat.on_message_updated(event.message)
-        elif isinstance(event, MessageRemoved):
-            chat.on_message_removed(event.conv_id, event.message_id)
-        elif isinstance(event, ConversationUpdated):
-            chat_list.on_conversation(event.conversation)
-            chat.on_conversation(event.conversation)
-            group_info.on_conversation(event.conversation)
-            channel_info = self.screen("channel_info")
-            if isinstance(channel_info, ChannelInfoScreen):
-                channel_info.on_conversation(event.conversation)
-            self._notifications().on_conversation(event.conversation)
-        elif isinstance(event, Synced):
-            self.tasks.spawn(chat_list.reload())
-        elif isinstance(event, IdentityChanged):
-            self._identity_changed(event, chat)
-        elif isinstance(event, Notify):
-            self.local_notifier.on_notify(event)
-        elif isinstance(event, TransferProgress):
-            media_bubbles.on_progress(event)
-        elif isinstance(event, TypingChanged):
-            self.typing.on_event(event)
-
-    def _identity_changed(self, event: IdentityChanged, chat: ChatScreen) -> None:
-        """A contact's safety number changed: remember it (the chat shows sending as paused
-        when they had been verified), tell the user and the screens that show it."""
-        name = event.username
-        self.identity_changes[name] = self.identity_changes.get(name, False) or event.was_verified
-        chat.on_identity_changed(name)
-        safety = self.screen("safety")
-        assert isinstance(safety, SafetyNumberScreen)
-        safety.on_identity_changed(name, self.identity_changes[name])
-        current = self.manager.current
-        if (current == "chat" and chat.peer() == name) or (
-            current == "safety" and safety.username == name
-        ):
-            return  # the screen itself says so
-        if event.was_verified:
-            self.notify(f"Your safety number with {name} changed: sending to {name} is paused")
-        else:
-            self.notify(f"Your safety number with {name} changed")
-
-    def identity_verified(self, username: str) -> None:
-        """The user verified `username` (again): sending to them resumes."""
-        self.identity_changes.pop(username, None)
-        chat = self.screen("chat")
-        if isinstance(chat, ChatScreen):
-            chat.on_identity_changed(username)
-
-    def open_safety_number(self, username: str) -> None:
-        """Show the safety number shared with `username`."""
-        safety = self.screen("safety")
-        assert isinstance(safety, SafetyNumberScreen)
-        self.navigate("safety")
-        safety.show(username)
-
     # Android: paused apps close their socket (the server then pushes), resumed ones reconnect
     def on_pause(self) -> bool:
         lifecycle.pause(self)  # synchronously: the loop freezes when this returns
@@ -327,105 +236,6 @@ class TidingsApp(App):  # type: ignore[misc]
         if self.time_to_chat_list is None:
             self.time_to_chat_list = time.perf_counter() - self.started_at
             log.info("chat list shown %.3f s after start", self.time_to_chat_list)
-
-    # ------------------------------------------------------------------ connection state
-
-    def _set_connection(self, connection: Connection) -> None:
-        self.connection_state = connection.state.value
-        self._closed_reason = connection.last_error or "the connection ended"
-        if connection.state is ConnectionState.OFFLINE and connection.retry_in is not None:
-            self._retry_deadline = time.monotonic() + connection.retry_in
-        else:
-            self._retry_deadline = None
-        self._render_connection()
-
-    def _tick_connection(self, _dt: float) -> None:
-        if self._retry_deadline is not None:
-            self._render_connection()
-
-    def _render_connection(self) -> None:
-        state = self.connection_state
-        if state == ConnectionState.ONLINE.value:
-            self.connection_text = "Online"
-        elif state == ConnectionState.CONNECTING.value:
-            self.connection_text = "Connecting\u2026"
-        elif state == ConnectionState.CLOSED.value:
-            # ended for good: the device was removed, another connection took over, or an
-            # update is needed (the core's reason says which); no retry countdown
-            self.connection_text = f"Disconnected \u2014 {self._closed_reason}"
-        elif self._retry_deadline is not None:
-            left = round(self._retry_deadline - time.monotonic())
-            self.connection_text = (
-                f"Offline \u2014 retrying in {left} s"
-                if left >= 1
-                else "Offline \u2014 retrying now\u2026"
-            )
-        else:
-            self.connection_text = "Offline"
-
-    # ------------------------------------------------------------------ navigation
-
-    def screen(self, name: str) -> AppScreen:
-        return self._screens[name]
-
-    def navigate(self, name: str, remember: bool = True) -> None:
-        name = self.layout.resolve(name)
-        current = self.manager.current
-        if remember and current and current != name:
-            self._stack.append(current)
-        self.manager.transition = SlideTransition(direction="left", duration=0.18)
-        self.manager.current = name
-        self.screen(name).on_shown()
-
-    def back(self) -> bool:
-        """Go to the previous screen; False when there is none."""
-        if not self._stack:
-            return False
-        name = self.layout.resolve(self._stack.pop())
-        self.manager.transition = SlideTransition(direction="right", duration=0.18)
-        self.manager.current = name
-        self.screen(name).on_shown()
-        return True
-
-    def home(self) -> None:
-        self._stack.clear()
-        self.navigate("chat_list", remember=False)
-
-    def _notifications(self) -> NotificationsScreen:
-        screen = self.screen("notifications")
-        assert isinstance(screen, NotificationsScreen)
-        return screen
-
-    def open_notifications(self, conv: Conversation | None) -> None:
-        """A chat's notification level and mute (from its header or group info)."""
-        if conv is not None and conv.kind == "channel":  # channels: all or nothing
-            channels.toggle_mute(conv.id)
-        elif conv is not None:
-            self._notifications().show(conv)
-            self.navigate("notifications")
-
-    def open_message_info(self, message: Message) -> None:
-        """Delivered/read per member and the edit history of a message (its menu's Info)."""
-        info = self.screen("message_info")
-        assert isinstance(info, MessageInfoScreen)
-        self.navigate("message_info")
-        info.show(message)
-
-    def open_chat(self, conv_id: str, around: Any = None, replace: bool = False) -> None:
-        """Show a conversation, at its latest messages or around message id `around`."""
-        chat = self.screen("chat")
-        assert isinstance(chat, ChatScreen)
-        if replace:
-            self._stack = ["chat_list"]
-            self.navigate("chat", remember=False)
-        else:
-            self.navigate("chat")
-        chat.open(conv_id, around)
-
-    def _on_keyboard(self, _window: Any, key: int, *_args: Any) -> bool:
-        if key == BACK_KEY:
-            return self.back()
-        return False
 
     # ------------------------------------------------------------------ misc
 
