@@ -1,46 +1,39 @@
-"""One conversation: bubbles, day separators, ticks, replies, reactions, paging, the composer."""
+"""One conversation: bubbles, day separators, ticks, replies, reactions, paging, the composer.
+
+The message list and its paging are in :mod:`tidings.app.screens.chat_feed`, the bar that
+says sending is paused (a verified contact's safety number changed) in
+:mod:`tidings.app.screens.chat_paused`."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from kivy.clock import Clock
-from kivy.metrics import dp
 from kivy.properties import BooleanProperty, ObjectProperty, StringProperty
 from kivy.uix.label import Label
 from kivy.uix.textinput import TextInput
-from kivy.uix.widget import Widget
 
-from tidings.app import blocking, channel_menu, channels, timefmt
+from tidings.app import blocking, channel_menu, channels
 from tidings.app.avatars import avatar_of, peer_id
 from tidings.app.bubbles import (
-    DaySeparator,
-    IdentityNote,
     MessageRow,
-    PlaceholderRow,
-    SystemNote,
 )
 from tidings.app.editing import Editing
 from tidings.app.mentions import MentionAutocomplete
 from tidings.app.message_menu import MessageActions
 from tidings.app.screens.base import AppScreen
+from tidings.app.screens.chat_feed import PAGE_SIZE, MessageFeed
 from tidings.app.screens.chat_list import ChatListScreen
+from tidings.app.screens.chat_paused import IDENTITY_CHANGED, PausedSending
 from tidings.app.screens.group_info import GroupInfoScreen
 from tidings.app.screens.notifications import notifications_off
-from tidings.app.screens.safety import is_identity_line, is_undecryptable
 from tidings.app.theme import rich
 from tidings.app.unread import UnreadMarkers
 from tidings.client.types import Conversation, Message, Page
 
-#: Messages per page when scrolling up.
-PAGE_SIZE = 40
-#: scroll_y above this (1 is the very top) loads the next older page.
-LOAD_OLDER_AT = 0.97
 ENTER_KEYS = (13, 271)
-#: `Message.fail_reason` of a message held back because a verified contact's key changed.
-IDENTITY_CHANGED = "identity_changed"
 
 
 class NotMemberNote(Label):  # type: ignore[misc]
@@ -60,7 +53,7 @@ class ComposerInput(TextInput):  # type: ignore[misc]
         return bool(super().keyboard_on_key_down(window, keycode, text, modifiers))
 
 
-class ChatScreen(AppScreen):
+class ChatScreen(MessageFeed, PausedSending, AppScreen):
     conv_id = StringProperty("")
     title = StringProperty("")
     subtitle = StringProperty("")
@@ -239,74 +232,6 @@ class ChatScreen(AppScreen):
     def open_menu(self) -> None:
         blocking.open_menu(self)
 
-    # ------------------------------------------------------------------ changed safety numbers
-
-    def peer(self) -> str | None:
-        """The other person of a direct chat."""
-        conv = self.conversation
-        if conv is None or conv.kind != "direct" or conv.note_to_self:
-            return None
-        me = self.client.account.account_id
-        others = [m.username for m in conv.members if m.account_id != me]
-        return others[0] if others else conv.title
-
-    def on_identity_changed(self, _username: str) -> None:
-        """Someone's safety number changed or was verified again: is sending paused here?"""
-        self._update_paused()
-
-    def _update_paused(self) -> None:
-        conv = self.conversation
-        if conv is None:
-            self.paused = False
-            return
-        me = self.client.account.account_id
-        others = [m.username for m in conv.members if m.account_id != me]
-        changes = self.tidings.identity_changes
-        changed = [name for name in others if changes.get(name)]
-        own = [m for m in self.messages if m.is_own and m.kind == "text"]
-        held = bool(own) and own[-1].fail_reason == IDENTITY_CHANGED
-        peer = self.peer()
-        if changed or (held and peer is None):
-            self._show_paused(changed[0] if changed else None)
-        elif held and peer is not None:
-            conv_id = self.conv_id
-
-            def checked(verified: bool) -> None:
-                if conv_id == self.conv_id:
-                    if verified:
-                        self.paused = False
-                    else:
-                        self._show_paused(peer)
-
-            self.tidings.tasks.spawn(
-                self.client.is_verified(peer), on_done=checked, on_error=lambda _e: None
-            )
-        else:
-            self.paused = False
-
-    def _show_paused(self, name: str | None) -> None:
-        if self.is_group:
-            who = f"the safety number of {rich(name)}" if name else "a member's safety number"
-            self.paused_text = (
-                f"[b]Sending is paused:[/b] {who} changed. Tap to open the members and "
-                "verify it again."
-            )
-        else:
-            peer = name or self.peer() or self.title
-            self.paused_text = (
-                f"[b]Sending to {rich(peer)} is paused:[/b] their safety number changed. "
-                "Tap to compare it and verify it again."
-            )
-        self.paused = True
-
-    def review_paused(self) -> None:
-        """The paused bar was tapped: to the safety number (or the group's members)."""
-        peer = self.peer()
-        if peer is not None:
-            self.tidings.open_safety_number(peer)
-        else:
-            self.open_info()
-
     # ------------------------------------------------------------------ live updates
 
     def on_message_added(self, msg: Message) -> None:
@@ -353,182 +278,6 @@ class ChatScreen(AppScreen):
         self.messages.sort(
             key=lambda m: (m.seq is None, m.seq if m.seq is not None else 0, m.created_at)
         )
-
-    # ------------------------------------------------------------------ the item list
-
-    def _clear_items(self) -> None:
-        feed = self.ids.feed
-        for child in list(feed.children):
-            if child is not self._spacer:
-                feed.remove_widget(child)
-
-    def _rebuild(self) -> None:
-        self._clear_items()
-        for widget in self._widgets_for(self.messages, None):
-            self.ids.feed.add_widget(widget)
-
-    def _append_item(self, msg: Message) -> None:
-        previous = self.messages[-2] if len(self.messages) > 1 else None
-        for widget in self._widgets_for([msg], previous):
-            self.ids.feed.add_widget(widget)
-
-    def _widgets_for(self, messages: Iterable[Message], previous: Message | None) -> list[Widget]:
-        widgets: list[Widget] = []
-        last_day = timefmt.day_key(previous.created_at) if previous is not None else None
-        for msg in messages:
-            day = timefmt.day_key(msg.created_at)
-            if day != last_day:
-                widgets.append(DaySeparator(text=timefmt.day_label(day)))
-                last_day = day
-            separator = self.unread.before(msg)
-            if separator is not None:
-                widgets.append(separator)
-            if is_undecryptable(msg):
-                widgets.append(PlaceholderRow(msg, self))
-                continue
-            if is_identity_line(msg):
-                name = msg.sender_name
-                text = (
-                    f"{rich(msg.body)}\n[b][u]View safety number[/u][/b]"
-                    if name != self.client.account.username
-                    else rich(msg.body)
-                )
-                widgets.append(IdentityNote(text=text, username=name))
-                continue
-            if msg.kind == "system":
-                widgets.append(SystemNote(text=rich(msg.body)))
-                continue
-            row = self.rows.get(msg.id)
-            if row is None:
-                row = self.rows[msg.id] = MessageRow(msg, self)
-            elif row.parent is not None:
-                row.parent.remove_widget(row)
-            widgets.append(row)
-        return widgets
-
-    def restyle(self) -> None:
-        """Redraw the bubbles in the current theme's colours."""
-        self._redraw(list(self.rows.values()))
-
-    def _refit(self) -> None:
-        self._redraw([r for r in self.rows.values() if r.built_for != r.max_bubble_width])
-
-    def _redraw(self, rows: list[MessageRow]) -> None:
-        if not rows:
-            return
-        at_bottom = self._near_bottom()
-        scroll_y = self.ids.scroller.scroll_y
-        for row in rows:
-            row.show(row.message)
-        if at_bottom:
-            self._stick_to_bottom()
-        else:
-            Clock.schedule_once(lambda _dt: setattr(self.ids.scroller, "scroll_y", scroll_y), 0)
-
-    def row_for(self, message_id: uuid.UUID) -> MessageRow | None:
-        return self.rows.get(message_id)
-
-    def on_message_removed(self, conv_id: str, message_id: uuid.UUID) -> None:
-        """A message was deleted on this device only: its row goes."""
-        if conv_id != self.conv_id or message_id not in self.rows:
-            return
-        self.messages = [m for m in self.messages if m.id != message_id]
-        del self.rows[message_id]
-        self.refresh_items()
-
-    def refresh_items(self) -> None:
-        """Lay the item list out again (the unread separator came, a row went)."""
-        at_bottom = self._near_bottom()
-        self._rebuild()
-        if at_bottom:
-            self._stick_to_bottom()
-
-    def scroll_into_view(self, widget: Widget) -> None:
-        self._scroll_to(widget)
-
-    # ------------------------------------------------------------------ scrolling
-
-    def _near_bottom(self) -> bool:
-        scroller = self.ids.scroller
-        return bool(scroller.scroll_y <= 0.02 or self.ids.feed.height <= scroller.height)
-
-    def _stick_to_bottom(self) -> None:
-        self._keep_bottom = True
-        Clock.schedule_once(self._to_bottom, 0)
-        Clock.schedule_once(self._to_bottom, 0.1)
-
-    def _to_bottom(self, _dt: float) -> None:
-        if self._keep_bottom:
-            self.ids.scroller.scroll_y = 0
-            self._keep_bottom = False
-
-    def _scroll_to(self, row: Widget) -> None:
-        scroller = self.ids.scroller
-        if row.parent is not None:
-            scroller.scroll_to(row, padding=dp(80), animate=False)
-
-    def on_scroll(self, scroll_y: float) -> None:
-        scroller = self.ids.scroller
-        content = self.ids.feed.height
-        scrollable = content > scroller.height + 1
-        distance = (content - scroller.height) * scroll_y if scrollable else 0
-        self.show_jump = (not self.at_latest) or distance > scroller.height * 1.2
-        if scrollable and scroll_y >= LOAD_OLDER_AT:
-            self.load_older()
-
-    def load_older(self) -> None:
-        if self.loading_older or self.before is None or not self.messages:
-            return
-        self.loading_older = True
-        generation = self._generation
-        self.tidings.tasks.spawn(
-            self.client.history(self.conv_id, before=self.before, limit=PAGE_SIZE),
-            on_done=self._if_current(generation, self._older_page),
-            on_error=self._older_failed,
-        )
-
-    def _older_failed(self, exc: BaseException) -> None:
-        self.loading_older = False
-        self.tidings.report_error(exc)
-
-    def _older_page(self, page: Page) -> None:
-        scroller = self.ids.scroller
-        items = self.ids.feed
-        old_height = items.height
-        bottom_offset = scroller.scroll_y * max(old_height - scroller.height, 0)
-        known = {m.id for m in self.messages}
-        older = [m for m in page.messages if m.id not in known]
-        self.messages = older + self.messages
-        self.before = page.before
-        self._rebuild()
-
-        def keep_place(_dt: float) -> None:
-            new_range = items.height - scroller.height
-            if new_range > 0:
-                scroller.scroll_y = min(1.0, bottom_offset / new_range)
-            self.loading_older = False
-            if items.height <= scroller.height and self.before is not None:
-                self.load_older()
-
-        Clock.schedule_once(keep_place, 0)
-
-    def show_message(self, message_id: uuid.UUID) -> None:
-        """Bring a message into view and flash it (a tapped reply quote)."""
-        row = self.rows.get(message_id)
-        if row is None:
-            self.open(self.conv_id, around=message_id)
-            return
-        self._scroll_to(row)
-        row.highlight(True)
-        Clock.schedule_once(lambda _dt: row.highlight(False), 2.0)
-
-    def jump_to_latest(self) -> None:
-        if self.at_latest:
-            self.ids.scroller.scroll_y = 0
-            self.show_jump = False
-            self._mark_read()
-            return
-        self.open(self.conv_id)
 
     # ------------------------------------------------------------------ actions
 
