@@ -78,7 +78,8 @@ OPEN_TIMEOUT = 10.0
 CLOSE_TIMEOUT = 2.0
 #: queue items taken in one go before their effects are applied
 BURST = 1024
-#: Sends sealed in one go (one transaction for their session state, then on the wire)
+#: Sends the sealer stops taking more at (one transaction for their session state, then on the
+#: wire); the engine's are queued in chunks of at most this many
 SEAL_BURST = 256
 #: seconds to wait for DeviceAccepted before the message waits for its next resend
 DEVICE_SEND_TIMEOUT = 10.0
@@ -172,7 +173,7 @@ class Runtime:
         self._closing: set[asyncio.Task[None]] = set()
         self._main: asyncio.Task[None] | None = None
         #: Sends to seal, taken by one task (so a conversation's order holds)
-        self._sends: asyncio.Queue[tuple[int, Send]] = asyncio.Queue()
+        self._sends: asyncio.Queue[tuple[int, list[Send]]] = asyncio.Queue()
         self._sending: asyncio.Task[None] | None = None
         #: applied to each Send right before sealing (mentions and quiet, tidings.client.push)
         self.annotate: Callable[[Send], Send] | None = None
@@ -246,16 +247,19 @@ class Runtime:
             log.exception("the client failed to report changes")
         if changes.undecryptable:
             self._spawn(self.drive(self.sealer.send_resets()))
+        sends: list[Send] = []  # to the sealer together, as made on this connection
         for effect in effects:
             match effect:
                 case engine.Transmit(frame=Send() as send):
-                    self._sends.put_nowait((self._generation, send))
+                    sends.append(send)
                 case engine.Transmit():
                     await self._transmit(effect.frame)
                 case engine.Connect():
+                    sends = self._to_seal(sends)
                     self._generation += 1
                     self._spawn(self._connect(self._generation))
                 case engine.Disconnect():
+                    sends = self._to_seal(sends)
                     self._generation += 1  # events of the old socket are ignored from now on
                     await self._close_socket()
                 case engine.RefreshConversation():
@@ -272,6 +276,14 @@ class Runtime:
                     )
                 case _:
                     pass  # store effects (applied above) and notices (for the listener)
+        self._to_seal(sends)
+
+    def _to_seal(self, sends: list[Send]) -> list[Send]:
+        """Queue ``sends`` for the sealer, tagged with the current connection, in chunks of
+        at most :data:`SEAL_BURST`; a new empty list for the next ones."""
+        for start in range(0, len(sends), SEAL_BURST):
+            self._sends.put_nowait((self._generation, sends[start : start + SEAL_BURST]))
+        return []
 
     def _write(self, effects: list[engine.Effect]) -> Changes:
         """Open the batch's envelopes and store it, in one transaction: a decrypted message
@@ -384,20 +396,24 @@ class Runtime:
 
     async def _seal_loop(self) -> None:
         """Seal and send the engine's Sends in queue order, as many as are waiting at once
-        (up to :data:`SEAL_BURST`): their session state commits in one transaction, before
-        any of them goes on the wire. What the sealer cannot seal now waits for the engine's
-        resend; what it refuses for good fails like a ``Rejected``."""
+        (the queue's chunks until they hold :data:`SEAL_BURST`): their session state commits
+        in one transaction, before any of them goes on the wire. What the sealer cannot seal
+        now waits for the engine's resend; what it refuses for good fails like a
+        ``Rejected``."""
         while True:
             waiting = [await self._sends.get()]
-            while len(waiting) < SEAL_BURST and not self._sends.empty():
+            taken = len(waiting[0][1])
+            while taken < SEAL_BURST and not self._sends.empty():
                 waiting.append(self._sends.get_nowait())
+                taken += len(waiting[-1][1])
             generation = self._generation
             outbox = self.engine.outbox
             sends = [
                 send if self.annotate is None else self.annotate(send)
-                for made_in, send in waiting
-                # from an old connection (the engine resends after Welcome), or answered
-                if made_in == generation and send.id in outbox
+                for made_in, chunk in waiting
+                if made_in == generation  # else from an old connection: resent after Welcome
+                for send in chunk
+                if send.id in outbox  # else answered already
             ]
             if not sends:
                 continue
@@ -427,7 +443,7 @@ class Runtime:
             self.e2ee.apply_stale(frame)
             resend = self.engine.unsent(frame.id)
             if resend is not None:
-                self._sends.put_nowait((self._generation, resend))
+                self._sends.put_nowait((self._generation, [resend]))
         elif isinstance(frame, DeviceAccepted):
             future = self._waiting.get(frame.id)
             if future is not None and not future.done():
