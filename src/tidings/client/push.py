@@ -210,6 +210,8 @@ class PushState:
             if not isinstance(body, str):
                 return send
             reply_to = getattr(content, "reply_to", None)
+            if reply_to is None and "@" not in body:  # names and answers no one (a bot's)
+                return send
             author = self.author(reply_to) if isinstance(reply_to, uuid.UUID) else None
             # the members only for a text that names someone (a bot's stream mostly does not)
             members = self.members(send.conv) if mentioned_usernames(body) else {}

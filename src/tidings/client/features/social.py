@@ -420,8 +420,9 @@ class SocialFeatures:
         key where others wrote, fetch profiles whose key arrived (all due ones after a
         sync)."""
         db = self._store.db
-        if changes.added:
-            hidden = set(profiles.from_blocked(db, [i.hex for i in changes.added]))
+        received = [i.hex for i in changes.added if i not in changes.built]  # not own texts
+        if received:
+            hidden = set(profiles.from_blocked(db, received))
             if hidden:
                 with self._store.transaction():
                     for message_id in hidden:
