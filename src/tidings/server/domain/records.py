@@ -2,6 +2,9 @@
 takes in, and the two refusals every layer speaks (:class:`Refused`, :class:`StaleDeviceList`).
 
 No I/O here: the records are built by a store and read by the delivery engine and the API.
+The ones made for every message (:class:`NewMessage`, :class:`Appended`,
+:class:`WatermarkMove`) are frozen msgspec Structs, built in C: some ten times faster
+than a frozen dataclass, whose ``__init__`` sets each field through ``object.__setattr__``.
 """
 
 from __future__ import annotations
@@ -9,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from typing import Literal
+
+import msgspec
 
 from tidings.protocol import DeviceEnvelope, Envelope, ErrorCode
 
@@ -83,8 +88,7 @@ class ConversationRecord:
         return None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class NewMessage:
+class NewMessage(msgspec.Struct, frozen=True):
     """A client's Send, with the identity of the device that sent it."""
 
     id: uuid.UUID
@@ -151,8 +155,7 @@ class LinkedDevice:
     token_made: bool = True
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Appended:
+class Appended(msgspec.Struct, frozen=True):
     """Outcome of :meth:`Store.append`: the stored envelope (the original one if ``duplicate``)
     and the member accounts to fan it out to."""
 
@@ -174,8 +177,7 @@ class MembershipChange:
     recipients: tuple[str, ...]
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class WatermarkMove:
+class WatermarkMove(msgspec.Struct, frozen=True):
     """A member's watermarks rose. ``senders`` are the accounts with messages of their own in
     the newly covered seq range, i.e. who should hear about it."""
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import bisect
-import dataclasses
 import sqlite3
 from collections.abc import Mapping
+
+import msgspec
 
 from tidings.protocol import Watermark
 from tidings.server.domain import WatermarkMove
@@ -108,8 +109,7 @@ def _raise_watermarks(
     return WatermarkMove(conv_id, account, move.delivered, move.read, senders, *times)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Ack:
+class _Ack(msgspec.Struct, frozen=True):
     account_id: str
     device_id: int
     upto: list[tuple[str, int]]
