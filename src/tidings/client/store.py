@@ -1029,10 +1029,10 @@ def _insert_many(
     placeholders of one row, as a few multi-row statements; the rows inserted.
 
     Not ``executemany``: a messages row's search entry is written by a trigger into FTS5,
-    which writes what it holds in memory to a new segment of the index at the start of each
-    statement of a transaction it takes part in (a statement savepoint). One statement per
-    row therefore made one index segment per message, and a merge of them later: several
-    times the work of indexing the texts themselves."""
+    and FTS5 writes what it holds in memory to a new segment of its index at every statement
+    savepoint, which SQLite opens for each INSERT into a table with triggers inside a
+    transaction. One statement per row therefore made one index segment per message (and
+    merges of them later): about three times the work of indexing the texts themselves."""
     done, start, count = 0, 0, len(rows)
     while start < count:
         size = next(c for c in _CHUNKS if c <= count - start)
