@@ -64,6 +64,8 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+import msgspec
+
 from tidings.protocol import (
     MAX_BATCH,
     Accepted,
@@ -154,25 +156,28 @@ TRANSITIONS: dict[Phase, frozenset[Phase]] = {
 # ----------------------------------------------------------------------------- effects
 
 
-@dataclass(frozen=True, slots=True)
-class Connect:
+class _Effect(msgspec.Struct, frozen=True, gc=False):
+    """An effect: immutable, and made several times per message (a Send, its row, its
+    Accepted, a cursor move). A frozen dataclass sets each field through
+    ``object.__setattr__``; a Struct is built in C, and holds no reference back to anything
+    that holds it, so the cyclic garbage collector need not track it."""
+
+
+class Connect(_Effect, frozen=True):
     """Open a WebSocket connection, then call ``connected`` or ``connect_failed``."""
 
 
-@dataclass(frozen=True, slots=True)
-class Disconnect:
+class Disconnect(_Effect, frozen=True):
     """Close the current connection. The engine already counts it as closed."""
 
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class Transmit:
+class Transmit(_Effect, frozen=True):
     frame: ClientFrame
 
 
-@dataclass(frozen=True, slots=True)
-class StoreOutgoing:
+class StoreOutgoing(_Effect, frozen=True):
     """Persist a new own message as ``sending`` together with its outbox row."""
 
     id: uuid.UUID
@@ -182,8 +187,7 @@ class StoreOutgoing:
     created_at: int
 
 
-@dataclass(frozen=True, slots=True)
-class StoreRetry:
+class StoreRetry(_Effect, frozen=True):
     """A failed message goes back to ``sending`` and into the outbox."""
 
     id: uuid.UUID
@@ -191,8 +195,7 @@ class StoreRetry:
     payload: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class StoreIncoming:
+class StoreIncoming(_Effect, frozen=True):
     """Persist envelopes of one conversation (seq order, none at or below the old cursor).
     An envelope whose id is already stored is ignored by the store."""
 
@@ -200,24 +203,21 @@ class StoreIncoming:
     envelopes: tuple[Envelope, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class StoreDeviceEnvelope:
+class StoreDeviceEnvelope(_Effect, frozen=True):
     """Persist (decrypt and take in) a message to this device alone; acked with
     ``Ack.device_upto`` once stored."""
 
     envelope: DeviceEnvelope
 
 
-@dataclass(frozen=True, slots=True)
-class AdvanceCursor:
+class AdvanceCursor(_Effect, frozen=True):
     """Every seq of ``conv_id`` up to ``seq`` is stored (or unavailable to this device)."""
 
     conv_id: str
     seq: int
 
 
-@dataclass(frozen=True, slots=True)
-class MarkSent:
+class MarkSent(_Effect, frozen=True):
     """The server stored own message ``id`` as ``seq``; drop it from the outbox."""
 
     id: uuid.UUID
@@ -227,16 +227,14 @@ class MarkSent:
     status: MessageStatus
 
 
-@dataclass(frozen=True, slots=True)
-class MarkFailed:
+class MarkFailed(_Effect, frozen=True):
     """The server refused own message ``id`` for good; drop it from the outbox."""
 
     id: uuid.UUID
     code: str
 
 
-@dataclass(frozen=True, slots=True)
-class SendDeferred:
+class SendDeferred(_Effect, frozen=True):
     """The server asked to send own message ``id`` again later (``code``: ``rate_limited``,
     ``quota_exceeded`` …); it stays ``sending`` and goes again in ``retry_in`` seconds."""
 
@@ -245,8 +243,7 @@ class SendDeferred:
     retry_in: float
 
 
-@dataclass(frozen=True, slots=True)
-class Promote:
+class Promote(_Effect, frozen=True):
     """Own messages of ``conv_id`` with seq ≤ ``delivered`` are at least delivered, with
     seq ≤ ``read`` read (never lower a status)."""
 
@@ -255,8 +252,7 @@ class Promote:
     read: int
 
 
-@dataclass(frozen=True, slots=True)
-class StoreWatermark:
+class StoreWatermark(_Effect, frozen=True):
     """Persist another member's watermarks."""
 
     conv_id: str
@@ -265,23 +261,20 @@ class StoreWatermark:
     read: int
 
 
-@dataclass(frozen=True, slots=True)
-class StoreReadMark:
+class StoreReadMark(_Effect, frozen=True):
     """This account has read ``conv_id`` up to ``seq`` (here or on another device)."""
 
     conv_id: str
     seq: int
 
 
-@dataclass(frozen=True, slots=True)
-class RefreshConversation:
+class RefreshConversation(_Effect, frozen=True):
     """Fetch the conversation's info and members (REST), then call ``members_changed``."""
 
     conv_id: str
 
 
-@dataclass(frozen=True, slots=True)
-class ConnectionNotice:
+class ConnectionNotice(_Effect, frozen=True):
     """The connection phase changed (for ConnectionChanged events)."""
 
     phase: Phase
@@ -291,8 +284,7 @@ class ConnectionNotice:
     code: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class FatalNotice:
+class FatalNotice(_Effect, frozen=True):
     """The connection ended for good (:attr:`Phase.CLOSED_FATAL`): ``code`` is the close code
     (HTTP 401 counts as 4401) and ``reason`` what the user is told."""
 
@@ -300,16 +292,14 @@ class FatalNotice:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class ProtocolViolation:
+class ProtocolViolation(_Effect, frozen=True):
     """An event that needs a transition :data:`TRANSITIONS` does not list: it was ignored."""
 
     event: str
     phase: Phase
 
 
-@dataclass(frozen=True, slots=True)
-class SyncedNotice:
+class SyncedNotice(_Effect, frozen=True):
     """The replay after a (re)connect is complete."""
 
 
