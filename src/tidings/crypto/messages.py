@@ -36,6 +36,7 @@ __all__ = [
     "CiphertextMessageType",
     "PreKeySignalMessage",
     "SignalMessage",
+    "prekey_header",
 ]
 
 CURRENT_VERSION: Final = 4
@@ -219,8 +220,13 @@ class PreKeySignalMessage:
         identity_key: IdentityKey,
         message: SignalMessage,
         serialized: bytes | None = None,
+        header: tuple[bytes, bytes] | None = None,
     ) -> None:
-        """Build a message; ``serialized`` is computed unless given (by :meth:`deserialize`)."""
+        """Build a message; ``serialized`` is computed unless given (by :meth:`deserialize`).
+
+        ``header`` is :func:`prekey_header` of these same fields, when the caller kept it: a
+        session repeats it in every message until the peer answers.
+        """
         if (kyber_pre_key_id is None) != (kyber_ciphertext is None):
             raise InvalidMessageError("Kyber prekey id and ciphertext must come together")
         self.message_version = message_version
@@ -233,18 +239,17 @@ class PreKeySignalMessage:
         self.identity_key = identity_key
         self.message = message
         if serialized is None:
-            serialized = _version_byte(message_version) + protobuf.encode(
-                (
-                    (1, pre_key_id),
-                    (2, base_key.serialize()),
-                    (3, identity_key.serialize()),
-                    (4, message.serialize()),
-                    (5, registration_id),
-                    (6, signed_pre_key_id),
-                    (7, kyber_pre_key_id),
-                    (8, kyber_ciphertext),
-                )
+            before, after = header or prekey_header(
+                message_version,
+                registration_id,
+                pre_key_id,
+                signed_pre_key_id,
+                kyber_pre_key_id,
+                kyber_ciphertext,
+                base_key,
+                identity_key,
             )
+            serialized = before + protobuf.encode(((4, message.serialize()),)) + after
         self._serialized = serialized
 
     @classmethod
@@ -288,3 +293,33 @@ class PreKeySignalMessage:
     def serialize(self) -> bytes:
         """The wire bytes."""
         return self._serialized
+
+
+def prekey_header(
+    message_version: int,
+    registration_id: int,
+    pre_key_id: int | None,
+    signed_pre_key_id: int,
+    kyber_pre_key_id: int | None,
+    kyber_ciphertext: bytes | None,
+    base_key: PublicKey,
+    identity_key: IdentityKey,
+) -> tuple[bytes, bytes]:
+    """What a :class:`PreKeySignalMessage` puts around its embedded message (field 4): the
+    version byte and fields 1-3, and fields 5-8 (with the 1,568-byte Kyber ciphertext).
+
+    Protobuf fields are written one after the other, so these two parts and field 4 between
+    them are exactly the message's encoding in field-number order.
+    """
+    before = _version_byte(message_version) + protobuf.encode(
+        ((1, pre_key_id), (2, base_key.serialize()), (3, identity_key.serialize()))
+    )
+    after = protobuf.encode(
+        (
+            (5, registration_id),
+            (6, signed_pre_key_id),
+            (7, kyber_pre_key_id),
+            (8, kyber_ciphertext),
+        )
+    )
+    return before, after

@@ -27,7 +27,7 @@ from .errors import (
     UntrustedIdentityError,
 )
 from .keys import IdentityKey, KeyPair, PrivateKey, PublicKey
-from .messages import PreKeySignalMessage, SignalMessage
+from .messages import PreKeySignalMessage, SignalMessage, prekey_header
 from .ratchet import chain_step, message_keys, root_step
 from .session import (
     MAX_FORWARD_JUMPS,
@@ -154,6 +154,7 @@ def message_encrypt(
     )
     result: SignalMessage | PreKeySignalMessage = message
     if pending is not None:
+        base_key, header = _prekey_header(state, pending, local_identity)
         result = PreKeySignalMessage(
             state.session_version,
             state.local_registration_id,
@@ -161,9 +162,10 @@ def message_encrypt(
             pending.signed_pre_key_id,
             pending.kyber_pre_key_id,
             pending.kyber_ciphertext,
-            PublicKey.deserialize(pending.base_key),
+            base_key,
             local_identity,
             message,
+            header=header,
         )
     sender.chain_key = next_key
     sender.index += 1
@@ -186,6 +188,55 @@ def _identity(data: bytes) -> IdentityKey:
         if len(_IDENTITIES) >= _IDENTITIES_KEPT:
             _IDENTITIES.clear()
         _IDENTITIES[bytes(data)] = found
+    return found
+
+
+#: per unanswered session (keyed by everything the header holds): its parsed base key and
+#: encoded PreKey message header, the same in each of its messages until the peer answers
+_PREKEY_HEADERS: dict[tuple[object, ...], tuple[PublicKey, tuple[bytes, bytes]]] = {}
+#: unanswered sessions whose header is kept at most
+_PREKEY_HEADERS_KEPT = 256
+
+
+def _prekey_header_key(state: SessionState, pending: PendingPreKey) -> tuple[object, ...]:
+    return (
+        state.session_version,
+        state.local_registration_id,
+        state.local_identity,
+        pending.pre_key_id,
+        pending.signed_pre_key_id,
+        pending.kyber_pre_key_id,
+        pending.base_key,
+        pending.kyber_ciphertext,
+    )
+
+
+def _prekey_header(
+    state: SessionState, pending: PendingPreKey, local_identity: IdentityKey
+) -> tuple[PublicKey, tuple[bytes, bytes]]:
+    """The base key and :func:`~.messages.prekey_header` of an unanswered session, encoded
+    once for all its messages. The key is every value the header holds, so a session whose
+    pending prekey changed gets a new one; :func:`_apply` drops it once the peer answers."""
+    key = _prekey_header_key(state, pending)
+    found = _PREKEY_HEADERS.get(key)
+    if found is None:
+        base_key = PublicKey.deserialize(pending.base_key)
+        found = (
+            base_key,
+            prekey_header(
+                state.session_version,
+                state.local_registration_id,
+                pending.pre_key_id,
+                pending.signed_pre_key_id,
+                pending.kyber_pre_key_id,
+                pending.kyber_ciphertext,
+                base_key,
+                local_identity,
+            ),
+        )
+        if len(_PREKEY_HEADERS) >= _PREKEY_HEADERS_KEPT:
+            _PREKEY_HEADERS.clear()
+        _PREKEY_HEADERS[key] = found
     return found
 
 
@@ -430,7 +481,9 @@ def _apply(state: SessionState, decryption: _Decryption) -> None:
             chain.add_message_keys(decryption.skipped)
         chain.chain_key = decryption.chain_key
         chain.index = decryption.chain_index
-    state.pending_pre_key = None
+    if state.pending_pre_key is not None:  # answered: its messages are plain ones from now on
+        _PREKEY_HEADERS.pop(_prekey_header_key(state, state.pending_pre_key), None)
+        state.pending_pre_key = None
 
 
 def _decryption_failure(failures: list[SignalProtocolError]) -> InvalidMessageError:
