@@ -82,6 +82,7 @@ async def test_two_clients_chat_and_statuses_reach_read(server: Any, tmp_path: P
 
         hello = await alice.send_text(conv.id, "hello bob")
         assert hello.status is MessageStatus.SENDING and hello.seq is None and hello.is_own
+        assert hello.id.version == 7  # time-ordered ids, as send_texts makes them
 
         async def bob_has_it() -> bool:
             return await bob.message(hello.id) is not None

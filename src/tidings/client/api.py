@@ -57,6 +57,7 @@ from .features.safety import SafetyFeatures
 from .features.safety import SafetyNumber as SafetyNumber
 from .features.social import SocialFeatures
 from .features.validation import check_emoji, check_text
+from .ids import new_message_id
 from .mediaapi import AttachmentFeatures
 from .mediaflow import MediaFlow
 from .push import PushState
@@ -354,7 +355,7 @@ class Client(
             raise ClientError("not_supported", "a channel takes posts only (Client.post)")
         if not isinstance(content, ProfileKey):
             await self._before_send(conv_id)  # profile key first, typing off
-        message_id = uuid.uuid4()
+        message_id = new_message_id()  # time-ordered, as send_texts' (client/ids.py)
         payload = encode_bound(content, conv_id, message_id)
         if len(payload) > MAX_PAYLOAD_BYTES:
             raise ClientError("payload_too_large", "the message is too large")
