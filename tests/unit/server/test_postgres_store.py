@@ -14,9 +14,10 @@ from tests.standins.postgres import drop_database, fresh_database
 from tidings.migrations import SchemaTooNew
 from tidings.protocol import ErrorCode
 from tidings.protocol.keys import KeyUpload, KyberPreKey, OneTimePreKey, SignedPreKey
-from tidings.server.domain import NewConversation, NewMessage, Refused
+from tidings.server.domain import NewConversation, NewDeviceLink, NewMessage, Refused
 from tidings.server.store.postgres import PostgresStore, migrations
 from tidings.server.store.postgres.conversations import STORED_IDS_SQL
+from tidings.server.store.postgres.provisioning import _approve as approve_in
 from tidings.server.store.postgres.transfer import TransferError, copy_sqlite
 from tidings.server.store.sqlite import SqliteStore
 
@@ -350,3 +351,86 @@ async def test_one_index_on_the_message_id_keeps_ids_unique_per_sender_and_finds
         assert "envelopes_by_id" in plan, plan
     finally:
         await conn.close()
+
+
+async def test_a_link_fetched_while_its_approval_commits_names_the_account(nodes, dsn):
+    # The new device's fetch waits on the provisioning row while the approval (another node's
+    # transaction) holds it, and reads it at its approved version once that commits: the
+    # answer names the account, never a username left empty by the wait.
+    one, two = nodes
+    [alice] = await accounts(one, "alice")
+    secret = b"s" * 32
+    await one.create_provisioning("p1", secret, b"e" * 33, 10, 600)
+    approval = NewDeviceLink(
+        provisioning_id="p1", account_id=alice, device_name="laptop", ephemeral_key=b"e" * 33,
+        sealed=b"sealed", placeholder_key="kp", placeholder_hash=b"p" * 32, max_devices=5, now=11,
+    )  # fmt: skip
+    raw = await asyncpg.connect(dsn)
+    try:
+        tx = raw.transaction()
+        await tx.start()
+        device_id = await approve_in(raw, approval)
+        fetch = asyncio.create_task(two.fetch_provisioning("p1", secret, "kt", b"t" * 32, 12))
+        for _ in range(500):  # until the fetch waits for the approval's row lock
+            if await raw_waiting(dsn) or fetch.done():
+                break
+            await asyncio.sleep(0.01)
+        assert not fetch.done(), "the fetch did not wait for the approval"
+        await tx.commit()
+        linked = await fetch
+    finally:
+        await raw.close()
+    assert (linked.account_id, linked.username, linked.device_id) == (alice, "alice", device_id)
+    assert linked.sealed == b"sealed"
+
+
+async def raw_waiting(dsn: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(
+            await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            )
+        )
+    finally:
+        await conn.close()
+
+
+async def test_a_recovery_registration_retried_while_the_first_commits_gets_its_answer(nodes, dsn):
+    # The first registration with a ticket (one node's transaction) holds the ticket while the
+    # same registration, retried because its answer was lost, waits on another node: the retry
+    # reads the ticket as used by that very token and answers the same device, not a conflict.
+    one, two = nodes
+    [alice] = await accounts(one, "alice")
+    await one.vault_ticket(b"t" * 32, alice, 600)
+    raw = await asyncpg.connect(dsn)
+    try:
+        tx = raw.transaction()
+        await tx.start()
+        await raw.execute(
+            "SELECT 1 FROM vault_tickets WHERE ticket_hash = $1 FOR UPDATE", b"t" * 32
+        )
+        await raw.execute(
+            "INSERT INTO devices (account_id, device_id, name, token_key, token_hash, created_at)"
+            " VALUES ($1, 2, 'restored', 'newkey', $2, 10)",
+            alice,
+            b"h" * 32,
+        )
+        await raw.execute(
+            "UPDATE vault_tickets SET device_id = 2, token_key = 'newkey' WHERE ticket_hash = $1",
+            b"t" * 32,
+        )
+        retry = asyncio.create_task(
+            two.vault_register(b"t" * 32, "newkey", b"h" * 32, "restored", 11, 5)
+        )
+        for _ in range(500):  # until the retry waits for the first registration's row lock
+            if await raw_waiting(dsn) or retry.done():
+                break
+            await asyncio.sleep(0.01)
+        assert not retry.done(), "the retry did not wait for the first registration"
+        await tx.commit()
+        registered = await retry
+    finally:
+        await raw.close()
+    assert (registered.account_id, registered.username, registered.device_id) == (alice, "alice", 2)

@@ -89,21 +89,26 @@ class Provisioning(Database):
         self, provisioning_id: str, secret_hash: bytes, token_key: str, token_hash: bytes, now: int
     ) -> LinkedDevice:
         async def tx(conn: Connection) -> LinkedDevice:
+            # The row is locked on its own, and the username read after: a locked row that an
+            # approval changed while this waited is read again at its new version, but a joined
+            # account would still be the one seen before the approval (none).
             row = await conn.fetchrow(
-                "SELECT p.secret_hash, p.expires_at, p.account_id, p.device_id, p.sealed,"
-                " a.username, p.token_key FROM provisioning p"
-                " LEFT JOIN accounts a ON a.id = p.account_id WHERE p.id = $1 FOR UPDATE OF p",
+                "SELECT secret_hash, expires_at, account_id, device_id, sealed, token_key"
+                " FROM provisioning WHERE id = $1 FOR UPDATE",
                 provisioning_id,
             )
             if row is None:
                 raise Refused(ErrorCode.NOT_FOUND, "no such provisioning request")
-            stored_hash, expires_at, account_id, device_id, sealed, username, own_key = row
+            stored_hash, expires_at, account_id, device_id, sealed, own_key = row
             check_fetch(
                 stored_hash=stored_hash,
                 given_hash=secret_hash,
                 expires_at=expires_at,
                 approved=account_id is not None,
                 now=now,
+            )
+            username = await conn.fetchval(
+                "SELECT username FROM accounts WHERE id = $1", account_id
             )
             if own_key is not None:
                 # The new device chose its token and the approval gave the device that one:

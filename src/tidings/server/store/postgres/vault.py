@@ -243,17 +243,28 @@ class Vault(Database):
         max_devices: int,
     ) -> RegisteredDevice:
         async def tx(conn: Connection) -> RegisteredDevice:
+            # The ticket is locked on its own and the rest read after: a ticket that a
+            # concurrent registration used while this waited is read again at its new version,
+            # but rows joined to it would still be the ones seen before (no device yet).
             row = await conn.fetchrow(
-                "SELECT t.account_id, t.expires_at, t.device_id, t.token_key, a.username,"
-                " d.token_hash FROM vault_tickets t JOIN accounts a ON a.id = t.account_id"
-                " LEFT JOIN devices d ON d.account_id = t.account_id"
-                " AND d.device_id = t.device_id WHERE t.ticket_hash = $1 FOR UPDATE OF t",
+                "SELECT account_id, expires_at, device_id, token_key FROM vault_tickets"
+                " WHERE ticket_hash = $1 FOR UPDATE",
                 ticket_hash,
             )
             if row is None:
                 raise Refused(ErrorCode.NOT_FOUND, "no such recovery ticket")
-            account_id, expires_at, device_id, used_key, username, used_hash = row
+            account_id, expires_at, device_id, used_key = row
+            username = await conn.fetchval(
+                "SELECT username FROM accounts WHERE id = $1", account_id
+            )
+            if username is None:
+                raise Refused(ErrorCode.NOT_FOUND, "no such recovery ticket")
             if device_id is not None:
+                used_hash = await conn.fetchval(
+                    "SELECT token_hash FROM devices WHERE account_id = $1 AND device_id = $2",
+                    account_id,
+                    device_id,
+                )
                 if (
                     used_key == token_key
                     and used_hash is not None
