@@ -53,6 +53,8 @@ REFILL_BELOW = wire.PREKEY_REFILL_BELOW
 SIGNED_PREKEY_ROTATE_MS = 7 * 24 * 3600 * 1000
 #: a replaced signed prekey stays usable (late PreKey messages) for this long
 SIGNED_PREKEY_KEEP_MS = 30 * 24 * 3600 * 1000
+#: Kyber prekey records kept loaded at most (each holds its expanded Kyber1024 secret key)
+KYBER_PREKEYS_KEPT = 8
 #: key ids are 24-bit on the wire
 _MAX_KEY_ID = 2**24 - 1
 
@@ -225,6 +227,11 @@ class KeyStore:
         self._dirty: dict[tuple[str, int], SessionRecord] = {}
         #: encrypting (:meth:`sending`): a session stored now may wait in ``_dirty``
         self._sending = False
+        #: Kyber prekey records as loaded (their secret key expanded from its seed), by id: each
+        #: PreKey message that starts a session needs one, and while the one-time ones are gone
+        #: every such message names the last-resort key. Dropped when the row is written or
+        #: deleted and with the other caches; never logged.
+        self._kyber: dict[int, KyberPreKeyRecord] = {}
         #: one-time prekeys used up since the owner last looked (time to ask the server's count)
         self.consumed = 0
         self._migrate()
@@ -237,6 +244,7 @@ class KeyStore:
         self._devices.clear()
         self._sessions.clear()
         self._unsettled.clear()
+        self._kyber.clear()
 
     # ------------------------------------------------------------------ plumbing
 
@@ -506,17 +514,25 @@ class KeyStore:
     # ------------------------------------------------------------------ Kyber prekeys
 
     def get_kyber_pre_key(self, kyber_pre_key_id: int) -> KyberPreKeyRecord:
+        found = self._kyber.get(kyber_pre_key_id)
+        if found is not None:
+            return found
         row = self.db.execute(
             "SELECT record FROM e2ee_kyber_prekeys WHERE id = ?", (kyber_pre_key_id,)
         ).fetchone()
         if row is None:
             raise InvalidKyberPreKeyIdError(f"no Kyber prekey with id {kyber_pre_key_id}")
-        return KyberPreKeyRecord.deserialize(bytes(row[0]))
+        record = KyberPreKeyRecord.deserialize(bytes(row[0]))
+        if len(self._kyber) >= KYBER_PREKEYS_KEPT:
+            self._kyber.clear()
+        self._kyber[kyber_pre_key_id] = record
+        return record
 
     def save_kyber_pre_key(self, kyber_pre_key_id: int, record: KyberPreKeyRecord) -> None:
         self._save_kyber(kyber_pre_key_id, record, last_resort=False)
 
     def _save_kyber(self, key_id: int, record: KyberPreKeyRecord, last_resort: bool) -> None:
+        self._kyber.pop(key_id, None)
         with self.transaction():
             self.db.execute(
                 "INSERT OR REPLACE INTO e2ee_kyber_prekeys (id, record, last_resort)"
@@ -527,10 +543,12 @@ class KeyStore:
     def mark_kyber_pre_key_used(self, kyber_pre_key_id: int) -> None:
         """A one-time Kyber prekey is deleted; the last-resort one stays (marked used)."""
         with self.transaction():
-            self.db.execute(
+            deleted = self.db.execute(
                 "DELETE FROM e2ee_kyber_prekeys WHERE id = ? AND last_resort = 0",
                 (kyber_pre_key_id,),
-            )
+            ).rowcount
+            if deleted:
+                self._kyber.pop(kyber_pre_key_id, None)
             self.db.execute(
                 "UPDATE e2ee_kyber_prekeys SET used = 1 WHERE id = ?", (kyber_pre_key_id,)
             )

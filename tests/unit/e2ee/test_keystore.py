@@ -29,17 +29,27 @@ from tidings.client.provisioning import (
 from tidings.crypto import (
     Direction,
     IdentityKeyPair,
+    InMemoryIdentityKeyStore,
+    InMemorySessionStore,
     InvalidKyberPreKeyIdError,
     InvalidPreKeyIdError,
     InvalidSignedPreKeyIdError,
+    KyberPreKeyRecord,
+    KyberPublicKey,
+    PreKeyBundle,
     PreKeyRecord,
+    PreKeySignalMessage,
     PrivateKey,
     ProtocolAddress,
     SenderKeyRecord,
     SessionRecord,
     create_sender_key_distribution_message,
+    message_decrypt_prekey,
+    message_encrypt,
+    process_prekey_bundle,
 )
 from tidings.protocol import Envelope
+from tidings.protocol import keys as wire
 from tidings.protocol.keys import KeyCounts
 
 DAY = 24 * 3600 * 1000
@@ -332,3 +342,86 @@ def test_a_session_cached_in_memory_never_outlives_what_the_database_holds(
     # a second connection sees what the first wrote: the cache is written through
     other = keystore.KeyStore(sqlite3.connect(tmp_path / "db", isolation_level=None))
     assert other.load_session(ProtocolAddress("carol", 1)) is not None
+
+
+def _first_message(keys: KeyStore, last_resort: wire.KyberPreKey, sender: str) -> bytes:
+    """A new sender's first (PreKey) message to ``keys``' device, through its last-resort
+    Kyber prekey and no one-time prekey, as when the one-time ones are gone."""
+    current = keys.current_signed_pre_key()
+    assert current is not None
+    signed = keys.get_signed_pre_key(current[0])
+    identities = InMemoryIdentityKeyStore(IdentityKeyPair.generate(), 7)
+    sessions = InMemorySessionStore()
+    me = ProtocolAddress("me", 1)
+    bundle = PreKeyBundle(
+        registration_id=keys.get_local_registration_id(),
+        device_id=1,
+        pre_key_id=None,
+        pre_key_public=None,
+        signed_pre_key_id=signed.id,
+        signed_pre_key_public=signed.public_key(),
+        signed_pre_key_signature=signed.signature,
+        identity_key=keys.get_identity_key_pair().identity_key,
+        kyber_pre_key_id=last_resort.id,
+        kyber_pre_key_public=KyberPublicKey.deserialize(last_resort.key),
+        kyber_pre_key_signature=last_resort.signature,
+    )
+    process_prekey_bundle(bundle, me, sessions, identities)
+    return message_encrypt(sender.encode(), me, sessions, identities).serialize()
+
+
+def _decrypt_first(keys: KeyStore, sender: str, data: bytes) -> bytes:
+    return message_decrypt_prekey(
+        PreKeySignalMessage.deserialize(data),
+        ProtocolAddress(sender, 1),
+        keys,
+        keys,
+        keys,
+        keys,
+        keys,
+    )
+
+
+def test_kyber_prekeys_stay_loaded_until_written_used_up_or_rolled_back(tmp_path: Path) -> None:
+    keys = _store(tmp_path / "db")
+    upload = keys.initial_upload()
+    last = upload.kyber_last_resort
+    assert last is not None
+    loaded = keys.get_kyber_pre_key(last.id)
+    assert keys.get_kyber_pre_key(last.id) is loaded  # the seed is expanded once
+    # every new session through the last-resort key: it is used, stays and stays loaded
+    for sender in ("carol", "dave", "erin"):
+        assert _decrypt_first(keys, sender, _first_message(keys, last, sender)) == sender.encode()
+        assert keys.get_kyber_pre_key(last.id) is loaded
+    assert keys.kyber_pre_key_count(last_resort=True) == 1
+    # a one-time key used up is gone, loaded or not
+    one_time = upload.kyber_prekeys[0].id
+    assert keys.get_kyber_pre_key(one_time).id == one_time
+    keys.mark_kyber_pre_key_used(one_time)
+    with pytest.raises(InvalidKyberPreKeyIdError):
+        keys.get_kyber_pre_key(one_time)
+    # a key written again under its id (a new last-resort key) is read again
+    identity = keys.get_identity_key_pair()
+    replacement = KyberPreKeyRecord.generate(last.id, identity, 5)
+    keys.save_kyber_pre_key(last.id, replacement)
+    again = keys.get_kyber_pre_key(last.id)
+    assert again.public_key().serialize() == replacement.public_key().serialize()
+    assert again.public_key().serialize() != loaded.public_key().serialize()
+    # loaded inside a transaction that rolls back: it was never there
+    with pytest.raises(RuntimeError), keys.transaction():
+        keys.save_kyber_pre_key(4242, KyberPreKeyRecord.generate(4242, identity, 5))
+        assert keys.get_kyber_pre_key(4242).id == 4242
+        raise RuntimeError
+    with pytest.raises(InvalidKyberPreKeyIdError):
+        keys.get_kyber_pre_key(4242)
+    keys.db.execute("BEGIN")
+    keys.save_kyber_pre_key(4243, KyberPreKeyRecord.generate(4243, identity, 5))
+    assert keys.get_kyber_pre_key(4243).id == 4243
+    keys.db.execute("ROLLBACK")
+    keys.forget_cached()  # what the client's store does when its transaction rolls back
+    with pytest.raises(InvalidKyberPreKeyIdError):
+        keys.get_kyber_pre_key(4243)
+    # bounded
+    for key in upload.kyber_prekeys[1:]:
+        keys.get_kyber_pre_key(key.id)
+    assert len(keys._kyber) <= keystore.KYBER_PREKEYS_KEPT
