@@ -50,6 +50,10 @@ class MemoryVault:
     async def fetch(self, ids: Sequence[str]) -> dict[str, wire.VaultPage]:
         return {i: self.pages[i] for i in ids if i in self.pages}
 
+    async def fetch_all(self, ids: Sequence[str]) -> dict[str, wire.VaultPage]:
+        """Every page asked for, as the vault client's own ``fetch_all`` insists."""
+        return {i: self.pages[i] for i in ids}
+
 
 def _store(path: Path) -> LocalStore:
     store = LocalStore(path)

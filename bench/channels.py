@@ -65,6 +65,7 @@ from bench.loadgen import (
     tidings_server,
     ws_url,
 )
+from tidings.client.ids import new_message_id
 from tidings.protocol import frames as fr
 from tidings.protocol.channels import encode_content
 
@@ -328,7 +329,7 @@ def _wait_quiet(pid: int, limit: float = QUIET_LIMIT) -> float:
 
 def _post_body() -> Json:
     return {
-        "id": str(uuid.uuid4()),
+        "id": str(new_message_id()),
         "ts": int(time.time() * 1000),
         "content": base64.b64encode(encode_content("one post to everyone")).decode(),
         "signature": base64.b64encode(os.urandom(64)).decode(),

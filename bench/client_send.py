@@ -46,6 +46,7 @@ from bench.loadgen import LOOPBACK, cpu_seconds, free_port, start_profiler, tidi
 from tidings.client.api import DB_NAME, TOKEN_NAME, Client
 from tidings.client.core.opening import OpenedEnvelope, StoreOpened
 from tidings.client.core.payload import open_payload
+from tidings.client.ids import new_message_id
 from tidings.client.store import LocalStore, private_dir
 from tidings.client.types import Account, MessageStatus, MessageUpdated
 from tidings.protocol import frames as fr
@@ -278,7 +279,7 @@ def build_profile(path: Path, messages: int, conversations: int = CONVERSATIONS)
                 env = fr.Envelope(
                     conv=conv,
                     seq=seq,
-                    id=uuid.uuid4(),
+                    id=new_message_id(),
                     sender=me.account_id if own else peer,
                     sender_device=1,
                     ts=ts,

@@ -23,13 +23,13 @@ import random
 import shutil
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from tidings.client.core.opening import OpenedEnvelope, StoreOpened
 from tidings.client.core.payload import open_payload
+from tidings.client.ids import new_message_id
 from tidings.client.store import LocalStore
 from tidings.client.types import Account
 from tidings.protocol import frames as fr
@@ -104,7 +104,7 @@ def measure(quick: bool, work_dir: Path, sizes: tuple[int, ...] | None = None) -
                         fr.Envelope(
                             conv=conv,
                             seq=seq,
-                            id=uuid.uuid4(),
+                            id=new_message_id(),
                             sender="peer",
                             sender_device=1,
                             ts=ts,

@@ -39,6 +39,7 @@ from bench.loadgen import (
     tidings_server,
 )
 from tidings.client import Client
+from tidings.client.ids import new_message_id
 from tidings.client.types import MessageAdded, MessageStatus, MessageUpdated
 from tidings.protocol import frames as fr
 from tidings.protocol.content import Text, encode_content
@@ -252,7 +253,7 @@ async def run_raw(url: str, count: int, window: int, rate: float) -> dict[str, A
         started = time.perf_counter()
         for i in range(count):
             await slots.acquire()
-            mid = uuid.uuid4()
+            mid = new_message_id()
             sent_at[mid] = time.perf_counter()
             await sender.send(fr.encode(fr.Send(id=mid, conv=conv, payload=payload)))
             if interval:

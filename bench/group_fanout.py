@@ -36,6 +36,7 @@ from bench.loadgen import (
     raise_nofile,
     tidings_server,
 )
+from tidings.client.ids import new_message_id
 from tidings.protocol import frames as fr
 from tidings.protocol.content import Text, encode_content
 
@@ -110,7 +111,7 @@ class Fanout:
     async def post(self, n: int) -> tuple[float, list[float], float | None]:
         """Send one post; (post → last member, each member's latency, post → all receipts)."""
         assert self.admin_ws is not None
-        mid = uuid.uuid4()
+        mid = new_message_id()
         self.current = mid
         self.arrivals = []
         self.everyone.clear()

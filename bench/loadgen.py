@@ -39,6 +39,7 @@ import msgspec
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from tidings.client.ids import new_message_id
 from tidings.protocol import frames as fr
 
 Mode = Literal["relay", "tidings", "xmpp"]
@@ -618,7 +619,7 @@ class _PairDriver:
                 if not self.inflight:
                     self.drained.set()
                 return
-            mid = uuid.uuid4()
+            mid = new_message_id()
             self.inflight[mid] = _Flight(now)
             if self.relay:
                 self.unacked.append(mid)
@@ -874,7 +875,7 @@ async def drive_fanout(
     receipt_misses = post_misses = 0
     cpu = 0.0
     for _ in range(spec.posts):
-        mid = uuid.uuid4()
+        mid = new_message_id()
         current[0] = mid
         remaining[0] = len(members)
         done.clear()

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tidings.client.ids import new_message_id
 from tidings.protocol import Accepted, Send
 from tidings.server.bus.base import Delivery
 from tidings.server.bus.local import LocalBus
@@ -132,7 +133,7 @@ async def _measure(store: SqliteStore, members: int, offline: int, posts: int) -
             standin.arrivals.clear()
             t0 = time.perf_counter()
             answer = await delivery.send(
-                sender, Send(id=uuid.uuid4(), conv=conv, payload=b"x" * 200)
+                sender, Send(id=new_message_id(), conv=conv, payload=b"x" * 200)
             )
             accepted.append(time.perf_counter() - t0)
             assert isinstance(answer, Accepted), answer
