@@ -39,7 +39,6 @@ import msgspec
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tidings.client.ids import new_message_id
 from tidings.protocol import frames as fr
 
 Mode = Literal["relay", "tidings", "xmpp"]
@@ -608,6 +607,9 @@ class _PairDriver:
             self.drained.set()
 
     async def send_loop(self) -> None:
+        # Imported here: the XMPP peer's load worker imports this module without the client.
+        from tidings.client.ids import new_message_id
+
         encode = fr.encode
         send_frame = fr.Send
         window = self.window
@@ -811,6 +813,8 @@ async def drive_fanout(
 ) -> FanoutResult:
     """Every member online from this process; the sender posts ``posts`` times, one after the
     other, and each post is timed until the last member has decoded it."""
+    from tidings.client.ids import new_message_id  # as in send_loop: not for the XMPP worker
+
     errors: list[str] = []
     t0 = time.monotonic()
     members: list[ClientConnection] = []
