@@ -18,7 +18,9 @@ Conversation flow, as the server sees one device (docs/architecture.md has the i
 6. :class:`Ping` every 25 s; a connection silent for 60 s is closed by the server.
 
 Times are integer milliseconds since the Unix epoch (UTC). Account ids and conversation ids are
-opaque server-made strings; message ids are client-made UUIDs.
+opaque server-made strings; message ids are client-made UUIDs (the server takes any UUID;
+Tidings clients make time-ordered ones, version 7 of RFC 9562, which keep each side's id
+indexes appending instead of touching a random page per message).
 """
 
 from __future__ import annotations
