@@ -222,6 +222,24 @@ async def test_local_expired_urls_refused(local: Backend) -> None:
         assert (await client.get(url)).status_code == 403
 
 
+async def test_local_urls_live_at_least_their_whole_lifetime(local: Backend) -> None:
+    # Made just before a whole second, a URL still works until its full lifetime has passed
+    # (15 minutes to upload, an hour to download), and not after.
+    data = payload(3000)
+    local.clock.now = float(int(local.clock())) + 0.99
+    slot = await local.store.create_upload(len(data))
+    async with httpx.AsyncClient() as client:
+        local.clock.advance(15 * 60 - 0.001)
+        assert (await put(client, slot.parts[0].url, data)).status_code == 200
+        await local.store.complete_upload(slot.blob_id)
+        local.clock.now = float(int(local.clock())) + 0.99
+        url = await local.store.presign_download(slot.blob_id)
+        local.clock.advance(3600 - 0.001)
+        assert (await client.get(url)).status_code == 200
+        local.clock.advance(1.02)
+        assert (await client.get(url)).status_code == 403
+
+
 async def test_local_tampered_and_reused_urls_refused(local: Backend) -> None:
     data = payload(3000)
     slot = await local.store.create_upload(len(data))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import secrets
 import time
@@ -76,6 +77,12 @@ class LocalBlobStore:
     def now(self) -> float:
         return self._clock()
 
+    def _expiry(self, ttl_s: int) -> int:
+        """When a URL made now with a lifetime of ``ttl_s`` expires, in whole seconds, rounded
+        up: a URL lives at least its lifetime (rounded down, one made at x.99 s would have
+        lived 0.01 s less than a second short)."""
+        return math.ceil(self._clock()) + ttl_s
+
     # -- paths and metadata -------------------------------------------------------------
 
     def data_path(self, blob_id: str) -> Path:
@@ -121,7 +128,7 @@ class LocalBlobStore:
         return f"{self._cfg.base_url.rstrip('/')}/{params.blob_id}?{urlencode(query)}"
 
     def _slot(self, blob_id: str, meta: dict[str, Any]) -> UploadSlot:
-        expires = int(self._clock()) + self.settings.upload_url_ttl_s
+        expires = self._expiry(self.settings.upload_url_ttl_s)
         parts = self.parts_of(meta)
         done = set(meta["done"])
         urls = tuple(
@@ -190,7 +197,7 @@ class LocalBlobStore:
         meta = self.read_meta(blob_id)
         if meta["completed_at"] is None:
             raise BlobStateError("blob not uploaded yet")
-        expires = int(self._clock()) + self.settings.download_url_ttl_s
+        expires = self._expiry(self.settings.download_url_ttl_s)
         return self.presign(SignedParams("GET", blob_id, int(meta["size"]), expires, 0))
 
     async def info(self, blob_id: str) -> BlobInfo | None:
