@@ -207,7 +207,10 @@ async def test_a_big_file_resumes_after_a_restart(media: MediaServer, tmp_path: 
     await sent(again, message.id, within=120)
     numbers = set(before.parts)  # numbered from 1, like S3's
     missing = [(n - 1) * part for n in range(1, total_parts + 1) if n not in numbers]
-    assert sorted(put_offsets) == missing, (before.parts, put_offsets)
+    # Parts go up one at a time, in order: the part in flight when the app went away (the
+    # first one missing above) may still land after that status was read, when the store
+    # finishes the PUT whose answer nobody waits for. Then it is not sent again either.
+    assert sorted(put_offsets) in (missing, missing[1:]), (before.parts, put_offsets)
     assert len(put_offsets) == len(set(put_offsets)), "no part was sent twice"
     async with clients(media.server.url, root / "again", "carol"):
         pass
