@@ -10,6 +10,7 @@ Time (``now``) is UNIX seconds; it defaults to the current time.
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import NamedTuple
 
@@ -174,21 +175,11 @@ def message_encrypt(
     return result
 
 
-#: identity keys as parsed for message_encrypt (public keys; the same few for every message)
-_IDENTITIES: dict[bytes, IdentityKey] = {}
-#: identity keys kept parsed at most
-_IDENTITIES_KEPT = 256
-
-
+@functools.lru_cache(maxsize=256)
 def _identity(data: bytes) -> IdentityKey:
-    """``IdentityKey.deserialize(data)``, parsed once for the many messages of a session."""
-    found = _IDENTITIES.get(data)
-    if found is None:
-        found = IdentityKey.deserialize(data)
-        if len(_IDENTITIES) >= _IDENTITIES_KEPT:
-            _IDENTITIES.clear()
-        _IDENTITIES[bytes(data)] = found
-    return found
+    """``IdentityKey.deserialize(data)``, parsed once for the many messages of a session (public
+    keys: the same few for every message)."""
+    return IdentityKey.deserialize(data)
 
 
 #: per unanswered session (keyed by everything the header holds): its parsed base key and
