@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import asyncpg
 import pytest
@@ -371,10 +372,7 @@ async def test_a_link_fetched_while_its_approval_commits_names_the_account(nodes
         await tx.start()
         device_id = await approve_in(raw, approval)
         fetch = asyncio.create_task(two.fetch_provisioning("p1", secret, "kt", b"t" * 32, 12))
-        for _ in range(500):  # until the fetch waits for the approval's row lock
-            if await raw_waiting(dsn) or fetch.done():
-                break
-            await asyncio.sleep(0.01)
+        await until_waiting_on_a_lock(dsn, fetch)
         assert not fetch.done(), "the fetch did not wait for the approval"
         await tx.commit()
         linked = await fetch
@@ -384,15 +382,19 @@ async def test_a_link_fetched_while_its_approval_commits_names_the_account(nodes
     assert linked.sealed == b"sealed"
 
 
-async def raw_waiting(dsn: str) -> int:
+async def until_waiting_on_a_lock(dsn: str, task: asyncio.Task[Any]) -> None:
+    """Return once a session of the test's database waits for a lock (``task``, held up by the
+    test's open transaction), or ``task`` has ended; gives up after about 5 s."""
     conn = await asyncpg.connect(dsn)
     try:
-        return int(
-            await conn.fetchval(
+        for _ in range(500):
+            waiting = await conn.fetchval(
                 "SELECT count(*) FROM pg_stat_activity"
                 " WHERE wait_event_type = 'Lock' AND datname = current_database()"
             )
-        )
+            if waiting or task.done():
+                return
+            await asyncio.sleep(0.01)
     finally:
         await conn.close()
 
@@ -424,10 +426,7 @@ async def test_a_recovery_registration_retried_while_the_first_commits_gets_its_
         retry = asyncio.create_task(
             two.vault_register(b"t" * 32, "newkey", b"h" * 32, "restored", 11, 5)
         )
-        for _ in range(500):  # until the retry waits for the first registration's row lock
-            if await raw_waiting(dsn) or retry.done():
-                break
-            await asyncio.sleep(0.01)
+        await until_waiting_on_a_lock(dsn, retry)
         assert not retry.done(), "the retry did not wait for the first registration"
         await tx.commit()
         registered = await retry
